@@ -1,0 +1,276 @@
+//! Turning the user's values into JSON text: `Serialize` → `Debug` → a placeholder naming the
+//! type, picked without bounds on the user's function (autoref specialization), bounded in size,
+//! and never panicking into the user's program. Runs only for recorded observations.
+
+use std::fmt::{self, Write as _};
+use std::io;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use serde::Serialize;
+
+/// The default size limit of one captured field (input, output, a metadata value): 1 MB.
+pub const DEFAULT_FIELD_LIMIT: usize = 1_000_000;
+
+/// Keeps the first `limit` bytes written and counts them all.
+struct Bounded {
+    kept: Vec<u8>,
+    limit: usize,
+    total: usize,
+}
+
+impl Bounded {
+    fn new(limit: usize) -> Self {
+        Self {
+            kept: Vec::new(),
+            limit,
+            total: 0,
+        }
+    }
+
+    fn push(&mut self, bytes: &[u8]) {
+        self.total += bytes.len();
+        let room = self.limit.saturating_sub(self.kept.len());
+        self.kept.extend_from_slice(&bytes[..bytes.len().min(room)]);
+    }
+
+    /// The text kept, cut at a character boundary, and how many bytes were cut.
+    fn finish(self) -> (String, usize) {
+        let total = self.total;
+        let mut kept = self.kept;
+        let text = match String::from_utf8(kept.clone()) {
+            Ok(text) => text,
+            Err(error) => {
+                kept.truncate(error.utf8_error().valid_up_to());
+                String::from_utf8(kept).unwrap_or_default()
+            }
+        };
+        let cut = total - text.len();
+        (text, cut)
+    }
+}
+
+impl io::Write for Bounded {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.push(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl fmt::Write for Bounded {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.push(s.as_bytes());
+        Ok(())
+    }
+}
+
+fn truncated_text(text: &str, cut: usize, total: usize) -> String {
+    format!("{text}… [truncated: {cut} of {total} bytes cut]")
+}
+
+fn json_string(text: &str) -> String {
+    serde_json::to_string(text).unwrap_or_else(|_| "\"\"".to_string())
+}
+
+/// A JSON string naming the type of a value that could not be captured.
+pub(crate) fn placeholder<T: ?Sized>(why: &str) -> String {
+    json_string(&format!("<{}{why}>", std::any::type_name::<T>()))
+}
+
+/// A value as JSON text, at most about `limit` bytes: a larger value becomes a JSON string holding
+/// its beginning and a marker saying how much was cut.
+pub(crate) fn serialize_json<T: Serialize + ?Sized>(value: &T, limit: usize) -> String {
+    let mut out = Bounded::new(limit);
+    let result = catch_unwind(AssertUnwindSafe(|| serde_json::to_writer(&mut out, value)));
+    match result {
+        Ok(Ok(())) => {
+            let total = out.total;
+            let (text, cut) = out.finish();
+            if cut == 0 {
+                text
+            } else {
+                json_string(&truncated_text(&text, cut, total))
+            }
+        }
+        Ok(Err(error)) => placeholder::<T>(&format!(": not serializable: {error}")),
+        Err(_) => placeholder::<T>(": its Serialize impl panicked"),
+    }
+}
+
+/// Formats a value with `Debug` or `Display` into text of at most about `limit` bytes.
+fn format_bounded(
+    limit: usize,
+    what: &str,
+    write: impl FnOnce(&mut Bounded) -> fmt::Result,
+) -> Result<String, String> {
+    let mut out = Bounded::new(limit);
+    match catch_unwind(AssertUnwindSafe(|| write(&mut out))) {
+        Ok(Ok(())) => {
+            let total = out.total;
+            let (text, cut) = out.finish();
+            Ok(if cut == 0 {
+                text
+            } else {
+                truncated_text(&text, cut, total)
+            })
+        }
+        Ok(Err(_)) => Err(format!(": its {what} impl failed")),
+        Err(_) => Err(format!(": its {what} impl panicked")),
+    }
+}
+
+pub(crate) fn debug_json<T: fmt::Debug + ?Sized>(value: &T, limit: usize) -> String {
+    match format_bounded(limit, "Debug", |out| write!(out, "{value:?}")) {
+        Ok(text) => json_string(&text),
+        Err(why) => placeholder::<T>(&why),
+    }
+}
+
+pub(crate) fn display_text<T: fmt::Display + ?Sized>(value: &T, limit: usize) -> String {
+    format_bounded(limit, "Display", |out| write!(out, "{value}"))
+        .unwrap_or_else(|why| format!("<{}{why}>", std::any::type_name::<T>()))
+}
+
+pub(crate) fn debug_text<T: fmt::Debug + ?Sized>(value: &T, limit: usize) -> String {
+    format_bounded(limit, "Debug", |out| write!(out, "{value:?}"))
+        .unwrap_or_else(|why| format!("<{}{why}>", std::any::type_name::<T>()))
+}
+
+/// Wraps a reference to a value for capture: `(&&&Wrap(&value)).__observe_capture(limit)` picks
+/// `Serialize`, else `Debug`, else a placeholder, by method resolution alone.
+pub struct Wrap<'a, T: ?Sized>(pub &'a T);
+
+/// Capture through `Serialize` (first choice).
+pub trait ViaSerialize {
+    /// The value as JSON text.
+    fn __observe_capture(&self, limit: usize) -> String;
+}
+
+/// Capture through `Debug` (second choice): a JSON string of the `Debug` text.
+pub trait ViaDebug {
+    /// The value as JSON text.
+    fn __observe_capture(&self, limit: usize) -> String;
+}
+
+/// Capture of a value that is neither `Serialize` nor `Debug`: a JSON string naming its type.
+pub trait ViaPlaceholder {
+    /// The value as JSON text.
+    fn __observe_capture(&self, limit: usize) -> String;
+}
+
+impl<T: Serialize + ?Sized> ViaSerialize for &&Wrap<'_, T> {
+    fn __observe_capture(&self, limit: usize) -> String {
+        serialize_json(self.0, limit)
+    }
+}
+
+impl<T: fmt::Debug + ?Sized> ViaDebug for &Wrap<'_, T> {
+    fn __observe_capture(&self, limit: usize) -> String {
+        debug_json(self.0, limit)
+    }
+}
+
+impl<T: ?Sized> ViaPlaceholder for Wrap<'_, T> {
+    fn __observe_capture(&self, _limit: usize) -> String {
+        placeholder::<T>("")
+    }
+}
+
+/// Wraps a reference to an error for its message: `Display`, else `Debug`, else a placeholder.
+pub struct ErrWrap<'a, T: ?Sized>(pub &'a T);
+
+/// Error message through `Display` (first choice).
+pub trait ErrViaDisplay {
+    /// The message as plain text.
+    fn __observe_error(&self, limit: usize) -> String;
+}
+
+/// Error message through `Debug` (second choice).
+pub trait ErrViaDebug {
+    /// The message as plain text.
+    fn __observe_error(&self, limit: usize) -> String;
+}
+
+/// Error message of a type that is neither `Display` nor `Debug`.
+pub trait ErrViaPlaceholder {
+    /// The message as plain text.
+    fn __observe_error(&self, limit: usize) -> String;
+}
+
+impl<T: fmt::Display + ?Sized> ErrViaDisplay for &&ErrWrap<'_, T> {
+    fn __observe_error(&self, limit: usize) -> String {
+        display_text(self.0, limit)
+    }
+}
+
+impl<T: fmt::Debug + ?Sized> ErrViaDebug for &ErrWrap<'_, T> {
+    fn __observe_error(&self, limit: usize) -> String {
+        debug_text(self.0, limit)
+    }
+}
+
+impl<T: ?Sized> ErrViaPlaceholder for ErrWrap<'_, T> {
+    fn __observe_error(&self, _limit: usize) -> String {
+        format!("<{}>", std::any::type_name::<T>())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::needless_borrow)] // the triple reference is the point
+mod tests {
+    use super::*;
+
+    struct Opaque;
+    #[derive(Debug)]
+    struct OnlyDebug {
+        #[allow(dead_code)]
+        k: u8,
+    }
+    struct Panicky;
+    impl Serialize for Panicky {
+        fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+            panic!("boom")
+        }
+    }
+
+    #[test]
+    fn picks_serialize_then_debug_then_placeholder() {
+        assert_eq!((&&&Wrap(&vec![1, 2])).__observe_capture(100), "[1,2]");
+        assert_eq!(
+            (&&&Wrap(&OnlyDebug { k: 3 })).__observe_capture(100),
+            "\"OnlyDebug { k: 3 }\""
+        );
+        assert_eq!(
+            (&&&Wrap(&Opaque)).__observe_capture(100),
+            "\"<observe_runtime::capture::tests::Opaque>\""
+        );
+    }
+
+    #[test]
+    fn a_panicking_serialize_gives_a_placeholder() {
+        let json = (&&&Wrap(&Panicky)).__observe_capture(100);
+        assert_eq!(
+            json,
+            "\"<observe_runtime::capture::tests::Panicky: its Serialize impl panicked>\""
+        );
+    }
+
+    #[test]
+    fn large_values_are_cut_with_a_marker() {
+        let json = serialize_json(&"é".repeat(10), 8);
+        assert_eq!(json, "\"\\\"ééé… [truncated: 15 of 22 bytes cut]\"");
+        assert_eq!(serialize_json(&"short", 8), "\"short\"");
+    }
+
+    #[test]
+    fn errors_use_display_then_debug() {
+        let io = std::io::Error::other("disk full");
+        assert_eq!((&&&ErrWrap(&io)).__observe_error(100), "disk full");
+        assert_eq!(
+            (&&&ErrWrap(&OnlyDebug { k: 1 })).__observe_error(100),
+            "OnlyDebug { k: 1 }"
+        );
+    }
+}

@@ -1,0 +1,374 @@
+//! The trace context: a thread-local stack of what is running (our observations and attached
+//! contexts), the [`TraceContext`] handle that carries a trace to other threads, tasks and
+//! processes, and [`FutureExt::in_context`]. No lock and no allocation on push and pop once the
+//! stack has grown; user code is never called while the stack is borrowed.
+
+use std::cell::{Cell, RefCell};
+use std::fmt;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use crate::client;
+use crate::ids::{ObservationId, TraceId};
+use crate::span::{FinishedSpan, SpanCore};
+use crate::trace::TraceState;
+
+struct Frame {
+    token: u64,
+    core: SpanCore,
+}
+
+thread_local! {
+    static STACK: RefCell<Vec<Frame>> = const { RefCell::new(Vec::new()) };
+    static NEXT_TOKEN: Cell<u64> = const { Cell::new(1) };
+}
+
+/// Makes `core` current; returns the token that takes it back.
+pub(crate) fn push(core: SpanCore) -> u64 {
+    let token = NEXT_TOKEN
+        .try_with(|next| {
+            let token = next.get();
+            next.set(token.wrapping_add(1).max(1));
+            token
+        })
+        .unwrap_or(0);
+    let pushed = STACK.try_with(|stack| {
+        if let Ok(mut stack) = stack.try_borrow_mut() {
+            stack.push(Frame { token, core });
+            true
+        } else {
+            false
+        }
+    });
+    if pushed == Ok(true) {
+        token
+    } else {
+        0
+    }
+}
+
+/// Takes back what `push` made current (usually the top of the stack).
+pub(crate) fn remove(token: u64) -> Option<SpanCore> {
+    if token == 0 {
+        return None;
+    }
+    STACK
+        .try_with(|stack| {
+            let mut stack = stack.try_borrow_mut().ok()?;
+            if stack.last().is_some_and(|f| f.token == token) {
+                return stack.pop().map(|f| f.core);
+            }
+            let index = stack.iter().rposition(|f| f.token == token)?;
+            Some(stack.remove(index).core)
+        })
+        .ok()
+        .flatten()
+}
+
+fn with_top<R>(f: impl FnOnce(&Frame) -> R) -> Option<R> {
+    STACK
+        .try_with(|stack| stack.try_borrow().ok()?.last().map(f))
+        .ok()
+        .flatten()
+}
+
+/// The trace and parent observation a new observation opened here hangs under.
+pub(crate) fn current_parent() -> Option<(Arc<TraceState>, Option<ObservationId>)> {
+    with_top(|f| (f.core.trace.clone(), f.core.span_id))
+}
+
+pub(crate) fn current_trace_state() -> Option<Arc<TraceState>> {
+    with_top(|f| f.core.trace.clone())
+}
+
+/// The id of the current observation when it is ours and recorded.
+pub(crate) fn current_recording_span_id() -> Option<ObservationId> {
+    with_top(|f| f.core.data.as_ref().map(|d| d.span_id)).flatten()
+}
+
+pub(crate) fn current_field_limit() -> Option<usize> {
+    with_top(|f| f.core.trace.client.as_ref().map(|c| c.field_limit())).flatten()
+}
+
+pub(crate) fn span_id_of(token: u64) -> Option<ObservationId> {
+    STACK
+        .try_with(|stack| {
+            let stack = stack.try_borrow().ok()?;
+            let frame = stack.iter().rev().find(|f| f.token == token)?;
+            frame.core.data.as_ref().map(|d| d.span_id)
+        })
+        .ok()
+        .flatten()
+}
+
+/// Changes the data of a recorded observation of this thread.
+pub(crate) fn with_span_data(id: ObservationId, change: impl FnOnce(&mut FinishedSpan)) {
+    let _ = STACK.try_with(|stack| {
+        let Ok(mut stack) = stack.try_borrow_mut() else {
+            return;
+        };
+        let data = stack
+            .iter_mut()
+            .rev()
+            .filter_map(|f| f.core.data.as_deref_mut())
+            .find(|d| d.span_id == id);
+        if let Some(data) = data {
+            change(data);
+        }
+    });
+}
+
+/// A handle on a running trace and observation: `Clone + Send + Sync`, for carrying the trace to
+/// other threads, tasks ([`FutureExt::in_context`]) and processes (`traceparent`).
+///
+/// ```
+/// use observe_runtime::{span, TraceContext};
+/// let _root = span("request").start();
+/// let context = TraceContext::current();
+/// std::thread::spawn(move || {
+///     let _attached = context.as_ref().map(TraceContext::attach);
+///     let _child = span("worker").start(); // a child of "request" when tracing is on
+/// })
+/// .join()
+/// .unwrap();
+/// ```
+#[derive(Clone)]
+pub struct TraceContext {
+    trace: Arc<TraceState>,
+    span_id: Option<ObservationId>,
+}
+
+impl fmt::Debug for TraceContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TraceContext")
+            .field("trace_id", &self.trace.trace_id)
+            .field("observation_id", &self.span_id)
+            .field("sampled", &self.trace.sampled)
+            .finish()
+    }
+}
+
+/// Why a `traceparent` header was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceparentError {
+    value: String,
+    reason: &'static str,
+}
+
+impl fmt::Display for TraceparentError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid traceparent {:?}: {}; expected \"00-<32 lowercase hex trace id>-<16 lowercase hex \
+             parent id>-<2 hex flags>\"",
+            self.value, self.reason
+        )
+    }
+}
+
+impl std::error::Error for TraceparentError {}
+
+impl TraceContext {
+    /// The trace and observation running on this thread, if any.
+    pub fn current() -> Option<TraceContext> {
+        with_top(|f| TraceContext {
+            trace: f.core.trace.clone(),
+            span_id: f.core.span_id,
+        })
+    }
+
+    /// A context whose next observation starts (or joins) the given trace, for example an id
+    /// taken from an incoming request (see [`TraceId::from_external`]).
+    pub fn for_trace(trace_id: TraceId) -> TraceContext {
+        TraceContext {
+            trace: TraceState::new(trace_id, None, None),
+            span_id: None,
+        }
+    }
+
+    /// The W3C `traceparent` of a remote caller: observations opened under it join that trace as
+    /// children of the caller's span, and keep its sampling decision.
+    ///
+    /// ```
+    /// use observe_runtime::TraceContext;
+    /// let header = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    /// let context = TraceContext::from_traceparent(header).unwrap();
+    /// assert_eq!(context.trace_id().to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
+    /// assert!(TraceContext::from_traceparent("00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01").is_err());
+    /// ```
+    pub fn from_traceparent(header: &str) -> Result<TraceContext, TraceparentError> {
+        let error = |reason| TraceparentError {
+            value: header.chars().take(100).collect(),
+            reason,
+        };
+        let parts: Vec<&str> = header.trim().split('-').collect();
+        if parts.len() < 4 {
+            return Err(error("it does not have four parts separated by '-'"));
+        }
+        if parts[0].len() != 2 || !parts[0].bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(error("the version is not two hex characters"));
+        }
+        if parts[0] == "ff" || (parts[0] == "00" && parts.len() != 4) {
+            return Err(error("the version is not supported"));
+        }
+        let trace_id: TraceId = parts[1]
+            .parse()
+            .map_err(|_| error("the trace id is not 32 lowercase hex characters, not all zero"))?;
+        let parent: ObservationId = parts[2]
+            .parse()
+            .map_err(|_| error("the parent id is not 16 lowercase hex characters, not all zero"))?;
+        let flags = u8::from_str_radix(parts[3], 16)
+            .ok()
+            .filter(|_| parts[3].len() == 2 && parts[3].bytes().all(|b| !b.is_ascii_uppercase()))
+            .ok_or_else(|| error("the flags are not two lowercase hex characters"))?;
+        Ok(TraceContext {
+            trace: TraceState::new(trace_id, Some(parent), Some(flags & 1 == 1)),
+            span_id: Some(parent),
+        })
+    }
+
+    /// The W3C `traceparent` header of this context (for outgoing requests).
+    pub fn to_traceparent(&self) -> String {
+        // A context made by `for_trace` has no observation yet: the child's parent id is then a
+        // fresh id that no observation has (the W3C format needs one).
+        let span_id = self.span_id.unwrap_or_else(ObservationId::random);
+        format!(
+            "00-{}-{}-{}",
+            self.trace.trace_id,
+            span_id,
+            if self.trace.sampled { "01" } else { "00" }
+        )
+    }
+
+    /// The context passed to this process in the `TRACEPARENT` environment variable, if any
+    /// (a malformed value is reported on stderr and ignored).
+    pub fn from_env() -> Option<TraceContext> {
+        let value = std::env::var("TRACEPARENT").ok()?;
+        match Self::from_traceparent(&value) {
+            Ok(context) => Some(context),
+            Err(error) => {
+                crate::diagnostics::warn_once(
+                    "TRACEPARENT",
+                    format!("TRACEPARENT ignored: {error}"),
+                );
+                None
+            }
+        }
+    }
+
+    /// Passes this context to a child process in `TRACEPARENT`, together with the `LANGFUSE_*`
+    /// settings of the running client that neither the command nor this process's environment
+    /// already sets, so that a worker process can report into the same trace.
+    ///
+    /// ```no_run
+    /// # fn demo() -> std::io::Result<()> {
+    /// let mut command = std::process::Command::new("worker");
+    /// if let Some(context) = observe_runtime::TraceContext::current() {
+    ///     context.apply_to(&mut command);
+    /// }
+    /// command.status()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn apply_to(&self, command: &mut std::process::Command) {
+        command.env("TRACEPARENT", self.to_traceparent());
+        if let Some(client) = client::installed() {
+            let already: Vec<String> = command
+                .get_envs()
+                .map(|(k, _)| k.to_string_lossy().into_owned())
+                .collect();
+            for (name, value) in client.environment_for_children() {
+                if !already.iter().any(|k| k == name) && std::env::var_os(name).is_none() {
+                    command.env(name, value);
+                }
+            }
+        }
+    }
+
+    /// The trace id.
+    pub fn trace_id(&self) -> TraceId {
+        self.trace.trace_id
+    }
+
+    /// The observation new observations will hang under, if any.
+    pub fn observation_id(&self) -> Option<ObservationId> {
+        self.span_id
+    }
+
+    /// Whether the trace is sampled (recorded).
+    pub fn is_sampled(&self) -> bool {
+        self.trace.sampled
+    }
+
+    /// Makes this context current on this thread until the guard drops.
+    pub fn attach(&self) -> ContextGuard {
+        let token = push(SpanCore {
+            trace: self.trace.clone(),
+            span_id: self.span_id,
+            data: None,
+        });
+        ContextGuard {
+            token,
+            _not_send: PhantomData,
+        }
+    }
+}
+
+/// Keeps an attached [`TraceContext`] current until it drops.
+#[must_use = "the context is current only while this guard lives"]
+#[derive(Debug)]
+pub struct ContextGuard {
+    token: u64,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl Drop for ContextGuard {
+    fn drop(&mut self) {
+        // An attached context ends nothing: it only stops being current.
+        drop(remove(self.token));
+    }
+}
+
+/// Runs futures with a trace context current on every poll.
+pub trait FutureExt: Future + Sized {
+    /// Runs this future with `context` current on every poll, on whichever thread polls it
+    /// (for `tokio::spawn` and friends).
+    ///
+    /// ```
+    /// use observe_runtime::{FutureExt, TraceContext};
+    /// # async fn tool() {}
+    /// # async fn demo() {
+    /// if let Some(context) = TraceContext::current() {
+    ///     tokio::spawn(tool().in_context(context));
+    /// }
+    /// # }
+    /// ```
+    fn in_context(self, context: TraceContext) -> InContext<Self> {
+        InContext {
+            future: self,
+            context,
+        }
+    }
+}
+
+impl<F: Future> FutureExt for F {}
+
+/// A future running with a trace context current on every poll; see [`FutureExt::in_context`].
+#[derive(Debug)]
+pub struct InContext<F> {
+    future: F,
+    context: TraceContext,
+}
+
+impl<F: Future> Future for InContext<F> {
+    type Output = F::Output;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        // SAFETY: `future` is structurally pinned: it is never moved out of `self`, and
+        // `InContext` has no `Drop` impl and is `Unpin` only when `F` is.
+        let this = unsafe { self.get_unchecked_mut() };
+        let _guard = this.context.attach();
+        unsafe { Pin::new_unchecked(&mut this.future) }.poll(cx)
+    }
+}

@@ -1,0 +1,473 @@
+//! HTTP to Langfuse: the export POST with its headers, retries with backoff and `Retry-After`,
+//! auth failures turned into one clear message, and the credential check. Runs only on the
+//! exporter thread, on its own single-threaded tokio runtime: the user's runtime is never used.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+
+use super::worker::Waiter;
+use super::Counters;
+use crate::config::{region_hint, Target};
+use crate::diagnostics;
+use crate::ids::random_u64;
+
+/// Attempts per batch, the first included.
+const MAX_ATTEMPTS: u32 = 6;
+/// The longest one batch is retried while the pipeline runs (a flush or shutdown deadline can cut
+/// it shorter).
+const RETRY_BUDGET: Duration = Duration::from_secs(60);
+const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+const MAX_BACKOFF: Duration = Duration::from_secs(8);
+
+/// The project the keys belong to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Project {
+    /// The project id.
+    pub id: String,
+    /// The project name.
+    pub name: String,
+}
+
+/// A successful credential check: the keys are valid for this host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AuthCheck {
+    /// The project(s) the keys belong to.
+    pub projects: Vec<Project>,
+}
+
+/// Why the credential check failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AuthError {
+    /// `init` has not been called, or the guard was shut down.
+    NotInitialized,
+    /// The exporter does not send to Langfuse (console, memory, or a generic collector).
+    NotLangfuse,
+    /// The server refused the keys (401 or 403).
+    Unauthorized {
+        /// The HTTP status.
+        status: u16,
+        /// The server's message.
+        message: String,
+        /// The base URL asked.
+        base_url: String,
+    },
+    /// Another answer than 200.
+    Http {
+        /// The HTTP status.
+        status: u16,
+        /// The server's message.
+        message: String,
+        /// The base URL asked.
+        base_url: String,
+    },
+    /// No answer: connection refused, DNS, TLS or timeout.
+    Network {
+        /// What failed.
+        reason: String,
+        /// The base URL asked.
+        base_url: String,
+    },
+}
+
+impl fmt::Display for AuthError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotInitialized => f.write_str(
+                "observe_runtime is not initialized: call observe_runtime::init() first and keep \
+                 its guard",
+            ),
+            Self::NotLangfuse => f.write_str(
+                "the exporter does not send to Langfuse (console, memory or a generic OTLP \
+                 collector): there are no Langfuse keys to check",
+            ),
+            Self::Unauthorized {
+                status,
+                message,
+                base_url,
+            } => f.write_str(&auth_failure_text(*status, message, base_url)),
+            Self::Http {
+                status,
+                message,
+                base_url,
+            } => write!(
+                f,
+                "the credential check at {base_url} answered HTTP {status}: {message:?}"
+            ),
+            Self::Network { reason, base_url } => write!(
+                f,
+                "could not reach Langfuse at {base_url}: {reason}; check LANGFUSE_BASE_URL and \
+                 the network"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for AuthError {}
+
+/// The one message a user needs after a 401 or 403.
+pub(crate) fn auth_failure_text(status: u16, server_message: &str, base_url: &str) -> String {
+    let mut text = format!(
+        "Langfuse rejected the credentials with HTTP {status}: {server_message:?} (base URL \
+         {base_url}). Check that LANGFUSE_PUBLIC_KEY and LANGFUSE_SECRET_KEY are the API keys of \
+         a project on this host."
+    );
+    if let Some(hint) = region_hint(base_url) {
+        text.push(' ');
+        text.push_str(&hint);
+        text.push('.');
+    }
+    text
+}
+
+/// The `message` or `error` of a JSON body, else the text itself (shortened).
+fn server_message(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let parsed: Option<serde_json::Value> = serde_json::from_slice(body).ok();
+    let from_json = parsed.as_ref().and_then(|value| {
+        ["message", "error"]
+            .iter()
+            .find_map(|key| value.get(key).and_then(|v| v.as_str()).map(str::to_string))
+    });
+    let message = from_json.unwrap_or_else(|| text.trim().to_string());
+    message.chars().take(300).collect()
+}
+
+enum Attempt {
+    Delivered,
+    /// Worth trying again, after the server's `Retry-After` if it gave one.
+    Retry(String, Option<Duration>),
+    /// 401 or 403.
+    Unauthorized(u16, String),
+    /// Any other refusal: retrying would not help.
+    Refused(u16, String),
+}
+
+pub(crate) struct Transport {
+    runtime: tokio::runtime::Runtime,
+    http: reqwest::Client,
+    target: Target,
+    headers: HeaderMap,
+    timeout: Duration,
+    counters: Arc<Counters>,
+    auth_reported: bool,
+}
+
+fn header(name: &str, value: &str) -> Result<(HeaderName, HeaderValue), String> {
+    let name = HeaderName::from_bytes(name.as_bytes())
+        .map_err(|_| format!("{name:?} is not a valid HTTP header name"))?;
+    let value = HeaderValue::from_str(value)
+        .map_err(|_| format!("the value of header {name} has characters HTTP does not allow"))?;
+    Ok((name, value))
+}
+
+impl Transport {
+    /// Builds the runtime and client; call it on the exporter thread.
+    pub(crate) fn new(
+        target: Target,
+        timeout: Duration,
+        counters: Arc<Counters>,
+    ) -> Result<Self, String> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("tokio runtime: {e}"))?;
+        let http = reqwest::Client::builder()
+            .connect_timeout(timeout)
+            .timeout(timeout)
+            .user_agent(concat!("observe-runtime/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("HTTP client: {e}"))?;
+        let mut headers = HeaderMap::new();
+        let add = |headers: &mut HeaderMap, name: &str, value: &str| -> Result<(), String> {
+            let (name, value) = header(name, value)?;
+            headers.insert(name, value);
+            Ok(())
+        };
+        add(&mut headers, "content-type", "application/x-protobuf")?;
+        add(&mut headers, "content-encoding", "gzip")?;
+        if let Some(keys) = &target.langfuse {
+            let token = base64::engine::general_purpose::STANDARD
+                .encode(format!("{}:{}", keys.public_key, keys.secret_key));
+            let (name, mut value) =
+                header("authorization", &format!("Basic {token}")).map_err(|_| {
+                    "LANGFUSE_PUBLIC_KEY or LANGFUSE_SECRET_KEY has characters HTTP does not \
+                     allow"
+                        .to_string()
+                })?;
+            value.set_sensitive(true);
+            headers.insert(name, value);
+            add(&mut headers, "x-langfuse-ingestion-version", "4")?;
+            add(&mut headers, "x-langfuse-sdk-name", "rust")?;
+            add(
+                &mut headers,
+                "x-langfuse-sdk-version",
+                env!("CARGO_PKG_VERSION"),
+            )?;
+            add(&mut headers, "x-langfuse-public-key", &keys.public_key).map_err(|_| {
+                "LANGFUSE_PUBLIC_KEY has characters HTTP does not allow".to_string()
+            })?;
+        }
+        for (name, value) in &target.headers {
+            let (name, mut value) =
+                header(name, value).map_err(|e| format!("OTEL_EXPORTER_OTLP_HEADERS: {e}"))?;
+            value.set_sensitive(true);
+            headers.insert(name, value);
+        }
+        Ok(Self {
+            runtime,
+            http,
+            target,
+            headers,
+            timeout,
+            counters,
+            auth_reported: false,
+        })
+    }
+
+    fn attempt_time(&self, waiter: &Waiter) -> Option<Duration> {
+        let time = match waiter.remaining() {
+            Some(left) => left.min(self.timeout),
+            None => self.timeout,
+        };
+        (!time.is_zero()).then_some(time)
+    }
+
+    fn attempt(&self, body: &[u8], time: Duration) -> Attempt {
+        let request = self
+            .http
+            .post(&self.target.endpoint)
+            .headers(self.headers.clone())
+            .timeout(time)
+            .body(body.to_vec());
+        self.runtime.block_on(async {
+            let answer = tokio::time::timeout(time, async {
+                let response = request.send().await?;
+                let status = response.status().as_u16();
+                let retry_after = response
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<f64>().ok())
+                    .filter(|s| s.is_finite() && *s >= 0.0)
+                    .map(|s| Duration::from_secs_f64(s.min(3600.0)));
+                let body = response.bytes().await?;
+                Ok::<_, reqwest::Error>((status, retry_after, body))
+            })
+            .await;
+            match answer {
+                Err(_) => Attempt::Retry(format!("no answer within {time:?}"), None),
+                Ok(Err(error)) => Attempt::Retry(describe(&error), None),
+                Ok(Ok((status, retry_after, body))) => match status {
+                    200..=299 => Attempt::Delivered,
+                    401 | 403 => Attempt::Unauthorized(status, server_message(&body)),
+                    408 | 429 | 500 | 502 | 503 | 504 => Attempt::Retry(
+                        format!("HTTP {status}: {}", server_message(&body)),
+                        retry_after,
+                    ),
+                    _ => Attempt::Refused(status, server_message(&body)),
+                },
+            }
+        })
+    }
+
+    /// Sends one gzipped request body, retrying within the budget; `Err` says why it was lost.
+    pub(crate) fn post(&mut self, body: &[u8], waiter: &mut Waiter) -> Result<(), String> {
+        let started = Instant::now();
+        let mut attempt_number = 1;
+        loop {
+            let Some(time) = self.attempt_time(waiter) else {
+                return Err(
+                    "the flush or shutdown deadline passed before the batch was sent".into(),
+                );
+            };
+            let (reason, retry_after) = match self.attempt(body, time) {
+                Attempt::Delivered => {
+                    Counters::add(&self.counters.requests_ok, 1);
+                    return Ok(());
+                }
+                Attempt::Unauthorized(status, message) => {
+                    Counters::add(&self.counters.requests_failed, 1);
+                    Counters::add(&self.counters.auth_failures, 1);
+                    let text = auth_failure_text(status, &message, &self.target.base_url);
+                    self.counters.set_last_error(text.clone());
+                    if !self.auth_reported {
+                        self.auth_reported = true;
+                        diagnostics::error(
+                            "auth",
+                            format!(
+                                "{text} The spans of this request were dropped; later \
+                                 authentication failures are counted in stats() and not logged \
+                                 again."
+                            ),
+                        );
+                    }
+                    return Err(format!("HTTP {status}: {message}"));
+                }
+                Attempt::Refused(status, message) => {
+                    Counters::add(&self.counters.requests_failed, 1);
+                    let text = format!(
+                        "{} refused the export with HTTP {status}: {message:?}; the request is \
+                         not retried",
+                        self.target.endpoint
+                    );
+                    self.counters.set_last_error(text.clone());
+                    return Err(text);
+                }
+                Attempt::Retry(reason, retry_after) => {
+                    Counters::add(&self.counters.requests_failed, 1);
+                    (reason, retry_after)
+                }
+            };
+            diagnostics::debug(|| format!("attempt {attempt_number} failed: {reason}"));
+            let backoff = FIRST_BACKOFF
+                .saturating_mul(1 << (attempt_number - 1).min(8))
+                .min(MAX_BACKOFF);
+            let jitter = backoff.mul_f64((random_u64() % 1000) as f64 / 2000.0);
+            let delay = retry_after.unwrap_or(backoff + jitter);
+            let give_up = |why: &str| {
+                let text = format!(
+                    "export to {} failed after {attempt_number} attempt(s): {reason}{why}",
+                    self.target.endpoint
+                );
+                self.counters.set_last_error(text.clone());
+                text
+            };
+            if attempt_number >= MAX_ATTEMPTS {
+                return Err(give_up(""));
+            }
+            if started.elapsed() + delay > RETRY_BUDGET {
+                return Err(give_up("; the next retry would exceed the retry budget"));
+            }
+            if !waiter.sleep(delay) {
+                return Err(give_up("; the flush or shutdown deadline came first"));
+            }
+            Counters::add(&self.counters.requests_retried, 1);
+            attempt_number += 1;
+        }
+    }
+
+    /// `GET {base}/api/public/projects` with the export's credentials.
+    pub(crate) fn projects(&mut self, waiter: &Waiter) -> Result<AuthCheck, AuthError> {
+        let base_url = self.target.base_url.clone();
+        if self.target.langfuse.is_none() {
+            return Err(AuthError::NotLangfuse);
+        }
+        let time = self.attempt_time(waiter).unwrap_or(self.timeout);
+        let mut headers = HeaderMap::new();
+        if let Some(auth) = self.headers.get("authorization") {
+            headers.insert("authorization", auth.clone());
+        }
+        let request = self
+            .http
+            .get(format!("{base_url}/api/public/projects"))
+            .headers(headers)
+            .timeout(time);
+        let answer = self.runtime.block_on(async {
+            tokio::time::timeout(time, async {
+                let response = request.send().await?;
+                let status = response.status().as_u16();
+                let body = response.bytes().await?;
+                Ok::<_, reqwest::Error>((status, body))
+            })
+            .await
+        });
+        let (status, body) = match answer {
+            Err(_) => {
+                return Err(AuthError::Network {
+                    reason: format!("no answer within {time:?}"),
+                    base_url,
+                })
+            }
+            Ok(Err(error)) => {
+                return Err(AuthError::Network {
+                    reason: describe(&error),
+                    base_url,
+                })
+            }
+            Ok(Ok(answer)) => answer,
+        };
+        match status {
+            200 => {
+                let value: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+                let projects = value
+                    .get("data")
+                    .and_then(|d| d.as_array())
+                    .map(|items| {
+                        items
+                            .iter()
+                            .map(|p| Project {
+                                id: p.get("id").and_then(|v| v.as_str()).unwrap_or("").into(),
+                                name: p.get("name").and_then(|v| v.as_str()).unwrap_or("").into(),
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                Ok(AuthCheck { projects })
+            }
+            401 | 403 => Err(AuthError::Unauthorized {
+                status,
+                message: server_message(&body),
+                base_url,
+            }),
+            _ => Err(AuthError::Http {
+                status,
+                message: server_message(&body),
+                base_url,
+            }),
+        }
+    }
+}
+
+/// A network error with its causes (reqwest's own text hides "connection refused").
+fn describe(error: &reqwest::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cloud_auth_failures_name_the_other_regions() {
+        assert_eq!(
+            auth_failure_text(
+                401,
+                "Invalid credentials. Confirm that you've configured the correct host.",
+                "https://cloud.langfuse.com"
+            ),
+            "Langfuse rejected the credentials with HTTP 401: \"Invalid credentials. Confirm that \
+             you've configured the correct host.\" (base URL https://cloud.langfuse.com). Check \
+             that LANGFUSE_PUBLIC_KEY and LANGFUSE_SECRET_KEY are the API keys of a project on \
+             this host. Langfuse Cloud keys belong to one region and this is the EU region; if \
+             the project lives in another, set LANGFUSE_BASE_URL to \
+             https://us.cloud.langfuse.com (US), https://jp.cloud.langfuse.com (JP), \
+             https://hipaa.cloud.langfuse.com (HIPAA)."
+        );
+    }
+
+    #[test]
+    fn self_hosted_auth_failures_have_no_region_hint() {
+        let text = auth_failure_text(401, "No authorization header", "https://lf.example.com");
+        assert!(!text.contains("region"), "{text}");
+    }
+
+    #[test]
+    fn server_messages_come_from_json_or_text() {
+        assert_eq!(server_message(br#"{"message":"nope"}"#), "nope");
+        assert_eq!(server_message(br#"{"error":"bad id"}"#), "bad id");
+        assert_eq!(server_message(b"  plain  "), "plain");
+    }
+}

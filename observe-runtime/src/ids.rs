@@ -1,0 +1,285 @@
+//! Trace and observation ids: random generation, strict parsing, and the deterministic ids of the
+//! official SDKs. Knows nothing about spans or export.
+
+use std::cell::Cell;
+use std::collections::hash_map::RandomState;
+use std::fmt;
+use std::hash::{BuildHasher, Hasher};
+use std::str::FromStr;
+
+use sha2::{Digest, Sha256};
+
+/// A trace id: 16 bytes, shown as 32 lowercase hex characters, never all zero.
+///
+/// ```
+/// use observe_runtime::TraceId;
+/// let id: TraceId = "2d711642b726b04401627ca9fbac32f5".parse().unwrap();
+/// assert_eq!(id, TraceId::from_seed("x"));
+/// assert!("2D711642B726B04401627CA9FBAC32F5".parse::<TraceId>().is_err());
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TraceId([u8; 16]);
+
+/// An observation (span) id: 8 bytes, shown as 16 lowercase hex characters, never all zero.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ObservationId([u8; 8]);
+
+/// Why a text is not a valid id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdParseError {
+    kind: &'static str,
+    expected_len: usize,
+    value: String,
+}
+
+impl fmt::Display for IdParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{:?} is not a valid {}: expected {} lowercase hex characters, not all zero \
+             (use TraceId::from_external for ids from other systems, such as UUIDs)",
+            self.value, self.kind, self.expected_len
+        )
+    }
+}
+
+impl std::error::Error for IdParseError {}
+
+fn parse_hex<const N: usize>(text: &str, kind: &'static str) -> Result<[u8; N], IdParseError> {
+    let error = || IdParseError {
+        kind,
+        expected_len: N * 2,
+        value: text.chars().take(80).collect(),
+    };
+    let bytes = text.as_bytes();
+    if bytes.len() != N * 2 {
+        return Err(error());
+    }
+    let digit = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    };
+    let mut out = [0u8; N];
+    for (i, pair) in bytes.chunks_exact(2).enumerate() {
+        let (Some(high), Some(low)) = (digit(pair[0]), digit(pair[1])) else {
+            return Err(error());
+        };
+        out[i] = high << 4 | low;
+    }
+    if out.iter().all(|b| *b == 0) {
+        return Err(error());
+    }
+    Ok(out)
+}
+
+fn write_hex(f: &mut fmt::Formatter<'_>, bytes: &[u8]) -> fmt::Result {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut buf = [0u8; 32];
+    for (i, b) in bytes.iter().enumerate() {
+        buf[2 * i] = HEX[(b >> 4) as usize];
+        buf[2 * i + 1] = HEX[(b & 15) as usize];
+    }
+    // Only ASCII hex digits were written.
+    f.write_str(std::str::from_utf8(&buf[..bytes.len() * 2]).unwrap_or_default())
+}
+
+impl TraceId {
+    /// The id from its 16 bytes; `None` when all are zero.
+    pub fn from_bytes(bytes: [u8; 16]) -> Option<Self> {
+        (bytes != [0; 16]).then_some(Self(bytes))
+    }
+
+    /// The 16 bytes of the id.
+    pub fn to_bytes(self) -> [u8; 16] {
+        self.0
+    }
+
+    /// The first 16 bytes of SHA-256 of the seed: the same id as the official SDKs'
+    /// `create_trace_id(seed)`, so every process and language derives the same trace from one key.
+    ///
+    /// ```
+    /// assert_eq!(
+    ///     observe_runtime::TraceId::from_seed("x").to_string(),
+    ///     "2d711642b726b04401627ca9fbac32f5"
+    /// );
+    /// ```
+    pub fn from_seed(seed: &str) -> Self {
+        let digest = Sha256::digest(seed.as_bytes());
+        let mut bytes = [0u8; 16];
+        bytes.copy_from_slice(&digest[..16]);
+        if bytes == [0; 16] {
+            bytes[15] = 1;
+        }
+        Self(bytes)
+    }
+
+    /// An id from another system, never failing: a valid id is kept as it is; anything else (a UUID
+    /// with dashes, upper case, a request id) goes through [`TraceId::from_seed`], so the same
+    /// external id always gives the same trace.
+    ///
+    /// ```
+    /// use observe_runtime::TraceId;
+    /// let id = TraceId::from_external("6F9619FF-8B86-D011-B42D-00C04FC964FF");
+    /// assert_eq!(id, TraceId::from_external("6F9619FF-8B86-D011-B42D-00C04FC964FF"));
+    /// assert_eq!(TraceId::from_external("2d711642b726b04401627ca9fbac32f5").to_string(),
+    ///            "2d711642b726b04401627ca9fbac32f5");
+    /// ```
+    pub fn from_external(id: &str) -> Self {
+        id.parse().unwrap_or_else(|_| Self::from_seed(id))
+    }
+
+    pub(crate) fn random() -> Self {
+        let high = random_u64();
+        let low = random_u64();
+        let mut bytes = [0u8; 16];
+        bytes[..8].copy_from_slice(&high.to_be_bytes());
+        bytes[8..].copy_from_slice(&low.to_be_bytes());
+        Self(bytes)
+    }
+
+    /// The low 64 bits (bytes 8..16, big-endian) that OpenTelemetry's trace-id-ratio sampler reads.
+    pub(crate) fn sampling_value(self) -> u64 {
+        let mut low = [0u8; 8];
+        low.copy_from_slice(&self.0[8..]);
+        u64::from_be_bytes(low)
+    }
+}
+
+impl ObservationId {
+    /// The id from its 8 bytes; `None` when all are zero.
+    pub fn from_bytes(bytes: [u8; 8]) -> Option<Self> {
+        (bytes != [0; 8]).then_some(Self(bytes))
+    }
+
+    /// The 8 bytes of the id.
+    pub fn to_bytes(self) -> [u8; 8] {
+        self.0
+    }
+
+    pub(crate) fn random() -> Self {
+        Self(random_u64().to_be_bytes())
+    }
+}
+
+impl FromStr for TraceId {
+    type Err = IdParseError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        parse_hex::<16>(s, "trace id").map(Self)
+    }
+}
+
+impl FromStr for ObservationId {
+    type Err = IdParseError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        parse_hex::<8>(s, "observation id").map(Self)
+    }
+}
+
+impl fmt::Display for TraceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_hex(f, &self.0)
+    }
+}
+
+impl fmt::Display for ObservationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_hex(f, &self.0)
+    }
+}
+
+impl fmt::Debug for TraceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TraceId({self})")
+    }
+}
+
+impl fmt::Debug for ObservationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ObservationId({self})")
+    }
+}
+
+thread_local! {
+    // SplitMix64 state, seeded per thread from the OS-seeded keys of std's RandomState.
+    static RNG: Cell<u64> = Cell::new(seed());
+}
+
+fn seed() -> u64 {
+    let mut hasher = RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default(),
+    );
+    hasher.finish()
+}
+
+/// A non-zero random number; no lock, no system call after the first use on a thread.
+pub(crate) fn random_u64() -> u64 {
+    let next = |state: u64| {
+        let state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        (state, z ^ (z >> 31))
+    };
+    let value = RNG
+        .try_with(|cell| {
+            let (state, value) = next(cell.get());
+            cell.set(state);
+            value
+        })
+        .unwrap_or_else(|_| next(seed()).1);
+    if value == 0 {
+        1
+    } else {
+        value
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seed_matches_the_official_sdks() {
+        assert_eq!(
+            TraceId::from_seed("x").to_string(),
+            "2d711642b726b04401627ca9fbac32f5"
+        );
+    }
+
+    #[test]
+    fn parsing_is_strict() {
+        assert!("0".repeat(32).parse::<TraceId>().is_err());
+        assert!("0".repeat(16).parse::<ObservationId>().is_err());
+        assert!("abc".parse::<TraceId>().is_err());
+        let err = "6F9619FF-8B86-D011-B42D-00C04FC964FF"
+            .parse::<TraceId>()
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "\"6F9619FF-8B86-D011-B42D-00C04FC964FF\" is not a valid trace id: expected 32 \
+             lowercase hex characters, not all zero (use TraceId::from_external for ids from \
+             other systems, such as UUIDs)"
+        );
+        let id: ObservationId = "00f067aa0ba902b7".parse().unwrap();
+        assert_eq!(id.to_string(), "00f067aa0ba902b7");
+    }
+
+    #[test]
+    fn random_ids_differ_and_are_never_zero() {
+        let a = TraceId::random();
+        let b = TraceId::random();
+        assert_ne!(a, b);
+        assert_ne!(ObservationId::random().to_bytes(), [0; 8]);
+    }
+
+    #[test]
+    fn external_ids_are_stable() {
+        let uuid = "6f9619ff-8b86-d011-b42d-00c04fc964ff";
+        assert_eq!(TraceId::from_external(uuid), TraceId::from_seed(uuid));
+    }
+}

@@ -1,0 +1,103 @@
+//! # observe: Langfuse observability for Rust
+//!
+//! Put [`#[observe]`](observe) on functions, hold the [`FlushGuard`] from [`init`] in `main`, set
+//! the `LANGFUSE_*` environment variables, and every call arrives in Langfuse as a trace of nested
+//! observations with inputs, outputs, errors, model, tokens, cost and latency.
+//!
+//! ```
+//! use observe_runtime::observe;
+//!
+//! #[observe]
+//! fn retrieve(query: &str) -> Vec<String> {
+//!     vec![format!("doc about {query}")]
+//! }
+//!
+//! #[observe(name = "llm-call", as_type = "generation")]
+//! fn call_llm(prompt: String) -> Result<String, std::io::Error> {
+//!     observe_runtime::current_observation()
+//!         .model("gpt-4o")
+//!         .usage(observe_runtime::Usage { input: 12, output: 30, ..Default::default() });
+//!     Ok(format!("answer to {prompt}"))
+//! }
+//!
+//! fn main() -> Result<(), observe_runtime::ConfigError> {
+//!     let _guard = observe_runtime::init()?; // reads LANGFUSE_*; flushes when dropped
+//!     let docs = retrieve("rust");
+//!     let _ = call_llm(docs.join("\n"));
+//!     Ok(())
+//! }
+//! ```
+//!
+//! With no keys set, traces are printed to stderr as trees. Traces go to Langfuse as OpenTelemetry
+//! spans over HTTP (OTLP), from one exporter thread that never blocks the program: a full queue
+//! drops and counts ([`stats`]), and shutdown is bounded by `LANGFUSE_SHUTDOWN_TIMEOUT` even with
+//! the backend down.
+
+#![warn(missing_docs)]
+
+mod capture;
+mod client;
+mod config;
+mod context;
+mod diagnostics;
+mod export;
+mod guard;
+mod ids;
+mod observation;
+mod span;
+mod trace;
+
+#[doc(hidden)]
+#[path = "private.rs"]
+pub mod __private;
+
+#[doc = include_str!("../../observe-macros/OPTIONS.md")]
+pub use observe_macros::observe;
+
+pub use capture::DEFAULT_FIELD_LIMIT;
+pub use config::{Config, ConfigError, Mask, DEFAULT_BASE_URL, DEFAULT_MAX_QUEUE};
+pub use context::{ContextGuard, FutureExt, InContext, TraceContext, TraceparentError};
+pub use export::{AuthCheck, AuthError, Exporter, MemoryExporter, Project, Stats};
+pub use guard::{flush, FlushError, FlushGuard, ShutdownReport};
+pub use ids::{IdParseError, ObservationId, TraceId};
+pub use observation::{
+    current_observation, Cost, Level, ObservationHandle, ObservationType, Usage,
+};
+pub use span::{span, ActiveSpan, FinishedSpan, PromptLink, SpanBuilder};
+pub use trace::{current_trace, TraceAttributes, TraceHandle};
+
+/// Reads the environment and starts tracing: the same as `Config::from_env().init()`.
+///
+/// Keep the returned guard alive in `main`: dropping it flushes and shuts down.
+pub fn init() -> Result<FlushGuard, ConfigError> {
+    Config::from_env().init()
+}
+
+/// What the exporter has done so far: spans queued, exported, dropped (by reason), retries and
+/// failed requests, and the last error. All zero when nothing is running.
+pub fn stats() -> Stats {
+    client::stats()
+}
+
+/// Asks the server whether the configured keys are valid for this host
+/// (`GET {base}/api/public/projects`) and returns the project, or an error that quotes the
+/// server's message and names the base URL (and, for Langfuse Cloud, the other regions).
+///
+/// Meant for start-up or a CLI check when keys or region are in doubt, not for every request. It
+/// blocks up to the shutdown timeout; from async code call it in `spawn_blocking`.
+pub fn auth_check() -> Result<AuthCheck, AuthError> {
+    match client::installed() {
+        Some(client) => client.auth_check(),
+        None => Err(AuthError::NotInitialized),
+    }
+}
+
+/// The id of the trace running on this thread, if it is recorded.
+pub fn current_trace_id() -> Option<TraceId> {
+    current_trace().id()
+}
+
+/// The id of the observation running on this thread, if it is recorded.
+pub fn current_observation_id() -> Option<ObservationId> {
+    current_observation().id()
+}
