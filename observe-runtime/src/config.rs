@@ -1015,3 +1015,174 @@ pub(crate) struct Settings {
     pub(crate) warnings: Vec<String>,
     pub(crate) notes: Vec<String>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(vars: &[(&str, &str)]) -> Settings {
+        Config::from_vars(vars.iter().copied())
+            .validate()
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn target(settings: &Settings) -> &Target {
+        match &settings.sink {
+            SinkChoice::Otlp(target) => target,
+            _ => panic!("not the OTLP exporter"),
+        }
+    }
+
+    const KEYS: [(&str, &str); 2] = [
+        ("LANGFUSE_PUBLIC_KEY", "pk-lf-1"),
+        ("LANGFUSE_SECRET_KEY", "sk-lf-1"),
+    ];
+
+    #[test]
+    fn a_pasted_otlp_endpoint_is_normalised_with_a_warning() {
+        let s = settings(&[
+            KEYS[0],
+            KEYS[1],
+            (
+                "LANGFUSE_BASE_URL",
+                "https://cloud.langfuse.com/api/public/otel/v1/traces",
+            ),
+        ]);
+        assert_eq!(target(&s).base_url, "https://cloud.langfuse.com");
+        assert_eq!(
+            target(&s).endpoint,
+            "https://cloud.langfuse.com/api/public/otel/v1/traces"
+        );
+        assert_eq!(
+            s.warnings,
+            ["LANGFUSE_BASE_URL=\"https://cloud.langfuse.com/api/public/otel/v1/traces\" is the \
+              OTLP endpoint, not the base URL; using \"https://cloud.langfuse.com\""]
+        );
+    }
+
+    #[test]
+    fn plain_http_to_another_host_warns_but_loopback_does_not() {
+        let s = settings(&[
+            KEYS[0],
+            KEYS[1],
+            ("LANGFUSE_BASE_URL", "http://langfuse.internal:3000/"),
+        ]);
+        assert_eq!(
+            s.warnings,
+            ["LANGFUSE_BASE_URL=\"http://langfuse.internal:3000\" uses plain http: the secret key \
+              travels unencrypted to a host that is not this machine; use https://"]
+        );
+        for local in [
+            "http://localhost:3000",
+            "http://127.0.0.1:3000",
+            "http://[::1]:3000",
+        ] {
+            let s = settings(&[KEYS[0], KEYS[1], ("LANGFUSE_BASE_URL", local)]);
+            assert!(s.warnings.is_empty(), "{local}: {:?}", s.warnings);
+        }
+    }
+
+    #[test]
+    fn quotes_and_whitespace_are_trimmed_with_a_note() {
+        let s = settings(&[
+            ("LANGFUSE_PUBLIC_KEY", " \"pk-lf-1\" "),
+            ("LANGFUSE_SECRET_KEY", "'sk-lf-1'\n"),
+        ]);
+        let keys = target(&s).langfuse.clone().unwrap();
+        assert_eq!(
+            (keys.public_key.as_str(), keys.secret_key.as_str()),
+            ("pk-lf-1", "sk-lf-1")
+        );
+        assert_eq!(
+            s.notes,
+            [
+                "LANGFUSE_PUBLIC_KEY had surrounding whitespace or quotes; they were removed",
+                "LANGFUSE_SECRET_KEY had surrounding whitespace or quotes; they were removed"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_base_url_wins_over_the_older_host_and_defaults_to_eu() {
+        let s = settings(&[
+            KEYS[0],
+            KEYS[1],
+            ("LANGFUSE_HOST", "https://old.example.com"),
+            ("LANGFUSE_BASE_URL", "https://us.cloud.langfuse.com"),
+        ]);
+        assert_eq!(target(&s).base_url, "https://us.cloud.langfuse.com");
+        let s = settings(&[
+            KEYS[0],
+            KEYS[1],
+            ("LANGFUSE_HOST", "https://old.example.com"),
+        ]);
+        assert_eq!(target(&s).base_url, "https://old.example.com");
+        let s = settings(&KEYS);
+        assert_eq!(target(&s).base_url, DEFAULT_BASE_URL);
+    }
+
+    #[test]
+    fn the_release_falls_back_to_ci_commit_variables() {
+        assert_eq!(
+            settings(&[("GITHUB_SHA", "abc123")]).release.as_deref(),
+            Some("abc123")
+        );
+        assert_eq!(
+            settings(&[("CI_COMMIT_SHA", "def456"), ("LANGFUSE_RELEASE", "v1.2")])
+                .release
+                .as_deref(),
+            Some("v1.2")
+        );
+    }
+
+    #[test]
+    fn langfuse_keys_win_over_an_otlp_collector() {
+        let s = settings(&[
+            KEYS[0],
+            KEYS[1],
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318"),
+        ]);
+        assert!(target(&s).langfuse.is_some());
+        let s = settings(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318/"),
+            (
+                "OTEL_EXPORTER_OTLP_HEADERS",
+                "Authorization=Basic%20YWJj,x-team=ml",
+            ),
+        ]);
+        assert_eq!(target(&s).endpoint, "http://127.0.0.1:4318/v1/traces");
+        assert_eq!(
+            target(&s).headers,
+            [
+                ("Authorization".to_string(), "Basic YWJj".to_string()),
+                ("x-team".to_string(), "ml".to_string())
+            ]
+        );
+        let s = settings(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318"),
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                "http://127.0.0.1:9999/traces",
+            ),
+        ]);
+        assert_eq!(target(&s).endpoint, "http://127.0.0.1:9999/traces");
+    }
+
+    #[test]
+    fn no_credentials_means_the_console() {
+        assert!(matches!(
+            settings(&[]).sink,
+            SinkChoice::ConsoleNoCredentials
+        ));
+    }
+
+    #[test]
+    fn environment_rule_matches_langfuse() {
+        for good in ["production", "staging-2", "dev_1", &"a".repeat(40)] {
+            assert!(valid_environment(good), "{good}");
+        }
+        for bad in ["", "Prod", "langfuse", "langfuse-x", "a b", &"a".repeat(41)] {
+            assert!(!valid_environment(bad), "{bad}");
+        }
+    }
+}
