@@ -91,9 +91,21 @@ pub(crate) struct SpanCore {
     pub(crate) data: Option<Box<FinishedSpan>>,
 }
 
+/// Where a new observation goes: its trace and parent.
+type Placement = (Arc<TraceState>, Option<ObservationId>);
+
+/// Under the current context of this thread, or in a new trace.
+fn placement_here() -> Placement {
+    context::current_parent().unwrap_or_else(client::new_root_trace)
+}
+
 /// Opens an observation under the current context of this thread (or a new trace).
 pub(crate) fn open(name: Cow<'static, str>, kind: ObservationType) -> SpanCore {
-    let (trace, parent) = context::current_parent().unwrap_or_else(client::new_root_trace);
+    open_at(placement_here(), name, kind)
+}
+
+fn open_at(placement: Placement, name: Cow<'static, str>, kind: ObservationType) -> SpanCore {
+    let (trace, parent) = placement;
     let span_id = ObservationId::random();
     let data = trace.is_recording().then(|| {
         Box::new(FinishedSpan {
@@ -156,16 +168,27 @@ pub fn span(name: impl Into<Cow<'static, str>>) -> SpanBuilder {
         name: name.into(),
         kind: ObservationType::Span,
         input: None,
+        placement: None,
     }
 }
 
 /// A manual observation being configured; see [`span`].
 #[must_use = "call .start() to open the observation"]
-#[derive(Debug)]
 pub struct SpanBuilder {
     name: Cow<'static, str>,
     kind: ObservationType,
     input: Option<String>,
+    /// Decided when first needed (to know whether the input is worth serializing).
+    placement: Option<Placement>,
+}
+
+impl std::fmt::Debug for SpanBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SpanBuilder")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .finish()
+    }
 }
 
 impl SpanBuilder {
@@ -175,13 +198,14 @@ impl SpanBuilder {
         self
     }
 
-    /// Sets the input (serialized only when tracing is on).
+    /// Sets the input (serialized only when the observation will be recorded).
     pub fn input(mut self, value: impl Serialize) -> Self {
-        if client::enabled() {
-            let limit = client::installed()
-                .map(|c| c.field_limit())
-                .unwrap_or(capture::DEFAULT_FIELD_LIMIT);
-            self.input = Some(capture::serialize_json(&value, limit));
+        if !client::enabled() {
+            return self;
+        }
+        let (trace, _) = self.placement.get_or_insert_with(placement_here);
+        if let Some(client) = &trace.client {
+            self.input = Some(capture::serialize_json(&value, client.field_limit()));
         }
         self
     }
@@ -194,7 +218,8 @@ impl SpanBuilder {
                 _not_send: PhantomData,
             };
         }
-        let mut core = open(self.name, self.kind);
+        let placement = self.placement.unwrap_or_else(placement_here);
+        let mut core = open_at(placement, self.name, self.kind);
         if let Some(data) = core.data.as_deref_mut() {
             if let Some(input) = self.input {
                 data.input = Some(input);
