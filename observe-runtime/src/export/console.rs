@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::io::Write;
 
 use super::worker::Waiter;
-use super::Sink;
+use super::{Failure, Sink};
 use crate::ids::{ObservationId, TraceId};
 use crate::observation::Level;
 use crate::span::FinishedSpan;
@@ -116,7 +116,7 @@ pub(crate) fn render_tree(trace_id: TraceId, spans: &[FinishedSpan]) -> String {
 }
 
 impl Sink for ConsoleSink {
-    fn export(&mut self, batch: Vec<FinishedSpan>, _: &mut Waiter) -> Result<(), String> {
+    fn export(&mut self, batch: Vec<FinishedSpan>, _: &mut Waiter) -> Result<(), Failure> {
         let mut finished = Vec::new();
         for span in batch {
             if span.is_local_root {

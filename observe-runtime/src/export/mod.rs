@@ -101,15 +101,22 @@ impl Counters {
     }
 }
 
+/// Why a batch was not delivered.
+pub(crate) enum Failure {
+    /// Gone for good (refused, or retries exhausted).
+    Lost(String),
+    /// A flush or shutdown deadline came first; the batch is handed back.
+    Deadline(String, Vec<FinishedSpan>),
+}
+
 /// A destination the exporter thread sends batches to.
 pub(crate) trait Sink: Send {
-    /// Delivers one batch, retrying as it sees fit within the waiter's deadline; `Err` says why the
-    /// batch was lost.
+    /// Delivers one batch, retrying as it sees fit within the waiter's deadline.
     fn export(
         &mut self,
         batch: Vec<FinishedSpan>,
         waiter: &mut worker::Waiter,
-    ) -> Result<(), String>;
+    ) -> Result<(), Failure>;
 
     /// Asks the server whether the keys are valid.
     fn auth_check(&mut self, _waiter: &mut worker::Waiter) -> Result<AuthCheck, AuthError> {

@@ -394,6 +394,8 @@ fn gzip(body: &[u8]) -> Result<Vec<u8>, String> {
         .map_err(|e| format!("gzip: {e}"))
 }
 
+use super::transport::Delivery;
+
 /// The OTLP/HTTP sink: encode, gzip, post.
 pub(crate) struct OtlpSink {
     pub(crate) transport: super::transport::Transport,
@@ -405,9 +407,13 @@ impl super::Sink for OtlpSink {
         &mut self,
         batch: Vec<FinishedSpan>,
         waiter: &mut super::worker::Waiter,
-    ) -> Result<(), String> {
-        let body = gzip(&encode(&batch, &self.envelope))?;
-        self.transport.post(&body, waiter)
+    ) -> Result<(), super::Failure> {
+        let body = gzip(&encode(&batch, &self.envelope)).map_err(super::Failure::Lost)?;
+        match self.transport.post(&body, waiter) {
+            Ok(()) => Ok(()),
+            Err(Delivery::Lost(reason)) => Err(super::Failure::Lost(reason)),
+            Err(Delivery::Deadline(reason)) => Err(super::Failure::Deadline(reason, batch)),
+        }
     }
 
     fn auth_check(

@@ -138,6 +138,14 @@ fn server_message(body: &[u8]) -> String {
     message.chars().take(300).collect()
 }
 
+/// Why a request body was not delivered.
+pub(crate) enum Delivery {
+    /// Refused, or retries exhausted.
+    Lost(String),
+    /// The flush or shutdown deadline came first.
+    Deadline(String),
+}
+
 enum Attempt {
     Delivered,
     /// Worth trying again, after the server's `Retry-After` if it gave one.
@@ -277,14 +285,14 @@ impl Transport {
     }
 
     /// Sends one gzipped request body, retrying within the budget; `Err` says why it was lost.
-    pub(crate) fn post(&mut self, body: &[u8], waiter: &mut Waiter) -> Result<(), String> {
+    pub(crate) fn post(&mut self, body: &[u8], waiter: &mut Waiter) -> Result<(), Delivery> {
         let started = Instant::now();
         let mut attempt_number = 1;
         loop {
             let Some(time) = self.attempt_time(waiter) else {
-                return Err(
+                return Err(Delivery::Deadline(
                     "the flush or shutdown deadline passed before the batch was sent".into(),
-                );
+                ));
             };
             let (reason, retry_after) = match self.attempt(body, time) {
                 Attempt::Delivered => {
@@ -307,7 +315,7 @@ impl Transport {
                             ),
                         );
                     }
-                    return Err(format!("HTTP {status}: {message}"));
+                    return Err(Delivery::Lost(format!("HTTP {status}: {message}")));
                 }
                 Attempt::Refused(status, message) => {
                     Counters::add(&self.counters.requests_failed, 1);
@@ -317,7 +325,7 @@ impl Transport {
                         self.target.endpoint
                     );
                     self.counters.set_last_error(text.clone());
-                    return Err(text);
+                    return Err(Delivery::Lost(text));
                 }
                 Attempt::Retry(reason, retry_after) => {
                     Counters::add(&self.counters.requests_failed, 1);
@@ -339,13 +347,17 @@ impl Transport {
                 text
             };
             if attempt_number >= MAX_ATTEMPTS {
-                return Err(give_up(""));
+                return Err(Delivery::Lost(give_up("")));
             }
             if started.elapsed() + delay > RETRY_BUDGET {
-                return Err(give_up("; the next retry would exceed the retry budget"));
+                return Err(Delivery::Lost(give_up(
+                    "; the next retry would exceed the retry budget",
+                )));
             }
             if !waiter.sleep(delay) {
-                return Err(give_up("; the flush or shutdown deadline came first"));
+                return Err(Delivery::Deadline(give_up(
+                    "; the flush or shutdown deadline came first",
+                )));
             }
             Counters::add(&self.counters.requests_retried, 1);
             attempt_number += 1;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, select, Receiver, RecvTimeoutError, Sender};
 
-use super::{otlp, AuthCheck, AuthError, Counters, Sink};
+use super::{otlp, AuthCheck, AuthError, Counters, Failure, Sink};
 use crate::config::Mask;
 use crate::diagnostics;
 use crate::span::FinishedSpan;
@@ -56,6 +56,10 @@ impl Waiter {
     pub(crate) fn remaining(&self) -> Option<Duration> {
         self.deadline
             .map(|d| d.saturating_duration_since(Instant::now()))
+    }
+
+    fn passed(&self) -> bool {
+        self.deadline.is_some_and(|d| Instant::now() >= d)
     }
 
     fn tighten(&mut self, deadline: Instant) {
@@ -137,6 +141,7 @@ pub(crate) fn spawn(
                 sink,
                 batch: Vec::new(),
                 batch_bytes: 0,
+                shutting_down: false,
                 settings,
                 counters,
             }
@@ -160,6 +165,9 @@ struct Worker {
     sink: Box<dyn Sink>,
     batch: Vec<FinishedSpan>,
     batch_bytes: usize,
+    /// During shutdown a batch that misses the deadline is lost; during a flush it is kept for
+    /// the next round.
+    shutting_down: bool,
     settings: WorkerSettings,
     counters: Arc<Counters>,
 }
@@ -223,7 +231,10 @@ impl Worker {
     }
 
     /// Adds a span to the batch; `true` when the batch is due (count or size).
-    fn add(&mut self, span: Box<FinishedSpan>) -> bool {
+    fn add(&mut self, mut span: Box<FinishedSpan>) -> bool {
+        if let Some(mask) = &self.settings.mask {
+            apply_mask(mask, &mut span);
+        }
         let size = otlp::estimated_size(&span);
         if !self.batch.is_empty() && self.batch_bytes + size > MAX_BATCH_BYTES {
             let _ = self.export();
@@ -233,42 +244,46 @@ impl Worker {
         self.batch.len() >= self.settings.flush_at || self.batch_bytes >= MAX_BATCH_BYTES
     }
 
-    /// Sends what is batched now. Returns why spans were lost, if they were.
+    /// Sends what is batched now. Returns why spans were not delivered, if they were not.
     fn export(&mut self) -> Result<(), String> {
         if self.batch.is_empty() {
             return Ok(());
         }
-        let mut batch = std::mem::take(&mut self.batch);
-        self.batch_bytes = 0;
-        if let Some(mask) = &self.settings.mask {
-            for span in &mut batch {
-                apply_mask(mask, span);
-            }
-        }
+        let batch = std::mem::take(&mut self.batch);
+        let bytes = std::mem::take(&mut self.batch_bytes);
         let count = batch.len() as u64;
-        match self.sink.export(batch, &mut self.waiter) {
+        let reason = match self.sink.export(batch, &mut self.waiter) {
             Ok(()) => {
                 Counters::add(&self.counters.spans_exported, count);
-                Ok(())
+                return Ok(());
             }
-            Err(reason) => {
-                Counters::add(&self.counters.spans_dropped_export_failed, count);
-                if !reason.starts_with("HTTP 401") && !reason.starts_with("HTTP 403") {
-                    diagnostics::error(
-                        "export",
-                        format!("{count} span(s) were not delivered: {reason}"),
-                    );
-                }
-                Err(reason)
+            Err(Failure::Deadline(reason, batch)) if !self.shutting_down => {
+                // A flush ran out of time: keep the spans for the next round.
+                self.batch = batch;
+                self.batch_bytes = bytes;
+                return Err(reason);
             }
+            Err(Failure::Deadline(reason, _)) | Err(Failure::Lost(reason)) => reason,
+        };
+        Counters::add(&self.counters.spans_dropped_export_failed, count);
+        if !reason.starts_with("HTTP 401") && !reason.starts_with("HTTP 403") {
+            diagnostics::error(
+                "export",
+                format!("{count} span(s) were not delivered: {reason}"),
+            );
         }
+        Err(reason)
     }
 
-    /// Exports everything queued when called (spans arriving meanwhile wait for the next round).
+    /// Exports everything queued when called (spans arriving meanwhile wait for the next round),
+    /// until the deadline passes.
     fn drain(&mut self) -> Result<(), String> {
         let mut result = Ok(());
         let queued = self.data.len();
         for _ in 0..queued {
+            if self.waiter.passed() && !self.shutting_down {
+                break;
+            }
             let Ok(span) = self.data.try_recv() else {
                 break;
             };
@@ -295,6 +310,7 @@ impl Worker {
             }
             Control::Shutdown { deadline, reply } => {
                 self.waiter.tighten(deadline);
+                self.shutting_down = true;
                 let result = self.drain();
                 self.sink.close();
                 let _ = reply.send(result);
