@@ -643,6 +643,14 @@ impl Config {
         self
     }
 
+    /// Adds a resource attribute; `OTEL_RESOURCE_ATTRIBUTES`.
+    pub fn resource_attribute(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        let key = key.into();
+        self.resource_attributes.retain(|(k, _)| *k != key);
+        self.resource_attributes.push((key, value.into()));
+        self.overridden("OTEL_RESOURCE_ATTRIBUTES")
+    }
+
     /// Sends to a generic OpenTelemetry collector at this traces URL (used as is) instead of
     /// Langfuse; `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`. Langfuse keys, when set, win.
     pub fn otlp_endpoint(mut self, url: impl Into<String>) -> Self {

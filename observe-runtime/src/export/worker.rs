@@ -131,7 +131,7 @@ pub(crate) fn spawn(
                     return;
                 }
             };
-            Worker {
+            let worker = Worker {
                 data: data_rx,
                 waiter: Waiter {
                     control: control_rx,
@@ -144,8 +144,15 @@ pub(crate) fn spawn(
                 shutting_down: false,
                 settings,
                 counters,
+            };
+            // A bug here must not take the program down; spans then pile up in the bounded
+            // queue and are dropped and counted, and flush reports that nothing is running.
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| worker.run())).is_err() {
+                diagnostics::error(
+                    "exporter-panic",
+                    "the exporter thread stopped after an internal error; spans are no longer sent",
+                );
             }
-            .run();
         })
         .map_err(|e| e.to_string())?;
     match ready_rx.recv() {
@@ -255,6 +262,7 @@ impl Worker {
         let reason = match self.sink.export(batch, &mut self.waiter) {
             Ok(()) => {
                 Counters::add(&self.counters.spans_exported, count);
+                diagnostics::debug(|| format!("delivered {count} span(s)"));
                 return Ok(());
             }
             Err(Failure::Deadline(reason, batch)) if !self.shutting_down => {
