@@ -1,0 +1,351 @@
+//! The end of a program: the guard dropped inside and after tokio runtimes, `std::process::exit`,
+//! a backend that hangs or refuses connections, and `flush()` that keeps the pipeline running.
+//!
+//! The client is global to the process: every test holds [`support::serial`] and shuts its
+//! client down before it ends. Work that could deadlock runs under [`within`], so a deadlock
+//! fails the test instead of hanging the suite.
+
+mod support;
+
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use observe_runtime::{span, stats, Config, FlushError};
+
+use support::{by_name, FakeLangfuse, Fault, ReceivedSpan};
+
+const PUBLIC_KEY: &str = "pk-lf-test";
+const SECRET_KEY: &str = "sk-lf-test";
+const WAIT: Duration = Duration::from_secs(10);
+const BASE_URL_ENV: &str = "OBSERVE_TEST_BASE_URL";
+
+/// A client for `base_url` that exports only when asked (or when 512 spans are waiting).
+fn config(base_url: &str) -> Config {
+    Config::default()
+        .public_key(PUBLIC_KEY)
+        .secret_key(SECRET_KEY)
+        .base_url(base_url)
+        .flush_at(512)
+        .flush_interval(Duration::from_secs(60))
+        .timeout(Duration::from_secs(5))
+        .max_queue(8192)
+        .shutdown_timeout(Duration::from_secs(5))
+        .environment("test")
+        .release("rel-1")
+        .service_name("svc")
+        .debug(false)
+}
+
+/// Runs `work` on its own thread and fails the test if it does not finish within `limit`
+/// (a deadlock); a panic inside `work` is passed on.
+fn within<T: Send + 'static>(
+    limit: Duration,
+    what: &str,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let (done, finished) = mpsc::channel();
+    let worker = thread::spawn(move || {
+        let result = work();
+        let _ = done.send(());
+        result
+    });
+    match finished.recv_timeout(limit) {
+        Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => match worker.join() {
+            Ok(result) => result,
+            Err(panic) => std::panic::resume_unwind(panic),
+        },
+        Err(mpsc::RecvTimeoutError::Timeout) => {
+            panic!("{what} did not finish within {limit:?}: deadlock or unbounded wait")
+        }
+    }
+}
+
+fn names(spans: &[ReceivedSpan]) -> Vec<&str> {
+    let mut names: Vec<&str> = spans.iter().map(ReceivedSpan::name).collect();
+    names.sort_unstable();
+    names
+}
+
+/// A root with one child, ended; returns nothing, the spans go to the global client.
+fn root_with_child(root_name: &'static str, child_name: &'static str) {
+    let root = span(root_name).start();
+    span(child_name).start().end();
+    root.end();
+}
+
+fn guard_drop_inside_runtime(runtime: tokio::runtime::Runtime, label: &'static str) {
+    let _serial = support::serial();
+    let server = FakeLangfuse::start(PUBLIC_KEY, SECRET_KEY);
+    let base_url = server.base_url();
+    let drop_took = within(Duration::from_secs(30), label, move || {
+        runtime.block_on(async move {
+            let guard = config(&base_url).init().expect("init");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            root_with_child("request", "step");
+            tokio::spawn(async {
+                span("spawned-task").start().end();
+            })
+            .await
+            .expect("the spawned task ran");
+            let started = Instant::now();
+            drop(guard);
+            started.elapsed()
+        })
+    });
+    assert!(
+        drop_took < Duration::from_secs(5),
+        "dropping the guard is bounded by shutdown_timeout: {drop_took:?}"
+    );
+    let spans = server.wait_for_spans(3, WAIT);
+    assert_eq!(names(&spans), vec!["request", "spawned-task", "step"]);
+    assert_eq!(
+        by_name(&spans, "step").parent_span_id(),
+        by_name(&spans, "request").span_id()
+    );
+}
+
+#[test]
+fn guard_dropped_inside_a_multi_thread_runtime_delivers() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("build a multi-thread runtime");
+    guard_drop_inside_runtime(runtime, "dropping the guard inside a multi-thread runtime");
+}
+
+#[test]
+fn guard_dropped_inside_a_current_thread_runtime_delivers() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("build a current-thread runtime");
+    guard_drop_inside_runtime(
+        runtime,
+        "dropping the guard inside a current-thread runtime",
+    );
+}
+
+#[test]
+fn guard_dropped_after_the_runtime_is_gone_delivers() {
+    let _serial = support::serial();
+    let server = FakeLangfuse::start(PUBLIC_KEY, SECRET_KEY);
+    let base_url = server.base_url();
+    within(
+        Duration::from_secs(30),
+        "dropping the guard after the runtime",
+        move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("build a multi-thread runtime");
+            let guard = runtime.block_on(async move {
+                let guard = config(&base_url).init().expect("init inside the runtime");
+                root_with_child("inside-runtime", "inside-runtime-child");
+                guard
+            });
+            drop(runtime);
+            span("after-runtime").start().end();
+            let started = Instant::now();
+            drop(guard);
+            let drop_took = started.elapsed();
+            assert!(
+                drop_took < Duration::from_secs(5),
+                "dropping the guard is bounded by shutdown_timeout: {drop_took:?}"
+            );
+        },
+    );
+    let spans = server.wait_for_spans(3, WAIT);
+    assert_eq!(
+        names(&spans),
+        vec!["after-runtime", "inside-runtime", "inside-runtime-child"]
+    );
+}
+
+/// The child's part of `process_exit_still_delivers_spans`.
+fn exit_without_dropping_the_guard() {
+    let base_url = std::env::var(BASE_URL_ENV).expect("the parent passes the server URL");
+    let _guard = config(&base_url).init().expect("init");
+    root_with_child("before-exit", "before-exit-child");
+    std::process::exit(0);
+}
+
+#[test]
+fn process_exit_still_delivers_spans() {
+    if support::child_mode().as_deref() == Some("exit") {
+        exit_without_dropping_the_guard();
+        return;
+    }
+    let _serial = support::serial();
+    let server = FakeLangfuse::start(PUBLIC_KEY, SECRET_KEY);
+    let base_url = server.base_url();
+    let output = support::run_child(
+        "process_exit_still_delivers_spans",
+        "exit",
+        &[(BASE_URL_ENV, base_url.as_str())],
+        Duration::from_secs(60),
+    );
+    output.assert_success();
+    let spans = server.wait_for_spans(2, WAIT);
+    assert_eq!(
+        names(&spans),
+        vec!["before-exit", "before-exit-child"],
+        "spans ended before std::process::exit(0) are delivered; child stderr:\n{}",
+        output.stderr
+    );
+    assert_eq!(
+        by_name(&spans, "before-exit-child").parent_span_id(),
+        by_name(&spans, "before-exit").span_id()
+    );
+}
+
+/// Shuts a client for `base_url` down with two spans waiting; checks the time and the report.
+fn shutdown_reports_loss_within_timeout(base_url: String) {
+    let guard = config(&base_url)
+        .timeout(Duration::from_secs(30))
+        .shutdown_timeout(Duration::from_secs(1))
+        .init()
+        .expect("init");
+    let before = stats();
+    root_with_child("lost", "lost-child");
+    let (result, took) = within(Duration::from_secs(30), "shutdown", move || {
+        let started = Instant::now();
+        let result = guard.shutdown();
+        (result, started.elapsed())
+    });
+    assert!(
+        took < Duration::from_secs(5),
+        "shutdown_timeout 1 s: shutdown took {took:?}"
+    );
+    match result {
+        Ok(report) => assert!(
+            report.stats.spans_dropped_export_failed >= before.spans_dropped_export_failed + 2,
+            "a shutdown that could not deliver reports the loss: {:?}",
+            report.stats
+        ),
+        Err(FlushError::NotRunning) => {
+            panic!("shutdown of a live client answered NotRunning instead of reporting the loss")
+        }
+        Err(error) => {
+            // Timeout or ExportFailed: the caller learns that spans were not delivered, and where
+            // they were going.
+            let text = error.to_string();
+            assert!(
+                matches!(error, FlushError::Timeout { .. }) || text.contains(&base_url),
+                "the error names the host {base_url}: {text}"
+            );
+        }
+    }
+}
+
+#[test]
+fn shutdown_with_a_hanging_backend_ends_within_the_timeout() {
+    let _serial = support::serial();
+    let server = FakeLangfuse::start(PUBLIC_KEY, SECRET_KEY);
+    server.set_default_fault(Some(Fault::Hang));
+    shutdown_reports_loss_within_timeout(server.base_url());
+    assert!(
+        !server.trace_requests().is_empty(),
+        "the export was attempted"
+    );
+    assert!(server.accepted_spans().is_empty());
+}
+
+#[test]
+fn shutdown_with_refused_connections_ends_within_the_timeout() {
+    let _serial = support::serial();
+    shutdown_reports_loss_within_timeout(support::refusing_base_url());
+}
+
+#[test]
+fn guard_drop_with_a_hanging_backend_ends_within_the_timeout() {
+    let _serial = support::serial();
+    let server = FakeLangfuse::start(PUBLIC_KEY, SECRET_KEY);
+    server.set_default_fault(Some(Fault::Hang));
+    let guard = config(&server.base_url())
+        .timeout(Duration::from_secs(30))
+        .shutdown_timeout(Duration::from_secs(1))
+        .init()
+        .expect("init");
+    root_with_child("lost", "lost-child");
+    let took = within(Duration::from_secs(30), "dropping the guard", move || {
+        let started = Instant::now();
+        drop(guard);
+        started.elapsed()
+    });
+    assert!(
+        took < Duration::from_secs(5),
+        "shutdown_timeout 1 s: dropping the guard took {took:?}"
+    );
+    // The client is gone: a new one can be installed.
+    let again = config(&server.base_url())
+        .init()
+        .expect("init after the previous guard was dropped");
+    server.set_default_fault(None);
+    drop(again);
+}
+
+#[test]
+fn global_flush_keeps_the_pipeline_running() {
+    let _serial = support::serial();
+    let server = FakeLangfuse::start(PUBLIC_KEY, SECRET_KEY);
+    let guard = config(&server.base_url()).init().expect("init");
+    let before = stats();
+
+    span("before-flush").start().end();
+    observe_runtime::flush().expect("flush");
+    assert_eq!(
+        names(&server.accepted_spans()),
+        vec!["before-flush"],
+        "flush returns once the spans are delivered"
+    );
+
+    span("after-flush").start().end();
+    observe_runtime::flush().expect("a second flush");
+    assert_eq!(
+        names(&server.accepted_spans()),
+        vec!["after-flush", "before-flush"]
+    );
+    assert_eq!(
+        stats().spans_exported.saturating_sub(before.spans_exported),
+        2
+    );
+
+    span("at-shutdown").start().end();
+    let report = guard.shutdown().expect("shutdown");
+    assert_eq!(
+        report
+            .stats
+            .spans_exported
+            .saturating_sub(before.spans_exported),
+        3,
+        "{:?}",
+        report.stats
+    );
+    assert_eq!(server.accepted_spans().len(), 3);
+}
+
+#[test]
+fn a_second_init_while_one_is_live_is_an_error() {
+    let _serial = support::serial();
+    let server = FakeLangfuse::start(PUBLIC_KEY, SECRET_KEY);
+    let first = config(&server.base_url()).init().expect("first init");
+    let second = config(&server.base_url()).init();
+    assert!(second.is_err(), "a second init while one is live fails");
+    drop(second);
+
+    span("still-first-client").start().end();
+    first.shutdown().expect("shutdown");
+    assert_eq!(
+        names(&server.accepted_spans()),
+        vec!["still-first-client"],
+        "the failed init left the live client working"
+    );
+
+    let third = config(&server.base_url())
+        .init()
+        .expect("init after shutdown");
+    drop(third);
+}

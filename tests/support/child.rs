@@ -1,0 +1,102 @@
+//! Re-running one test of the current test binary in a child process, for what only a process
+//! boundary shows: what reaches stderr, and what survives `std::process::exit`.
+//!
+//! The parent calls [`run_child`] with the test's own name and a mode; the child finds the mode
+//! with [`child_mode`] and does the child's part instead of the parent's.
+
+use std::io::Read;
+use std::process::{Command, ExitStatus, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// The environment variable that selects the child's part of a test.
+pub const CHILD_MODE_ENV: &str = "OBSERVE_TEST_CHILD_MODE";
+
+/// The mode this process was started in, if it is a child.
+pub fn child_mode() -> Option<String> {
+    std::env::var(CHILD_MODE_ENV).ok()
+}
+
+#[derive(Debug)]
+pub struct ChildOutput {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl ChildOutput {
+    /// Panics with both outputs unless the child exited with status 0.
+    pub fn assert_success(&self) {
+        assert!(
+            self.status.success(),
+            "child process failed with {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.status,
+            self.stdout,
+            self.stderr
+        );
+    }
+}
+
+/// Runs `test_name` of the current test binary alone in a child process with
+/// `OBSERVE_TEST_CHILD_MODE=mode` and `env`; kills it and panics after `timeout`.
+/// Configuration variables of the SDK and of OpenTelemetry are removed from its environment.
+pub fn run_child(
+    test_name: &str,
+    mode: &str,
+    env: &[(&str, &str)],
+    timeout: Duration,
+) -> ChildOutput {
+    let executable = std::env::current_exe().expect("path of the running test binary");
+    let mut command = Command::new(executable);
+    command
+        .args(["--exact", test_name, "--nocapture", "--test-threads=1"])
+        .env(CHILD_MODE_ENV, mode)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (name, _) in std::env::vars_os() {
+        let text = name.to_string_lossy();
+        if text.starts_with("LANGFUSE_")
+            || text.starts_with("OTEL_")
+            || matches!(text.as_ref(), "TRACEPARENT" | "TRACESTATE" | "BAGGAGE")
+        {
+            command.env_remove(&name);
+        }
+    }
+    command.envs(env.iter().copied());
+    let mut child = command.spawn().expect("spawn the child test process");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let stderr = child.stderr.take().expect("piped stderr");
+    let stdout_reader = thread::spawn(move || read_all(stdout));
+    let stderr_reader = thread::spawn(move || read_all(stderr));
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Some(status),
+            Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(20)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+        }
+    };
+    let stdout = stdout_reader.join().unwrap_or_default();
+    let stderr = stderr_reader.join().unwrap_or_default();
+    match status {
+        Some(status) => ChildOutput {
+            status,
+            stdout,
+            stderr,
+        },
+        None => panic!(
+            "child process for {test_name} did not end within {timeout:?}\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}"
+        ),
+    }
+}
+
+fn read_all(mut source: impl Read) -> String {
+    let mut bytes = Vec::new();
+    let _ = source.read_to_end(&mut bytes);
+    String::from_utf8_lossy(&bytes).into_owned()
+}

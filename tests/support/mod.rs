@@ -1,0 +1,130 @@
+//! Support shared by the integration tests.
+//!
+//! - [`server`]: a fake Langfuse server on 127.0.0.1 that plays the OTLP/HTTP contract of the wire
+//!   document (auth texts, required headers, gzip, protobuf decoded with the official
+//!   `opentelemetry-proto` messages), records every request and injects faults on demand.
+//! - [`received`]: views on the spans the server accepted and accessors for their attributes.
+//! - [`child`]: re-running one test of the current binary in a child process.
+//! - [`serial`]: the lock that serializes tests, because the client is global to the process.
+//!
+//! This module must not depend on the runtime crate: it describes Langfuse, not the SDK.
+#![allow(dead_code, unused_imports)]
+
+pub mod child;
+pub mod received;
+pub mod server;
+
+pub use child::{child_mode, run_child, ChildOutput};
+pub use received::{by_name, hex, ReceivedSpan};
+pub use server::{Answer, FakeLangfuse, Fault, RecordedRequest};
+
+use std::sync::{Mutex, MutexGuard};
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// Serializes the tests of one binary: only one global client may be live at a time.
+/// A test that panicked while holding the lock does not poison the following ones.
+pub fn serial() -> MutexGuard<'static, ()> {
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The `Authorization` value the official SDKs send: `Basic base64("{public_key}:{secret_key}")`.
+pub fn basic_auth(public_key: &str, secret_key: &str) -> String {
+    format!(
+        "Basic {}",
+        base64_encode(format!("{public_key}:{secret_key}").as_bytes())
+    )
+}
+
+/// A base URL on 127.0.0.1 where nothing listens: connections are refused.
+pub fn refusing_base_url() -> String {
+    let listener =
+        std::net::TcpListener::bind("127.0.0.1:0").expect("bind a port to learn a free one");
+    let port = listener
+        .local_addr()
+        .expect("local address of a bound listener")
+        .port();
+    drop(listener);
+    format!("http://127.0.0.1:{port}")
+}
+
+const BASE64_ALPHABET: &[u8; 64] =
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/// Standard base64 with padding.
+pub fn base64_encode(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for (i, shift) in [18u32, 12, 6, 0].into_iter().enumerate() {
+            if i <= chunk.len() {
+                out.push(char::from(BASE64_ALPHABET[((n >> shift) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Standard base64, padding optional; `None` for anything else.
+pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    let text = text.trim_end_matches('=');
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    let mut accumulator: u32 = 0;
+    let mut bits = 0u32;
+    for byte in text.bytes() {
+        let value = BASE64_ALPHABET.iter().position(|&c| c == byte)? as u32;
+        accumulator = (accumulator << 6) | value;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push(((accumulator >> bits) & 0xff) as u8);
+        }
+    }
+    Some(out)
+}
+
+/// One HTTP/1.1 request on a fresh connection (`Connection: close`), for checking the fake
+/// server itself; returns the status and the body.
+pub fn raw_request(
+    base_url: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String) {
+    use std::io::{Read, Write};
+    let address = base_url.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(address).expect("connect to the fake server");
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .expect("read timeout");
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nhost: {address}\r\nconnection: close\r\ncontent-length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).expect("send the head");
+    stream.write_all(body).expect("send the body");
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).expect("read the answer");
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|status| status.parse().ok())
+        .unwrap_or(0);
+    (status, body.to_owned())
+}
