@@ -238,6 +238,12 @@ fn shutdown_reports_loss_within_timeout(base_url: String) {
             );
         }
     }
+    let after = stats();
+    assert_eq!(
+        after.spans_queued, 2,
+        "stats() still tells the shut-down client's numbers: {after:?}"
+    );
+    assert_eq!(after.spans_exported, 0, "{after:?}");
 }
 
 #[test]

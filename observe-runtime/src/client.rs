@@ -23,6 +23,8 @@ use crate::trace::TraceState;
 /// Is a client installed and running? The only thing the hot path reads when tracing is off.
 static ACTIVE: AtomicBool = AtomicBool::new(false);
 static CLIENT: RwLock<Option<Arc<Client>>> = RwLock::new(None);
+/// The counters of the latest client, kept after its shutdown so `stats()` still tells the loss.
+static LATEST_COUNTERS: RwLock<Option<Arc<Counters>>> = RwLock::new(None);
 
 /// Whether observations are recorded at all (one relaxed atomic load).
 #[inline]
@@ -250,11 +252,13 @@ pub(crate) fn new_root_trace() -> (Arc<TraceState>, Option<ObservationId>) {
     }
 }
 
-/// Stats of the running client (zero when none).
+/// Stats of the running client, or of the latest one after its shutdown (zero before any).
 pub(crate) fn stats() -> Stats {
-    installed()
-        .map(|c| c.counters.snapshot())
-        .unwrap_or_default()
+    let latest = match LATEST_COUNTERS.read() {
+        Ok(slot) => slot.clone(),
+        Err(poisoned) => poisoned.into_inner().clone(),
+    };
+    latest.map(|c| c.snapshot()).unwrap_or_default()
 }
 
 fn child_environment(settings: &Settings) -> Vec<(&'static str, String)> {
@@ -370,6 +374,10 @@ pub(crate) fn init(config: Config) -> Result<FlushGuard, ConfigError> {
         stopped: AtomicBool::new(false),
     });
     *slot = Some(client.clone());
+    match LATEST_COUNTERS.write() {
+        Ok(mut latest) => *latest = Some(client.counters.clone()),
+        Err(poisoned) => *poisoned.into_inner() = Some(client.counters.clone()),
+    }
     ACTIVE.store(true, Ordering::Release);
     drop(slot);
     crate::guard::register_exit_hook();

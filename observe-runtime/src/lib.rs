@@ -74,7 +74,8 @@ pub fn init() -> Result<FlushGuard, ConfigError> {
 }
 
 /// What the exporter has done so far: spans queued, exported, dropped (by reason), retries and
-/// failed requests, and the last error. All zero when nothing is running.
+/// failed requests, and the last error. After a shutdown, the final numbers of that client; all
+/// zero before the first `init`.
 pub fn stats() -> Stats {
     client::stats()
 }

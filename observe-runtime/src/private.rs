@@ -51,7 +51,6 @@ pub struct Observed {
 }
 
 impl Observed {
-    #[cold]
     fn open(meta: &'static FnMeta) -> Self {
         let core = span::open(Cow::Borrowed(meta.name), meta.kind);
         let (capture_input, capture_output, limit) = match (&core.data, &core.trace.client) {
