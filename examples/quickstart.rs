@@ -17,7 +17,9 @@ impl std::fmt::Display for ModelError {
 
 #[observe(as_type = "retriever")]
 fn retrieve(query: &str, k: usize) -> Vec<String> {
-    (1..=k).map(|i| format!("document {i} about {query}")).collect()
+    (1..=k)
+        .map(|i| format!("document {i} about {query}"))
+        .collect()
 }
 
 #[observe(name = "llm-call", as_type = "generation")]
@@ -33,7 +35,10 @@ fn call_llm(prompt: String) -> Result<String, ModelError> {
     if prompt.is_empty() {
         return Err(ModelError("empty prompt".into()));
     }
-    Ok(format!("An answer drawing on {} characters of context.", prompt.len()))
+    Ok(format!(
+        "An answer drawing on {} characters of context.",
+        prompt.len()
+    ))
 }
 
 #[observe(as_type = "agent")]

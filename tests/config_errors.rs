@@ -167,7 +167,11 @@ fn a_builder_value_replaces_a_bad_environment_value() {
 #[test]
 fn a_builder_sample_rate_out_of_range_is_refused() {
     assert_eq!(
-        Config::default().sample_rate(-0.1).init().unwrap_err().to_string(),
+        Config::default()
+            .sample_rate(-0.1)
+            .init()
+            .unwrap_err()
+            .to_string(),
         "LANGFUSE_SAMPLE_RATE=\"-0.1\" is not valid: expected a number from 0 to 1, the fraction \
          of traces to keep (1 keeps all)"
     );
@@ -191,7 +195,10 @@ fn an_environment_langfuse_would_rename_is_refused() {
 fn otlp_headers_with_a_raw_space_are_explained() {
     let text = error_of(&[
         ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318"),
-        ("OTEL_EXPORTER_OTLP_HEADERS", "Authorization=Basic cGstbGYtMTpzay1sZi0x"),
+        (
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            "Authorization=Basic cGstbGYtMTpzay1sZi0x",
+        ),
     ]);
     assert_eq!(
         text,
@@ -199,7 +206,10 @@ fn otlp_headers_with_a_raw_space_are_explained() {
          Authorization contains a raw space; values are percent-encoded, so write %20 for a space \
          (for example Authorization=Basic%20<base64>)"
     );
-    assert!(!text.contains("cGstbGYtMTpzay1sZi0x"), "the credential is masked");
+    assert!(
+        !text.contains("cGstbGYtMTpzay1sZi0x"),
+        "the credential is masked"
+    );
 }
 
 #[test]
@@ -237,7 +247,10 @@ fn debug_output_never_shows_the_secret_key() {
     let config = Config::from_vars([
         ("LANGFUSE_PUBLIC_KEY", "pk-lf-public-1"),
         ("LANGFUSE_SECRET_KEY", "sk-lf-very-secret-value-9876"),
-        ("OTEL_EXPORTER_OTLP_HEADERS", "Authorization=Basic%20c2VjcmV0LXRva2Vu"),
+        (
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            "Authorization=Basic%20c2VjcmV0LXRva2Vu",
+        ),
     ]);
     let debug = format!("{config:?}");
     assert!(debug.contains("pk-lf-public-1"), "{debug}");
@@ -249,8 +262,14 @@ fn debug_output_never_shows_the_secret_key() {
 #[test]
 fn disabled_tracing_needs_no_credentials() {
     for vars in [
-        [("OTEL_SDK_DISABLED", "true"), ("LANGFUSE_PUBLIC_KEY", "pk-lf-1")],
-        [("LANGFUSE_TRACING_ENABLED", "false"), ("LANGFUSE_PUBLIC_KEY", "pk-lf-1")],
+        [
+            ("OTEL_SDK_DISABLED", "true"),
+            ("LANGFUSE_PUBLIC_KEY", "pk-lf-1"),
+        ],
+        [
+            ("LANGFUSE_TRACING_ENABLED", "false"),
+            ("LANGFUSE_PUBLIC_KEY", "pk-lf-1"),
+        ],
     ] {
         let error = Config::from_vars(vars).init().unwrap_err();
         // Half-set keys are still a mistake worth telling, even with tracing off.

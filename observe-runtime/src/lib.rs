@@ -51,7 +51,7 @@ mod trace;
 #[path = "private.rs"]
 pub mod __private;
 
-#[doc = include_str!("../../observe-macros/OPTIONS.md")]
+#[doc = include_str!("observe.md")]
 pub use observe_macros::observe;
 
 pub use capture::DEFAULT_FIELD_LIMIT;

@@ -1,0 +1,820 @@
+//! Code generation: turns an annotated function into the same function wrapped in an observation.
+//!
+//! Three body shapes are generated (see the crate documentation for the exact expansions):
+//!
+//! - a synchronous function: the body runs in a closure handed to `Observed::call`;
+//! - an `async fn`: the body becomes an `async move` block run through `__private::instrument`;
+//! - a synchronous function whose tail expression is an `async` block, bare or in `Box::pin(..)`
+//!   (hand-written future-returning functions and `#[async_trait]` methods): that block is
+//!   instrumented, not the function that allocates it.
+//!
+//! The signature is re-emitted unchanged. Generated code names only `<crate>::__private::..` and
+//! `::core::..`, and its local variables use mixed-site hygiene so they can neither clash with nor
+//! be seen by the user's code. This module never panics: every problem is a `syn::Error` pointing
+//! at the offending token.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{quote, quote_spanned, ToTokens};
+use syn::ext::IdentExt as _;
+use syn::parse::{Parse, ParseStream};
+use syn::spanned::Spanned as _;
+use syn::visit_mut::VisitMut;
+use syn::{
+    Attribute, Block, Error, Expr, ExprAsync, ExprCall, FnArg, GenericArgument, Ident, ItemFn,
+    LitStr, Pat, PathArguments, ReturnType, Signature, Stmt, Token, Type, TypeParamBound,
+    Visibility,
+};
+
+use crate::attr::{ObservationKind, ObserveArgs};
+
+/// Expands `#[observe(args)]` on `item`.
+///
+/// When the item does not parse as a function because its body has a syntax error, the item is
+/// given back unchanged so that the compiler reports the user's own error, not one of ours.
+pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
+    let function = match syn::parse2::<ItemFn>(item.clone()) {
+        Ok(function) => function,
+        Err(_) => return not_a_function_with_body(item),
+    };
+    match syn::parse2::<ObserveArgs>(args).and_then(|args| observe_function(args, function)) {
+        Ok(tokens) => tokens,
+        Err(error) => with_error(error, item),
+    }
+}
+
+/// The error, followed by the item as the user wrote it (so that its callers still compile and
+/// only the real problem is reported).
+fn with_error(error: Error, item: TokenStream) -> TokenStream {
+    let error = error.to_compile_error();
+    quote!(#error #item)
+}
+
+/// A function signature without a body, as in a trait: `fn name(..) -> T;`.
+struct BodylessFunction {
+    semicolon: Token![;],
+}
+
+impl Parse for BodylessFunction {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        input.call(Attribute::parse_outer)?;
+        input.parse::<Visibility>()?;
+        input.parse::<Signature>()?;
+        Ok(BodylessFunction {
+            semicolon: input.parse()?,
+        })
+    }
+}
+
+fn not_a_function_with_body(item: TokenStream) -> TokenStream {
+    if let Ok(bodyless) = syn::parse2::<BodylessFunction>(item.clone()) {
+        let error = Error::new_spanned(
+            bodyless.semicolon,
+            "`#[observe]` needs a function body: put it on the trait method's implementation, \
+             or on a default body",
+        );
+        return with_error(error, item);
+    }
+    if syn::parse2::<syn::Item>(item.clone()).is_ok() {
+        let error = Error::new(
+            Span::call_site(),
+            "`#[observe]` can only be applied to functions and methods",
+        );
+        return with_error(error, item);
+    }
+    // The body (or the signature) has a syntax error: give the item back untouched, so the
+    // compiler reports the user's own error and nothing from this macro.
+    item
+}
+
+/// How the function's body produces its value.
+enum BodyShape<'a> {
+    /// A plain function: the body runs inside `Observed::call`.
+    Sync,
+    /// An `async fn`: the body becomes an instrumented `async move` block.
+    AsyncFn,
+    /// A plain function whose tail expression is an `async` block, possibly inside a call to
+    /// `Box::pin` (this is also what `#[async_trait]` generates): the block is instrumented.
+    ReturnsAsyncBlock {
+        /// The `Box::pin` path when the block is boxed.
+        box_pin: Option<&'a Expr>,
+        async_block: &'a ExprAsync,
+    },
+}
+
+/// What is recorded from the function's return value.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum OutputShape {
+    /// `()`, `!` or no return type: nothing.
+    Nothing,
+    /// Any other type: the value.
+    Value,
+    /// Syntactically a `Result<..>`: `Ok(v)` records `v` (unless it is `()`), `Err(e)` records an
+    /// error.
+    Result { ok_is_unit: bool },
+}
+
+fn observe_function(args: ObserveArgs, function: ItemFn) -> syn::Result<TokenStream> {
+    let ItemFn {
+        attrs,
+        vis,
+        sig,
+        block,
+    } = function;
+
+    if let Some(constness) = &sig.constness {
+        return Err(Error::new_spanned(
+            constness,
+            "`#[observe]` cannot be applied to a `const fn`: an observation starts and ends at \
+             run time; remove `const`, or observe the non-const functions that call it",
+        ));
+    }
+
+    let krate: syn::Path = args
+        .krate
+        .clone()
+        .unwrap_or_else(|| syn::parse_quote!(::observe_runtime));
+    let arguments = Arguments::of(&sig);
+    arguments.check_skips(args.skips.as_deref().unwrap_or_default())?;
+
+    let (outer_attrs, inner_attrs): (Vec<Attribute>, Vec<Attribute>) = attrs
+        .into_iter()
+        .partition(|attr| matches!(attr.style, syn::AttrStyle::Outer));
+
+    let captured: Vec<&Ident> = if args.skip_all || is_false(&args.capture_input) {
+        Vec::new()
+    } else {
+        let skips = args.skips.as_deref().unwrap_or_default();
+        arguments
+            .bindings
+            .iter()
+            .filter(|binding| !skips.iter().any(|skip| skip.unraw() == binding.unraw()))
+            .collect()
+    };
+
+    let generator = Generator {
+        krate: &krate,
+        args: &args,
+        sig: &sig,
+    };
+
+    let shape = if sig.asyncness.is_some() {
+        BodyShape::AsyncFn
+    } else {
+        returned_async_block(&block).unwrap_or(BodyShape::Sync)
+    };
+
+    let body = match shape {
+        BodyShape::Sync => generator.sync_body(&block, &captured),
+        BodyShape::AsyncFn => generator.async_fn_body(&block, &captured),
+        BodyShape::ReturnsAsyncBlock {
+            box_pin,
+            async_block,
+        } => generator.async_block_body(&block, box_pin, async_block, &captured),
+    };
+
+    Ok(quote! {
+        #(#outer_attrs)*
+        #vis #sig {
+            #(#inner_attrs)*
+            #body
+        }
+    })
+}
+
+fn is_false(flag: &Option<syn::LitBool>) -> bool {
+    matches!(flag, Some(literal) if !literal.value)
+}
+
+/// The names a function's arguments bind, in order.
+struct Arguments {
+    /// Identifiers bound by the typed arguments, including those inside patterns such as
+    /// `(a, b): (u8, u8)` or `Point { x, y }: Point`.
+    bindings: Vec<Ident>,
+    /// Whether the function takes `self` in any form.
+    has_receiver: bool,
+}
+
+impl Arguments {
+    fn of(sig: &Signature) -> Self {
+        let mut bindings = Vec::new();
+        let mut has_receiver = false;
+        for input in &sig.inputs {
+            match input {
+                FnArg::Receiver(_) => has_receiver = true,
+                FnArg::Typed(typed) => collect_bindings(&typed.pat, &mut bindings),
+            }
+        }
+        Arguments {
+            bindings,
+            has_receiver,
+        }
+    }
+
+    /// Every name in `skip(..)` must be an argument (`self` is accepted for methods, though it is
+    /// never captured anyway).
+    fn check_skips(&self, skips: &[Ident]) -> syn::Result<()> {
+        for skip in skips {
+            let name = skip.unraw();
+            if name == "self" && self.has_receiver {
+                continue;
+            }
+            if self.bindings.iter().any(|binding| binding.unraw() == name) {
+                continue;
+            }
+            let known: Vec<String> = self
+                .bindings
+                .iter()
+                .map(|binding| format!("`{}`", binding.unraw()))
+                .collect();
+            let message = if known.is_empty() {
+                format!("cannot skip `{name}`: this function has no argument to capture")
+            } else {
+                format!(
+                    "cannot skip `{name}`: this function has no argument of that name; its \
+                     arguments are {}",
+                    known.join(", ")
+                )
+            };
+            return Err(Error::new(skip.span(), message));
+        }
+        Ok(())
+    }
+}
+
+fn collect_bindings(pat: &Pat, bindings: &mut Vec<Ident>) {
+    match pat {
+        Pat::Ident(binding) => bindings.push(binding.ident.clone()),
+        Pat::Reference(reference) => collect_bindings(&reference.pat, bindings),
+        Pat::Paren(paren) => collect_bindings(&paren.pat, bindings),
+        Pat::Tuple(tuple) => tuple
+            .elems
+            .iter()
+            .for_each(|elem| collect_bindings(elem, bindings)),
+        Pat::TupleStruct(tuple) => tuple
+            .elems
+            .iter()
+            .for_each(|elem| collect_bindings(elem, bindings)),
+        Pat::Slice(slice) => slice
+            .elems
+            .iter()
+            .for_each(|elem| collect_bindings(elem, bindings)),
+        Pat::Struct(structure) => structure
+            .fields
+            .iter()
+            .for_each(|field| collect_bindings(&field.pat, bindings)),
+        Pat::Type(typed) => collect_bindings(&typed.pat, bindings),
+        // `_`, `..` and anything refutable bind nothing we can name; the compiler reports
+        // patterns that are not allowed in arguments.
+        _ => {}
+    }
+}
+
+/// Finds `async { .. }` or `Box::pin(async { .. })` as the tail expression of the body.
+fn returned_async_block(block: &Block) -> Option<BodyShape<'_>> {
+    let tail = match block.stmts.last()? {
+        Stmt::Expr(expr, None) => expr,
+        _ => return None,
+    };
+    match tail {
+        Expr::Async(async_block) => Some(BodyShape::ReturnsAsyncBlock {
+            box_pin: None,
+            async_block,
+        }),
+        Expr::Call(ExprCall { func, args, .. }) if args.len() == 1 && is_box_pin(func) => {
+            match args.first() {
+                Some(Expr::Async(async_block)) => Some(BodyShape::ReturnsAsyncBlock {
+                    box_pin: Some(func),
+                    async_block,
+                }),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+/// `Box::pin`, `std::boxed::Box::pin`, `::alloc::boxed::Box::pin`, ...
+fn is_box_pin(func: &Expr) -> bool {
+    let Expr::Path(path) = func else {
+        return false;
+    };
+    let mut segments = path.path.segments.iter().rev();
+    matches!(
+        (segments.next(), segments.next()),
+        (Some(pin), Some(boxed)) if pin.ident == "pin" && boxed.ident == "Box"
+    )
+}
+
+/// The `T` of `impl Future<Output = T>`, `Pin<Box<dyn Future<Output = T> + Send>>` and the like.
+fn future_output(ty: &Type) -> Option<&Type> {
+    match ty {
+        Type::ImplTrait(impl_trait) => future_output_of_bounds(impl_trait.bounds.iter()),
+        Type::TraitObject(object) => future_output_of_bounds(object.bounds.iter()),
+        Type::Paren(paren) => future_output(&paren.elem),
+        Type::Group(group) => future_output(&group.elem),
+        Type::Path(path) => path.path.segments.iter().find_map(|segment| {
+            let PathArguments::AngleBracketed(generics) = &segment.arguments else {
+                return None;
+            };
+            generics.args.iter().find_map(|arg| match arg {
+                GenericArgument::Type(inner) => future_output(inner),
+                _ => None,
+            })
+        }),
+        _ => None,
+    }
+}
+
+fn future_output_of_bounds<'a>(
+    mut bounds: impl Iterator<Item = &'a TypeParamBound>,
+) -> Option<&'a Type> {
+    bounds.find_map(|bound| {
+        let TypeParamBound::Trait(bound) = bound else {
+            return None;
+        };
+        let last = bound.path.segments.last()?;
+        if last.ident != "Future" {
+            return None;
+        }
+        let PathArguments::AngleBracketed(generics) = &last.arguments else {
+            return None;
+        };
+        generics.args.iter().find_map(|arg| match arg {
+            GenericArgument::AssocType(assoc) if assoc.ident == "Output" => Some(&assoc.ty),
+            _ => None,
+        })
+    })
+}
+
+/// Whether a return type is recorded, and how.
+fn output_shape(ty: Option<&Type>) -> OutputShape {
+    let Some(ty) = ty else {
+        return OutputShape::Nothing;
+    };
+    match ty {
+        Type::Tuple(tuple) if tuple.elems.is_empty() => OutputShape::Nothing,
+        Type::Never(_) => OutputShape::Nothing,
+        Type::Paren(paren) => output_shape(Some(&paren.elem)),
+        Type::Group(group) => output_shape(Some(&group.elem)),
+        Type::Path(path) if path.qself.is_none() => {
+            let Some(last) = path.path.segments.last() else {
+                return OutputShape::Value;
+            };
+            match &last.arguments {
+                PathArguments::AngleBracketed(generics) if last.ident == "Result" => {
+                    let ok_is_unit = matches!(
+                        generics.args.first(),
+                        Some(GenericArgument::Type(Type::Tuple(tuple))) if tuple.elems.is_empty()
+                    );
+                    OutputShape::Result { ok_is_unit }
+                }
+                _ => OutputShape::Value,
+            }
+        }
+        _ => OutputShape::Value,
+    }
+}
+
+fn is_never(ty: &Type) -> bool {
+    match ty {
+        Type::Never(_) => true,
+        Type::Paren(paren) => is_never(&paren.elem),
+        Type::Group(group) => is_never(&group.elem),
+        _ => false,
+    }
+}
+
+/// Replaces every `impl Trait` with `_`, so that a return type can be restated in a `let`.
+struct ImplTraitEraser;
+
+impl VisitMut for ImplTraitEraser {
+    fn visit_type_mut(&mut self, ty: &mut Type) {
+        if let Type::ImplTrait(impl_trait) = ty {
+            *ty = Type::Infer(syn::TypeInfer {
+                underscore_token: Token![_](impl_trait.span()),
+            });
+        } else {
+            syn::visit_mut::visit_type_mut(self, ty);
+        }
+    }
+}
+
+fn erase_impl_trait(ty: &Type) -> Type {
+    let mut ty = ty.clone();
+    ImplTraitEraser.visit_type_mut(&mut ty);
+    ty
+}
+
+/// `if false { let x: T = loop {}; return x; }`, spanned at the return type: it fixes the type
+/// of the block it starts (so `?` and `.into()` infer as in the original function) and puts type
+/// errors on the user's signature.
+fn fake_return_edge(return_type: &Type, span: Span) -> TokenStream {
+    let return_type = erase_impl_trait(return_type);
+    quote_spanned! {span=>
+        #[allow(
+            unreachable_code,
+            clippy::diverging_sub_expression,
+            clippy::empty_loop,
+            clippy::let_unit_value,
+            clippy::never_loop,
+            clippy::unreachable
+        )]
+        if false {
+            let __observe_fake_return: #return_type = loop {};
+            return __observe_fake_return;
+        }
+    }
+}
+
+/// Lints that generated capture code may trip in a user crate built with `-D warnings`.
+fn allow_generated_lints() -> TokenStream {
+    quote! {
+        #[allow(
+            unused_imports,
+            clippy::needless_borrow,
+            clippy::needless_borrows_for_generic_args,
+            clippy::borrow_deref_ref,
+            clippy::ref_option_ref,
+            clippy::unit_arg
+        )]
+    }
+}
+
+/// Generates the pieces shared by every body shape.
+struct Generator<'a> {
+    krate: &'a syn::Path,
+    args: &'a ObserveArgs,
+    sig: &'a Signature,
+}
+
+impl Generator<'_> {
+    /// The `static` describing the function, `start(..)` and the input capture.
+    ///
+    /// Defines the local `__observe: Option<Observed>` (mixed-site hygiene).
+    fn prologue(&self, captured: &[&Ident], mutable: bool) -> TokenStream {
+        let krate = self.krate;
+        let name = match &self.args.name {
+            Some(name) => name.clone(),
+            None => LitStr::new(&self.sig.ident.unraw().to_string(), self.sig.ident.span()),
+        };
+        let kind = Ident::new(
+            self.args.as_type.unwrap_or(ObservationKind::Span).variant(),
+            Span::call_site(),
+        );
+        let capture_input = optional_bool(&self.args.capture_input);
+        let capture_output = optional_bool(&self.args.capture_output);
+        let mutability = (mutable || !captured.is_empty()).then(|| quote!(mut));
+        let mixed = Span::mixed_site();
+
+        let input_capture = if captured.is_empty() {
+            TokenStream::new()
+        } else {
+            let records = captured.iter().map(|binding| {
+                let name = LitStr::new(&binding.unraw().to_string(), binding.span());
+                let value = self.capture_value(quote!(&#binding));
+                quote_spanned! {mixed=>
+                    __observe_observed.record_input(#name, #value);
+                }
+            });
+            let allow = allow_generated_lints();
+            quote_spanned! {mixed=>
+                #allow
+                if let ::core::option::Option::Some(__observe_observed) = &mut __observe {
+                    if __observe_observed.captures_input() {
+                        let __observe_limit = __observe_observed.field_limit();
+                        #(#records)*
+                    }
+                }
+            }
+        };
+
+        quote_spanned! {mixed=>
+            static __OBSERVE_META: #krate::__private::FnMeta = #krate::__private::FnMeta {
+                name: #name,
+                kind: #krate::__private::ObservationType::#kind,
+                capture_input: #capture_input,
+                capture_output: #capture_output,
+            };
+            let #mutability __observe = #krate::__private::start(&__OBSERVE_META);
+            #input_capture
+        }
+    }
+
+    /// JSON text of the value behind `reference`, picked by autoref specialization:
+    /// `Serialize`, else `Debug`, else a placeholder. Uses `__observe_limit`.
+    fn capture_value(&self, reference: TokenStream) -> TokenStream {
+        let krate = self.krate;
+        quote_spanned! {Span::mixed_site()=>
+            {
+                #[allow(unused_imports)]
+                use #krate::__private::{
+                    ViaDebug as _, ViaPlaceholder as _, ViaSerialize as _,
+                };
+                (&&&#krate::__private::Wrap(#reference)).__observe_capture(__observe_limit)
+            }
+        }
+    }
+
+    /// Text of the error behind `reference`: `Display`, else `Debug`, else a placeholder.
+    fn capture_error(&self, reference: TokenStream) -> TokenStream {
+        let krate = self.krate;
+        quote_spanned! {Span::mixed_site()=>
+            {
+                #[allow(unused_imports)]
+                use #krate::__private::{
+                    ErrViaDebug as _, ErrViaDisplay as _, ErrViaPlaceholder as _,
+                };
+                (&&&#krate::__private::ErrWrap(#reference)).__observe_error(__observe_limit)
+            }
+        }
+    }
+
+    /// Records `__observe_ret` into `__observe` (if there is an observation).
+    fn epilogue(&self, shape: OutputShape) -> TokenStream {
+        let mixed = Span::mixed_site();
+        let capture_output = !is_false(&self.args.capture_output);
+        let allow = allow_generated_lints();
+        match shape {
+            OutputShape::Nothing => TokenStream::new(),
+            OutputShape::Value if !capture_output => TokenStream::new(),
+            OutputShape::Value => {
+                let value = self.capture_value(quote_spanned!(mixed=> &__observe_ret));
+                quote_spanned! {mixed=>
+                    #allow
+                    if let ::core::option::Option::Some(__observe_observed) = &mut __observe {
+                        if __observe_observed.captures_output() {
+                            let __observe_limit = __observe_observed.field_limit();
+                            __observe_observed.record_output(#value);
+                        }
+                    }
+                }
+            }
+            OutputShape::Result { ok_is_unit } => {
+                let on_ok = if capture_output && !ok_is_unit {
+                    let value = self.capture_value(quote_spanned!(mixed=> __observe_value));
+                    quote_spanned! {mixed=>
+                        ::core::result::Result::Ok(__observe_value) => {
+                            if __observe_observed.captures_output() {
+                                let __observe_limit = __observe_observed.field_limit();
+                                __observe_observed.record_output(#value);
+                            }
+                        }
+                    }
+                } else {
+                    quote_spanned!(mixed=> ::core::result::Result::Ok(_) => {})
+                };
+                let message = self.capture_error(quote_spanned!(mixed=> __observe_error));
+                quote_spanned! {mixed=>
+                    #allow
+                    if let ::core::option::Option::Some(__observe_observed) = &mut __observe {
+                        match &__observe_ret {
+                            #on_ok
+                            ::core::result::Result::Err(__observe_error) => {
+                                let __observe_limit = __observe_observed.field_limit();
+                                __observe_observed.record_error(#message);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The fake return edge for the function's own return type.
+    fn signature_return_edge(&self) -> TokenStream {
+        match &self.sig.output {
+            // `!` cannot be written as a `let` type on stable Rust.
+            ReturnType::Type(_, ty) if is_never(ty) => TokenStream::new(),
+            ReturnType::Type(_, ty) => fake_return_edge(ty, ty.span()),
+            ReturnType::Default => fake_return_edge(&syn::parse_quote!(()), self.sig.ident.span()),
+        }
+    }
+
+    fn signature_output(&self) -> Option<&Type> {
+        match &self.sig.output {
+            ReturnType::Type(_, ty) => Some(ty),
+            ReturnType::Default => None,
+        }
+    }
+
+    /// A plain function: the body runs in a `move` closure inside `Observed::call`.
+    fn sync_body(&self, block: &Block, captured: &[&Ident]) -> TokenStream {
+        let krate = self.krate;
+        let prologue = self.prologue(captured, true);
+        let fake_return = self.signature_return_edge();
+        let epilogue = self.epilogue(output_shape(self.signature_output()));
+        let statements = &block.stmts;
+        let run_body = quote_spanned! {Span::mixed_site()=>
+            __observe_run(
+                ::core::option::Option::as_mut(&mut __observe),
+                move || {
+                    #fake_return
+                    #(#statements)*
+                },
+            )
+        };
+        // A function returning `!` ends with the call itself: there is nothing after it to run.
+        let call_and_record = match self.signature_output() {
+            Some(ty) if is_never(ty) => run_body,
+            _ => quote_spanned! {Span::mixed_site()=>
+                let __observe_ret = #run_body;
+                #epilogue
+                __observe_ret
+            },
+        };
+        quote_spanned! {Span::mixed_site()=>
+            // Passing the closure straight to a function taking `FnOnce` makes it `FnOnce`, so
+            // the body may hand out borrows of what it captured (`&mut self.field`).
+            #[inline(always)]
+            fn __observe_run<R>(
+                observed: ::core::option::Option<&mut #krate::__private::Observed>,
+                body: impl ::core::ops::FnOnce() -> R,
+            ) -> R {
+                match observed {
+                    ::core::option::Option::Some(observed) => observed.call(body),
+                    ::core::option::Option::None => body(),
+                }
+            }
+            #prologue
+            #call_and_record
+        }
+    }
+
+    /// An `async fn`: the observation starts at the first poll, the body is an `async move` block
+    /// run through `instrument`.
+    fn async_fn_body(&self, block: &Block, captured: &[&Ident]) -> TokenStream {
+        let krate = self.krate;
+        let prologue = self.prologue(captured, false);
+        let fake_return = self.signature_return_edge();
+        let shape = output_shape(self.signature_output());
+        let epilogue = self.epilogue(shape);
+        let mutability = (shape != OutputShape::Nothing).then(|| quote!(mut));
+        let statements = &block.stmts;
+        quote_spanned! {Span::mixed_site()=>
+            #prologue
+            let __observe_future = async move {
+                #fake_return
+                #(#statements)*
+            };
+            let (__observe_ret, #mutability __observe) =
+                #krate::__private::instrument(__observe, __observe_future).await;
+            #epilogue
+            __observe_ret
+        }
+    }
+
+    /// A function returning an `async` block (bare or `Box::pin`ned): the observation starts
+    /// when the function is called (inputs are captured then, before any statement of the body
+    /// can move them) and the block is instrumented.
+    fn async_block_body(
+        &self,
+        block: &Block,
+        box_pin: Option<&Expr>,
+        async_block: &ExprAsync,
+        captured: &[&Ident],
+    ) -> TokenStream {
+        let krate = self.krate;
+        let prologue = self.prologue(captured, false);
+        let output = self.signature_output().and_then(future_output);
+        let fake_return = output
+            .map(|ty| fake_return_edge(ty, ty.span()))
+            .unwrap_or_default();
+        let shape = match output {
+            Some(ty) => output_shape(Some(ty)),
+            None => OutputShape::Value,
+        };
+        let epilogue = self.epilogue(shape);
+        let mutability = (shape != OutputShape::Nothing).then(|| quote!(mut));
+
+        let ExprAsync {
+            attrs,
+            async_token,
+            capture,
+            block: inner_block,
+        } = async_block;
+        let inner_statements = &inner_block.stmts;
+        let statements_before = &block.stmts[..block.stmts.len().saturating_sub(1)];
+        // The block is wrapped where it was written, at call time, so that a future dropped
+        // before its first poll is recorded as cancelled too.
+        let wrapped = quote_spanned! {Span::mixed_site()=>
+            async move {
+                let (__observe_ret, #mutability __observe) = __observe_future.await;
+                #epilogue
+                __observe_ret
+            }
+        };
+        let tail = match box_pin {
+            Some(box_pin) => quote!(#box_pin(#wrapped)),
+            None => wrapped,
+        };
+        let statements_before = statements_before.iter().map(ToTokens::to_token_stream);
+        quote_spanned! {Span::mixed_site()=>
+            #prologue
+            #(#statements_before)*
+            let __observe_future = #krate::__private::instrument(
+                __observe,
+                #(#attrs)* #async_token #capture {
+                    #fake_return
+                    #(#inner_statements)*
+                },
+            );
+            #tail
+        }
+    }
+}
+
+fn optional_bool(flag: &Option<syn::LitBool>) -> TokenStream {
+    match flag {
+        Some(literal) => quote!(::core::option::Option::Some(#literal)),
+        None => quote!(::core::option::Option::None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shape_of(ty: &str) -> OutputShape {
+        let ty: Type = syn::parse_str(ty).expect("a type");
+        output_shape(Some(&ty))
+    }
+
+    #[test]
+    fn result_types_are_recognised_by_their_last_segment() {
+        let result = OutputShape::Result { ok_is_unit: false };
+        assert_eq!(shape_of("Result<u8, String>"), result);
+        assert_eq!(shape_of("std::io::Result<u8>"), result);
+        assert_eq!(shape_of("anyhow::Result<Vec<u8>>"), result);
+        assert_eq!(shape_of("(Result<u8, E>)"), result);
+        assert_eq!(
+            shape_of("Result<(), E>"),
+            OutputShape::Result { ok_is_unit: true }
+        );
+        assert_eq!(shape_of("Result"), OutputShape::Value);
+        assert_eq!(shape_of("MyResult<u8>"), OutputShape::Value);
+        assert_eq!(shape_of("Option<Result<u8, E>>"), OutputShape::Value);
+        assert_eq!(shape_of("()"), OutputShape::Nothing);
+        assert_eq!(shape_of("!"), OutputShape::Nothing);
+        assert_eq!(output_shape(None), OutputShape::Nothing);
+    }
+
+    #[test]
+    fn the_output_of_a_returned_future_is_found() {
+        let output = |ty: &str| {
+            let ty: Type = syn::parse_str(ty).expect("a type");
+            future_output(&ty).map(|found| found.to_token_stream().to_string())
+        };
+        assert_eq!(
+            output("impl Future<Output = Result<u8, E>> + Send + '_").as_deref(),
+            Some("Result < u8 , E >")
+        );
+        assert_eq!(
+            output("Pin<Box<dyn core::future::Future<Output = u8> + Send + 'async_trait>>")
+                .as_deref(),
+            Some("u8")
+        );
+        assert_eq!(output("BoxFuture<'static, u8>"), None);
+        assert_eq!(output("u8"), None);
+    }
+
+    #[test]
+    fn impl_trait_is_erased_wherever_it_is_nested() {
+        let ty: Type = syn::parse_str("(impl Iterator<Item = u8>, Vec<impl Display>)").unwrap();
+        assert_eq!(
+            erase_impl_trait(&ty).to_token_stream().to_string(),
+            "(_ , Vec < _ >)"
+        );
+    }
+
+    #[test]
+    fn pattern_arguments_bind_their_identifiers() {
+        let function: ItemFn = syn::parse_str(
+            "fn f(&self, (a, mut b): (u8, u8), Point { x, y: _ }: Point, \
+             Wrapper(inner): Wrapper, [first, ..]: [u8; 3], _: u8, r#type: u8) {}",
+        )
+        .expect("a function");
+        let names: Vec<String> = Arguments::of(&function.sig)
+            .bindings
+            .iter()
+            .map(|binding| binding.unraw().to_string())
+            .collect();
+        assert_eq!(names, ["a", "b", "x", "inner", "first", "type"]);
+    }
+
+    #[test]
+    fn async_blocks_are_found_bare_or_boxed_as_the_tail_only() {
+        let shape = |body: &str| {
+            let block: Block = syn::parse_str(body).expect("a block");
+            match returned_async_block(&block) {
+                Some(BodyShape::ReturnsAsyncBlock { box_pin, .. }) => Some(box_pin.is_some()),
+                _ => None,
+            }
+        };
+        assert_eq!(shape("{ let a = 1; async move { a } }"), Some(false));
+        assert_eq!(shape("{ Box::pin(async move { 1 }) }"), Some(true));
+        assert_eq!(shape("{ std::boxed::Box::pin(async { 1 }) }"), Some(true));
+        assert_eq!(shape("{ async move { 1 }; 2 }"), None);
+        assert_eq!(shape("{ Box::new(async move { 1 }) }"), None);
+        assert_eq!(shape("{ pin(async move { 1 }) }"), None);
+    }
+}

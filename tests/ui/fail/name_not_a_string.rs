@@ -1,0 +1,8 @@
+use observe_runtime::observe;
+
+#[observe(name = retrieve)]
+fn f() {}
+
+fn main() {
+    f();
+}

@@ -1,0 +1,8 @@
+use observe_runtime::observe;
+
+#[observe(level = "info")]
+fn f() {}
+
+fn main() {
+    f();
+}
