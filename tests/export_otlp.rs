@@ -476,6 +476,34 @@ fn batches_by_count_while_running_and_the_rest_at_flush() {
 }
 
 #[test]
+fn batches_stay_under_four_megabytes() {
+    use prost::Message as _;
+    let _serial = support::serial();
+    let server = FakeLangfuse::start(PUBLIC_KEY, SECRET_KEY);
+    let guard = config(&server)
+        .max_field_bytes(2_000_000)
+        .init()
+        .expect("init");
+
+    // Three spans of about 1.5 MB each: two fit in one request, the third needs another.
+    for name in ["big-1", "big-2", "big-3"] {
+        let _span = span(name).start();
+        current_observation().output("y".repeat(1_500_000));
+    }
+    guard.flush().expect("flush");
+
+    let requests = server.trace_requests();
+    let sizes: Vec<usize> = requests.iter().map(|r| r.spans().len()).collect();
+    assert_eq!(sizes, vec![2, 1], "split by size, not by count");
+    for request in &requests {
+        let encoded = request.decoded.as_ref().expect("decoded").encoded_len();
+        assert!(encoded < 4_000_000, "a request of {encoded} bytes");
+    }
+    assert_eq!(server.accepted_spans().len(), 3);
+    guard.shutdown().expect("shutdown");
+}
+
+#[test]
 fn batches_by_time_without_any_flush() {
     let _serial = support::serial();
     let server = FakeLangfuse::start(PUBLIC_KEY, SECRET_KEY);
