@@ -46,6 +46,19 @@ pub fn run_child(
     env: &[(&str, &str)],
     timeout: Duration,
 ) -> ChildOutput {
+    run_child_with(test_name, mode, timeout, |command| {
+        command.envs(env.iter().copied());
+    })
+}
+
+/// Like [`run_child`], with `prepare` free to change the command (after the SDK's variables were
+/// removed), for example to pass a trace context with `TraceContext::apply_to`.
+pub fn run_child_with(
+    test_name: &str,
+    mode: &str,
+    timeout: Duration,
+    prepare: impl FnOnce(&mut Command),
+) -> ChildOutput {
     let executable = std::env::current_exe().expect("path of the running test binary");
     let mut command = Command::new(executable);
     command
@@ -63,7 +76,7 @@ pub fn run_child(
             command.env_remove(&name);
         }
     }
-    command.envs(env.iter().copied());
+    prepare(&mut command);
     let mut child = command.spawn().expect("spawn the child test process");
     let stdout = child.stdout.take().expect("piped stdout");
     let stderr = child.stderr.take().expect("piped stderr");

@@ -14,7 +14,7 @@ pub mod child;
 pub mod received;
 pub mod server;
 
-pub use child::{child_mode, run_child, ChildOutput};
+pub use child::{child_mode, run_child, run_child_with, ChildOutput};
 pub use received::{by_name, hex, ReceivedSpan};
 pub use server::{Answer, FakeLangfuse, Fault, RecordedRequest};
 
