@@ -4,7 +4,7 @@
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use observe_runtime::{observe, Config, Exporter, MemoryExporter};
+use observe_runtime::{observe, Config, Exporter, Level, MemoryExporter};
 
 static TOUCHED: AtomicUsize = AtomicUsize::new(0);
 
@@ -81,4 +81,39 @@ fn only_recorded_observations_capture() {
         ]
     );
     guard.shutdown().unwrap();
+
+    // Capture turned off in the configuration
+    // (LANGFUSE_OBSERVE_DECORATOR_IO_CAPTURE_ENABLED=false): observations are still recorded,
+    // nothing is captured, and an `Err` still marks the observation failed.
+    let memory = MemoryExporter::new();
+    let guard = Config::from_vars([("LANGFUSE_OBSERVE_DECORATOR_IO_CAPTURE_ENABLED", "false")])
+        .exporter(Exporter::Memory(memory.clone()))
+        .init()
+        .unwrap();
+    assert_eq!(touched_by(|| assert_eq!(outer(Watched(1)).0, 2)), 0);
+    assert!(failing(Watched(5)).is_err());
+    let spans = memory.spans();
+    assert_eq!(
+        spans
+            .iter()
+            .map(|s| (
+                s.name.as_ref(),
+                s.input.as_deref(),
+                s.output.as_deref(),
+                s.level
+            ))
+            .collect::<Vec<_>>(),
+        [
+            ("work", None, None, Level::Default),
+            ("outer", None, None, Level::Default),
+            ("failing", None, None, Level::Error),
+        ]
+    );
+    assert_eq!(spans[2].status_message.as_deref(), Some("no luck with 5"));
+    guard.shutdown().unwrap();
+}
+
+#[observe]
+fn failing(value: Watched) -> Result<(), String> {
+    Err(format!("no luck with {}", value.0))
 }
