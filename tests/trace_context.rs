@@ -298,3 +298,20 @@ fn apply_to_passes_the_context_to_a_child_process() {
         context.to_traceparent()
     );
 }
+
+#[test]
+fn a_panic_through_a_manual_span_records_its_message() {
+    let memory = memory();
+    let trace_id = std::sync::Mutex::new(None);
+    let result = std::panic::catch_unwind(|| {
+        let _span = span("panicking-manual").start();
+        *trace_id.lock().unwrap() = observe_runtime::current_trace_id();
+        panic!("disk full");
+    });
+    assert!(result.is_err(), "the panic goes on unwinding");
+    let trace_id = trace_id.into_inner().unwrap().expect("a recorded trace");
+    let span = &memory.trace(trace_id)[0];
+    assert_eq!(span.name, "panicking-manual");
+    assert_eq!(span.level, Level::Error);
+    assert_eq!(span.status_message.as_deref(), Some("disk full"));
+}

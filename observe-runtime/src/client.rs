@@ -381,6 +381,7 @@ pub(crate) fn init(config: Config) -> Result<FlushGuard, ConfigError> {
     ACTIVE.store(true, Ordering::Release);
     drop(slot);
     crate::guard::register_exit_hook();
+    crate::span::install_panic_hook();
     Ok(FlushGuard::new(client))
 }
 

@@ -133,11 +133,7 @@ impl Observed {
     }
 
     fn record_panic(&mut self, payload: &(dyn std::any::Any + Send)) {
-        let message = payload
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "panicked (the panic payload is not a string)".to_string());
+        let message = span::payload_text(payload);
         if let Some(data) = self.data() {
             data.level = Level::Error;
             data.status_message = Some(message);
@@ -178,7 +174,7 @@ impl Drop for Observed {
             if let Some(data) = self.data() {
                 if data.level != Level::Error {
                     data.level = Level::Error;
-                    data.status_message = Some("panicked".to_string());
+                    data.status_message = Some(span::panic_message());
                 }
             }
         }

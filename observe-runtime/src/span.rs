@@ -263,11 +263,50 @@ impl Drop for ActiveSpan {
             if std::thread::panicking() {
                 if let Some(data) = core.data.as_deref_mut() {
                     data.level = Level::Error;
-                    data.status_message
-                        .get_or_insert_with(|| "panicked".to_string());
+                    data.status_message = Some(panic_message());
                 }
             }
             close(core);
         }
     }
+}
+
+thread_local! {
+    static LAST_PANIC: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// The text of a panic payload.
+pub(crate) fn payload_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panicked (the panic payload is not a string)".to_string())
+}
+
+/// The message of the panic unwinding this thread now, as seen by the hook `init` installs.
+pub(crate) fn panic_message() -> String {
+    LAST_PANIC
+        .try_with(|last| last.borrow().clone())
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| "panicked".to_string())
+}
+
+/// Installs (once) a panic hook that remembers each thread's panic message for the observations
+/// the panic unwinds through, then calls the hook that was there before.
+pub(crate) fn install_panic_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let message = payload_text(info.payload());
+            let _ = LAST_PANIC.try_with(|last| {
+                if let Ok(mut last) = last.try_borrow_mut() {
+                    *last = Some(message);
+                }
+            });
+            previous(info);
+        }));
+    });
 }
