@@ -334,6 +334,21 @@ pub(crate) fn init(config: Config) -> Result<FlushGuard, ConfigError> {
         mask: settings.mask.clone(),
     };
     let timeout = settings.timeout;
+    diagnostics::debug(|| match &settings.sink {
+        SinkChoice::Otlp(target) => format!(
+            "sending spans to {} ({})",
+            target.endpoint,
+            if target.langfuse.is_some() {
+                "Langfuse"
+            } else {
+                "OpenTelemetry collector"
+            }
+        ),
+        SinkChoice::Memory(_) => "keeping spans in memory".to_string(),
+        SinkChoice::Console | SinkChoice::ConsoleNoCredentials => {
+            "printing traces to stderr".to_string()
+        }
+    });
     let destination = match settings.sink {
         SinkChoice::Memory(memory) => Destination::Memory(memory),
         SinkChoice::Console | SinkChoice::ConsoleNoCredentials => {
