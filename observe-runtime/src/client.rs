@@ -63,6 +63,9 @@ pub(crate) struct Client {
     destination: Destination,
     pub(crate) counters: Arc<Counters>,
     stopped: AtomicBool,
+    /// Set at the first drop for a full queue: the warning is said once, and later drops cost
+    /// only a counter.
+    queue_full_warned: AtomicBool,
 }
 
 impl Client {
@@ -98,6 +101,9 @@ impl Client {
                 Ok(()) => Counters::add(&self.counters.spans_queued, 1),
                 Err(TrySendError::Full(_)) => {
                     Counters::add(&self.counters.spans_dropped_queue_full, 1);
+                    if self.queue_full_warned.swap(true, Ordering::Relaxed) {
+                        return;
+                    }
                     diagnostics::warn_once(
                         "queue-full",
                         format!(
@@ -387,6 +393,7 @@ pub(crate) fn init(config: Config) -> Result<FlushGuard, ConfigError> {
         destination,
         counters,
         stopped: AtomicBool::new(false),
+        queue_full_warned: AtomicBool::new(false),
     });
     *slot = Some(client.clone());
     match LATEST_COUNTERS.write() {
