@@ -36,14 +36,13 @@ impl Bounded {
     /// The text kept, cut at a character boundary, and how many bytes were cut.
     fn finish(self) -> (String, usize) {
         let total = self.total;
-        let mut kept = self.kept;
-        let text = match String::from_utf8(kept.clone()) {
-            Ok(text) => text,
-            Err(error) => {
-                kept.truncate(error.utf8_error().valid_up_to());
-                String::from_utf8(kept).unwrap_or_default()
-            }
-        };
+        // The cut may split a character: keep the valid prefix, without copying the bytes.
+        let text = String::from_utf8(self.kept).unwrap_or_else(|error| {
+            let valid = error.utf8_error().valid_up_to();
+            let mut bytes = error.into_bytes();
+            bytes.truncate(valid);
+            String::from_utf8(bytes).unwrap_or_default()
+        });
         let cut = total - text.len();
         (text, cut)
     }

@@ -32,15 +32,20 @@ pub(crate) fn enabled() -> bool {
     ACTIVE.load(Ordering::Relaxed)
 }
 
+/// A copy of what a global slot holds (a poisoned lock still holds a usable value).
+fn read<T: Clone>(slot: &RwLock<Option<T>>) -> Option<T> {
+    match slot.read() {
+        Ok(value) => value.clone(),
+        Err(poisoned) => poisoned.into_inner().clone(),
+    }
+}
+
 /// The running client, if any.
 pub(crate) fn installed() -> Option<Arc<Client>> {
     if !enabled() {
         return None;
     }
-    match CLIENT.read() {
-        Ok(slot) => slot.clone(),
-        Err(poisoned) => poisoned.into_inner().clone(),
-    }
+    read(&CLIENT)
 }
 
 enum Destination {
@@ -260,11 +265,9 @@ pub(crate) fn new_root_trace() -> (Arc<TraceState>, Option<ObservationId>) {
 
 /// Stats of the running client, or of the latest one after its shutdown (zero before any).
 pub(crate) fn stats() -> Stats {
-    let latest = match LATEST_COUNTERS.read() {
-        Ok(slot) => slot.clone(),
-        Err(poisoned) => poisoned.into_inner().clone(),
-    };
-    latest.map(|c| c.snapshot()).unwrap_or_default()
+    read(&LATEST_COUNTERS)
+        .map(|c| c.snapshot())
+        .unwrap_or_default()
 }
 
 fn child_environment(settings: &Settings) -> Vec<(&'static str, String)> {
@@ -409,8 +412,5 @@ pub(crate) fn init(config: Config) -> Result<FlushGuard, ConfigError> {
 
 /// The client as installed, for the exit hook (ignores the gate).
 pub(crate) fn take_for_exit() -> Option<Arc<Client>> {
-    match CLIENT.read() {
-        Ok(slot) => slot.clone(),
-        Err(poisoned) => poisoned.into_inner().clone(),
-    }
+    read(&CLIENT)
 }

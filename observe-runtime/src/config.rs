@@ -767,11 +767,13 @@ impl Config {
             None
         };
         if has_keys && self.otlp_endpoint.is_some() {
-            notes_or_debug(&format!(
+            diagnostics::debug(|| {
+                format!(
                 "both Langfuse keys and an OTLP endpoint are configured; traces go to Langfuse \
                  and the OTLP endpoint {} is not used",
                 self.otlp_endpoint.as_deref().unwrap_or_default()
-            ));
+            )
+            });
         }
 
         let sink = match (&self.exporter, target) {
@@ -884,10 +886,6 @@ impl Config {
             }),
         })
     }
-}
-
-fn notes_or_debug(message: &str) {
-    diagnostics::debug(|| message.to_string());
 }
 
 /// Langfuse stores an environment that breaks this rule as `default`, silently.
