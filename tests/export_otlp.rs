@@ -657,6 +657,36 @@ fn dropped_connection_is_retried_then_succeeds() {
 }
 
 #[test]
+fn a_slow_answer_times_out_and_is_retried() {
+    let _serial = support::serial();
+    let server = FakeLangfuse::start(PUBLIC_KEY, SECRET_KEY);
+    server.script([Fault::Delay(Duration::from_secs(3))]);
+    let guard = config(&server)
+        .timeout(Duration::from_millis(500))
+        .init()
+        .expect("init");
+    let before = stats();
+
+    root_spans(&["patient"]);
+    let started = Instant::now();
+    guard.flush().expect("flush succeeds after one retry");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "the retry did not wait for the slow answer: {:?}",
+        started.elapsed()
+    );
+
+    let spans = server.accepted_spans();
+    assert_eq!(spans.len(), 1);
+    assert_eq!(spans[0].name(), "patient");
+    let counts = counts_since(&before);
+    assert_eq!(counts.requests_retried, 1, "{counts:?}");
+    assert_eq!(counts.requests_failed, 1, "{counts:?}");
+    assert_eq!(counts.spans_exported, 1, "{counts:?}");
+    guard.shutdown().expect("shutdown");
+}
+
+#[test]
 fn unauthorized_is_counted_and_quotes_the_server_and_the_host() {
     let _serial = support::serial();
     let server = FakeLangfuse::start(PUBLIC_KEY, SECRET_KEY);
