@@ -3,7 +3,9 @@
 //! spans to the exporter, and flush / shutdown with deadlines.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use arc_swap::ArcSwapOption;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, TrySendError};
@@ -22,7 +24,10 @@ use crate::trace::TraceState;
 
 /// Is a client installed and running? The only thing the hot path reads when tracing is off.
 static ACTIVE: AtomicBool = AtomicBool::new(false);
-static CLIENT: RwLock<Option<Arc<Client>>> = RwLock::new(None);
+/// The installed client: read without a lock when a trace starts.
+static CLIENT: ArcSwapOption<Client> = ArcSwapOption::const_empty();
+/// Serializes installing and removing the client (never taken on the hot path).
+static INSTALL: Mutex<()> = Mutex::new(());
 /// The counters of the latest client, kept after its shutdown so `stats()` still tells the loss.
 static LATEST_COUNTERS: RwLock<Option<Arc<Counters>>> = RwLock::new(None);
 
@@ -45,7 +50,14 @@ pub(crate) fn installed() -> Option<Arc<Client>> {
     if !enabled() {
         return None;
     }
-    read(&CLIENT)
+    CLIENT.load_full()
+}
+
+fn install_lock() -> MutexGuard<'static, ()> {
+    match INSTALL.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
+    }
 }
 
 enum Destination {
@@ -240,13 +252,14 @@ impl Client {
 }
 
 fn uninstall(client: &Arc<Client>) {
-    let mut slot = match CLIENT.write() {
-        Ok(slot) => slot,
-        Err(poisoned) => poisoned.into_inner(),
-    };
-    if slot.as_ref().is_some_and(|c| Arc::ptr_eq(c, client)) {
+    let _install = install_lock();
+    if CLIENT
+        .load()
+        .as_ref()
+        .is_some_and(|c| Arc::ptr_eq(c, client))
+    {
         ACTIVE.store(false, Ordering::Release);
-        *slot = None;
+        CLIENT.store(None);
     }
 }
 
@@ -309,11 +322,8 @@ pub(crate) fn init(config: Config) -> Result<FlushGuard, ConfigError> {
         diagnostics::debug(|| "tracing is disabled; nothing will be recorded".into());
         return Ok(FlushGuard::disabled());
     }
-    let mut slot = match CLIENT.write() {
-        Ok(slot) => slot,
-        Err(poisoned) => poisoned.into_inner(),
-    };
-    if slot.is_some() {
+    let install = install_lock();
+    if CLIENT.load().is_some() {
         return Err(ConfigError::AlreadyInitialized);
     }
 
@@ -398,13 +408,13 @@ pub(crate) fn init(config: Config) -> Result<FlushGuard, ConfigError> {
         stopped: AtomicBool::new(false),
         queue_full_warned: AtomicBool::new(false),
     });
-    *slot = Some(client.clone());
+    CLIENT.store(Some(client.clone()));
     match LATEST_COUNTERS.write() {
         Ok(mut latest) => *latest = Some(client.counters.clone()),
         Err(poisoned) => *poisoned.into_inner() = Some(client.counters.clone()),
     }
     ACTIVE.store(true, Ordering::Release);
-    drop(slot);
+    drop(install);
     crate::guard::register_exit_hook();
     crate::span::install_panic_hook();
     Ok(FlushGuard::new(client))
@@ -412,5 +422,5 @@ pub(crate) fn init(config: Config) -> Result<FlushGuard, ConfigError> {
 
 /// The client as installed, for the exit hook (ignores the gate).
 pub(crate) fn take_for_exit() -> Option<Arc<Client>> {
-    read(&CLIENT)
+    CLIENT.load_full()
 }
