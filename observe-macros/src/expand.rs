@@ -470,18 +470,20 @@ impl Generator<'_> {
             TokenStream::new()
         } else {
             let records = captured.iter().map(|binding| {
-                let name = LitStr::new(&binding.unraw().to_string(), binding.span());
-                let value = self.capture_value(quote!(&#binding));
-                quote_spanned! {mixed=>
-                    __observe_observed.record_input(#name, #value);
-                }
+                // An identifier never needs escaping in JSON: the key is quoted here, once.
+                let key = LitStr::new(&format!("\"{}\"", binding.unraw()), binding.span());
+                self.capture_into(
+                    quote!(&#binding),
+                    quote_spanned!(mixed=> __observe_input.arg(#key)),
+                )
             });
             let allow = allow_generated_lints();
             quote_spanned! {mixed=>
                 #allow
                 if let ::core::option::Option::Some(__observe_observed) = &mut __observe {
-                    if __observe_observed.captures_input() {
-                        let __observe_limit = __observe_observed.field_limit();
+                    if let ::core::option::Option::Some(mut __observe_input) =
+                        __observe_observed.input_writer()
+                    {
                         #(#records)*
                     }
                 }
@@ -500,9 +502,9 @@ impl Generator<'_> {
         }
     }
 
-    /// JSON text of the value behind `reference`, picked by autoref specialization:
-    /// `Serialize`, else `Debug`, else a placeholder. Uses `__observe_limit`.
-    fn capture_value(&self, reference: TokenStream) -> TokenStream {
+    /// Writes the value behind `reference` as JSON into `out` (a `&mut JsonOut`), picked by
+    /// autoref specialization: `Serialize`, else `Debug`, else a placeholder.
+    fn capture_into(&self, reference: TokenStream, out: TokenStream) -> TokenStream {
         let krate = self.krate;
         quote_spanned! {Span::mixed_site()=>
             {
@@ -510,7 +512,7 @@ impl Generator<'_> {
                 use #krate::__private::{
                     ViaDebug as _, ViaPlaceholder as _, ViaSerialize as _,
                 };
-                (&&&#krate::__private::Wrap(#reference)).__observe_capture(__observe_limit)
+                (&&&#krate::__private::Wrap(#reference)).__observe_write(#out);
             }
         }
     }
@@ -538,25 +540,33 @@ impl Generator<'_> {
             OutputShape::Nothing => TokenStream::new(),
             OutputShape::Value if !capture_output => TokenStream::new(),
             OutputShape::Value => {
-                let value = self.capture_value(quote_spanned!(mixed=> &__observe_ret));
+                let write = self.capture_into(
+                    quote_spanned!(mixed=> &__observe_ret),
+                    quote_spanned!(mixed=> __observe_output.out()),
+                );
                 quote_spanned! {mixed=>
                     #allow
                     if let ::core::option::Option::Some(__observe_observed) = &mut __observe {
-                        if __observe_observed.captures_output() {
-                            let __observe_limit = __observe_observed.field_limit();
-                            __observe_observed.record_output(#value);
+                        if let ::core::option::Option::Some(mut __observe_output) =
+                            __observe_observed.output_writer()
+                        {
+                            #write
                         }
                     }
                 }
             }
             OutputShape::Result { ok_is_unit } => {
                 let on_ok = if capture_output && !ok_is_unit {
-                    let value = self.capture_value(quote_spanned!(mixed=> __observe_value));
+                    let write = self.capture_into(
+                        quote_spanned!(mixed=> __observe_value),
+                        quote_spanned!(mixed=> __observe_output.out()),
+                    );
                     quote_spanned! {mixed=>
                         ::core::result::Result::Ok(__observe_value) => {
-                            if __observe_observed.captures_output() {
-                                let __observe_limit = __observe_observed.field_limit();
-                                __observe_observed.record_output(#value);
+                            if let ::core::option::Option::Some(mut __observe_output) =
+                                __observe_observed.output_writer()
+                            {
+                                #write
                             }
                         }
                     }

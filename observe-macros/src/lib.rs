@@ -159,9 +159,10 @@ use proc_macro::TokenStream;
 ///     };
 ///     let mut __observe = ::observe_runtime::__private::start(&__OBSERVE_META);
 ///     if let Some(observed) = &mut __observe {
-///         if observed.captures_input() {
-///             let limit = observed.field_limit();
-///             observed.record_input("a", (&&&Wrap(&a)).__observe_capture(limit));
+///         // Each argument's JSON is written straight into one reusable buffer; the key
+///         // `"a"` was quoted at compile time.
+///         if let Some(mut input) = observed.input_writer() {
+///             (&&&Wrap(&a)).__observe_write(input.arg("\"a\""));
 ///         }
 ///     }
 ///     let __observe_ret = __observe_run(__observe.as_mut(), move || {
@@ -171,8 +172,8 @@ use proc_macro::TokenStream;
 ///     });
 ///     if let Some(observed) = &mut __observe {
 ///         match &__observe_ret {
-///             Ok(value) => if observed.captures_output() {
-///                 observed.record_output((&&&Wrap(value)).__observe_capture(limit));
+///             Ok(value) => if let Some(mut output) = observed.output_writer() {
+///                 (&&&Wrap(value)).__observe_write(output.out());
 ///             },
 ///             Err(error) => observed.record_error((&&&ErrWrap(error)).__observe_error(limit)),
 ///         }

@@ -69,7 +69,7 @@ fn truncated_text(text: &str, cut: usize, total: usize) -> String {
     format!("{text}… [truncated: {cut} of {total} bytes cut]")
 }
 
-fn json_string(text: &str) -> String {
+pub(crate) fn json_string(text: &str) -> String {
     serde_json::to_string(text).unwrap_or_else(|_| "\"\"".to_string())
 }
 
@@ -81,20 +81,114 @@ pub(crate) fn placeholder<T: ?Sized>(why: &str) -> String {
 /// A value as JSON text, at most about `limit` bytes: a larger value becomes a JSON string holding
 /// its beginning and a marker saying how much was cut.
 pub(crate) fn serialize_json<T: Serialize + ?Sized>(value: &T, limit: usize) -> String {
-    let mut out = Bounded::new(limit);
-    let result = catch_unwind(AssertUnwindSafe(|| serde_json::to_writer(&mut out, value)));
-    match result {
-        Ok(Ok(())) => {
-            let total = out.total;
-            let (text, cut) = out.finish();
-            if cut == 0 {
-                text
-            } else {
-                json_string(&truncated_text(&text, cut, total))
+    let mut out = JsonOut::new(limit);
+    out.write_serialize(value);
+    out.take_text()
+}
+
+thread_local! {
+    /// The buffer captured values are written into, reused from one call to the next.
+    static SCRATCH: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// Where the attribute writes captured JSON: a reusable per-thread buffer, copied once into text
+/// of the exact size when the field is complete. Each value written is bounded by the field
+/// limit on its own.
+pub struct JsonOut {
+    buffer: Vec<u8>,
+    limit: usize,
+}
+
+impl JsonOut {
+    pub(crate) fn new(limit: usize) -> Self {
+        let mut buffer = SCRATCH.try_with(|s| s.take()).unwrap_or_default();
+        buffer.clear();
+        Self { buffer, limit }
+    }
+
+    pub(crate) fn push_byte(&mut self, byte: u8) {
+        self.buffer.push(byte);
+    }
+
+    pub(crate) fn push_str(&mut self, text: &str) {
+        self.buffer.extend_from_slice(text.as_bytes());
+    }
+
+    /// The text written so far, leaving the buffer empty.
+    pub(crate) fn take_text(&mut self) -> String {
+        let text = match std::str::from_utf8(&self.buffer) {
+            Ok(text) => text.to_owned(),
+            Err(_) => String::from_utf8_lossy(&self.buffer).into_owned(),
+        };
+        self.buffer.clear();
+        text
+    }
+
+    /// Writes `value` as JSON; a value over the limit becomes a JSON string holding its beginning
+    /// and a marker, one that fails or panics a placeholder naming its type.
+    pub(crate) fn write_serialize<T: Serialize + ?Sized>(&mut self, value: &T) {
+        let start = self.buffer.len();
+        let mut out = Appending {
+            buffer: &mut self.buffer,
+            start,
+            limit: self.limit,
+            total: 0,
+        };
+        let result = catch_unwind(AssertUnwindSafe(|| serde_json::to_writer(&mut out, value)));
+        let total = out.total;
+        match result {
+            Ok(Ok(())) if total <= self.limit => {}
+            Ok(Ok(())) => {
+                let kept = &self.buffer[start..];
+                let valid = match std::str::from_utf8(kept) {
+                    Ok(text) => text.len(),
+                    Err(error) => error.valid_up_to(),
+                };
+                let text = String::from_utf8_lossy(&kept[..valid]).into_owned();
+                let marked = json_string(&truncated_text(&text, total - valid, total));
+                self.buffer.truncate(start);
+                self.push_str(&marked);
+            }
+            Ok(Err(error)) => {
+                self.buffer.truncate(start);
+                self.push_str(&placeholder::<T>(&format!(": not serializable: {error}")));
+            }
+            Err(_) => {
+                self.buffer.truncate(start);
+                self.push_str(&placeholder::<T>(": its Serialize impl panicked"));
             }
         }
-        Ok(Err(error)) => placeholder::<T>(&format!(": not serializable: {error}")),
-        Err(_) => placeholder::<T>(": its Serialize impl panicked"),
+    }
+}
+
+impl Drop for JsonOut {
+    fn drop(&mut self) {
+        let buffer = std::mem::take(&mut self.buffer);
+        // Huge buffers are not kept: one large value must not pin its memory on the thread.
+        if buffer.capacity() <= 64 * 1024 {
+            let _ = SCRATCH.try_with(|s| s.set(buffer));
+        }
+    }
+}
+
+/// Appends to a buffer, keeping at most `limit` bytes after `start` and counting them all.
+struct Appending<'a> {
+    buffer: &'a mut Vec<u8>,
+    start: usize,
+    limit: usize,
+    total: usize,
+}
+
+impl io::Write for Appending<'_> {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.total += bytes.len();
+        let room = (self.start + self.limit).saturating_sub(self.buffer.len());
+        self.buffer
+            .extend_from_slice(&bytes[..bytes.len().min(room)]);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 
@@ -137,43 +231,45 @@ pub(crate) fn debug_text<T: fmt::Debug + ?Sized>(value: &T, limit: usize) -> Str
         .unwrap_or_else(|why| format!("<{}{why}>", std::any::type_name::<T>()))
 }
 
-/// Wraps a reference to a value for capture: `(&&&Wrap(&value)).__observe_capture(limit)` picks
+/// Wraps a reference to a value for capture: `(&&&Wrap(&value)).__observe_write(out)` picks
 /// `Serialize`, else `Debug`, else a placeholder, by method resolution alone.
 pub struct Wrap<'a, T: ?Sized>(pub &'a T);
 
 /// Capture through `Serialize` (first choice).
 pub trait ViaSerialize {
-    /// The value as JSON text.
-    fn __observe_capture(&self, limit: usize) -> String;
+    /// Writes the value as JSON.
+    fn __observe_write(&self, out: &mut JsonOut);
 }
 
 /// Capture through `Debug` (second choice): a JSON string of the `Debug` text.
 pub trait ViaDebug {
-    /// The value as JSON text.
-    fn __observe_capture(&self, limit: usize) -> String;
+    /// Writes the value as JSON.
+    fn __observe_write(&self, out: &mut JsonOut);
 }
 
 /// Capture of a value that is neither `Serialize` nor `Debug`: a JSON string naming its type.
 pub trait ViaPlaceholder {
-    /// The value as JSON text.
-    fn __observe_capture(&self, limit: usize) -> String;
+    /// Writes the value as JSON.
+    fn __observe_write(&self, out: &mut JsonOut);
 }
 
 impl<T: Serialize + ?Sized> ViaSerialize for &&Wrap<'_, T> {
-    fn __observe_capture(&self, limit: usize) -> String {
-        serialize_json(self.0, limit)
+    #[inline]
+    fn __observe_write(&self, out: &mut JsonOut) {
+        out.write_serialize(self.0);
     }
 }
 
 impl<T: fmt::Debug + ?Sized> ViaDebug for &Wrap<'_, T> {
-    fn __observe_capture(&self, limit: usize) -> String {
-        debug_json(self.0, limit)
+    fn __observe_write(&self, out: &mut JsonOut) {
+        let json = debug_json(self.0, out.limit);
+        out.push_str(&json);
     }
 }
 
 impl<T: ?Sized> ViaPlaceholder for Wrap<'_, T> {
-    fn __observe_capture(&self, _limit: usize) -> String {
-        placeholder::<T>("")
+    fn __observe_write(&self, out: &mut JsonOut) {
+        out.push_str(&placeholder::<T>(""));
     }
 }
 
@@ -234,22 +330,31 @@ mod tests {
         }
     }
 
+    fn written(write: impl FnOnce(&mut JsonOut), limit: usize) -> String {
+        let mut out = JsonOut::new(limit);
+        write(&mut out);
+        out.take_text()
+    }
+
     #[test]
     fn picks_serialize_then_debug_then_placeholder() {
-        assert_eq!((&&&Wrap(&vec![1, 2])).__observe_capture(100), "[1,2]");
         assert_eq!(
-            (&&&Wrap(&OnlyDebug { k: 3 })).__observe_capture(100),
+            written(|o| (&&&Wrap(&vec![1, 2])).__observe_write(o), 100),
+            "[1,2]"
+        );
+        assert_eq!(
+            written(|o| (&&&Wrap(&OnlyDebug { k: 3 })).__observe_write(o), 100),
             "\"OnlyDebug { k: 3 }\""
         );
         assert_eq!(
-            (&&&Wrap(&Opaque)).__observe_capture(100),
+            written(|o| (&&&Wrap(&Opaque)).__observe_write(o), 100),
             "\"<observe_runtime::capture::tests::Opaque>\""
         );
     }
 
     #[test]
     fn a_panicking_serialize_gives_a_placeholder() {
-        let json = (&&&Wrap(&Panicky)).__observe_capture(100);
+        let json = written(|o| (&&&Wrap(&Panicky)).__observe_write(o), 100);
         assert_eq!(
             json,
             "\"<observe_runtime::capture::tests::Panicky: its Serialize impl panicked>\""

@@ -698,7 +698,7 @@ impl Config {
 
     /// Validates everything, starts the exporter thread and installs the global client.
     pub fn init(self) -> Result<crate::FlushGuard, ConfigError> {
-        crate::client::init(self)
+        crate::lifecycle::init(self)
     }
 
     /// Validation: the settings the client runs with, or every problem found.

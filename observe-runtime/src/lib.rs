@@ -35,17 +35,24 @@
 
 #![warn(missing_docs)]
 
+// The layers, bottom up; a module never imports one above it (`.ci/module_cycles.py` checks).
+// Leaves:
 mod capture;
-mod client;
-mod config;
-mod context;
+mod clock;
 mod diagnostics;
-mod export;
-mod guard;
 mod ids;
-mod observation;
-mod span;
-mod trace;
+// What an ended observation is:
+mod record;
+// Everything after the hand-over:
+mod export;
+// Settings:
+mod config;
+// The installed client:
+mod gate;
+// The user's threads:
+mod local;
+// Start, flush, shutdown:
+mod lifecycle;
 
 #[doc(hidden)]
 #[path = "private.rs"]
@@ -56,15 +63,15 @@ pub use observe_macros::observe;
 
 pub use capture::DEFAULT_FIELD_LIMIT;
 pub use config::{Config, ConfigError, Mask, DEFAULT_BASE_URL, DEFAULT_MAX_QUEUE};
-pub use context::{ContextGuard, FutureExt, InContext, TraceContext, TraceparentError};
 pub use export::{AuthCheck, AuthError, Exporter, MemoryExporter, Project, Stats};
-pub use guard::{flush, FlushError, FlushGuard, ShutdownReport};
 pub use ids::{IdParseError, ObservationId, TraceId};
-pub use observation::{
-    current_observation, Cost, Level, ObservationHandle, ObservationType, Usage,
-};
-pub use span::{span, ActiveSpan, FinishedSpan, PromptLink, SpanBuilder};
-pub use trace::{current_trace, TraceAttributes, TraceHandle};
+pub use lifecycle::{flush, FlushError, FlushGuard, ShutdownReport};
+pub use local::context::{ContextGuard, TraceContext, TraceparentError};
+pub use local::future::{FutureExt, InContext};
+pub use local::handle::{current_observation, ObservationHandle};
+pub use local::span::{span, ActiveSpan, SpanBuilder};
+pub use local::trace::{current_trace, TraceHandle};
+pub use record::{Cost, FinishedSpan, Level, ObservationType, PromptLink, TraceAttributes, Usage};
 
 /// Reads the environment and starts tracing: the same as `Config::from_env().init()`.
 ///
@@ -77,7 +84,7 @@ pub fn init() -> Result<FlushGuard, ConfigError> {
 /// failed requests, and the last error. After a shutdown, the final numbers of that client; all
 /// zero before the first `init`.
 pub fn stats() -> Stats {
-    client::stats()
+    lifecycle::stats()
 }
 
 /// Asks the server whether the configured keys are valid for this host
@@ -87,8 +94,8 @@ pub fn stats() -> Stats {
 /// Meant for start-up or a CLI check when keys or region are in doubt, not for every request. It
 /// blocks up to the shutdown timeout; from async code call it in `spawn_blocking`.
 pub fn auth_check() -> Result<AuthCheck, AuthError> {
-    match client::installed() {
-        Some(client) => client.auth_check(),
+    match gate::installed() {
+        Some(client) => lifecycle::auth_check(&client),
         None => Err(AuthError::NotInitialized),
     }
 }

@@ -7,8 +7,8 @@ use std::io::Write;
 use super::worker::Waiter;
 use super::{Failure, Sink};
 use crate::ids::{ObservationId, TraceId};
-use crate::observation::Level;
-use crate::span::FinishedSpan;
+use crate::record::FinishedSpan;
+use crate::record::Level;
 
 /// Spans kept while waiting for their root; beyond it the oldest traces are printed early.
 const MAX_PENDING_SPANS: usize = 10_000;

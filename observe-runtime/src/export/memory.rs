@@ -1,12 +1,12 @@
 //! The in-memory exporter: finished spans kept in a list that users' tests read.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use crate::ids::TraceId;
-use crate::span::FinishedSpan;
+use crate::record::FinishedSpan;
 
-/// Keeps finished spans in memory, for tests. Spans are stored as they end, on the thread that
-/// ends them, so they can be read right after the observed code returns.
+/// Keeps finished spans in memory, for tests. Reading it first takes over what every thread has
+/// finished and still holds, so spans can be read right after the observed code returns.
 ///
 /// ```
 /// use observe_runtime::{Config, Exporter, MemoryExporter, span};
@@ -19,6 +19,8 @@ use crate::span::FinishedSpan;
 #[derive(Clone, Default)]
 pub struct MemoryExporter {
     spans: Arc<Mutex<Vec<FinishedSpan>>>,
+    /// Hands over what threads hold (set by `init`, which knows the threads' buffers).
+    collect: Arc<OnceLock<fn()>>,
 }
 
 impl std::fmt::Debug for MemoryExporter {
@@ -42,18 +44,30 @@ impl MemoryExporter {
         }
     }
 
-    pub(crate) fn push(&self, span: FinishedSpan) {
-        self.lock().push(span);
+    pub(crate) fn push_all(&self, spans: impl IntoIterator<Item = FinishedSpan>) {
+        self.lock().extend(spans);
     }
 
-    /// The finished spans, in the order they ended.
+    /// Sets what hands over the spans threads still hold, before every read.
+    pub(crate) fn set_collect(&self, collect: fn()) {
+        let _ = self.collect.set(collect);
+    }
+
+    fn collected(&self) -> MutexGuard<'_, Vec<FinishedSpan>> {
+        if let Some(collect) = self.collect.get() {
+            collect();
+        }
+        self.lock()
+    }
+
+    /// The finished spans, in the order they were handed over (per thread, the order they ended).
     pub fn spans(&self) -> Vec<FinishedSpan> {
-        self.lock().clone()
+        self.collected().clone()
     }
 
     /// The finished spans of one trace, in the order they ended.
     pub fn trace(&self, trace_id: TraceId) -> Vec<FinishedSpan> {
-        self.lock()
+        self.collected()
             .iter()
             .filter(|span| span.trace_id == trace_id)
             .cloned()
@@ -62,6 +76,6 @@ impl MemoryExporter {
 
     /// Forgets every span kept so far.
     pub fn clear(&self) {
-        self.lock().clear();
+        self.collected().clear();
     }
 }

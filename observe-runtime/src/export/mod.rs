@@ -1,9 +1,11 @@
-//! Everything after a span ends: the queue and the exporter thread, OTLP encoding, HTTP transport,
-//! and the console and in-memory sinks. Knows nothing about thread-locals or the attribute.
+//! Everything after a span is handed over: the queue and the exporter thread, OTLP encoding, HTTP
+//! transport, and the console and in-memory sinks. Knows nothing about thread-locals or the
+//! attribute; imports only the record layer and the leaves.
 
 pub(crate) mod console;
 pub(crate) mod memory;
 pub(crate) mod otlp;
+pub(crate) mod queue;
 pub(crate) mod transport;
 pub(crate) mod worker;
 
@@ -12,8 +14,9 @@ use std::sync::Mutex;
 
 pub use memory::MemoryExporter;
 pub use transport::{AuthCheck, AuthError, Project};
+pub(crate) use worker::apply_mask;
 
-use crate::span::FinishedSpan;
+use crate::record::FinishedSpan;
 
 /// Where finished spans go.
 #[derive(Debug, Clone)]
@@ -27,18 +30,34 @@ pub enum Exporter {
     Memory(MemoryExporter),
 }
 
-/// What the exporter has done so far.
+/// What the pipeline has done so far. Once every thread has handed over what it holds (after a
+/// flush or a shutdown), every span is accounted for:
+/// `spans_created == spans_exported + spans_dropped()` plus what a failed flush kept for later.
+///
+/// ```
+/// use observe_runtime::{span, Config, Exporter, MemoryExporter};
+/// let memory = MemoryExporter::new();
+/// let guard = Config::default().exporter(Exporter::Memory(memory.clone())).init().unwrap();
+/// span("work").start().end();
+/// let stats = guard.shutdown().unwrap().stats;
+/// assert_eq!((stats.spans_created, stats.spans_exported, stats.spans_dropped()), (1, 1, 0));
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Stats {
+    /// Recorded spans that ended (sampled-out traces are not recorded and not counted).
+    pub spans_created: u64,
     /// Spans accepted into the queue (or the in-memory exporter).
     pub spans_queued: u64,
     /// Spans delivered (the server answered 2xx, or the console printed them).
     pub spans_exported: u64,
-    /// Spans dropped because the queue was full.
+    /// Child spans dropped because the queue was full (roots, and parents of spans already
+    /// admitted, are never dropped for this).
     pub spans_dropped_queue_full: u64,
     /// Spans dropped because their request failed for good (after retries, or refused).
     pub spans_dropped_export_failed: u64,
+    /// Spans the shutdown deadline left undelivered (the oldest go first).
+    pub spans_dropped_shutdown_deadline: u64,
     /// Spans that ended after shutdown and were not sent.
     pub spans_dropped_after_shutdown: u64,
     /// Requests the server accepted.
@@ -53,13 +72,25 @@ pub struct Stats {
     pub last_error: Option<String>,
 }
 
+impl Stats {
+    /// Every span dropped, whatever the reason.
+    pub fn spans_dropped(&self) -> u64 {
+        self.spans_dropped_queue_full
+            + self.spans_dropped_export_failed
+            + self.spans_dropped_shutdown_deadline
+            + self.spans_dropped_after_shutdown
+    }
+}
+
 /// The live counters behind [`Stats`].
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
+    pub(crate) spans_created: AtomicU64,
     pub(crate) spans_queued: AtomicU64,
     pub(crate) spans_exported: AtomicU64,
     pub(crate) spans_dropped_queue_full: AtomicU64,
     pub(crate) spans_dropped_export_failed: AtomicU64,
+    pub(crate) spans_dropped_shutdown_deadline: AtomicU64,
     pub(crate) spans_dropped_after_shutdown: AtomicU64,
     pub(crate) requests_ok: AtomicU64,
     pub(crate) requests_retried: AtomicU64,
@@ -84,10 +115,12 @@ impl Counters {
     pub(crate) fn snapshot(&self) -> Stats {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         Stats {
+            spans_created: get(&self.spans_created),
             spans_queued: get(&self.spans_queued),
             spans_exported: get(&self.spans_exported),
             spans_dropped_queue_full: get(&self.spans_dropped_queue_full),
             spans_dropped_export_failed: get(&self.spans_dropped_export_failed),
+            spans_dropped_shutdown_deadline: get(&self.spans_dropped_shutdown_deadline),
             spans_dropped_after_shutdown: get(&self.spans_dropped_after_shutdown),
             requests_ok: get(&self.requests_ok),
             requests_retried: get(&self.requests_retried),

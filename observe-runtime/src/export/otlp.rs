@@ -3,8 +3,8 @@
 
 use prost::Message;
 
-use crate::observation::{Level, ObservationType};
-use crate::span::FinishedSpan;
+use crate::record::FinishedSpan;
+use crate::record::{Level, ObservationType};
 
 // The OTLP messages this exporter writes (opentelemetry-proto, trace/v1 and common/v1), with the
 // field numbers of the official .proto files.
@@ -421,6 +421,59 @@ impl super::Sink for OtlpSink {
         waiter: &mut super::worker::Waiter,
     ) -> Result<super::AuthCheck, super::AuthError> {
         self.transport.projects(waiter)
+    }
+}
+
+/// The exporter benchmark: `spans` typical spans encoded into one request body (gzipped or
+/// not); returns its length.
+pub(crate) fn bench_encode(spans: usize, gzipped: bool) -> usize {
+    use std::sync::Arc;
+
+    use crate::ids::{ObservationId, TraceId};
+    use crate::record::TraceAttributes;
+
+    let envelope = Envelope::new("bench", &[], Some("production".into()), None);
+    let trace = Arc::new(TraceAttributes {
+        session_id: Some("session-42".into()),
+        user_id: Some("user-7".into()),
+        ..Default::default()
+    });
+    let trace_id = TraceId::from_seed("bench");
+    let batch: Vec<FinishedSpan> = (0..spans)
+        .map(|i| {
+            let id = |n: u64| ObservationId::from_bytes((n + 1).to_be_bytes());
+            FinishedSpan {
+                trace_id,
+                span_id: id(i as u64 + 1).unwrap_or_else(ObservationId::random),
+                parent_span_id: id(0),
+                is_local_root: false,
+                name: "retrieve".into(),
+                kind: ObservationType::Span,
+                start_unix_nanos: 1_764_081_844_123_456_789 + i as u64 * 1_000,
+                end_unix_nanos: 1_764_081_844_123_556_789 + i as u64 * 1_000,
+                input: Some(r#"{"query":"what is the capital of France"}"#.into()),
+                output: Some(r#"["doc about the capital of France"]"#.into()),
+                level: Level::Default,
+                status_message: None,
+                model: None,
+                model_parameters: None,
+                usage: None,
+                cost: None,
+                completion_start_unix_nanos: None,
+                prompt: None,
+                metadata: vec![
+                    ("step".into(), "3".into()),
+                    ("source".into(), "\"wiki\"".into()),
+                ],
+                trace: trace.clone(),
+            }
+        })
+        .collect();
+    let body = encode(&batch, &envelope);
+    if gzipped {
+        gzip(&body).map(|b| b.len()).unwrap_or(0)
+    } else {
+        body.len()
     }
 }
 

@@ -1,5 +1,7 @@
-//! The one exporter thread: takes finished spans from a bounded queue, batches them by count, time
-//! and size, and hands batches to a sink. A small control channel carries flush, shutdown and the
+//! The one exporter thread: takes chunks of finished records from the queue, turns them into
+//! exporters' spans (Unix times, trace attributes resolved, masked), batches them by count, time
+//! and size, and hands batches to a sink. At shutdown it sends the newest spans first, so that a
+//! deadline cuts children, never the parents of what was sent. A small control channel carries flush, shutdown and the
 //! credential check, each with a reply and a deadline. Callers never wait on the network except in
 //! flush and shutdown, and those always have a deadline.
 
@@ -10,10 +12,12 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, select, Receiver, RecvTimeoutError, Sender};
 
+use super::queue::QueueReceiver;
 use super::{otlp, AuthCheck, AuthError, Counters, Failure, Sink};
+use crate::clock::UnixClock;
 use crate::config::Mask;
 use crate::diagnostics;
-use crate::span::FinishedSpan;
+use crate::record::{FinishedSpan, Record};
 
 /// Requests stay under this many (uncompressed) bytes; the server warns above 16 MB.
 const MAX_BATCH_BYTES: usize = 3_500_000;
@@ -96,7 +100,6 @@ impl Waiter {
 
 /// The client's side of the exporter thread.
 pub(crate) struct WorkerHandle {
-    pub(crate) data: Sender<Box<FinishedSpan>>,
     pub(crate) control: Sender<Control>,
     pub(crate) thread: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
@@ -104,8 +107,9 @@ pub(crate) struct WorkerHandle {
 pub(crate) struct WorkerSettings {
     pub(crate) flush_at: usize,
     pub(crate) flush_interval: Duration,
-    pub(crate) max_queue: usize,
     pub(crate) mask: Option<Mask>,
+    /// Hands over what other threads hold in their buffers; called on every timer round.
+    pub(crate) collect: Option<Box<dyn Fn() + Send>>,
 }
 
 /// Starts the exporter thread. `make_sink` runs on that thread (the HTTP runtime is built there);
@@ -113,9 +117,9 @@ pub(crate) struct WorkerSettings {
 pub(crate) fn spawn(
     settings: WorkerSettings,
     counters: Arc<Counters>,
+    data: QueueReceiver,
     make_sink: impl FnOnce() -> Result<Box<dyn Sink>, String> + Send + 'static,
 ) -> Result<WorkerHandle, String> {
-    let (data_tx, data_rx) = bounded(settings.max_queue);
     let (control_tx, control_rx) = bounded(64);
     let (ready_tx, ready_rx) = bounded::<Result<(), String>>(1);
     let thread = std::thread::Builder::new()
@@ -132,7 +136,8 @@ pub(crate) fn spawn(
                 }
             };
             let worker = Worker {
-                data: data_rx,
+                data,
+                clock: UnixClock::new(),
                 waiter: Waiter {
                     control: control_rx,
                     pending: VecDeque::new(),
@@ -157,7 +162,6 @@ pub(crate) fn spawn(
         .map_err(|e| e.to_string())?;
     match ready_rx.recv() {
         Ok(Ok(())) => Ok(WorkerHandle {
-            data: data_tx,
             control: control_tx,
             thread: std::sync::Mutex::new(Some(thread)),
         }),
@@ -167,7 +171,8 @@ pub(crate) fn spawn(
 }
 
 struct Worker {
-    data: Receiver<Box<FinishedSpan>>,
+    data: QueueReceiver,
+    clock: UnixClock,
     waiter: Waiter,
     sink: Box<dyn Sink>,
     batch: Vec<FinishedSpan>,
@@ -186,7 +191,7 @@ enum Next {
 
 impl Worker {
     fn run(mut self) {
-        let data = self.data.clone();
+        let data = self.data.receiver.clone();
         let control = self.waiter.control.clone();
         let mut last_export = Instant::now();
         loop {
@@ -202,12 +207,9 @@ impl Worker {
                 .flush_interval
                 .saturating_sub(last_export.elapsed());
             select! {
-                recv(data) -> span => match span {
-                    Ok(span) => {
-                        if self.add(span) {
-                            let _ = self.export();
-                            last_export = Instant::now();
-                        }
+                recv(data) -> chunk => match chunk {
+                    Ok(chunk) => {
+                        let _ = self.take(chunk);
                     }
                     Err(_) => {
                         // Every sender is gone: the client was dropped without a shutdown.
@@ -224,12 +226,20 @@ impl Worker {
                         last_export = Instant::now();
                     }
                     Err(_) => {
+                        self.shutting_down = true;
                         let _ = self.drain();
                         self.sink.close();
                         return;
                     }
                 },
                 default(wait) => {
+                    // The timer: what other threads buffer comes over, and what is batched goes.
+                    if let Some(collect) = &self.settings.collect {
+                        collect();
+                    }
+                    while let Ok(chunk) = data.try_recv() {
+                        let _ = self.take(chunk);
+                    }
                     let _ = self.export();
                     last_export = Instant::now();
                 }
@@ -237,8 +247,24 @@ impl Worker {
         }
     }
 
-    /// Adds a span to the batch; `true` when the batch is due (count or size).
-    fn add(&mut self, mut span: Box<FinishedSpan>) -> bool {
+    /// Adds a chunk of records to the batch, sending batches as they fill.
+    fn take(&mut self, chunk: Vec<Record>) -> Result<(), String> {
+        self.clock.refresh();
+        let mut result = Ok(());
+        for record in chunk {
+            if self.add(record) {
+                if let Err(e) = self.export() {
+                    result = Err(e);
+                }
+            }
+        }
+        result
+    }
+
+    /// Adds a record to the batch; `true` when the batch is due (count or size).
+    fn add(&mut self, record: Record) -> bool {
+        let clock = &self.clock;
+        let mut span = record.finish(|ticks| clock.unix_nanos(ticks));
         if let Some(mask) = &self.settings.mask {
             apply_mask(mask, &mut span);
         }
@@ -247,7 +273,7 @@ impl Worker {
             let _ = self.export();
         }
         self.batch_bytes += size;
-        self.batch.push(*span);
+        self.batch.push(span);
         self.batch.len() >= self.settings.flush_at || self.batch_bytes >= MAX_BATCH_BYTES
     }
 
@@ -258,10 +284,11 @@ impl Worker {
         }
         let batch = std::mem::take(&mut self.batch);
         let bytes = std::mem::take(&mut self.batch_bytes);
-        let count = batch.len() as u64;
-        let reason = match self.sink.export(batch, &mut self.waiter) {
+        let count = batch.len();
+        let (reason, counter) = match self.sink.export(batch, &mut self.waiter) {
             Ok(()) => {
-                Counters::add(&self.counters.spans_exported, count);
+                Counters::add(&self.counters.spans_exported, count as u64);
+                self.data.done(count);
                 diagnostics::debug(|| format!("delivered {count} span(s)"));
                 return Ok(());
             }
@@ -271,9 +298,13 @@ impl Worker {
                 self.batch_bytes = bytes;
                 return Err(reason);
             }
-            Err(Failure::Deadline(reason, _)) | Err(Failure::Lost(reason)) => reason,
+            Err(Failure::Deadline(reason, _)) => {
+                (reason, &self.counters.spans_dropped_shutdown_deadline)
+            }
+            Err(Failure::Lost(reason)) => (reason, &self.counters.spans_dropped_export_failed),
         };
-        Counters::add(&self.counters.spans_dropped_export_failed, count);
+        Counters::add(counter, count as u64);
+        self.data.done(count);
         if !reason.starts_with("HTTP 401") && !reason.starts_with("HTTP 403") {
             diagnostics::error(
                 "export",
@@ -283,28 +314,89 @@ impl Worker {
         Err(reason)
     }
 
-    /// Exports everything queued when called (spans arriving meanwhile wait for the next round),
-    /// until the deadline passes.
+    /// Exports everything queued when called (chunks arriving meanwhile wait for the next round).
+    ///
+    /// A flush goes oldest first and stops at its deadline, keeping the rest. A shutdown goes
+    /// newest first: a parent ends after its children, so when the deadline cuts, what is lost
+    /// are children whose parents were sent, never parents whose children were. What the
+    /// deadline leaves is dropped and counted.
     fn drain(&mut self) -> Result<(), String> {
         let mut result = Ok(());
-        let queued = self.data.len();
-        for _ in 0..queued {
-            if self.waiter.passed() && !self.shutting_down {
+        let queued = self.data.receiver.len();
+        let chunks: Vec<Vec<Record>> = (0..queued)
+            .map_while(|_| self.data.receiver.try_recv().ok())
+            .collect();
+        if !self.shutting_down {
+            for chunk in chunks {
+                if let Err(e) = self.take(chunk) {
+                    result = Err(e);
+                }
+            }
+            if let Err(e) = self.export() {
+                result = Err(e);
+            }
+            return result;
+        }
+        // Shutdown: what was batched before goes after the newer records.
+        let older = std::mem::take(&mut self.batch);
+        self.batch_bytes = 0;
+        let mut records: Vec<Record> = chunks.into_iter().flatten().collect();
+        records.sort_by(|a, b| b.data.end.cmp(&a.data.end));
+        self.clock.refresh();
+        let mut left = records.len() + older.len();
+        for record in records {
+            left -= 1;
+            if self.waiter.passed() {
+                left += 1;
                 break;
             }
-            let Ok(span) = self.data.try_recv() else {
-                break;
-            };
-            if self.add(span) {
+            if self.add(record) {
                 if let Err(e) = self.export() {
                     result = Err(e);
                 }
             }
         }
+        if self.waiter.passed() {
+            self.drop_at_deadline(left + self.batch.len());
+            self.batch.clear();
+            return Err(result
+                .err()
+                .unwrap_or_else(|| "the shutdown deadline passed".to_string()));
+        }
+        if let Err(e) = self.export() {
+            result = Err(e);
+        }
+        self.batch_bytes = older.iter().map(otlp::estimated_size).sum();
+        self.batch = older;
         if let Err(e) = self.export() {
             result = Err(e);
         }
         result
+    }
+
+    /// Counts spans the shutdown deadline left undelivered.
+    fn drop_at_deadline(&mut self, count: usize) {
+        if count == 0 {
+            return;
+        }
+        Counters::add(&self.counters.spans_dropped_shutdown_deadline, count as u64);
+        self.data.done(count);
+        diagnostics::error(
+            "export",
+            format!("{count} span(s) were not delivered: the shutdown deadline passed"),
+        );
+    }
+
+    /// Counts what still sits in the queue once the thread stops.
+    fn discard_rest(&mut self) {
+        let mut count = 0;
+        while let Ok(chunk) = self.data.receiver.try_recv() {
+            count += chunk.len();
+        }
+        if count > 0 {
+            Counters::add(&self.counters.spans_dropped_after_shutdown, count as u64);
+            self.data.done(count);
+        }
     }
 
     fn handle(&mut self, message: Control) -> Next {
@@ -321,6 +413,7 @@ impl Worker {
                 self.shutting_down = true;
                 let result = self.drain();
                 self.sink.close();
+                self.discard_rest();
                 let _ = reply.send(result);
                 Next::Stop
             }

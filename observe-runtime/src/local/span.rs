@@ -1,94 +1,27 @@
-//! One observation from start to end: ids, clock, name, type, what the setters stored, and the
-//! finished record handed to the exporter. Also the manual-span API ([`span`], [`ActiveSpan`]).
+//! One observation from start to end on this thread: opening it under the current context,
+//! ending it into the thread's buffer, and the manual-span API ([`span`], [`ActiveSpan`]).
 //! Knows nothing about HTTP, protobuf or Langfuse attribute names.
 
 use std::borrow::Cow;
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
+use super::trace::new_root_trace;
+use super::{buffer, context};
 use crate::capture;
-use crate::client;
-use crate::context;
-use crate::ids::{ObservationId, TraceId};
-use crate::observation::{Cost, Level, ObservationType, Usage};
-use crate::trace::{TraceAttributes, TraceState};
-
-/// A prompt a generation was made from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PromptLink {
-    /// The prompt's name in Langfuse.
-    pub name: String,
-    /// The prompt's version.
-    pub version: u32,
-}
-
-/// A finished observation, as exporters receive it.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct FinishedSpan {
-    /// The trace it belongs to.
-    pub trace_id: TraceId,
-    /// Its own id.
-    pub span_id: ObservationId,
-    /// The observation it ran under; `None` for the root of a trace.
-    pub parent_span_id: Option<ObservationId>,
-    /// `true` when its parent is not an observation of this process (the root here).
-    pub is_local_root: bool,
-    /// Its name.
-    pub name: Cow<'static, str>,
-    /// Its type.
-    pub kind: ObservationType,
-    /// Start, in nanoseconds since the Unix epoch.
-    pub start_unix_nanos: u64,
-    /// End, in nanoseconds since the Unix epoch.
-    pub end_unix_nanos: u64,
-    /// The input as JSON text.
-    pub input: Option<String>,
-    /// The output as JSON text.
-    pub output: Option<String>,
-    /// The level.
-    pub level: Level,
-    /// The status message (an error text, `cancelled`, ...).
-    pub status_message: Option<String>,
-    /// The model of a generation.
-    pub model: Option<String>,
-    /// The model parameters as JSON text.
-    pub model_parameters: Option<String>,
-    /// Token counts.
-    pub usage: Option<Usage>,
-    /// Costs in USD.
-    pub cost: Option<Cost>,
-    /// When the first token arrived, in nanoseconds since the Unix epoch.
-    pub completion_start_unix_nanos: Option<u64>,
-    /// The prompt a generation was made from.
-    pub prompt: Option<PromptLink>,
-    /// Observation metadata: key and JSON text of the value.
-    pub metadata: Vec<(String, String)>,
-    /// The trace attributes when the span ended.
-    pub trace: Arc<TraceAttributes>,
-    pub(crate) explicit_input: bool,
-    pub(crate) explicit_output: bool,
-}
-
-/// Nanoseconds since the Unix epoch (0 for times before it).
-pub(crate) fn unix_nanos(at: SystemTime) -> u64 {
-    at.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos().min(u64::MAX as u128) as u64)
-        .unwrap_or(0)
-}
-
-pub(crate) fn now_unix_nanos() -> u64 {
-    unix_nanos(SystemTime::now())
-}
+use crate::clock::Ticks;
+use crate::export::Counters;
+use crate::gate;
+use crate::ids::ObservationId;
+use crate::record::{Level, ObservationType, Record, SpanData, TraceState};
 
 /// An open observation: the trace it belongs to, its id, and (when recorded) its data.
 pub(crate) struct SpanCore {
     pub(crate) trace: Arc<TraceState>,
     pub(crate) span_id: Option<ObservationId>,
-    pub(crate) data: Option<Box<FinishedSpan>>,
+    pub(crate) data: Option<SpanData>,
 }
 
 /// Where a new observation goes: its trace and parent.
@@ -96,7 +29,7 @@ type Placement = (Arc<TraceState>, Option<ObservationId>);
 
 /// Under the current context of this thread, or in a new trace.
 fn placement_here() -> Placement {
-    context::current_parent().unwrap_or_else(client::new_root_trace)
+    context::current_parent().unwrap_or_else(new_root_trace)
 }
 
 /// Opens an observation under the current context of this thread (or a new trace).
@@ -108,30 +41,8 @@ fn open_at(placement: Placement, name: Cow<'static, str>, kind: ObservationType)
     let (trace, parent) = placement;
     let span_id = ObservationId::random();
     let data = trace.is_recording().then(|| {
-        Box::new(FinishedSpan {
-            trace_id: trace.trace_id,
-            span_id,
-            parent_span_id: parent,
-            is_local_root: parent.is_none() || parent == trace.remote_parent,
-            name,
-            kind,
-            start_unix_nanos: now_unix_nanos(),
-            end_unix_nanos: 0,
-            input: None,
-            output: None,
-            level: Level::Default,
-            status_message: None,
-            model: None,
-            model_parameters: None,
-            usage: None,
-            cost: None,
-            completion_start_unix_nanos: None,
-            prompt: None,
-            metadata: Vec::new(),
-            trace: Arc::default(),
-            explicit_input: false,
-            explicit_output: false,
-        })
+        let is_local_root = parent.is_none() || parent == trace.remote_parent;
+        SpanData::start(span_id, parent, is_local_root, name, kind)
     });
     SpanCore {
         trace,
@@ -140,19 +51,31 @@ fn open_at(placement: Placement, name: Cow<'static, str>, kind: ObservationType)
     }
 }
 
-/// Ends an observation and hands it to the client of its trace.
+/// Ends an observation: into this thread's buffer, admitted or dropped and counted.
 pub(crate) fn close(core: SpanCore) {
     let SpanCore { trace, data, .. } = core;
-    let (Some(mut data), Some(client)) = (data, trace.client.as_ref()) else {
+    let Some(mut data) = data else {
         return;
     };
-    data.end_unix_nanos = if data.kind == ObservationType::Event {
-        data.start_unix_nanos
-    } else {
-        now_unix_nanos().max(data.start_unix_nanos)
+    data.end = Ticks::now();
+    data.attributes_version = trace.note_version();
+    let Some(client) = gate::installed() else {
+        // Shut down meanwhile: nothing takes it any more.
+        if let Some(counters) = gate::latest_counters() {
+            Counters::add(&counters.spans_created, 1);
+            Counters::add(&counters.spans_dropped_after_shutdown, 1);
+        }
+        return;
     };
-    data.trace = trace.snapshot();
-    client.submit(data);
+    let parent = data.parent_span_id.filter(|_| !data.is_local_root);
+    let idle = !context::has_open_recording();
+    if buffer::admit(&client, Record { trace, data }, idle) {
+        if let Some(parent) = parent {
+            if !idle {
+                context::mark_child_admitted(parent);
+            }
+        }
+    }
 }
 
 /// Starts building a manual observation, for code the attribute cannot annotate.
@@ -200,19 +123,19 @@ impl SpanBuilder {
 
     /// Sets the input (serialized only when the observation will be recorded).
     pub fn input(mut self, value: impl Serialize) -> Self {
-        if !client::enabled() {
+        if !gate::enabled() {
             return self;
         }
         let (trace, _) = self.placement.get_or_insert_with(placement_here);
-        if let Some(client) = &trace.client {
-            self.input = Some(capture::serialize_json(&value, client.field_limit()));
+        if trace.is_recording() {
+            self.input = Some(capture::serialize_json(&value, trace.options.field_limit));
         }
         self
     }
 
     /// Opens the observation and makes it current on this thread until the returned guard drops.
     pub fn start(self) -> ActiveSpan {
-        if !client::enabled() {
+        if !gate::enabled() {
             return ActiveSpan {
                 token: None,
                 _not_send: PhantomData,
@@ -220,7 +143,7 @@ impl SpanBuilder {
         }
         let placement = self.placement.unwrap_or_else(placement_here);
         let mut core = open_at(placement, self.name, self.kind);
-        if let Some(data) = core.data.as_deref_mut() {
+        if let Some(data) = core.data.as_mut() {
             if let Some(input) = self.input {
                 data.input = Some(input);
                 data.explicit_input = true;
@@ -261,7 +184,7 @@ impl Drop for ActiveSpan {
         };
         if let Some(mut core) = context::remove(token) {
             if std::thread::panicking() {
-                if let Some(data) = core.data.as_deref_mut() {
+                if let Some(data) = core.data.as_mut() {
                     data.level = Level::Error;
                     data.status_message = Some(panic_message());
                 }
@@ -293,20 +216,11 @@ pub(crate) fn panic_message() -> String {
         .unwrap_or_else(|| "panicked".to_string())
 }
 
-/// Installs (once) a panic hook that remembers each thread's panic message for the observations
-/// the panic unwinds through, then calls the hook that was there before.
-pub(crate) fn install_panic_hook() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            let message = payload_text(info.payload());
-            let _ = LAST_PANIC.try_with(|last| {
-                if let Ok(mut last) = last.try_borrow_mut() {
-                    *last = Some(message);
-                }
-            });
-            previous(info);
-        }));
+/// Remembers the message of the panic now unwinding this thread (called by the panic hook).
+pub(crate) fn remember_panic(message: String) {
+    let _ = LAST_PANIC.try_with(|last| {
+        if let Ok(mut last) = last.try_borrow_mut() {
+            *last = Some(message);
+        }
     });
 }

@@ -1,102 +1,45 @@
-//! State shared by the spans of one trace in this process: the sampling decision, the client the
-//! trace reports to, and the trace attributes set through [`current_trace`]. Every span that ends
-//! carries a snapshot of these attributes, because Langfuse keeps only what each span carries.
+//! The trace running on this thread: [`current_trace`] and its setters, and how a trace that
+//! starts here is made (its sampling and capture decided from the installed client).
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use once_cell::sync::Lazy;
 use serde::Serialize;
 
+use super::context;
 use crate::capture;
-use crate::client::Client;
-use crate::context;
 use crate::diagnostics;
+use crate::gate;
 use crate::ids::{ObservationId, TraceId};
+use crate::record::{TraceAttributes, TraceOptions, TraceState};
 
-/// Attributes of a whole trace, copied onto every span of it.
-#[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
-pub struct TraceAttributes {
-    /// The trace name (else Langfuse uses the root observation's name).
-    pub name: Option<String>,
-    /// The user the trace belongs to.
-    pub user_id: Option<String>,
-    /// The session (conversation) the trace belongs to.
-    pub session_id: Option<String>,
-    /// Tags, in the order first added, without duplicates.
-    pub tags: Vec<String>,
-    /// Trace metadata: key and JSON text of the value.
-    pub metadata: Vec<(String, String)>,
-    /// The release (overrides the configured one).
-    pub release: Option<String>,
-    /// The version of the application logic.
-    pub version: Option<String>,
-    /// Whether the trace is public in Langfuse.
-    pub public: Option<bool>,
+/// A trace that starts (or continues) here: `upstream_sampled` is a remote parent's decision.
+pub(crate) fn new_trace(
+    trace_id: TraceId,
+    remote_parent: Option<ObservationId>,
+    upstream_sampled: Option<bool>,
+) -> Arc<TraceState> {
+    let options = match gate::installed() {
+        Some(client) => client.trace_options(trace_id, upstream_sampled),
+        None => TraceOptions {
+            sampled: upstream_sampled.unwrap_or(true),
+            recording: false,
+            capture_io: false,
+            field_limit: capture::DEFAULT_FIELD_LIMIT,
+        },
+    };
+    TraceState::new(trace_id, remote_parent, options)
 }
 
-static EMPTY: Lazy<Arc<TraceAttributes>> = Lazy::new(Arc::default);
-
-/// The state of one trace in this process.
-pub(crate) struct TraceState {
-    pub(crate) trace_id: TraceId,
-    /// The sampling decision (made here from the id, or taken from a remote parent).
-    pub(crate) sampled: bool,
-    /// The client spans are reported to; `None` when the trace is not recorded.
-    pub(crate) client: Option<Arc<Client>>,
-    /// The parent span in another process (from a `traceparent`), if any.
-    pub(crate) remote_parent: Option<ObservationId>,
-    attributes_set: AtomicBool,
-    attributes: Mutex<Arc<TraceAttributes>>,
-}
-
-impl TraceState {
-    /// A trace whose sampling is decided here from its id, reporting to the installed client.
-    pub(crate) fn new(
-        trace_id: TraceId,
-        remote_parent: Option<ObservationId>,
-        upstream_sampled: Option<bool>,
-    ) -> Arc<Self> {
-        let client = crate::client::installed();
-        let sampled = upstream_sampled.unwrap_or_else(|| {
-            client
-                .as_ref()
-                .is_none_or(|client| client.samples(trace_id))
-        });
-        let client = client.filter(|_| sampled);
-        Arc::new(Self {
-            trace_id,
-            sampled,
-            client,
-            remote_parent,
-            attributes_set: AtomicBool::new(false),
-            attributes: Mutex::new(EMPTY.clone()),
-        })
-    }
-
-    pub(crate) fn is_recording(&self) -> bool {
-        self.client.is_some()
-    }
-
-    /// The attributes now; no lock while nobody has set any.
-    pub(crate) fn snapshot(&self) -> Arc<TraceAttributes> {
-        if !self.attributes_set.load(Ordering::Acquire) {
-            return EMPTY.clone();
-        }
-        match self.attributes.lock() {
-            Ok(guard) => guard.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
-    }
-
-    fn update(&self, change: impl FnOnce(&mut TraceAttributes)) {
-        let mut guard = match self.attributes.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        change(Arc::make_mut(&mut guard));
-        self.attributes_set.store(true, Ordering::Release);
+/// A new trace for an observation opened with nothing current: a child of the process's
+/// `TRACEPARENT` when there is one, else a fresh random trace.
+pub(crate) fn new_root_trace() -> (Arc<TraceState>, Option<ObservationId>) {
+    let parent = gate::installed().and_then(|c| c.process_parent);
+    match parent {
+        Some((trace_id, span_id, sampled)) => (
+            new_trace(trace_id, Some(span_id), Some(sampled)),
+            Some(span_id),
+        ),
+        None => (new_trace(TraceId::random(), None, None), None),
     }
 }
 
@@ -206,11 +149,7 @@ impl TraceHandle {
         let Some(trace) = &self.trace else {
             return self;
         };
-        let limit = trace
-            .client
-            .as_ref()
-            .map(|c| c.field_limit())
-            .unwrap_or(capture::DEFAULT_FIELD_LIMIT);
+        let limit = trace.options.field_limit;
         let key = key.into();
         let json = capture::serialize_json(&value, limit);
         self.update(move |a| {

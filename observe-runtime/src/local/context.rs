@@ -1,20 +1,18 @@
 //! The trace context: a thread-local stack of what is running (our observations and attached
 //! contexts), the [`TraceContext`] handle that carries a trace to other threads, tasks and
-//! processes, and [`FutureExt::in_context`]. No lock and no allocation on push and pop once the
-//! stack has grown; user code is never called while the stack is borrowed.
+//! processes. No lock and no allocation on push and pop once the stack has grown; user code is
+//! never called while the stack is borrowed.
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
-use std::future::Future;
 use std::marker::PhantomData;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use crate::client;
+use super::span::SpanCore;
+use super::trace::new_trace;
+use crate::gate;
 use crate::ids::{ObservationId, TraceId};
-use crate::span::{FinishedSpan, SpanCore};
-use crate::trace::TraceState;
+use crate::record::{SpanData, TraceState};
 
 struct Frame {
     token: u64,
@@ -90,7 +88,43 @@ pub(crate) fn current_recording_span_id() -> Option<ObservationId> {
 }
 
 pub(crate) fn current_field_limit() -> Option<usize> {
-    with_top(|f| f.core.trace.client.as_ref().map(|c| c.field_limit())).flatten()
+    with_top(|f| {
+        f.core
+            .trace
+            .is_recording()
+            .then_some(f.core.trace.options.field_limit)
+    })
+    .flatten()
+}
+
+/// Whether a recorded observation is open on this thread (else what it buffered may go).
+pub(crate) fn has_open_recording() -> bool {
+    STACK
+        .try_with(|stack| {
+            stack
+                .try_borrow()
+                .map(|stack| stack.iter().any(|f| f.core.data.is_some()))
+                .unwrap_or(true)
+        })
+        .unwrap_or(false)
+}
+
+/// Notes on the open observation `parent` of this thread, if it is one, that a child of it was
+/// admitted to the queue: it must then be admitted too.
+pub(crate) fn mark_child_admitted(parent: ObservationId) {
+    let _ = STACK.try_with(|stack| {
+        let Ok(mut stack) = stack.try_borrow_mut() else {
+            return;
+        };
+        if let Some(data) = stack
+            .iter_mut()
+            .rev()
+            .filter_map(|f| f.core.data.as_mut())
+            .find(|d| d.span_id == parent)
+        {
+            data.child_admitted = true;
+        }
+    });
 }
 
 pub(crate) fn span_id_of(token: u64) -> Option<ObservationId> {
@@ -105,7 +139,7 @@ pub(crate) fn span_id_of(token: u64) -> Option<ObservationId> {
 }
 
 /// Changes the data of a recorded observation of this thread.
-pub(crate) fn with_span_data(id: ObservationId, change: impl FnOnce(&mut FinishedSpan)) {
+pub(crate) fn with_span_data(id: ObservationId, change: impl FnOnce(&mut SpanData)) {
     let _ = STACK.try_with(|stack| {
         let Ok(mut stack) = stack.try_borrow_mut() else {
             return;
@@ -113,7 +147,7 @@ pub(crate) fn with_span_data(id: ObservationId, change: impl FnOnce(&mut Finishe
         let data = stack
             .iter_mut()
             .rev()
-            .filter_map(|f| f.core.data.as_deref_mut())
+            .filter_map(|f| f.core.data.as_mut())
             .find(|d| d.span_id == id);
         if let Some(data) = data {
             change(data);
@@ -146,7 +180,7 @@ impl fmt::Debug for TraceContext {
         f.debug_struct("TraceContext")
             .field("trace_id", &self.trace.trace_id)
             .field("observation_id", &self.span_id)
-            .field("sampled", &self.trace.sampled)
+            .field("sampled", &self.trace.options.sampled)
             .finish()
     }
 }
@@ -174,17 +208,29 @@ impl std::error::Error for TraceparentError {}
 impl TraceContext {
     /// The trace and observation running on this thread, if any.
     pub fn current() -> Option<TraceContext> {
-        with_top(|f| TraceContext {
-            trace: f.core.trace.clone(),
-            span_id: f.core.span_id,
-        })
+        STACK
+            .try_with(|stack| {
+                let mut stack = stack.try_borrow_mut().ok()?;
+                let top = stack.last_mut()?;
+                // Children may now end on other threads: the observation is always sent, so
+                // that they never arrive without it.
+                if let Some(data) = top.core.data.as_mut() {
+                    data.shared = true;
+                }
+                Some(TraceContext {
+                    trace: top.core.trace.clone(),
+                    span_id: top.core.span_id,
+                })
+            })
+            .ok()
+            .flatten()
     }
 
     /// A context whose next observation starts (or joins) the given trace, for example an id
     /// taken from an incoming request (see [`TraceId::from_external`]).
     pub fn for_trace(trace_id: TraceId) -> TraceContext {
         TraceContext {
-            trace: TraceState::new(trace_id, None, None),
+            trace: new_trace(trace_id, None, None),
             span_id: None,
         }
     }
@@ -225,7 +271,7 @@ impl TraceContext {
             .filter(|_| parts[3].len() == 2 && parts[3].bytes().all(|b| !b.is_ascii_uppercase()))
             .ok_or_else(|| error("the flags are not two lowercase hex characters"))?;
         Ok(TraceContext {
-            trace: TraceState::new(trace_id, Some(parent), Some(flags & 1 == 1)),
+            trace: new_trace(trace_id, Some(parent), Some(flags & 1 == 1)),
             span_id: Some(parent),
         })
     }
@@ -239,7 +285,11 @@ impl TraceContext {
             "00-{}-{}-{}",
             self.trace.trace_id,
             span_id,
-            if self.trace.sampled { "01" } else { "00" }
+            if self.trace.options.sampled {
+                "01"
+            } else {
+                "00"
+            }
         )
     }
 
@@ -274,12 +324,12 @@ impl TraceContext {
     /// ```
     pub fn apply_to(&self, command: &mut std::process::Command) {
         command.env("TRACEPARENT", self.to_traceparent());
-        if let Some(client) = client::installed() {
+        if let Some(client) = gate::installed() {
             let already: Vec<String> = command
                 .get_envs()
                 .map(|(k, _)| k.to_string_lossy().into_owned())
                 .collect();
-            for (name, value) in client.environment_for_children() {
+            for (name, value) in &client.child_environment {
                 if !already.iter().any(|k| k == name) && std::env::var_os(name).is_none() {
                     command.env(name, value);
                 }
@@ -299,7 +349,7 @@ impl TraceContext {
 
     /// Whether the trace is sampled (recorded).
     pub fn is_sampled(&self) -> bool {
-        self.trace.sampled
+        self.trace.options.sampled
     }
 
     /// Makes this context current on this thread until the guard drops.
@@ -328,47 +378,5 @@ impl Drop for ContextGuard {
     fn drop(&mut self) {
         // An attached context ends nothing: it only stops being current.
         drop(remove(self.token));
-    }
-}
-
-/// Runs futures with a trace context current on every poll.
-pub trait FutureExt: Future + Sized {
-    /// Runs this future with `context` current on every poll, on whichever thread polls it
-    /// (for `tokio::spawn` and friends).
-    ///
-    /// ```
-    /// use observe_runtime::{FutureExt, TraceContext};
-    /// # async fn tool() {}
-    /// # async fn demo() {
-    /// if let Some(context) = TraceContext::current() {
-    ///     tokio::spawn(tool().in_context(context));
-    /// }
-    /// # }
-    /// ```
-    fn in_context(self, context: TraceContext) -> InContext<Self> {
-        InContext {
-            future: self,
-            context,
-        }
-    }
-}
-
-impl<F: Future> FutureExt for F {}
-
-/// A future running with a trace context current on every poll; see [`FutureExt::in_context`].
-#[derive(Debug)]
-pub struct InContext<F> {
-    future: F,
-    context: TraceContext,
-}
-
-impl<F: Future> Future for InContext<F> {
-    type Output = F::Output;
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        // SAFETY: `future` is structurally pinned: it is never moved out of `self`, and
-        // `InContext` has no `Drop` impl and is `Unpin` only when `F` is.
-        let this = unsafe { self.get_unchecked_mut() };
-        let _guard = this.context.attach();
-        unsafe { Pin::new_unchecked(&mut this.future) }.poll(cx)
     }
 }

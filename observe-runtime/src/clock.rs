@@ -1,0 +1,85 @@
+//! Time for spans: a cheap monotonic reading on the hot path ([`Ticks`], the CPU's time-stamp
+//! counter where it is reliable, else the monotonic clock), and its conversion to Unix time off
+//! the hot path ([`UnixClock`]), re-anchored to the wall clock every second so that long runs
+//! keep wall-clock accuracy. Knows nothing about spans.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// A monotonic instant read on the hot path: a few nanoseconds, no system call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Ticks(minstant::Instant);
+
+impl Ticks {
+    /// Now.
+    #[inline]
+    pub(crate) fn now() -> Self {
+        Self(minstant::Instant::now())
+    }
+}
+
+/// How long an anchor is trusted before it is taken again.
+const REANCHOR_AFTER: Duration = Duration::from_secs(1);
+
+/// Converts [`Ticks`] to nanoseconds since the Unix epoch, from an anchor (a wall-clock reading
+/// taken together with a tick reading) that is renewed every second.
+pub(crate) struct UnixClock {
+    anchor: minstant::Anchor,
+    taken: minstant::Instant,
+}
+
+impl UnixClock {
+    pub(crate) fn new() -> Self {
+        Self {
+            anchor: minstant::Anchor::new(),
+            taken: minstant::Instant::now(),
+        }
+    }
+
+    /// Takes a new anchor when the current one is older than a second: the tick rate and the
+    /// wall clock (NTP adjusts it) drift apart slowly, and this keeps the error to that drift over
+    /// the age of a span, not over the age of the process.
+    pub(crate) fn refresh(&mut self) {
+        if self.taken.elapsed() >= REANCHOR_AFTER {
+            *self = Self::new();
+        }
+    }
+
+    /// Nanoseconds since the Unix epoch at `ticks`.
+    pub(crate) fn unix_nanos(&self, ticks: Ticks) -> u64 {
+        ticks.0.as_unix_nanos(&self.anchor)
+    }
+}
+
+/// Nanoseconds since the Unix epoch (0 for times before it).
+pub(crate) fn unix_nanos(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos().min(u64::MAX as u128) as u64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ticks_convert_to_the_wall_clock() {
+        let clock = UnixClock::new();
+        let before = unix_nanos(SystemTime::now());
+        let ticks = Ticks::now();
+        let after = unix_nanos(SystemTime::now());
+        let converted = clock.unix_nanos(ticks);
+        // Within a millisecond of the wall-clock readings around it.
+        assert!(converted + 1_000_000 >= before, "{converted} vs {before}");
+        assert!(converted <= after + 1_000_000, "{converted} vs {after}");
+    }
+
+    #[test]
+    fn later_ticks_are_later() {
+        let clock = UnixClock::new();
+        let first = Ticks::now();
+        std::thread::sleep(Duration::from_millis(2));
+        let second = Ticks::now();
+        let gap = clock.unix_nanos(second) - clock.unix_nanos(first);
+        assert!(gap >= 1_500_000, "{gap}");
+    }
+}

@@ -1,0 +1,99 @@
+//! The queue between the threads that end spans and the exporter thread: an unbounded channel of
+//! chunks (one message per finished local root, or per full per-thread buffer, never one per
+//! span) whose total is bounded by admission: `pending` counts the spans handed over and not yet
+//! delivered or dropped, and a thread admits a span only while `pending` plus what it holds stays
+//! under `max_queue` (a root: under twice that; a parent of admitted spans always passes).
+//! Memory is allocated as spans arrive, never up front.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use crossbeam_channel::{unbounded, Receiver, Sender};
+
+use super::Counters;
+use crate::diagnostics;
+use crate::record::Record;
+
+/// The senders' side, held by the client.
+pub(crate) struct Queue {
+    sender: Sender<Vec<Record>>,
+    pending: Arc<AtomicUsize>,
+    max: usize,
+    counters: Arc<Counters>,
+    /// Set at the first drop for a full queue: the warning is said once, and later drops cost only
+    /// a counter.
+    full_warned: AtomicBool,
+}
+
+/// The exporter thread's side.
+pub(crate) struct QueueReceiver {
+    pub(crate) receiver: Receiver<Vec<Record>>,
+    pending: Arc<AtomicUsize>,
+}
+
+impl QueueReceiver {
+    /// `count` spans left the pipeline (delivered or dropped).
+    pub(crate) fn done(&self, count: usize) {
+        self.pending.fetch_sub(count, Ordering::Relaxed);
+    }
+}
+
+/// A queue that admits about `max` spans.
+pub(crate) fn queue(max: usize, counters: Arc<Counters>) -> (Queue, QueueReceiver) {
+    let (sender, receiver) = unbounded();
+    let pending = Arc::new(AtomicUsize::new(0));
+    (
+        Queue {
+            sender,
+            pending: pending.clone(),
+            max,
+            counters,
+            full_warned: AtomicBool::new(false),
+        },
+        QueueReceiver { receiver, pending },
+    )
+}
+
+impl Queue {
+    /// Whether a thread holding `buffered` spans not yet handed over may admit one more: a child
+    /// while the queue holds under `max_queue` spans, a root (which keeps its trace whole) while
+    /// it holds under twice that.
+    #[inline]
+    pub(crate) fn has_room(&self, buffered: usize, root: bool) -> bool {
+        let held = self.pending.load(Ordering::Relaxed) + buffered;
+        held < self.max || (root && held < self.max.saturating_mul(2))
+    }
+
+    /// Hands a thread's records to the exporter, with the count it dropped for a full queue.
+    pub(crate) fn push(&self, records: Vec<Record>, dropped_full: u64) {
+        let count = records.len();
+        Counters::add(&self.counters.spans_created, count as u64 + dropped_full);
+        if dropped_full > 0 {
+            Counters::add(&self.counters.spans_dropped_queue_full, dropped_full);
+            if !self.full_warned.swap(true, Ordering::Relaxed) {
+                diagnostics::warn_once(
+                    "queue-full",
+                    format!(
+                        "the span queue is full ({} spans): new child spans are dropped and \
+                         counted until the exporter catches up (roots, and parents of spans \
+                         already sent, still pass, so every trace that arrives is whole); the \
+                         backend may be slow or down (see observe_runtime::stats()), or raise \
+                         LANGFUSE_MAX_QUEUE",
+                        self.max
+                    ),
+                );
+            }
+        }
+        if count == 0 {
+            return;
+        }
+        self.pending.fetch_add(count, Ordering::Relaxed);
+        match self.sender.send(records) {
+            Ok(()) => Counters::add(&self.counters.spans_queued, count as u64),
+            Err(_) => {
+                self.pending.fetch_sub(count, Ordering::Relaxed);
+                Counters::add(&self.counters.spans_dropped_after_shutdown, count as u64);
+            }
+        }
+    }
+}

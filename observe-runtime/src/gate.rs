@@ -1,0 +1,183 @@
+//! The gate: the installed-client slot that every new trace reads, `enabled()` (one relaxed atomic
+//! load, all the hot path pays when tracing is off), the sampling decision, and the hand-off of
+//! finished records to the client's destination. Installing and removing the client is the
+//! lifecycle's business; this module only holds it.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+
+use crate::clock::UnixClock;
+use crate::config::Mask;
+use crate::export::queue::Queue;
+use crate::export::worker::WorkerHandle;
+use crate::export::{apply_mask, Counters, MemoryExporter};
+use crate::ids::{ObservationId, TraceId};
+use crate::record::{Record, TraceOptions};
+
+/// Is a client installed and running? The only thing the hot path reads when tracing is off.
+static ACTIVE: AtomicBool = AtomicBool::new(false);
+/// The installed client: read without a lock when a trace starts.
+static CLIENT: ArcSwapOption<Client> = ArcSwapOption::const_empty();
+/// Serializes installing and removing the client (never taken on the hot path).
+static INSTALL: Mutex<()> = Mutex::new(());
+/// The counters of the latest client, kept after its shutdown so `stats()` still tells the loss.
+static LATEST_COUNTERS: RwLock<Option<Arc<Counters>>> = RwLock::new(None);
+
+/// Whether observations are recorded at all (one relaxed atomic load).
+#[inline(always)]
+pub(crate) fn enabled() -> bool {
+    ACTIVE.load(Ordering::Relaxed)
+}
+
+/// The running client, if any.
+#[inline]
+pub(crate) fn installed() -> Option<Arc<Client>> {
+    if !enabled() {
+        return None;
+    }
+    CLIENT.load_full()
+}
+
+/// The client as installed, ignoring the gate (for the exit hook).
+pub(crate) fn installed_ignoring_gate() -> Option<Arc<Client>> {
+    CLIENT.load_full()
+}
+
+/// Where finished records go.
+pub(crate) enum Destination {
+    /// Converted and stored at once, on the thread that hands them over.
+    Memory {
+        memory: MemoryExporter,
+        clock: Mutex<UnixClock>,
+    },
+    /// Queued for the exporter thread.
+    Worker { queue: Queue, worker: WorkerHandle },
+}
+
+/// The running pipeline as the hot path sees it.
+pub(crate) struct Client {
+    /// Traces whose sampling value is below this are kept (`None`: all are).
+    pub(crate) sample_below: Option<u64>,
+    pub(crate) capture_io: bool,
+    pub(crate) field_limit: usize,
+    pub(crate) shutdown_timeout: Duration,
+    pub(crate) mask: Option<Mask>,
+    /// `LANGFUSE_*` settings handed to child processes by `TraceContext::apply_to`.
+    pub(crate) child_environment: Vec<(&'static str, String)>,
+    /// The trace this process was started in (`TRACEPARENT`), for traces that start here.
+    pub(crate) process_parent: Option<(TraceId, ObservationId, bool)>,
+    pub(crate) destination: Destination,
+    pub(crate) counters: Arc<Counters>,
+    pub(crate) stopped: AtomicBool,
+}
+
+impl Client {
+    pub(crate) fn samples(&self, trace_id: TraceId) -> bool {
+        self.sample_below
+            .is_none_or(|below| trace_id.sampling_value() < below)
+    }
+
+    /// How a trace that starts now is recorded: `upstream_sampled` is a remote parent's decision.
+    pub(crate) fn trace_options(&self, trace_id: TraceId, upstream: Option<bool>) -> TraceOptions {
+        let sampled = upstream.unwrap_or_else(|| self.samples(trace_id));
+        TraceOptions {
+            sampled,
+            recording: sampled,
+            capture_io: self.capture_io,
+            field_limit: self.field_limit,
+        }
+    }
+
+    /// Whether one more span fits in the queue beside the `buffered` ones the calling thread
+    /// holds (roots get more room, see [`Queue::has_room`]).
+    #[inline]
+    pub(crate) fn has_room(&self, buffered: usize, root: bool) -> bool {
+        match &self.destination {
+            Destination::Memory { .. } => true,
+            Destination::Worker { queue, .. } => queue.has_room(buffered, root),
+        }
+    }
+
+    /// Takes over a thread's finished records, and the number it dropped for a full queue.
+    pub(crate) fn accept(&self, records: Vec<Record>, dropped_full: u64) {
+        match &self.destination {
+            Destination::Memory { memory, clock } => {
+                let counters = &self.counters;
+                let count = records.len() as u64;
+                Counters::add(&counters.spans_created, count + dropped_full);
+                Counters::add(&counters.spans_dropped_queue_full, dropped_full);
+                Counters::add(&counters.spans_queued, count);
+                let mut clock = match clock.lock() {
+                    Ok(clock) => clock,
+                    Err(poisoned) => poisoned.into_inner(),
+                };
+                clock.refresh();
+                let spans = records.into_iter().map(|record| {
+                    let mut span = record.finish(|ticks| clock.unix_nanos(ticks));
+                    if let Some(mask) = &self.mask {
+                        apply_mask(mask, &mut span);
+                    }
+                    span
+                });
+                memory.push_all(spans);
+                Counters::add(&counters.spans_exported, count);
+            }
+            Destination::Worker { queue, .. } => queue.push(records, dropped_full),
+        }
+    }
+}
+
+fn install_lock() -> MutexGuard<'static, ()> {
+    match INSTALL.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+/// Why a client could not be installed.
+pub(crate) struct AlreadyInstalled;
+
+/// Installs `client` unless another one is installed.
+pub(crate) fn install(client: Arc<Client>) -> Result<(), AlreadyInstalled> {
+    let _install = install_lock();
+    if CLIENT.load().is_some() {
+        return Err(AlreadyInstalled);
+    }
+    match LATEST_COUNTERS.write() {
+        Ok(mut latest) => *latest = Some(client.counters.clone()),
+        Err(poisoned) => *poisoned.into_inner() = Some(client.counters.clone()),
+    }
+    CLIENT.store(Some(client));
+    ACTIVE.store(true, Ordering::Release);
+    Ok(())
+}
+
+/// Whether a client is installed (running or not).
+pub(crate) fn is_installed() -> bool {
+    let _install = install_lock();
+    CLIENT.load().is_some()
+}
+
+/// Removes `client` if it is the installed one; new spans are then no longer recorded.
+pub(crate) fn uninstall(client: &Arc<Client>) {
+    let _install = install_lock();
+    if CLIENT
+        .load()
+        .as_ref()
+        .is_some_and(|c| Arc::ptr_eq(c, client))
+    {
+        ACTIVE.store(false, Ordering::Release);
+        CLIENT.store(None);
+    }
+}
+
+/// The counters of the running client, or of the latest one after its shutdown.
+pub(crate) fn latest_counters() -> Option<Arc<Counters>> {
+    match LATEST_COUNTERS.read() {
+        Ok(value) => value.clone(),
+        Err(poisoned) => poisoned.into_inner().clone(),
+    }
+}

@@ -1,0 +1,164 @@
+//! `Config::init`: validate the configuration, start the exporter, install the client, and put
+//! the exit and panic hooks in place.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+
+use super::{flush, hooks, FlushGuard};
+use crate::clock::UnixClock;
+use crate::config::{Config, ConfigError, Settings, SinkChoice};
+use crate::diagnostics;
+use crate::export::console::ConsoleSink;
+use crate::export::otlp::{Envelope, OtlpSink};
+use crate::export::transport::Transport;
+use crate::export::worker::{self, WorkerSettings};
+use crate::export::{queue, Counters, Sink};
+use crate::gate::{self, Client, Destination};
+use crate::local::buffer;
+
+fn child_environment(settings: &Settings) -> Vec<(&'static str, String)> {
+    let mut vars = Vec::new();
+    if let SinkChoice::Otlp(target) = &settings.sink {
+        if let Some(keys) = &target.langfuse {
+            vars.push(("LANGFUSE_PUBLIC_KEY", keys.public_key.clone()));
+            vars.push(("LANGFUSE_SECRET_KEY", keys.secret_key.clone()));
+            vars.push(("LANGFUSE_BASE_URL", target.base_url.clone()));
+        } else {
+            vars.push((
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                target.endpoint.clone(),
+            ));
+        }
+    }
+    if let Some(environment) = &settings.environment {
+        vars.push(("LANGFUSE_TRACING_ENVIRONMENT", environment.clone()));
+    }
+    if let Some(release) = &settings.release {
+        vars.push(("LANGFUSE_RELEASE", release.clone()));
+    }
+    vars.push(("LANGFUSE_SAMPLE_RATE", settings.sample_rate.to_string()));
+    vars
+}
+
+/// `Config::init`: validate, start the exporter, install the client.
+pub(crate) fn init(config: Config) -> Result<FlushGuard, ConfigError> {
+    let traceparent = config.traceparent.clone();
+    let settings = config.validate()?;
+    diagnostics::set_debug(settings.debug);
+    for note in &settings.notes {
+        diagnostics::note(note);
+    }
+    for warning in &settings.warnings {
+        diagnostics::warn(warning, warning);
+    }
+    if !settings.enabled {
+        diagnostics::debug(|| "tracing is disabled; nothing will be recorded".into());
+        return Ok(FlushGuard::disabled());
+    }
+    // Checked again when installing; this spares starting a thread for nothing.
+    if gate::is_installed() {
+        return Err(ConfigError::AlreadyInitialized);
+    }
+
+    let process_parent = traceparent.and_then(|value| match crate::TraceContext::from_traceparent(
+        &value,
+    ) {
+        Ok(context) => context
+            .observation_id()
+            .map(|span| (context.trace_id(), span, context.is_sampled())),
+        Err(error) => {
+            diagnostics::warn("TRACEPARENT", format!("TRACEPARENT ignored: {error}"));
+            None
+        }
+    });
+    let counters = Arc::new(Counters::default());
+    let child_environment = child_environment(&settings);
+    let envelope = Envelope::new(
+        &settings.service_name,
+        &settings.resource_attributes,
+        settings.environment.clone(),
+        settings.release.clone(),
+    );
+    let worker_settings = WorkerSettings {
+        flush_at: settings.flush_at,
+        flush_interval: settings.flush_interval,
+        mask: settings.mask.clone(),
+        collect: Some(Box::new(buffer::collect_into_installed)),
+    };
+    let timeout = settings.timeout;
+    diagnostics::debug(|| match &settings.sink {
+        SinkChoice::Otlp(target) => format!(
+            "sending spans to {} ({})",
+            target.endpoint,
+            if target.langfuse.is_some() {
+                "Langfuse"
+            } else {
+                "OpenTelemetry collector"
+            }
+        ),
+        SinkChoice::Memory(_) => "keeping spans in memory".to_string(),
+        SinkChoice::Console | SinkChoice::ConsoleNoCredentials => {
+            "printing traces to stderr".to_string()
+        }
+    });
+    let destination = match settings.sink {
+        SinkChoice::Memory(memory) => {
+            memory.set_collect(buffer::collect_into_installed);
+            Destination::Memory {
+                memory,
+                clock: Mutex::new(UnixClock::new()),
+            }
+        }
+        SinkChoice::Console | SinkChoice::ConsoleNoCredentials => {
+            let header = matches!(settings.sink, SinkChoice::ConsoleNoCredentials).then_some(
+                "no LANGFUSE_PUBLIC_KEY / LANGFUSE_SECRET_KEY set: traces are printed here \
+                 instead of being sent to Langfuse",
+            );
+            let (queue, receiver) = queue::queue(settings.max_queue, counters.clone());
+            let spawned = worker::spawn(worker_settings, counters.clone(), receiver, move || {
+                Ok(Box::new(ConsoleSink::new(header)) as Box<dyn Sink>)
+            });
+            Destination::Worker {
+                queue,
+                worker: spawned.map_err(ConfigError::Startup)?,
+            }
+        }
+        SinkChoice::Otlp(target) => {
+            let sink_counters = counters.clone();
+            let (queue, receiver) = queue::queue(settings.max_queue, counters.clone());
+            let spawned = worker::spawn(worker_settings, counters.clone(), receiver, move || {
+                let transport = Transport::new(target, timeout, sink_counters)?;
+                Ok(Box::new(OtlpSink {
+                    transport,
+                    envelope,
+                }) as Box<dyn Sink>)
+            });
+            Destination::Worker {
+                queue,
+                worker: spawned.map_err(ConfigError::Startup)?,
+            }
+        }
+    };
+    let sample_below = (settings.sample_rate < 1.0)
+        .then_some((settings.sample_rate * 18_446_744_073_709_551_616.0) as u64);
+    let client = Arc::new(Client {
+        sample_below,
+        capture_io: settings.capture_io,
+        field_limit: settings.max_field_bytes,
+        shutdown_timeout: settings.shutdown_timeout,
+        mask: settings.mask,
+        child_environment,
+        process_parent,
+        destination,
+        counters,
+        stopped: AtomicBool::new(false),
+    });
+    if gate::install(client.clone()).is_err() {
+        // Another init won the race: stop what was started for this one.
+        let _ = flush::shutdown(&client);
+        return Err(ConfigError::AlreadyInitialized);
+    }
+    hooks::register_exit_hook();
+    hooks::install_panic_hook();
+    Ok(FlushGuard::new(client))
+}

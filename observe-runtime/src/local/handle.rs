@@ -1,0 +1,142 @@
+//! The handle on the running observation ([`current_observation`]) and its setters. Values are
+//! serialized only when the observation is recorded. Knows nothing about export.
+
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+use super::context;
+use crate::capture;
+use crate::ids::ObservationId;
+use crate::record::{Cost, Level, PromptLink, SpanData, Usage};
+
+/// The observation running on this thread now; see [`current_observation`].
+///
+/// Every setter returns `&Self` for chaining and does nothing outside an observation, or when the
+/// trace is not recorded (no client, tracing disabled, sampled out): values are then not even
+/// serialized. A value set explicitly wins over what `#[observe]` captures automatically.
+#[derive(Debug, Clone, Copy)]
+pub struct ObservationHandle {
+    span_id: Option<ObservationId>,
+}
+
+/// A handle on the observation running on this thread now.
+///
+/// ```
+/// use observe_runtime::{current_observation, Level, Usage};
+/// current_observation()
+///     .model("gpt-4o")
+///     .usage(Usage { input: 12, output: 30, ..Default::default() })
+///     .level(Level::Warning)
+///     .status_message("retried once");
+/// ```
+pub fn current_observation() -> ObservationHandle {
+    ObservationHandle {
+        span_id: context::current_recording_span_id(),
+    }
+}
+
+impl ObservationHandle {
+    /// The id of the observation, if one is running and recorded.
+    pub fn id(&self) -> Option<ObservationId> {
+        self.span_id
+    }
+
+    fn apply(&self, change: impl FnOnce(&mut SpanData)) -> &Self {
+        if let Some(id) = self.span_id {
+            context::with_span_data(id, change);
+        }
+        self
+    }
+
+    fn limit(&self) -> Option<usize> {
+        self.span_id.and_then(|_| context::current_field_limit())
+    }
+
+    fn apply_json(
+        &self,
+        value: &impl Serialize,
+        change: impl FnOnce(&mut SpanData, String),
+    ) -> &Self {
+        if let Some(limit) = self.limit() {
+            let json = capture::serialize_json(value, limit);
+            self.apply(|span| change(span, json));
+        }
+        self
+    }
+
+    /// Sets the input (any `Serialize` value, sent as JSON).
+    pub fn input(&self, value: impl Serialize) -> &Self {
+        self.apply_json(&value, |span, json| {
+            span.input = Some(json);
+            span.explicit_input = true;
+        })
+    }
+
+    /// Sets the output (any `Serialize` value, sent as JSON).
+    pub fn output(&self, value: impl Serialize) -> &Self {
+        self.apply_json(&value, |span, json| {
+            span.output = Some(json);
+            span.explicit_output = true;
+        })
+    }
+
+    /// Adds a metadata key (filterable in Langfuse); the value is sent as JSON.
+    pub fn metadata(&self, key: impl Into<String>, value: impl Serialize) -> &Self {
+        let key = key.into();
+        self.apply_json(&value, move |span, json| {
+            let metadata = &mut span.details().metadata;
+            metadata.retain(|(k, _)| *k != key);
+            metadata.push((key, json));
+        })
+    }
+
+    /// Sets the level.
+    pub fn level(&self, level: Level) -> &Self {
+        self.apply(|span| span.level = level)
+    }
+
+    /// Sets the status message (shown beside the level, e.g. an error text).
+    pub fn status_message(&self, message: impl Into<String>) -> &Self {
+        let message = message.into();
+        self.apply(|span| span.status_message = Some(message))
+    }
+
+    /// Sets the model name of a generation.
+    pub fn model(&self, model: impl Into<String>) -> &Self {
+        let model = model.into();
+        self.apply(|span| span.details().model = Some(model))
+    }
+
+    /// Sets the model parameters (a JSON object such as `{"temperature": 0.2}`).
+    pub fn model_parameters(&self, parameters: impl Serialize) -> &Self {
+        self.apply_json(&parameters, |span, json| {
+            span.details().model_parameters = Some(json)
+        })
+    }
+
+    /// Sets the token counts.
+    pub fn usage(&self, usage: Usage) -> &Self {
+        self.apply(|span| span.details().usage = Some(usage))
+    }
+
+    /// Sets the costs in USD.
+    pub fn cost(&self, cost: Cost) -> &Self {
+        self.apply(|span| span.details().cost = Some(cost))
+    }
+
+    /// Records when the first token of a streamed completion arrived (time to first token).
+    pub fn completion_start_time(&self, at: SystemTime) -> &Self {
+        let nanos = crate::clock::unix_nanos(at);
+        self.apply(|span| span.details().completion_start_unix_nanos = Some(nanos))
+    }
+
+    /// Links a generation to a Langfuse prompt by name and version.
+    pub fn prompt(&self, name: impl Into<String>, version: u32) -> &Self {
+        let link = PromptLink {
+            name: name.into(),
+            version,
+        };
+        self.apply(|span| span.details().prompt = Some(link))
+    }
+}

@@ -1,0 +1,13 @@
+//! The local layer: what runs on the user's threads. The stack of what is current
+//! ([`context`]), opening and ending observations ([`span`]), the handles on the running trace and
+//! observation, the attribute's observation and future wrappers, and the per-thread buffers that
+//! finished records wait in ([`buffer`]). Imports the gate, the record layer and the leaves; never
+//! the lifecycle.
+
+pub(crate) mod buffer;
+pub(crate) mod context;
+pub(crate) mod future;
+pub(crate) mod handle;
+pub(crate) mod observed;
+pub(crate) mod span;
+pub(crate) mod trace;

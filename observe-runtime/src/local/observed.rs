@@ -1,0 +1,301 @@
+//! The observation `#[observe]` opens for one call ([`Observed`]): capture of arguments and return
+//! value straight into a reusable buffer, errors and panics, and [`Instrumented`], the future
+//! wrapper of `async` bodies. The generated code reaches these through `__private`.
+
+use std::borrow::Cow;
+use std::future::Future;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use super::context;
+use super::span::{self, SpanCore};
+use crate::capture::{self, JsonOut};
+use crate::gate;
+use crate::record::{Level, ObservationType, SpanData};
+
+/// Static description of an observed function.
+#[derive(Debug)]
+pub struct FnMeta {
+    /// The observation name.
+    pub name: &'static str,
+    /// The observation type.
+    pub kind: ObservationType,
+    /// `capture_input = ..` of the attribute; `None` follows the configuration.
+    pub capture_input: Option<bool>,
+    /// `capture_output = ..` of the attribute; `None` follows the configuration.
+    pub capture_output: Option<bool>,
+}
+
+/// Opens an observation for a call of an observed function; `None` (after one relaxed atomic load)
+/// when tracing is off.
+#[inline(always)]
+pub fn start(meta: &'static FnMeta) -> Option<Observed> {
+    if !gate::enabled() {
+        return None;
+    }
+    Some(Observed::open(meta))
+}
+
+/// An observation opened by the attribute. Dropping it ends the observation.
+pub struct Observed {
+    core: Option<SpanCore>,
+    capture_input: bool,
+    capture_output: bool,
+    limit: usize,
+}
+
+impl Observed {
+    #[inline(never)]
+    fn open(meta: &'static FnMeta) -> Self {
+        let core = span::open(Cow::Borrowed(meta.name), meta.kind);
+        let options = core.trace.options;
+        let (capture_input, capture_output) = if core.data.is_some() {
+            (
+                meta.capture_input.unwrap_or(options.capture_io),
+                meta.capture_output.unwrap_or(options.capture_io),
+            )
+        } else {
+            (false, false)
+        };
+        Self {
+            core: Some(core),
+            capture_input,
+            capture_output,
+            limit: options.field_limit,
+        }
+    }
+
+    fn data(&mut self) -> Option<&mut SpanData> {
+        self.core.as_mut()?.data.as_mut()
+    }
+
+    /// Whether the arguments are to be captured.
+    pub fn captures_input(&self) -> bool {
+        self.capture_input
+    }
+
+    /// Whether the return value is to be captured.
+    pub fn captures_output(&self) -> bool {
+        self.capture_output
+    }
+
+    /// The size limit of one captured field in bytes.
+    pub fn field_limit(&self) -> usize {
+        self.limit
+    }
+
+    /// A writer for the input object, when arguments are to be captured and the body has not set
+    /// an input itself. Each argument is written with [`InputWriter::arg`]; the object is stored
+    /// when the writer drops.
+    pub fn input_writer(&mut self) -> Option<InputWriter<'_>> {
+        if !self.capture_input {
+            return None;
+        }
+        let limit = self.limit;
+        let data = self.data()?;
+        if data.explicit_input {
+            return None;
+        }
+        let mut out = JsonOut::new(limit);
+        out.push_byte(b'{');
+        Some(InputWriter {
+            data,
+            out,
+            first: true,
+        })
+    }
+
+    /// A writer for the output, when the return value is to be captured and the body has not set
+    /// an output itself; stored when the writer drops.
+    pub fn output_writer(&mut self) -> Option<OutputWriter<'_>> {
+        if !self.capture_output {
+            return None;
+        }
+        let limit = self.limit;
+        let data = self.data()?;
+        if data.explicit_output {
+            return None;
+        }
+        Some(OutputWriter {
+            data,
+            out: JsonOut::new(limit),
+        })
+    }
+
+    /// Marks the observation failed with this message (level ERROR, status message, and output
+    /// when output is captured).
+    pub fn record_error(&mut self, message: String) {
+        let capture_output = self.capture_output;
+        let Some(data) = self.data() else { return };
+        data.level = Level::Error;
+        if capture_output && !data.explicit_output {
+            data.output = Some(capture::json_string(&message));
+        }
+        data.status_message = Some(message);
+    }
+
+    fn record_panic(&mut self, payload: &(dyn std::any::Any + Send)) {
+        let message = span::payload_text(payload);
+        if let Some(data) = self.data() {
+            data.level = Level::Error;
+            data.status_message = Some(message);
+        }
+    }
+
+    /// Runs `f` with this observation current on the thread; a panic is recorded and resumed.
+    pub fn call<R>(&mut self, f: impl FnOnce() -> R) -> R {
+        let Some(core) = self.core.take() else {
+            return f();
+        };
+        let token = context::push(core);
+        let result = catch_unwind(AssertUnwindSafe(f));
+        self.core = context::remove(token);
+        match result {
+            Ok(value) => value,
+            Err(payload) => {
+                self.record_panic(&*payload);
+                resume_unwind(payload)
+            }
+        }
+    }
+
+    fn cancel(&mut self) {
+        if let Some(data) = self.data() {
+            if data.level < Level::Warning {
+                data.level = Level::Warning;
+            }
+            data.status_message
+                .get_or_insert_with(|| "cancelled".to_string());
+        }
+    }
+}
+
+impl Drop for Observed {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            if let Some(data) = self.data() {
+                if data.level != Level::Error {
+                    data.level = Level::Error;
+                    data.status_message = Some(span::panic_message());
+                }
+            }
+        }
+        if let Some(core) = self.core.take() {
+            span::close(core);
+        }
+    }
+}
+
+/// Writes the input object of an observation, one argument at a time.
+pub struct InputWriter<'a> {
+    data: &'a mut SpanData,
+    out: JsonOut,
+    first: bool,
+}
+
+impl InputWriter<'_> {
+    /// Starts the next argument: `key` is its name already quoted as a JSON string (the attribute
+    /// quotes it at compile time). Write the value into the returned buffer.
+    pub fn arg(&mut self, key: &'static str) -> &mut JsonOut {
+        if !self.first {
+            self.out.push_byte(b',');
+        }
+        self.first = false;
+        self.out.push_str(key);
+        self.out.push_byte(b':');
+        &mut self.out
+    }
+}
+
+impl Drop for InputWriter<'_> {
+    fn drop(&mut self) {
+        self.out.push_byte(b'}');
+        self.data.input = Some(self.out.take_text());
+    }
+}
+
+/// Writes the output of an observation.
+pub struct OutputWriter<'a> {
+    data: &'a mut SpanData,
+    out: JsonOut,
+}
+
+impl OutputWriter<'_> {
+    /// The buffer to write the value into.
+    pub fn out(&mut self) -> &mut JsonOut {
+        &mut self.out
+    }
+}
+
+impl Drop for OutputWriter<'_> {
+    fn drop(&mut self) {
+        self.data.output = Some(self.out.take_text());
+    }
+}
+
+/// Runs `future` with the observation current during every poll; completes with the future's
+/// output and the observation handed back.
+pub fn instrument<F: Future>(observed: Option<Observed>, future: F) -> Instrumented<F> {
+    Instrumented {
+        future: Some(future),
+        observed,
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A future run under an observation; see [`instrument`]. Dropped before completion, it drops
+    /// the inner future while the observation is still current (so what the inner future's
+    /// destructors record lands under it), then ends the observation with level WARNING and
+    /// status message `cancelled`.
+    pub struct Instrumented<F> {
+        #[pin]
+        future: Option<F>,
+        observed: Option<Observed>,
+    }
+
+    impl<F> PinnedDrop for Instrumented<F> {
+        fn drop(this: Pin<&mut Self>) {
+            let mut this = this.project();
+            let Some(mut observed) = this.observed.take() else {
+                return;
+            };
+            if let Some(core) = observed.core.take() {
+                let token = context::push(core);
+                this.future.set(None);
+                observed.core = context::remove(token);
+            }
+            if !std::thread::panicking() {
+                observed.cancel();
+            }
+        }
+    }
+}
+
+impl<F: Future> Future for Instrumented<F> {
+    type Output = (F::Output, Option<Observed>);
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let Some(future) = this.future.as_pin_mut() else {
+            return Poll::Pending;
+        };
+        let Some(observed) = this.observed.as_mut() else {
+            return future.poll(cx).map(|output| (output, None));
+        };
+        let Some(core) = observed.core.take() else {
+            return future.poll(cx).map(|output| (output, None));
+        };
+        let token = context::push(core);
+        let result = catch_unwind(AssertUnwindSafe(|| future.poll(cx)));
+        observed.core = context::remove(token);
+        match result {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(output)) => Poll::Ready((output, this.observed.take())),
+            Err(payload) => {
+                observed.record_panic(&*payload);
+                resume_unwind(payload)
+            }
+        }
+    }
+}

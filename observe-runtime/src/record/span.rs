@@ -1,0 +1,194 @@
+//! The finished-span record in its two forms: [`SpanData`], what the hot path fills in (ticks, a
+//! version number for the trace attributes, rarely used fields boxed apart), and
+//! [`FinishedSpan`], what exporters receive (Unix times, the trace attributes resolved).
+//! Plain data: no thread-locals, no export.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use super::{Cost, Level, ObservationType, TraceAttributes, TraceState, Usage};
+use crate::clock::Ticks;
+use crate::ids::{ObservationId, TraceId};
+
+/// A prompt a generation was made from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PromptLink {
+    /// The prompt's name in Langfuse.
+    pub name: String,
+    /// The prompt's version.
+    pub version: u32,
+}
+
+/// A finished observation, as exporters receive it.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct FinishedSpan {
+    /// The trace it belongs to.
+    pub trace_id: TraceId,
+    /// Its own id.
+    pub span_id: ObservationId,
+    /// The observation it ran under; `None` for the root of a trace.
+    pub parent_span_id: Option<ObservationId>,
+    /// `true` when its parent is not an observation of this process (the root here).
+    pub is_local_root: bool,
+    /// Its name.
+    pub name: Cow<'static, str>,
+    /// Its type.
+    pub kind: ObservationType,
+    /// Start, in nanoseconds since the Unix epoch.
+    pub start_unix_nanos: u64,
+    /// End, in nanoseconds since the Unix epoch.
+    pub end_unix_nanos: u64,
+    /// The input as JSON text.
+    pub input: Option<String>,
+    /// The output as JSON text.
+    pub output: Option<String>,
+    /// The level.
+    pub level: Level,
+    /// The status message (an error text, `cancelled`, ...).
+    pub status_message: Option<String>,
+    /// The model of a generation.
+    pub model: Option<String>,
+    /// The model parameters as JSON text.
+    pub model_parameters: Option<String>,
+    /// Token counts.
+    pub usage: Option<Usage>,
+    /// Costs in USD.
+    pub cost: Option<Cost>,
+    /// When the first token arrived, in nanoseconds since the Unix epoch.
+    pub completion_start_unix_nanos: Option<u64>,
+    /// The prompt a generation was made from.
+    pub prompt: Option<PromptLink>,
+    /// Observation metadata: key and JSON text of the value.
+    pub metadata: Vec<(String, String)>,
+    /// The trace attributes when the span ended.
+    pub trace: Arc<TraceAttributes>,
+}
+
+/// What most observations never set, kept out of line so the record stays small.
+#[derive(Debug, Default)]
+pub(crate) struct Details {
+    pub(crate) model: Option<String>,
+    pub(crate) model_parameters: Option<String>,
+    pub(crate) usage: Option<Usage>,
+    pub(crate) cost: Option<Cost>,
+    pub(crate) completion_start_unix_nanos: Option<u64>,
+    pub(crate) prompt: Option<PromptLink>,
+    pub(crate) metadata: Vec<(String, String)>,
+}
+
+/// An observation being recorded, then finished: what the hot path writes.
+#[derive(Debug)]
+pub(crate) struct SpanData {
+    pub(crate) span_id: ObservationId,
+    pub(crate) parent_span_id: Option<ObservationId>,
+    pub(crate) is_local_root: bool,
+    pub(crate) kind: ObservationType,
+    pub(crate) level: Level,
+    /// The input was set by the user (captured arguments then stay out).
+    pub(crate) explicit_input: bool,
+    /// The output was set by the user (the captured return value then stays out).
+    pub(crate) explicit_output: bool,
+    /// A child of this observation was admitted to the queue: it must be admitted too, or the
+    /// child would arrive without its parent.
+    pub(crate) child_admitted: bool,
+    /// A context handle was taken on it, so children may end on other threads: always admitted.
+    pub(crate) shared: bool,
+    /// The version of the trace attributes when it ended (see [`TraceState`]).
+    pub(crate) attributes_version: u32,
+    pub(crate) name: Cow<'static, str>,
+    pub(crate) start: Ticks,
+    pub(crate) end: Ticks,
+    pub(crate) input: Option<String>,
+    pub(crate) output: Option<String>,
+    pub(crate) status_message: Option<String>,
+    pub(crate) details: Option<Box<Details>>,
+}
+
+impl SpanData {
+    /// A new observation starting now.
+    #[inline]
+    pub(crate) fn start(
+        span_id: ObservationId,
+        parent_span_id: Option<ObservationId>,
+        is_local_root: bool,
+        name: Cow<'static, str>,
+        kind: ObservationType,
+    ) -> Self {
+        let start = Ticks::now();
+        Self {
+            span_id,
+            parent_span_id,
+            is_local_root,
+            kind,
+            level: Level::Default,
+            explicit_input: false,
+            explicit_output: false,
+            child_admitted: false,
+            shared: false,
+            attributes_version: 0,
+            name,
+            start,
+            end: start,
+            input: None,
+            output: None,
+            status_message: None,
+            details: None,
+        }
+    }
+
+    /// The rarely used fields, allocated on first use.
+    pub(crate) fn details(&mut self) -> &mut Details {
+        self.details.get_or_insert_with(Box::default)
+    }
+
+    /// Whether it must be admitted whatever the queue holds: a parent of what was admitted, or
+    /// of what may have been (a context handle was taken on it).
+    pub(crate) fn must_pass(&self) -> bool {
+        self.child_admitted || self.shared
+    }
+}
+
+/// A finished observation with the trace it belongs to: what travels from the thread that ended
+/// it to the exporter.
+#[derive(Debug)]
+pub(crate) struct Record {
+    pub(crate) trace: Arc<TraceState>,
+    pub(crate) data: SpanData,
+}
+
+impl Record {
+    /// The exporters' form: Unix times from `unix_nanos`, the trace attributes resolved.
+    pub(crate) fn finish(self, unix_nanos: impl Fn(Ticks) -> u64) -> FinishedSpan {
+        let Record { trace, data } = self;
+        let details = data.details.map(|d| *d).unwrap_or_default();
+        let start_unix_nanos = unix_nanos(data.start);
+        let end_unix_nanos = if data.kind == ObservationType::Event {
+            start_unix_nanos
+        } else {
+            unix_nanos(data.end).max(start_unix_nanos)
+        };
+        FinishedSpan {
+            trace_id: trace.trace_id,
+            span_id: data.span_id,
+            parent_span_id: data.parent_span_id,
+            is_local_root: data.is_local_root,
+            name: data.name,
+            kind: data.kind,
+            start_unix_nanos,
+            end_unix_nanos,
+            input: data.input,
+            output: data.output,
+            level: data.level,
+            status_message: data.status_message,
+            model: details.model,
+            model_parameters: details.model_parameters,
+            usage: details.usage,
+            cost: details.cost,
+            completion_start_unix_nanos: details.completion_start_unix_nanos,
+            prompt: details.prompt,
+            metadata: details.metadata,
+            trace: trace.attributes_at(data.attributes_version),
+        }
+    }
+}
