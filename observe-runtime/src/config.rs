@@ -9,6 +9,7 @@ use std::time::Duration;
 use crate::capture::DEFAULT_FIELD_LIMIT;
 use crate::diagnostics;
 use crate::export::Exporter;
+pub(crate) use crate::mask::Mask;
 
 /// The Langfuse Cloud regions: base URL and name. Keys belong to exactly one of them.
 pub(crate) const CLOUD_REGIONS: [(&str, &str); 4] = [
@@ -39,10 +40,6 @@ const RELEASE_FALLBACKS: [&str; 10] = [
     "HEROKU_SLUG_COMMIT",
     "SOURCE_VERSION",
 ];
-
-/// A hook that rewrites captured values (input, output, metadata) before anything leaves the
-/// process, for example to remove personal data.
-pub type Mask = Arc<dyn Fn(serde_json::Value) -> serde_json::Value + Send + Sync>;
 
 /// Everything `init` needs, from the environment ([`Config::from_env`]) and builder methods.
 ///

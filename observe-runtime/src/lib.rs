@@ -43,6 +43,7 @@ mod diagnostics;
 mod export;
 mod guard;
 mod ids;
+mod mask;
 mod observation;
 mod span;
 mod trace;
@@ -55,11 +56,12 @@ pub mod __private;
 pub use observe_macros::observe;
 
 pub use capture::DEFAULT_FIELD_LIMIT;
-pub use config::{Config, ConfigError, Mask, DEFAULT_BASE_URL, DEFAULT_MAX_QUEUE};
+pub use config::{Config, ConfigError, DEFAULT_BASE_URL, DEFAULT_MAX_QUEUE};
 pub use context::{ContextGuard, FutureExt, InContext, TraceContext, TraceparentError};
 pub use export::{AuthCheck, AuthError, Exporter, MemoryExporter, Project, Stats};
 pub use guard::{flush, FlushError, FlushGuard, ShutdownReport};
 pub use ids::{IdParseError, ObservationId, TraceId};
+pub use mask::Mask;
 pub use observation::{
     current_observation, Cost, Level, ObservationHandle, ObservationType, Usage,
 };
