@@ -8,16 +8,9 @@ use std::time::Duration;
 
 use crate::capture::DEFAULT_FIELD_LIMIT;
 use crate::diagnostics;
+use crate::export::target::{is_loopback, mask_secret, LangfuseKeys, Target};
 use crate::export::Exporter;
 pub(crate) use crate::mask::Mask;
-
-/// The Langfuse Cloud regions: base URL and name. Keys belong to exactly one of them.
-pub(crate) const CLOUD_REGIONS: [(&str, &str); 4] = [
-    ("https://cloud.langfuse.com", "EU"),
-    ("https://us.cloud.langfuse.com", "US"),
-    ("https://jp.cloud.langfuse.com", "JP"),
-    ("https://hipaa.cloud.langfuse.com", "HIPAA"),
-];
 
 /// The default base URL (Langfuse Cloud, EU region).
 pub const DEFAULT_BASE_URL: &str = "https://cloud.langfuse.com";
@@ -149,17 +142,6 @@ impl fmt::Debug for Config {
             .field("mask", &self.mask.as_ref().map(|_| "<fn>"))
             .finish()
     }
-}
-
-/// Shows the first 6 and last 4 characters of a secret (`sk-lf-…cdef`), or nothing of a short one.
-pub(crate) fn mask_secret(secret: &str) -> String {
-    let chars: Vec<char> = secret.chars().collect();
-    if chars.len() <= 12 {
-        return "…".to_string();
-    }
-    let head: String = chars[..6].iter().collect();
-    let tail: String = chars[chars.len() - 4..].iter().collect();
-    format!("{head}…{tail}")
 }
 
 /// A setting `init` refused, with what to do about it.
@@ -925,68 +907,6 @@ fn strip_otel_path(url: &str) -> String {
     match url.find("/api/public/otel") {
         Some(index) => url[..index].to_string(),
         None => url.to_string(),
-    }
-}
-
-fn host_of(url: &str) -> &str {
-    let rest = url.split("://").nth(1).unwrap_or(url);
-    let authority = rest.split('/').next().unwrap_or(rest);
-    let authority = authority.rsplit('@').next().unwrap_or(authority);
-    if let Some(v6) = authority.strip_prefix('[') {
-        return v6.split(']').next().unwrap_or(v6);
-    }
-    authority.split(':').next().unwrap_or(authority)
-}
-
-pub(crate) fn is_loopback(url: &str) -> bool {
-    let host = host_of(url);
-    host == "localhost"
-        || host.ends_with(".localhost")
-        || host == "::1"
-        || host
-            .parse::<std::net::Ipv4Addr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
-
-/// Names the region of a Langfuse Cloud base URL and the other regions to try after a 401.
-pub(crate) fn region_hint(base_url: &str) -> Option<String> {
-    let (_, region) = CLOUD_REGIONS.iter().find(|(url, _)| *url == base_url)?;
-    let others: Vec<String> = CLOUD_REGIONS
-        .iter()
-        .filter(|(url, _)| *url != base_url)
-        .map(|(url, name)| format!("{url} ({name})"))
-        .collect();
-    Some(format!(
-        "Langfuse Cloud keys belong to one region and this is the {region} region; if the project \
-         lives in another, set LANGFUSE_BASE_URL to {}",
-        others.join(", ")
-    ))
-}
-
-/// Where the OTLP exporter sends.
-#[derive(Clone, Debug)]
-pub(crate) struct Target {
-    /// The full traces URL.
-    pub(crate) endpoint: String,
-    /// The base URL, for messages and the auth check.
-    pub(crate) base_url: String,
-    /// Extra headers (generic collectors).
-    pub(crate) headers: Vec<(String, String)>,
-    pub(crate) langfuse: Option<LangfuseKeys>,
-}
-
-#[derive(Clone)]
-pub(crate) struct LangfuseKeys {
-    pub(crate) public_key: String,
-    pub(crate) secret_key: String,
-}
-
-impl fmt::Debug for LangfuseKeys {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LangfuseKeys")
-            .field("public_key", &self.public_key)
-            .field("secret_key", &mask_secret(&self.secret_key))
-            .finish()
     }
 }
 

@@ -4,6 +4,7 @@
 pub(crate) mod console;
 pub(crate) mod memory;
 pub(crate) mod otlp;
+pub(crate) mod target;
 pub(crate) mod transport;
 pub(crate) mod worker;
 
