@@ -424,3 +424,12 @@ pub(crate) fn init(config: Config) -> Result<FlushGuard, ConfigError> {
 pub(crate) fn take_for_exit() -> Option<Arc<Client>> {
     CLIENT.load_full()
 }
+
+// `Config::init` lives here, not in config: it starts the client, and config must not import
+// upward.
+impl Config {
+    /// Validates everything, starts the exporter thread and installs the global client.
+    pub fn init(self) -> Result<crate::FlushGuard, ConfigError> {
+        crate::client::init(self)
+    }
+}

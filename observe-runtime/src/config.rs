@@ -675,11 +675,6 @@ impl Config {
         self
     }
 
-    /// Validates everything, starts the exporter thread and installs the global client.
-    pub fn init(self) -> Result<crate::FlushGuard, ConfigError> {
-        crate::client::init(self)
-    }
-
     /// Validation: the settings the client runs with, or every problem found.
     pub(crate) fn validate(self) -> Result<Settings, ConfigError> {
         let mut errors: Vec<ConfigError> = self.problems.iter().map(|(_, e)| e.clone()).collect();
