@@ -56,7 +56,7 @@ pub mod __private;
 pub use observe_macros::observe;
 
 pub use capture::DEFAULT_FIELD_LIMIT;
-pub use config::{Config, ConfigError, DEFAULT_BASE_URL, DEFAULT_MAX_QUEUE};
+pub use config::{Config, ConfigError, DEFAULT_BASE_URL, DEFAULT_MAX_QUEUE, MAX_QUEUE_LIMIT};
 pub use context::{ContextGuard, FutureExt, InContext, TraceContext, TraceparentError};
 pub use export::{AuthCheck, AuthError, Exporter, MemoryExporter, Project, Stats};
 pub use guard::{flush, FlushError, FlushGuard, ShutdownReport};

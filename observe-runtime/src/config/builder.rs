@@ -82,7 +82,8 @@ impl Config {
     }
 
     /// The most spans waiting for export; beyond it new spans are dropped and counted;
-    /// `LANGFUSE_MAX_QUEUE`.
+    /// `LANGFUSE_MAX_QUEUE`. From 1 to [`MAX_QUEUE_LIMIT`](crate::MAX_QUEUE_LIMIT); `init` refuses
+    /// other values.
     pub fn max_queue(mut self, spans: usize) -> Self {
         self.max_queue = spans;
         self.overridden("LANGFUSE_MAX_QUEUE")

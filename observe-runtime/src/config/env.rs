@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use super::error::invalid;
+use super::validate::{max_queue_expected, max_queue_in_range};
 use super::{Config, ConfigError};
 use crate::export::target::mask_secret;
 
@@ -163,7 +164,7 @@ fn read_from(get: &dyn Fn(&str) -> Option<String>) -> Config {
 
     let mut problems: Vec<(&'static str, ConfigError)> = Vec::new();
     macro_rules! parsed {
-        ($name:literal, $parse:expr, $expected:literal, $set:expr) => {
+        ($name:literal, $parse:expr, $expected:expr, $set:expr) => {
             if let Some(value) = text($name, &mut notes) {
                 match $parse(value.as_str()) {
                     Some(parsed) => $set(parsed),
@@ -212,8 +213,8 @@ fn read_from(get: &dyn Fn(&str) -> Option<String>) -> Config {
     );
     parsed!(
         "LANGFUSE_MAX_QUEUE",
-        |v: &str| v.parse::<usize>().ok().filter(|n| *n > 0),
-        "expected a whole number of spans greater than 0, such as 8192",
+        |v: &str| v.parse::<usize>().ok().filter(|n| max_queue_in_range(*n)),
+        max_queue_expected(),
         |v| config.max_queue = v
     );
     parsed!(

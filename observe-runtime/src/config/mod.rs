@@ -29,6 +29,11 @@ pub const DEFAULT_BASE_URL: &str = "https://cloud.langfuse.com";
 /// memory telemetry can take; beyond it new spans are dropped and counted.
 pub const DEFAULT_MAX_QUEUE: usize = 8192;
 
+/// The largest span queue `init` accepts: 10,000,000 spans, for `LANGFUSE_MAX_QUEUE` and
+/// [`Config::max_queue`]. The queue's slots are reserved when the client starts, so a bound far
+/// above what memory can hold could not be honoured; beyond this one `init` refuses the value.
+pub const MAX_QUEUE_LIMIT: usize = 10_000_000;
+
 /// Everything `init` needs, from the environment ([`Config::from_env`]) and builder methods.
 ///
 /// ```

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use super::error::invalid;
-use super::{Config, ConfigError, Mask, DEFAULT_BASE_URL};
+use super::{Config, ConfigError, Mask, DEFAULT_BASE_URL, DEFAULT_MAX_QUEUE, MAX_QUEUE_LIMIT};
 use crate::diagnostics;
 use crate::export::target::{is_loopback, mask_secret, LangfuseKeys, Target};
 use crate::export::Exporter;
@@ -31,11 +31,11 @@ impl Config {
                 "expected a whole number of spans greater than 0, such as 512",
             ));
         }
-        if self.max_queue == 0 {
+        if !max_queue_in_range(self.max_queue) {
             errors.push(invalid(
                 "LANGFUSE_MAX_QUEUE",
-                "0",
-                "expected a whole number of spans greater than 0, such as 8192",
+                &self.max_queue.to_string(),
+                max_queue_expected(),
             ));
         }
         if let Some(environment) = &self.environment {
@@ -196,6 +196,18 @@ impl Config {
             }),
         })
     }
+}
+
+/// The span queues `init` accepts: from 1 to [`MAX_QUEUE_LIMIT`].
+pub(super) fn max_queue_in_range(spans: usize) -> bool {
+    (1..=MAX_QUEUE_LIMIT).contains(&spans)
+}
+
+/// What a bad `LANGFUSE_MAX_QUEUE` (or `Config::max_queue`) is told to be instead.
+pub(super) fn max_queue_expected() -> String {
+    format!(
+        "expected a whole number of spans from 1 to {MAX_QUEUE_LIMIT}, such as {DEFAULT_MAX_QUEUE}"
+    )
 }
 
 /// Langfuse stores an environment that breaks this rule as `default`, silently.
@@ -368,5 +380,17 @@ mod tests {
         for bad in ["", "Prod", "langfuse", "langfuse-x", "a b", &"a".repeat(41)] {
             assert!(!valid_environment(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn the_queue_bound_is_inclusive() {
+        let limit = MAX_QUEUE_LIMIT.to_string();
+        assert_eq!(
+            settings(&[("LANGFUSE_MAX_QUEUE", &limit)]).max_queue,
+            MAX_QUEUE_LIMIT
+        );
+        assert_eq!(settings(&[("LANGFUSE_MAX_QUEUE", "1")]).max_queue, 1);
+        let builder = Config::default().max_queue(MAX_QUEUE_LIMIT).validate();
+        assert_eq!(builder.map(|s| s.max_queue).ok(), Some(MAX_QUEUE_LIMIT));
     }
 }
