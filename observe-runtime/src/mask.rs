@@ -19,3 +19,32 @@ pub(crate) fn mask_json(mask: &Mask, json: &mut String) {
         Err(_) => "\"<masked: the mask function panicked>\"".to_string(),
     };
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_mask_sees_json_or_a_string_and_a_panic_hides_the_value() {
+        let redact: Mask = Arc::new(|value| match value {
+            serde_json::Value::String(text) => serde_json::Value::String(text.to_uppercase()),
+            mut other => {
+                if let Some(object) = other.as_object_mut() {
+                    object.remove("password");
+                }
+                other
+            }
+        });
+        let mut json = r#"{"user":"a","password":"b"}"#.to_string();
+        mask_json(&redact, &mut json);
+        assert_eq!(json, r#"{"user":"a"}"#);
+        let mut text = "not json".to_string();
+        mask_json(&redact, &mut text);
+        assert_eq!(text, r#""NOT JSON""#);
+
+        let panics: Mask = Arc::new(|_| panic!("mask bug"));
+        let mut secret = r#""card 4111""#.to_string();
+        mask_json(&panics, &mut secret);
+        assert_eq!(secret, r#""<masked: the mask function panicked>""#);
+    }
+}
