@@ -1,9 +1,10 @@
 //! Configuration: the `LANGFUSE_*` and `OTEL_*` environment, builder methods that override it, and
 //! the validation `init` runs, with errors that name the variable, show the value (secrets masked)
-//! and say what to do. Owns [`Config`] and its defaults; split into [`env`] (reading variables),
-//! [`builder`] (the methods that override them), [`validate`] (the checks, giving the `Settings`
-//! the client runs with) and [`error`]. Knows nothing about threads or HTTP, and must not import
-//! the client, guard, context, span or trace modules (`Config::init` lives beside the client).
+//! and say what to do. Owns [`Config`], its defaults and the public constants; split into
+//! [`env`](mod@env) (reading variables), [`builder`] (the methods that override them),
+//! [`validate`] (the checks, giving the `Settings` the client runs with) and [`error`]. Knows
+//! nothing about threads or HTTP, and must not import the client, guard, context, span or trace
+//! modules (`Config::init` lives beside the client).
 
 mod builder;
 mod env;
