@@ -141,8 +141,23 @@ fn out_of_range_and_non_numeric_values_name_the_variable() {
     );
     assert_eq!(
         error_of(&[("LANGFUSE_MAX_QUEUE", "0")]),
-        "LANGFUSE_MAX_QUEUE=\"0\" is not valid: expected a whole number of spans greater than 0, \
-         such as 8192"
+        "LANGFUSE_MAX_QUEUE=\"0\" is not valid: expected a whole number of spans from 1 to \
+         10000000, such as 8192"
+    );
+    assert_eq!(
+        error_of(&[("LANGFUSE_MAX_QUEUE", "10000001")]),
+        "LANGFUSE_MAX_QUEUE=\"10000001\" is not valid: expected a whole number of spans from 1 to \
+         10000000, such as 8192"
+    );
+    assert_eq!(
+        error_of(&[("LANGFUSE_MAX_QUEUE", "1e12")]),
+        "LANGFUSE_MAX_QUEUE=\"1e12\" is not valid: expected a whole number of spans from 1 to \
+         10000000, such as 8192"
+    );
+    assert_eq!(
+        error_of(&[("LANGFUSE_MAX_QUEUE", "lots")]),
+        "LANGFUSE_MAX_QUEUE=\"lots\" is not valid: expected a whole number of spans from 1 to \
+         10000000, such as 8192"
     );
     assert_eq!(
         error_of(&[("LANGFUSE_DEBUG", "maybe")]),
@@ -175,6 +190,20 @@ fn a_builder_sample_rate_out_of_range_is_refused() {
         "LANGFUSE_SAMPLE_RATE=\"-0.1\" is not valid: expected a number from 0 to 1, the fraction \
          of traces to keep (1 keeps all)"
     );
+}
+
+#[test]
+fn a_builder_queue_above_the_limit_is_refused() {
+    assert_eq!(
+        Config::default()
+            .max_queue(20_000_000)
+            .init()
+            .unwrap_err()
+            .to_string(),
+        "LANGFUSE_MAX_QUEUE=\"20000000\" is not valid: expected a whole number of spans from 1 to \
+         10000000, such as 8192"
+    );
+    assert_eq!(observe_runtime::MAX_QUEUE_LIMIT, 10_000_000);
 }
 
 #[test]

@@ -10,11 +10,11 @@ use std::time::Duration;
 use arc_swap::ArcSwapOption;
 
 use crate::clock::UnixClock;
-use crate::config::Mask;
 use crate::export::queue::Queue;
 use crate::export::worker::WorkerHandle;
 use crate::export::{apply_mask, Counters, MemoryExporter};
 use crate::ids::{ObservationId, TraceId};
+use crate::mask::Mask;
 use crate::record::{Record, TraceOptions};
 
 /// Is a client installed and running? The only thing the hot path reads when tracing is off.

@@ -41,6 +41,7 @@ mod capture;
 mod clock;
 mod diagnostics;
 mod ids;
+mod mask;
 // What an ended observation is:
 mod record;
 // Everything after the hand-over:
@@ -62,7 +63,7 @@ pub mod __private;
 pub use observe_macros::observe;
 
 pub use capture::DEFAULT_FIELD_LIMIT;
-pub use config::{Config, ConfigError, Mask, DEFAULT_BASE_URL, DEFAULT_MAX_QUEUE};
+pub use config::{Config, ConfigError, DEFAULT_BASE_URL, DEFAULT_MAX_QUEUE, MAX_QUEUE_LIMIT};
 pub use export::{AuthCheck, AuthError, Exporter, MemoryExporter, Project, Stats};
 pub use ids::{IdParseError, ObservationId, TraceId};
 pub use lifecycle::{flush, FlushError, FlushGuard, ShutdownReport};
@@ -71,6 +72,7 @@ pub use local::future::{FutureExt, InContext};
 pub use local::handle::{current_observation, ObservationHandle};
 pub use local::span::{span, ActiveSpan, SpanBuilder};
 pub use local::trace::{current_trace, TraceHandle};
+pub use mask::Mask;
 pub use record::{Cost, FinishedSpan, Level, ObservationType, PromptLink, TraceAttributes, Usage};
 
 /// Reads the environment and starts tracing: the same as `Config::from_env().init()`.

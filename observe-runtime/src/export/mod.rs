@@ -6,6 +6,7 @@ pub(crate) mod console;
 pub(crate) mod memory;
 pub(crate) mod otlp;
 pub(crate) mod queue;
+pub(crate) mod target;
 pub(crate) mod transport;
 pub(crate) mod worker;
 

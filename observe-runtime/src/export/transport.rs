@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
+use super::target::{region_hint, Target};
 use super::worker::Waiter;
 use super::Counters;
-use crate::config::{region_hint, Target};
 use crate::diagnostics;
 use crate::ids::random_u64;
 

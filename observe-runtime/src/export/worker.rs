@@ -15,8 +15,8 @@ use crossbeam_channel::{bounded, select, Receiver, RecvTimeoutError, Sender};
 use super::queue::QueueReceiver;
 use super::{otlp, AuthCheck, AuthError, Counters, Failure, Sink};
 use crate::clock::UnixClock;
-use crate::config::Mask;
 use crate::diagnostics;
+use crate::mask::{mask_json, Mask};
 use crate::record::{FinishedSpan, Record};
 
 /// Requests stay under this many (uncompressed) bytes; the server warns above 16 MB.
@@ -430,23 +430,13 @@ impl Worker {
 
 /// Runs the user's mask over every captured value of a span.
 pub(crate) fn apply_mask(mask: &Mask, span: &mut FinishedSpan) {
-    let run = |json: &mut String| {
-        let value =
-            serde_json::from_str(json).unwrap_or_else(|_| serde_json::Value::String(json.clone()));
-        let masked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| mask(value)));
-        *json = match masked {
-            Ok(value) => value.to_string(),
-            // A mask that panics must not let the unmasked value out.
-            Err(_) => "\"<masked: the mask function panicked>\"".to_string(),
-        };
-    };
     if let Some(input) = &mut span.input {
-        run(input);
+        mask_json(mask, input);
     }
     if let Some(output) = &mut span.output {
-        run(output);
+        mask_json(mask, output);
     }
     for (_, value) in &mut span.metadata {
-        run(value);
+        mask_json(mask, value);
     }
 }

@@ -162,3 +162,10 @@ pub(crate) fn init(config: Config) -> Result<FlushGuard, ConfigError> {
     hooks::install_panic_hook();
     Ok(FlushGuard::new(client))
 }
+
+impl Config {
+    /// Validates everything, starts the exporter thread and installs the global client.
+    pub fn init(self) -> Result<FlushGuard, ConfigError> {
+        init(self)
+    }
+}

@@ -10,7 +10,6 @@ mod init;
 pub(crate) use flush::auth_check;
 pub use flush::{flush, FlushError, ShutdownReport};
 pub use guard::FlushGuard;
-pub(crate) use init::init;
 
 use crate::export::Stats;
 use crate::gate;

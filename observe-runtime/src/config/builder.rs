@@ -1,0 +1,171 @@
+//! The builder methods of [`Config`]: each overrides one setting (and drops the problem the
+//! environment had with it). Only stores values: checking them is left to `validate`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::Config;
+use crate::export::Exporter;
+
+impl Config {
+    fn overridden(mut self, variable: &str) -> Self {
+        self.problems.retain(|(name, _)| *name != variable);
+        self
+    }
+
+    /// The project's public key (`pk-lf-...`); `LANGFUSE_PUBLIC_KEY`.
+    pub fn public_key(mut self, key: impl Into<String>) -> Self {
+        self.public_key = Some(key.into());
+        self
+    }
+
+    /// The project's secret key (`sk-lf-...`); `LANGFUSE_SECRET_KEY`. Never printed.
+    pub fn secret_key(mut self, key: impl Into<String>) -> Self {
+        self.secret_key = Some(key.into());
+        self
+    }
+
+    /// The Langfuse host, such as `https://us.cloud.langfuse.com`; `LANGFUSE_BASE_URL`.
+    pub fn base_url(mut self, url: impl Into<String>) -> Self {
+        self.base_url = Some(url.into());
+        self.base_url_variable = "LANGFUSE_BASE_URL";
+        self
+    }
+
+    /// The environment (`production`, `staging`...); `LANGFUSE_TRACING_ENVIRONMENT`.
+    pub fn environment(mut self, environment: impl Into<String>) -> Self {
+        self.environment = Some(environment.into());
+        self
+    }
+
+    /// The release (a version or commit); `LANGFUSE_RELEASE`.
+    pub fn release(mut self, release: impl Into<String>) -> Self {
+        self.release = Some(release.into());
+        self
+    }
+
+    /// The fraction of traces kept, from 0 to 1; `LANGFUSE_SAMPLE_RATE`.
+    pub fn sample_rate(mut self, rate: f64) -> Self {
+        self.sample_rate = rate;
+        self.overridden("LANGFUSE_SAMPLE_RATE")
+    }
+
+    /// Turns tracing on or off; `LANGFUSE_TRACING_ENABLED` (and `OTEL_SDK_DISABLED`).
+    pub fn enabled(mut self, enabled: bool) -> Self {
+        self.enabled = enabled;
+        self.overridden("LANGFUSE_TRACING_ENABLED")
+            .overridden("OTEL_SDK_DISABLED")
+    }
+
+    /// More diagnostics on stderr; `LANGFUSE_DEBUG`.
+    pub fn debug(mut self, debug: bool) -> Self {
+        self.debug = debug;
+        self.overridden("LANGFUSE_DEBUG")
+    }
+
+    /// Spans per export request; `LANGFUSE_FLUSH_AT`.
+    pub fn flush_at(mut self, spans: usize) -> Self {
+        self.flush_at = spans;
+        self.overridden("LANGFUSE_FLUSH_AT")
+    }
+
+    /// The longest a finished span waits before it is sent; `LANGFUSE_FLUSH_INTERVAL`.
+    pub fn flush_interval(mut self, interval: Duration) -> Self {
+        self.flush_interval = interval;
+        self.overridden("LANGFUSE_FLUSH_INTERVAL")
+    }
+
+    /// The time limit of one HTTP request; `LANGFUSE_TIMEOUT`.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self.overridden("LANGFUSE_TIMEOUT")
+    }
+
+    /// The most spans waiting for export; beyond it new spans are dropped and counted;
+    /// `LANGFUSE_MAX_QUEUE`. From 1 to [`MAX_QUEUE_LIMIT`](crate::MAX_QUEUE_LIMIT); `init` refuses
+    /// other values.
+    pub fn max_queue(mut self, spans: usize) -> Self {
+        self.max_queue = spans;
+        self.overridden("LANGFUSE_MAX_QUEUE")
+    }
+
+    /// The longest flushing and shutting down may take, even with the backend down;
+    /// `LANGFUSE_SHUTDOWN_TIMEOUT`.
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = timeout;
+        self.overridden("LANGFUSE_SHUTDOWN_TIMEOUT")
+    }
+
+    /// Whether `#[observe]` captures arguments and return values by default;
+    /// `LANGFUSE_OBSERVE_DECORATOR_IO_CAPTURE_ENABLED`.
+    pub fn capture_io(mut self, capture: bool) -> Self {
+        self.capture_io = capture;
+        self.overridden("LANGFUSE_OBSERVE_DECORATOR_IO_CAPTURE_ENABLED")
+    }
+
+    /// The size limit of one captured field in bytes (larger values are cut, with a marker);
+    /// `LANGFUSE_MAX_FIELD_SIZE`.
+    pub fn max_field_bytes(mut self, bytes: usize) -> Self {
+        self.max_field_bytes = bytes;
+        self.overridden("LANGFUSE_MAX_FIELD_SIZE")
+    }
+
+    /// The `service.name` resource attribute; `OTEL_SERVICE_NAME`.
+    pub fn service_name(mut self, name: impl Into<String>) -> Self {
+        self.service_name = Some(name.into());
+        self
+    }
+
+    /// Adds a resource attribute; `OTEL_RESOURCE_ATTRIBUTES`.
+    pub fn resource_attribute(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        let key = key.into();
+        self.resource_attributes.retain(|(k, _)| *k != key);
+        self.resource_attributes.push((key, value.into()));
+        self.overridden("OTEL_RESOURCE_ATTRIBUTES")
+    }
+
+    /// Sends to a generic OpenTelemetry collector at this traces URL (used as is) instead of
+    /// Langfuse; `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`. Langfuse keys, when set, win.
+    pub fn otlp_endpoint(mut self, url: impl Into<String>) -> Self {
+        self.otlp_endpoint = Some(url.into());
+        self
+    }
+
+    /// Adds a header for the generic collector; `OTEL_EXPORTER_OTLP_HEADERS`.
+    pub fn otlp_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.otlp_headers.push((name.into(), value.into()));
+        self.overridden("OTEL_EXPORTER_OTLP_HEADERS")
+    }
+
+    /// Makes traces that start in this process children of this W3C `traceparent` (read from
+    /// `TRACEPARENT`, which [`crate::TraceContext::apply_to`] sets for child processes).
+    pub fn traceparent(mut self, traceparent: impl Into<String>) -> Self {
+        self.traceparent = Some(traceparent.into());
+        self
+    }
+
+    /// Where finished spans go (default: Langfuse when keys are set, else the console).
+    pub fn exporter(mut self, exporter: Exporter) -> Self {
+        self.exporter = Some(exporter);
+        self
+    }
+
+    /// A hook that rewrites captured values (input, output, metadata) before they leave the
+    /// process.
+    ///
+    /// ```
+    /// let config = observe_runtime::Config::default().mask(|mut value| {
+    ///     if let Some(object) = value.as_object_mut() {
+    ///         object.remove("password");
+    ///     }
+    ///     value
+    /// });
+    /// ```
+    pub fn mask(
+        mut self,
+        mask: impl Fn(serde_json::Value) -> serde_json::Value + Send + Sync + 'static,
+    ) -> Self {
+        self.mask = Some(Arc::new(mask));
+        self
+    }
+}
