@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 use std::io::Write;
 
-use super::worker::Waiter;
-use super::{Failure, Sink};
+use super::sink::{Failure, Sink};
+use super::waiter::Waiter;
 use crate::ids::{ObservationId, TraceId};
 use crate::record::FinishedSpan;
 use crate::record::Level;

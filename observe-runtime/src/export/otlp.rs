@@ -394,32 +394,28 @@ fn gzip(body: &[u8]) -> Result<Vec<u8>, String> {
         .map_err(|e| format!("gzip: {e}"))
 }
 
-use super::transport::Delivery;
+use super::auth::{AuthCheck, AuthError};
+use super::sink::{Failure, Sink};
+use super::transport::{Delivery, Transport};
+use super::waiter::Waiter;
 
 /// The OTLP/HTTP sink: encode, gzip, post.
 pub(crate) struct OtlpSink {
-    pub(crate) transport: super::transport::Transport,
+    pub(crate) transport: Transport,
     pub(crate) envelope: Envelope,
 }
 
-impl super::Sink for OtlpSink {
-    fn export(
-        &mut self,
-        batch: Vec<FinishedSpan>,
-        waiter: &mut super::worker::Waiter,
-    ) -> Result<(), super::Failure> {
-        let body = gzip(&encode(&batch, &self.envelope)).map_err(super::Failure::Lost)?;
+impl Sink for OtlpSink {
+    fn export(&mut self, batch: Vec<FinishedSpan>, waiter: &mut Waiter) -> Result<(), Failure> {
+        let body = gzip(&encode(&batch, &self.envelope)).map_err(Failure::Lost)?;
         match self.transport.post(&body, waiter) {
             Ok(()) => Ok(()),
-            Err(Delivery::Lost(reason)) => Err(super::Failure::Lost(reason)),
-            Err(Delivery::Deadline(reason)) => Err(super::Failure::Deadline(reason, batch)),
+            Err(Delivery::Lost(reason)) => Err(Failure::Lost(reason)),
+            Err(Delivery::Deadline(reason)) => Err(Failure::Deadline(reason, batch)),
         }
     }
 
-    fn auth_check(
-        &mut self,
-        waiter: &mut super::worker::Waiter,
-    ) -> Result<super::AuthCheck, super::AuthError> {
+    fn auth_check(&mut self, waiter: &mut Waiter) -> Result<AuthCheck, AuthError> {
         self.transport.projects(waiter)
     }
 }

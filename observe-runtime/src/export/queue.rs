@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use crossbeam_channel::{unbounded, Receiver, Sender};
 
-use super::Counters;
+use super::stats::Counters;
 use crate::diagnostics;
 use crate::record::Record;
 

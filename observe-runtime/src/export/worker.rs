@@ -10,10 +10,13 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{bounded, select, Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{bounded, select, Sender};
 
+use super::otlp;
 use super::queue::QueueReceiver;
-use super::{otlp, AuthCheck, AuthError, Counters, Failure, Sink};
+use super::sink::{Failure, Sink};
+use super::stats::Counters;
+use super::waiter::{Control, Waiter};
 use crate::clock::UnixClock;
 use crate::diagnostics;
 use crate::mask::{mask_json, Mask};
@@ -21,82 +24,6 @@ use crate::record::{FinishedSpan, Record};
 
 /// Requests stay under this many (uncompressed) bytes; the server warns above 16 MB.
 const MAX_BATCH_BYTES: usize = 3_500_000;
-
-pub(crate) enum Control {
-    Flush {
-        deadline: Instant,
-        reply: Sender<Result<(), String>>,
-    },
-    Shutdown {
-        deadline: Instant,
-        reply: Sender<Result<(), String>>,
-    },
-    AuthCheck {
-        deadline: Instant,
-        reply: Sender<Result<AuthCheck, AuthError>>,
-    },
-}
-
-impl Control {
-    fn deadline(&self) -> Instant {
-        match self {
-            Self::Flush { deadline, .. }
-            | Self::Shutdown { deadline, .. }
-            | Self::AuthCheck { deadline, .. } => *deadline,
-        }
-    }
-}
-
-/// Lets a sink wait (between retries) while control messages keep arriving: a flush or shutdown
-/// that comes in tightens the deadline the sink works under.
-pub(crate) struct Waiter {
-    control: Receiver<Control>,
-    pending: VecDeque<Control>,
-    deadline: Option<Instant>,
-}
-
-impl Waiter {
-    /// Time left before the current deadline, if there is one.
-    pub(crate) fn remaining(&self) -> Option<Duration> {
-        self.deadline
-            .map(|d| d.saturating_duration_since(Instant::now()))
-    }
-
-    fn passed(&self) -> bool {
-        self.deadline.is_some_and(|d| Instant::now() >= d)
-    }
-
-    fn tighten(&mut self, deadline: Instant) {
-        self.deadline = Some(self.deadline.map_or(deadline, |d| d.min(deadline)));
-    }
-
-    /// Waits `duration`, taking in control messages; `false` when a deadline comes first.
-    pub(crate) fn sleep(&mut self, duration: Duration) -> bool {
-        let until = Instant::now() + duration;
-        loop {
-            if self.deadline.is_some_and(|d| d < until) {
-                return false;
-            }
-            let now = Instant::now();
-            if now >= until {
-                return true;
-            }
-            match self.control.recv_timeout(until - now) {
-                Ok(message) => {
-                    if !matches!(message, Control::AuthCheck { .. }) {
-                        self.tighten(message.deadline());
-                    }
-                    self.pending.push_back(message);
-                }
-                Err(RecvTimeoutError::Timeout) => return true,
-                Err(RecvTimeoutError::Disconnected) => {
-                    std::thread::sleep(until.saturating_duration_since(Instant::now()));
-                    return true;
-                }
-            }
-        }
-    }
-}
 
 /// The client's side of the exporter thread.
 pub(crate) struct WorkerHandle {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::bounded;
 
 use crate::diagnostics;
-use crate::export::worker::Control;
+use crate::export::waiter::Control;
 use crate::export::{AuthCheck, AuthError, Stats};
 use crate::gate::{self, Client, Destination};
 use crate::local::buffer;

@@ -8,11 +8,17 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use super::span::SpanCore;
-use super::trace::new_trace;
+use super::origin::new_trace;
 use crate::gate;
 use crate::ids::{ObservationId, TraceId};
 use crate::record::{SpanData, TraceState};
+
+/// An open observation: the trace it belongs to, its id, and (when recorded) its data.
+pub(crate) struct SpanCore {
+    pub(crate) trace: Arc<TraceState>,
+    pub(crate) span_id: Option<ObservationId>,
+    pub(crate) data: Option<SpanData>,
+}
 
 struct Frame {
     token: u64,

@@ -9,5 +9,6 @@ pub(crate) mod context;
 pub(crate) mod future;
 pub(crate) mod handle;
 pub(crate) mod observed;
+pub(crate) mod origin;
 pub(crate) mod span;
 pub(crate) mod trace;

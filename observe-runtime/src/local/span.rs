@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::trace::new_root_trace;
+pub(crate) use super::context::SpanCore;
+use super::origin::new_root_trace;
 use super::{buffer, context};
 use crate::capture;
 use crate::clock::Ticks;
@@ -16,13 +17,6 @@ use crate::export::Counters;
 use crate::gate;
 use crate::ids::ObservationId;
 use crate::record::{Level, ObservationType, Record, SpanData, TraceState};
-
-/// An open observation: the trace it belongs to, its id, and (when recorded) its data.
-pub(crate) struct SpanCore {
-    pub(crate) trace: Arc<TraceState>,
-    pub(crate) span_id: Option<ObservationId>,
-    pub(crate) data: Option<SpanData>,
-}
 
 /// Where a new observation goes: its trace and parent.
 type Placement = (Arc<TraceState>, Option<ObservationId>);

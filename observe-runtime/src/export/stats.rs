@@ -1,0 +1,108 @@
+//! The pipeline's counters ([`Counters`], live atomics) and their snapshot ([`Stats`]).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+/// What the pipeline has done so far. Once every thread has handed over what it holds (after a
+/// flush or a shutdown), every span is accounted for:
+/// `spans_created == spans_exported + spans_dropped()` plus what a failed flush kept for later.
+///
+/// ```
+/// use observe_runtime::{span, Config, Exporter, MemoryExporter};
+/// let memory = MemoryExporter::new();
+/// let guard = Config::default().exporter(Exporter::Memory(memory.clone())).init().unwrap();
+/// span("work").start().end();
+/// let stats = guard.shutdown().unwrap().stats;
+/// assert_eq!((stats.spans_created, stats.spans_exported, stats.spans_dropped()), (1, 1, 0));
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Recorded spans that ended (sampled-out traces are not recorded and not counted).
+    pub spans_created: u64,
+    /// Spans accepted into the queue (or the in-memory exporter).
+    pub spans_queued: u64,
+    /// Spans delivered (the server answered 2xx, or the console printed them).
+    pub spans_exported: u64,
+    /// Child spans dropped because the queue was full (roots, and parents of spans already
+    /// admitted, are never dropped for this).
+    pub spans_dropped_queue_full: u64,
+    /// Spans dropped because their request failed for good (after retries, or refused).
+    pub spans_dropped_export_failed: u64,
+    /// Spans the shutdown deadline left undelivered (the oldest go first).
+    pub spans_dropped_shutdown_deadline: u64,
+    /// Spans that ended after shutdown and were not sent.
+    pub spans_dropped_after_shutdown: u64,
+    /// Requests the server accepted.
+    pub requests_ok: u64,
+    /// Retries made (each attempt after the first).
+    pub requests_retried: u64,
+    /// Attempts that failed (status or network error), retried or not.
+    pub requests_failed: u64,
+    /// Requests refused with 401 or 403.
+    pub auth_failures: u64,
+    /// The last error, as logged.
+    pub last_error: Option<String>,
+}
+
+impl Stats {
+    /// Every span dropped, whatever the reason.
+    pub fn spans_dropped(&self) -> u64 {
+        self.spans_dropped_queue_full
+            + self.spans_dropped_export_failed
+            + self.spans_dropped_shutdown_deadline
+            + self.spans_dropped_after_shutdown
+    }
+}
+
+/// The live counters behind [`Stats`].
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) spans_created: AtomicU64,
+    pub(crate) spans_queued: AtomicU64,
+    pub(crate) spans_exported: AtomicU64,
+    pub(crate) spans_dropped_queue_full: AtomicU64,
+    pub(crate) spans_dropped_export_failed: AtomicU64,
+    pub(crate) spans_dropped_shutdown_deadline: AtomicU64,
+    pub(crate) spans_dropped_after_shutdown: AtomicU64,
+    pub(crate) requests_ok: AtomicU64,
+    pub(crate) requests_retried: AtomicU64,
+    pub(crate) requests_failed: AtomicU64,
+    pub(crate) auth_failures: AtomicU64,
+    last_error: Mutex<Option<String>>,
+}
+
+impl Counters {
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn set_last_error(&self, message: impl Into<String>) {
+        let mut last = match self.last_error.lock() {
+            Ok(last) => last,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        *last = Some(message.into());
+    }
+
+    pub(crate) fn snapshot(&self) -> Stats {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        Stats {
+            spans_created: get(&self.spans_created),
+            spans_queued: get(&self.spans_queued),
+            spans_exported: get(&self.spans_exported),
+            spans_dropped_queue_full: get(&self.spans_dropped_queue_full),
+            spans_dropped_export_failed: get(&self.spans_dropped_export_failed),
+            spans_dropped_shutdown_deadline: get(&self.spans_dropped_shutdown_deadline),
+            spans_dropped_after_shutdown: get(&self.spans_dropped_after_shutdown),
+            requests_ok: get(&self.requests_ok),
+            requests_retried: get(&self.requests_retried),
+            requests_failed: get(&self.requests_failed),
+            auth_failures: get(&self.auth_failures),
+            last_error: match self.last_error.lock() {
+                Ok(last) => last.clone(),
+                Err(poisoned) => poisoned.into_inner().clone(),
+            },
+        }
+    }
+}
