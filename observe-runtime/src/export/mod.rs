@@ -31,6 +31,8 @@ pub enum Exporter {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Stats {
+    /// Recorded spans that ended (whatever became of them afterwards).
+    pub spans_created: u64,
     /// Spans accepted into the queue (or the in-memory exporter).
     pub spans_queued: u64,
     /// Spans delivered (the server answered 2xx, or the console printed them).
@@ -39,6 +41,8 @@ pub struct Stats {
     pub spans_dropped_queue_full: u64,
     /// Spans dropped because their request failed for good (after retries, or refused).
     pub spans_dropped_export_failed: u64,
+    /// Spans still waiting when the shutdown deadline passed, not sent.
+    pub spans_dropped_shutdown_deadline: u64,
     /// Spans that ended after shutdown and were not sent.
     pub spans_dropped_after_shutdown: u64,
     /// Requests the server accepted.
@@ -51,6 +55,17 @@ pub struct Stats {
     pub auth_failures: u64,
     /// The last error, as logged.
     pub last_error: Option<String>,
+}
+
+impl Stats {
+    /// Every span not delivered, whatever the reason: after a shutdown,
+    /// `spans_created == spans_exported + spans_dropped()`.
+    pub fn spans_dropped(&self) -> u64 {
+        self.spans_dropped_queue_full
+            + self.spans_dropped_export_failed
+            + self.spans_dropped_shutdown_deadline
+            + self.spans_dropped_after_shutdown
+    }
 }
 
 /// The live counters behind [`Stats`].
@@ -84,10 +99,13 @@ impl Counters {
     pub(crate) fn snapshot(&self) -> Stats {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         Stats {
+            // Counted by the new pipeline; zero until it lands.
+            spans_created: 0,
             spans_queued: get(&self.spans_queued),
             spans_exported: get(&self.spans_exported),
             spans_dropped_queue_full: get(&self.spans_dropped_queue_full),
             spans_dropped_export_failed: get(&self.spans_dropped_export_failed),
+            spans_dropped_shutdown_deadline: 0,
             spans_dropped_after_shutdown: get(&self.spans_dropped_after_shutdown),
             requests_ok: get(&self.requests_ok),
             requests_retried: get(&self.requests_retried),
