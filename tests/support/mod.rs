@@ -15,7 +15,7 @@ pub mod received;
 pub mod server;
 
 pub use child::{child_mode, run_child, run_child_with, ChildOutput};
-pub use received::{by_name, hex, ReceivedSpan};
+pub use received::{by_name, hex, ReceivedSpan, SpanLink};
 pub use server::{Answer, FakeLangfuse, Fault, RecordedRequest};
 
 use std::sync::{Mutex, MutexGuard};

@@ -38,6 +38,32 @@ pub fn flatten(request: &ExportTraceServiceRequest, request_index: usize) -> Vec
     spans
 }
 
+/// A received span reduced to its name and ids (lowercase hex, the parent empty for a root): what
+/// a check of a large tree needs, without a copy of every span's attributes and resource.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct SpanLink {
+    pub name: String,
+    pub trace_id: String,
+    pub span_id: String,
+    pub parent_span_id: String,
+}
+
+/// The links of every span of `request`.
+pub fn links(request: &ExportTraceServiceRequest) -> Vec<SpanLink> {
+    request
+        .resource_spans
+        .iter()
+        .flat_map(|resource_spans| &resource_spans.scope_spans)
+        .flat_map(|scope_spans| &scope_spans.spans)
+        .map(|span| SpanLink {
+            name: span.name.clone(),
+            trace_id: hex(&span.trace_id),
+            span_id: hex(&span.span_id),
+            parent_span_id: hex(&span.parent_span_id),
+        })
+        .collect()
+}
+
 impl ReceivedSpan {
     pub fn name(&self) -> &str {
         &self.span.name
