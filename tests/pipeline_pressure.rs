@@ -353,6 +353,63 @@ fn deep_recursion_at_the_shutdown_deadline_keeps_the_root() {
     assert_counts(&after, u64::from(DEPTH), tree.received);
 }
 
+/// A child whose input is large enough that the whole trace needs several requests.
+#[observe(capture_output = false)]
+fn bulky_child(text: &str) -> usize {
+    text.len()
+}
+
+#[test]
+fn a_shutdown_deadline_that_cuts_keeps_the_root_and_whole_subtrees() {
+    let _serial = support::serial();
+    let server = FakeLangfuse::start(PUBLIC_KEY, SECRET_KEY);
+    // The first request (children only, sent while the root is still open, because a full
+    // request's worth of them is waiting) is answered at once; every later one takes 0.3 s.
+    server.script([Fault::Delay(Duration::ZERO)]);
+    server.set_default_fault(Some(Fault::Delay(Duration::from_millis(300))));
+    let guard = langfuse(&server.base_url())
+        .flush_at(100_000)
+        .flush_interval(Duration::from_secs(3600))
+        .max_queue(10_000)
+        .shutdown_timeout(Duration::from_millis(1500))
+        .init()
+        .expect("init");
+    let text = "x".repeat(20_000);
+    {
+        let _root = span("wide-root").start();
+        for _ in 0..2_000 {
+            bulky_child(&text);
+        }
+    }
+    // About 40 MB of input: a dozen requests of at most 3.5 MB, 0.3 s each, against a 1.5 s
+    // deadline. The root, whose children already arrived, goes in the first one.
+    let (result, took) = shutdown(guard, Duration::from_secs(30));
+    assert!(took < Duration::from_secs(5), "shutdown took {took:?}");
+    thread::sleep(Duration::from_millis(400));
+    let settle = Instant::now() + Duration::from_secs(3);
+    while server.has_pending_trace_request() && Instant::now() < settle {
+        thread::sleep(Duration::from_millis(20));
+    }
+    let stats = match result {
+        Ok(report) => report.stats,
+        Err(_) => stats(),
+    };
+    let spans = server.accepted_links();
+    let tree = tree(&spans);
+    print_counts("deadline cut", &stats, &tree);
+    assert_eq!(
+        sorted_names(&tree.roots),
+        ["wide-root"],
+        "the root is sent first: {stats:?}"
+    );
+    assert_whole(&tree);
+    assert!(
+        stats.spans_dropped_shutdown_deadline > 0,
+        "the deadline cut this shutdown short: {stats:?}"
+    );
+    assert_counts(&stats, 2_001, tree.received);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Flush, thread exit and process exit reach spans held by other threads
 

@@ -5,7 +5,7 @@
 //! credential check, each with a reply and a deadline. Callers never wait on the network except in
 //! flush and shutdown, and those always have a deadline.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -19,8 +19,14 @@ use super::stats::Counters;
 use super::waiter::{Control, Waiter};
 use crate::clock::UnixClock;
 use crate::diagnostics;
+use crate::ids::ObservationId;
 use crate::mask::{mask_json, Mask};
 use crate::record::{FinishedSpan, Record};
+
+/// At most this many awaited parents are remembered.
+const MAX_AWAITED: usize = 65_536;
+/// An awaited parent is forgotten after this long, once there are too many.
+const AWAITED_FOR: Duration = Duration::from_secs(900);
 
 /// Requests stay under this many (uncompressed) bytes; the server warns above 16 MB.
 const MAX_BATCH_BYTES: usize = 3_500_000;
@@ -73,6 +79,9 @@ pub(crate) fn spawn(
                 sink,
                 batch: Vec::new(),
                 batch_bytes: 0,
+                carry: Vec::new(),
+                requests: 0,
+                awaited: HashMap::new(),
                 shutting_down: false,
                 settings,
                 counters,
@@ -104,6 +113,12 @@ struct Worker {
     sink: Box<dyn Sink>,
     batch: Vec<FinishedSpan>,
     batch_bytes: usize,
+    /// Records of a chunk not yet batched when a control message interrupted it (oldest first).
+    carry: Vec<Record>,
+    /// Batches handed to the sink so far.
+    requests: u64,
+    /// Parents of delivered spans that were not delivered yet, and since when.
+    awaited: HashMap<ObservationId, Instant>,
     /// During shutdown a batch that misses the deadline is lost; during a flush it is kept for
     /// the next round.
     shutting_down: bool,
@@ -127,6 +142,11 @@ impl Worker {
                     return;
                 }
                 last_export = Instant::now();
+                continue;
+            }
+            if !self.carry.is_empty() {
+                let carried = std::mem::take(&mut self.carry);
+                let _ = self.take(carried);
                 continue;
             }
             let wait = self
@@ -175,33 +195,72 @@ impl Worker {
     }
 
     /// Adds a chunk of records to the batch, sending batches as they fill.
+    ///
+    /// A control message that arrives meanwhile stops it between two requests: the records not
+    /// yet batched wait in `carry`, so a flush or shutdown is answered after one request at most.
     fn take(&mut self, chunk: Vec<Record>) -> Result<(), String> {
         self.clock.refresh();
         let mut result = Ok(());
-        for record in chunk {
+        let mut records = chunk.into_iter();
+        while let Some(record) = records.next() {
+            let requests = self.requests;
             if self.add(record) {
                 if let Err(e) = self.export() {
                     result = Err(e);
                 }
             }
+            if self.requests != requests && self.control_waiting() {
+                self.carry.extend(records);
+                break;
+            }
         }
         result
     }
 
-    /// Adds a record to the batch; `true` when the batch is due (count or size).
-    fn add(&mut self, record: Record) -> bool {
+    /// Whether a control message waits (taking it in if one has just arrived).
+    fn control_waiting(&mut self) -> bool {
+        if !self.waiter.pending.is_empty() {
+            return true;
+        }
+        match self.waiter.control.try_recv() {
+            Ok(message) => {
+                if !matches!(message, Control::AuthCheck { .. }) {
+                    self.waiter.tighten(message.deadline());
+                }
+                self.waiter.pending.push_back(message);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// The exporters' form of a record: Unix times, trace attributes resolved, masked.
+    fn finish(&self, record: Record) -> FinishedSpan {
         let clock = &self.clock;
         let mut span = record.finish(|ticks| clock.unix_nanos(ticks));
         if let Some(mask) = &self.settings.mask {
             apply_mask(mask, &mut span);
         }
+        span
+    }
+
+    /// Adds a record to the batch; `true` when the batch is due (count or size).
+    fn add(&mut self, record: Record) -> bool {
+        let span = self.finish(record);
+        self.push(span)
+    }
+
+    /// Adds a span to the batch; `true` when the batch is due (count or size).
+    fn push(&mut self, span: FinishedSpan) -> bool {
         let size = otlp::estimated_size(&span);
         if !self.batch.is_empty() && self.batch_bytes + size > MAX_BATCH_BYTES {
             let _ = self.export();
         }
         self.batch_bytes += size;
         self.batch.push(span);
-        self.batch.len() >= self.settings.flush_at || self.batch_bytes >= MAX_BATCH_BYTES
+        // At shutdown, requests are as large as allowed: fewer round trips before the deadline.
+        (!self.shutting_down && self.batch.len() >= self.settings.flush_at)
+            || self.batch_bytes >= MAX_BATCH_BYTES
     }
 
     /// Sends what is batched now. Returns why spans were not delivered, if they were not.
@@ -209,11 +268,20 @@ impl Worker {
         if self.batch.is_empty() {
             return Ok(());
         }
+        self.requests += 1;
         let batch = std::mem::take(&mut self.batch);
         let bytes = std::mem::take(&mut self.batch_bytes);
         let count = batch.len();
+        let links: Vec<(ObservationId, Option<ObservationId>)> = batch
+            .iter()
+            .map(|span| {
+                let parent = span.parent_span_id.filter(|_| !span.is_local_root);
+                (span.span_id, parent)
+            })
+            .collect();
         let (reason, counter) = match self.sink.export(batch, &mut self.waiter) {
             Ok(()) => {
+                self.note_delivered(&links);
                 Counters::add(&self.counters.spans_exported, count as u64);
                 self.data.done(count);
                 diagnostics::debug(|| format!("delivered {count} span(s)"));
@@ -250,9 +318,11 @@ impl Worker {
     fn drain(&mut self) -> Result<(), String> {
         let mut result = Ok(());
         let queued = self.data.receiver.len();
-        let chunks: Vec<Vec<Record>> = (0..queued)
-            .map_while(|_| self.data.receiver.try_recv().ok())
-            .collect();
+        let mut chunks: Vec<Vec<Record>> = Vec::with_capacity(queued + 1);
+        if !self.carry.is_empty() {
+            chunks.push(std::mem::take(&mut self.carry));
+        }
+        chunks.extend((0..queued).map_while(|_| self.data.receiver.try_recv().ok()));
         if !self.shutting_down {
             for chunk in chunks {
                 if let Err(e) = self.take(chunk) {
@@ -264,28 +334,32 @@ impl Worker {
             }
             return result;
         }
-        // Shutdown: what was batched before goes after the newer records.
-        let older = std::mem::take(&mut self.batch);
+        // Shutdown: everything not yet delivered, in the order that keeps trees whole.
+        let mut spans = std::mem::take(&mut self.batch);
         self.batch_bytes = 0;
-        let mut records: Vec<Record> = chunks.into_iter().flatten().collect();
-        records.sort_by(|a, b| b.data.end.cmp(&a.data.end));
         self.clock.refresh();
-        let mut left = records.len() + older.len();
-        for record in records {
-            left -= 1;
+        for record in chunks.into_iter().flatten() {
+            let span = self.finish(record);
+            spans.push(span);
+        }
+        let spans = self.delivery_order(spans);
+        let mut left = spans.len();
+        for span in spans {
             if self.waiter.passed() {
-                left += 1;
                 break;
             }
-            if self.add(record) {
+            left -= 1;
+            if self.push(span) {
                 if let Err(e) = self.export() {
                     result = Err(e);
                 }
             }
         }
         if self.waiter.passed() {
-            self.drop_at_deadline(left + self.batch.len());
+            let unsent = left + self.batch.len();
             self.batch.clear();
+            self.batch_bytes = 0;
+            self.drop_at_deadline(unsent);
             return Err(result
                 .err()
                 .unwrap_or_else(|| "the shutdown deadline passed".to_string()));
@@ -293,12 +367,55 @@ impl Worker {
         if let Err(e) = self.export() {
             result = Err(e);
         }
-        self.batch_bytes = older.iter().map(otlp::estimated_size).sum();
-        self.batch = older;
-        if let Err(e) = self.export() {
-            result = Err(e);
-        }
         result
+    }
+
+    /// The order a shutdown sends in, so that a deadline cuts leaves, never a parent of what
+    /// arrived: first the open ancestors of spans already delivered (and their ancestors among
+    /// these), then the rest, each newest first (a parent ends after its children).
+    fn delivery_order(&self, mut spans: Vec<FinishedSpan>) -> Vec<FinishedSpan> {
+        spans.sort_by_key(|span| span.end_unix_nanos);
+        let mut required: HashSet<ObservationId> = self.awaited.keys().copied().collect();
+        // Oldest first: a parent comes after its children, so one pass reaches every ancestor.
+        for span in &spans {
+            if required.contains(&span.span_id) && !span.is_local_root {
+                if let Some(parent) = span.parent_span_id {
+                    required.insert(parent);
+                }
+            }
+        }
+        spans.reverse();
+        let (mut first, rest): (Vec<_>, Vec<_>) = spans
+            .into_iter()
+            .partition(|span| required.contains(&span.span_id));
+        first.extend(rest);
+        first
+    }
+
+    /// Notes what a delivered batch leaves awaited: the parents of its spans that were not in it
+    /// (still open, or queued behind it). A shutdown sends those first.
+    fn note_delivered(&mut self, delivered: &[(ObservationId, Option<ObservationId>)]) {
+        if delivered.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let ids: HashSet<ObservationId> = delivered.iter().map(|(id, _)| *id).collect();
+        for (id, parent) in delivered {
+            self.awaited.remove(id);
+            if let Some(parent) = parent {
+                if !ids.contains(parent) {
+                    self.awaited.insert(*parent, now);
+                }
+            }
+        }
+        if self.awaited.len() > MAX_AWAITED {
+            // Parents that never came (a detached task outlived its parent): forget the oldest.
+            let horizon = now.checked_sub(AWAITED_FOR).unwrap_or(now);
+            self.awaited.retain(|_, since| *since > horizon);
+            if self.awaited.len() > MAX_AWAITED {
+                self.awaited.clear();
+            }
+        }
     }
 
     /// Counts spans the shutdown deadline left undelivered.
