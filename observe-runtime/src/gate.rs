@@ -3,7 +3,7 @@
 //! finished records to the client's destination. Installing and removing the client is the
 //! lifecycle's business; this module only holds it.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
@@ -21,6 +21,9 @@ use crate::record::{Record, TraceOptions};
 static ACTIVE: AtomicBool = AtomicBool::new(false);
 /// The installed client: read without a lock when a trace starts.
 static CLIENT: ArcSwapOption<Client> = ArcSwapOption::const_empty();
+/// Changes each time a client is installed or removed: threads that keep the client at hand
+/// check it with one relaxed load.
+static EPOCH: AtomicU64 = AtomicU64::new(0);
 /// Serializes installing and removing the client (never taken on the hot path).
 static INSTALL: Mutex<()> = Mutex::new(());
 /// The counters of the latest client, kept after its shutdown so `stats()` still tells the loss.
@@ -30,6 +33,12 @@ static LATEST_COUNTERS: RwLock<Option<Arc<Counters>>> = RwLock::new(None);
 #[inline(always)]
 pub(crate) fn enabled() -> bool {
     ACTIVE.load(Ordering::Relaxed)
+}
+
+/// The gate's epoch: when it changes, what [`installed`] returns may have changed.
+#[inline(always)]
+pub(crate) fn epoch() -> u64 {
+    EPOCH.load(Ordering::Acquire)
 }
 
 /// The running client, if any.
@@ -152,6 +161,7 @@ pub(crate) fn install(client: Arc<Client>) -> Result<(), AlreadyInstalled> {
     }
     CLIENT.store(Some(client));
     ACTIVE.store(true, Ordering::Release);
+    EPOCH.fetch_add(1, Ordering::AcqRel);
     Ok(())
 }
 
@@ -171,6 +181,7 @@ pub(crate) fn uninstall(client: &Arc<Client>) {
     {
         ACTIVE.store(false, Ordering::Release);
         CLIENT.store(None);
+        EPOCH.fetch_add(1, Ordering::AcqRel);
     }
 }
 

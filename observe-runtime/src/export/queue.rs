@@ -4,11 +4,15 @@
 //! delivered or dropped, and a thread admits a span only while `pending` plus what it holds stays
 //! under `max_queue` (a root: under twice that; a parent of admitted spans always passes).
 //! Memory is allocated as spans arrive, never up front.
+//!
+//! Handing a chunk over wakes the exporter thread only when a batch's worth (`flush_at`) is
+//! waiting: the thread otherwise sleeps until its timer, and the user's threads make no system
+//! call.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use crossbeam_channel::{unbounded, Receiver, Sender};
+use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
 
 use super::stats::Counters;
 use crate::diagnostics;
@@ -17,8 +21,12 @@ use crate::record::Record;
 /// The senders' side, held by the client.
 pub(crate) struct Queue {
     sender: Sender<Vec<Record>>,
+    /// Wakes the exporter thread (a full channel of one: waking twice costs nothing).
+    wake: Sender<()>,
     pending: Arc<AtomicUsize>,
     max: usize,
+    /// A batch's worth: the exporter is woken when this many spans wait.
+    wake_at: usize,
     counters: Arc<Counters>,
     /// Set at the first drop for a full queue: the warning is said once, and later drops cost only
     /// a counter.
@@ -28,6 +36,7 @@ pub(crate) struct Queue {
 /// The exporter thread's side.
 pub(crate) struct QueueReceiver {
     pub(crate) receiver: Receiver<Vec<Record>>,
+    pub(crate) wake: Receiver<()>,
     pending: Arc<AtomicUsize>,
 }
 
@@ -38,19 +47,26 @@ impl QueueReceiver {
     }
 }
 
-/// A queue that admits about `max` spans.
-pub(crate) fn queue(max: usize, counters: Arc<Counters>) -> (Queue, QueueReceiver) {
+/// A queue that admits about `max` spans and wakes its exporter when `wake_at` wait.
+pub(crate) fn queue(max: usize, wake_at: usize, counters: Arc<Counters>) -> (Queue, QueueReceiver) {
     let (sender, receiver) = unbounded();
+    let (wake, woken) = bounded(1);
     let pending = Arc::new(AtomicUsize::new(0));
     (
         Queue {
             sender,
+            wake,
             pending: pending.clone(),
             max,
+            wake_at: wake_at.max(1),
             counters,
             full_warned: AtomicBool::new(false),
         },
-        QueueReceiver { receiver, pending },
+        QueueReceiver {
+            receiver,
+            wake: woken,
+            pending,
+        },
     )
 }
 
@@ -87,9 +103,14 @@ impl Queue {
         if count == 0 {
             return;
         }
-        self.pending.fetch_add(count, Ordering::Relaxed);
+        let waiting = self.pending.fetch_add(count, Ordering::Relaxed) + count;
         match self.sender.send(records) {
-            Ok(()) => Counters::add(&self.counters.spans_queued, count as u64),
+            Ok(()) => {
+                Counters::add(&self.counters.spans_queued, count as u64);
+                if waiting >= self.wake_at {
+                    let _ = self.wake.try_send(());
+                }
+            }
             Err(_) => {
                 self.pending.fetch_sub(count, Ordering::Relaxed);
                 Counters::add(&self.counters.spans_dropped_after_shutdown, count as u64);

@@ -134,6 +134,7 @@ enum Next {
 impl Worker {
     fn run(mut self) {
         let data = self.data.receiver.clone();
+        let wake = self.data.wake.clone();
         let control = self.waiter.control.clone();
         let mut last_export = Instant::now();
         loop {
@@ -154,11 +155,15 @@ impl Worker {
                 .flush_interval
                 .saturating_sub(last_export.elapsed());
             select! {
-                recv(data) -> chunk => match chunk {
-                    Ok(chunk) => {
+                recv(wake) -> woken => {
+                    // A batch's worth waits: take every chunk there is.
+                    while let Ok(chunk) = data.try_recv() {
                         let _ = self.take(chunk);
+                        if !self.waiter.pending.is_empty() || !self.carry.is_empty() {
+                            break;
+                        }
                     }
-                    Err(_) => {
+                    if woken.is_err() && data.is_empty() {
                         // Every sender is gone: the client was dropped without a shutdown.
                         let _ = self.export();
                         self.sink.close();
@@ -186,8 +191,13 @@ impl Worker {
                     }
                     while let Ok(chunk) = data.try_recv() {
                         let _ = self.take(chunk);
+                        if !self.waiter.pending.is_empty() || !self.carry.is_empty() {
+                            break;
+                        }
                     }
-                    let _ = self.export();
+                    if self.carry.is_empty() {
+                        let _ = self.export();
+                    }
                     last_export = Instant::now();
                 }
             }

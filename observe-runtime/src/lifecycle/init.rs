@@ -114,7 +114,8 @@ pub(crate) fn init(config: Config) -> Result<FlushGuard, ConfigError> {
                 "no LANGFUSE_PUBLIC_KEY / LANGFUSE_SECRET_KEY set: traces are printed here \
                  instead of being sent to Langfuse",
             );
-            let (queue, receiver) = queue::queue(settings.max_queue, counters.clone());
+            let (queue, receiver) =
+                queue::queue(settings.max_queue, settings.flush_at, counters.clone());
             let spawned = worker::spawn(worker_settings, counters.clone(), receiver, move || {
                 Ok(Box::new(ConsoleSink::new(header)) as Box<dyn Sink>)
             });
@@ -125,7 +126,8 @@ pub(crate) fn init(config: Config) -> Result<FlushGuard, ConfigError> {
         }
         SinkChoice::Otlp(target) => {
             let sink_counters = counters.clone();
-            let (queue, receiver) = queue::queue(settings.max_queue, counters.clone());
+            let (queue, receiver) =
+                queue::queue(settings.max_queue, settings.flush_at, counters.clone());
             let spawned = worker::spawn(worker_settings, counters.clone(), receiver, move || {
                 let transport = Transport::new(target, timeout, sink_counters)?;
                 Ok(Box::new(OtlpSink {

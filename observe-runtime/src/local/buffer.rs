@@ -4,16 +4,22 @@
 //! client in one piece when the thread has no recorded observation open any more (a local root
 //! ended), when it holds [`CHUNK`] records, when the thread exits, and whenever a flush, shutdown,
 //! the exit hook or the exporter's timer collects every buffer through the registry. The lock
-//! around a buffer is only ever contended by such a collection.
+//! around a buffer is only ever contended by such a collection, so it is a spin lock whose
+//! release is a plain store. The thread also keeps the installed client, checked against the
+//! gate's epoch, so ending a span touches no shared reference count.
 //!
 //! Admission keeps traces whole: while the queue is full, a span is dropped only if nothing of
 //! it was admitted (no admitted child, no context handle taken on it); an admitted span marks its
 //! parent, which is then admitted whatever the queue holds. A root with nothing admitted under it
 //! gets twice the room of a child, and past that its whole trace is dropped.
 
+use std::cell::RefCell;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
-use crate::gate::Client;
+use spin::mutex::{SpinMutex, SpinMutexGuard};
+use spin::relax::Yield;
+
+use crate::gate::{self, Client};
 use crate::record::Record;
 
 /// A buffer is handed over when it holds this many records.
@@ -28,15 +34,13 @@ struct Held {
 
 #[derive(Default)]
 struct ThreadBuffer {
-    held: Mutex<Held>,
+    held: SpinMutex<Held, Yield>,
 }
 
 impl ThreadBuffer {
-    fn lock(&self) -> MutexGuard<'_, Held> {
-        match self.held.lock() {
-            Ok(held) => held,
-            Err(poisoned) => poisoned.into_inner(),
-        }
+    #[inline]
+    fn lock(&self) -> SpinMutexGuard<'_, Held, Yield> {
+        self.held.lock()
     }
 
     /// Takes what the buffer holds and hands it to `client`.
@@ -68,6 +72,8 @@ fn registry() -> MutexGuard<'static, Vec<Weak<ThreadBuffer>>> {
 /// This thread's buffer, registered on first use; handed over when the thread exits.
 struct Local {
     buffer: Arc<ThreadBuffer>,
+    /// The installed client as of a gate epoch.
+    client: RefCell<(u64, Option<Arc<Client>>)>,
 }
 
 impl Local {
@@ -76,16 +82,28 @@ impl Local {
         let mut registry = registry();
         registry.retain(|weak| weak.strong_count() > 0);
         registry.push(Arc::downgrade(&buffer));
-        Self { buffer }
+        Self {
+            buffer,
+            client: RefCell::new((u64::MAX, None)),
+        }
     }
 }
 
 impl Drop for Local {
     fn drop(&mut self) {
-        if let Some(client) = crate::gate::installed_ignoring_gate() {
+        if let Some(client) = gate::installed_ignoring_gate() {
             self.buffer.hand_over(&client);
         }
     }
+}
+
+/// What became of a finished record.
+pub(crate) enum Admission {
+    Admitted,
+    /// Dropped for a full queue (and counted).
+    Dropped,
+    /// No client takes it any more (shut down meanwhile).
+    NoClient,
 }
 
 thread_local! {
@@ -94,13 +112,24 @@ thread_local! {
 
 /// Admits a finished record into this thread's buffer (or drops and counts it when the queue is
 /// full and it may go), and hands the buffer over when `idle` (no recorded observation is open on
-/// this thread) or when it is full. Returns whether the record was admitted.
+/// this thread) or when it is full.
 #[inline]
-pub(crate) fn admit(client: &Client, record: Record, idle: bool) -> bool {
+pub(crate) fn admit(record: Record, idle: bool) -> Admission {
     let mut record = Some(record);
-    let admitted = LOCAL.try_with(|local| {
+    let outcome = LOCAL.try_with(|local| {
         let Some(record) = record.take() else {
-            return false;
+            return Admission::NoClient;
+        };
+        let epoch = gate::epoch();
+        let mut cached = match local.client.try_borrow_mut() {
+            Ok(cached) => cached,
+            Err(_) => return hand_over_alone(record),
+        };
+        if cached.0 != epoch {
+            *cached = (epoch, gate::installed());
+        }
+        let Some(client) = cached.1.as_ref() else {
+            return Admission::NoClient;
         };
         let mut held = local.buffer.lock();
         let admitted = record.data.must_pass()
@@ -111,21 +140,34 @@ pub(crate) fn admit(client: &Client, record: Record, idle: bool) -> bool {
             held.dropped_full += 1;
         }
         if idle || held.records.len() >= CHUNK {
-            let records = std::mem::replace(&mut held.records, Vec::with_capacity(16));
+            // The next chunk is likely the size of this one: one allocation, no regrowth.
+            let capacity = held.records.len().clamp(16, CHUNK);
+            let records = std::mem::replace(&mut held.records, Vec::with_capacity(capacity));
             let dropped = std::mem::take(&mut held.dropped_full);
             drop(held);
             client.accept(records, dropped);
         }
-        admitted
-    });
-    match (admitted, record) {
-        (Ok(admitted), _) => admitted,
-        // The thread is exiting and its buffer is gone: hand the record over alone.
-        (Err(_), Some(record)) => {
-            client.accept(vec![record], 0);
-            true
+        if admitted {
+            Admission::Admitted
+        } else {
+            Admission::Dropped
         }
-        (Err(_), None) => false,
+    });
+    match (outcome, record) {
+        (Ok(outcome), _) => outcome,
+        // The thread is exiting and its buffer is gone: hand the record over alone.
+        (Err(_), Some(record)) => hand_over_alone(record),
+        (Err(_), None) => Admission::NoClient,
+    }
+}
+
+fn hand_over_alone(record: Record) -> Admission {
+    match gate::installed() {
+        Some(client) => {
+            client.accept(vec![record], 0);
+            Admission::Admitted
+        }
+        None => Admission::NoClient,
     }
 }
 

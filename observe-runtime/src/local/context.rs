@@ -144,6 +144,22 @@ pub(crate) fn span_id_of(token: u64) -> Option<ObservationId> {
         .flatten()
 }
 
+/// Runs `f` on the data of the recorded observation `push` returned `token` for, if it is on
+/// this thread's stack; `f` must not call user code.
+pub(crate) fn with_data_of<R>(token: u64, f: impl FnOnce(&mut SpanData) -> R) -> Option<R> {
+    STACK
+        .try_with(|stack| {
+            let mut stack = stack.try_borrow_mut().ok()?;
+            let frame = match stack.last_mut() {
+                Some(top) if top.token == token => top,
+                _ => stack.iter_mut().rev().find(|f| f.token == token)?,
+            };
+            frame.core.data.as_mut().map(f)
+        })
+        .ok()
+        .flatten()
+}
+
 /// Changes the data of a recorded observation of this thread.
 pub(crate) fn with_span_data(id: ObservationId, change: impl FnOnce(&mut SpanData)) {
     let _ = STACK.try_with(|stack| {

@@ -38,8 +38,15 @@ pub fn start(meta: &'static FnMeta) -> Option<Observed> {
 }
 
 /// An observation opened by the attribute. Dropping it ends the observation.
+///
+/// While the function runs it sits on the thread's stack of what is current, where it was
+/// built, and this holds only its token: the record is not moved on every call. An `async`
+/// body detaches it (the future may move to another thread between polls).
 pub struct Observed {
-    core: Option<SpanCore>,
+    /// Its place on this thread's stack (0: not there).
+    token: u64,
+    /// The observation itself while it is not on the stack.
+    detached: Option<SpanCore>,
     capture_input: bool,
     capture_output: bool,
     limit: usize,
@@ -59,15 +66,28 @@ impl Observed {
             (false, false)
         };
         Self {
-            core: Some(core),
+            token: context::push(core),
+            detached: None,
             capture_input,
             capture_output,
             limit: options.field_limit,
         }
     }
 
-    fn data(&mut self) -> Option<&mut SpanData> {
-        self.core.as_mut()?.data.as_mut()
+    /// Runs `f` on the observation's data, if it is recorded.
+    fn with_data<R>(&mut self, f: impl FnOnce(&mut SpanData) -> R) -> Option<R> {
+        match &mut self.detached {
+            Some(core) => core.data.as_mut().map(f),
+            None if self.token != 0 => context::with_data_of(self.token, f),
+            None => None,
+        }
+    }
+
+    /// Takes the observation off the stack, for a future that may be polled elsewhere.
+    fn detach(&mut self) {
+        if self.token != 0 {
+            self.detached = context::remove(std::mem::take(&mut self.token));
+        }
     }
 
     /// Whether the arguments are to be captured.
@@ -89,18 +109,13 @@ impl Observed {
     /// an input itself. Each argument is written with [`InputWriter::arg`]; the object is stored
     /// when the writer drops.
     pub fn input_writer(&mut self) -> Option<InputWriter<'_>> {
-        if !self.capture_input {
+        if !self.capture_input || self.with_data(|data| data.explicit_input)? {
             return None;
         }
-        let limit = self.limit;
-        let data = self.data()?;
-        if data.explicit_input {
-            return None;
-        }
-        let mut out = JsonOut::new(limit);
+        let mut out = JsonOut::new(self.limit);
         out.push_byte(b'{');
         Some(InputWriter {
-            data,
+            observed: self,
             out,
             first: true,
         })
@@ -109,17 +124,12 @@ impl Observed {
     /// A writer for the output, when the return value is to be captured and the body has not set
     /// an output itself; stored when the writer drops.
     pub fn output_writer(&mut self) -> Option<OutputWriter<'_>> {
-        if !self.capture_output {
-            return None;
-        }
-        let limit = self.limit;
-        let data = self.data()?;
-        if data.explicit_output {
+        if !self.capture_output || self.with_data(|data| data.explicit_output)? {
             return None;
         }
         Some(OutputWriter {
-            data,
-            out: JsonOut::new(limit),
+            out: JsonOut::new(self.limit),
+            observed: self,
         })
     }
 
@@ -127,30 +137,35 @@ impl Observed {
     /// when output is captured).
     pub fn record_error(&mut self, message: String) {
         let capture_output = self.capture_output;
-        let Some(data) = self.data() else { return };
-        data.level = Level::Error;
-        if capture_output && !data.explicit_output {
-            data.output = Some(capture::json_string(&message));
-        }
-        data.status_message = Some(message);
+        let output = (capture_output).then(|| capture::json_string(&message));
+        self.with_data(move |data| {
+            data.level = Level::Error;
+            if !data.explicit_output {
+                if let Some(output) = output {
+                    data.output = Some(output);
+                }
+            }
+            data.status_message = Some(message);
+        });
     }
 
     fn record_panic(&mut self, payload: &(dyn std::any::Any + Send)) {
         let message = span::payload_text(payload);
-        if let Some(data) = self.data() {
+        self.with_data(|data| {
             data.level = Level::Error;
             data.status_message = Some(message);
-        }
+        });
     }
 
     /// Runs `f` with this observation current on the thread; a panic is recorded and resumed.
+    #[inline]
     pub fn call<R>(&mut self, f: impl FnOnce() -> R) -> R {
-        let Some(core) = self.core.take() else {
-            return f();
-        };
-        let token = context::push(core);
+        // Opened on this thread's stack, it is current already.
+        let pushed = self.detached.take().map(context::push);
         let result = catch_unwind(AssertUnwindSafe(f));
-        self.core = context::remove(token);
+        if let Some(token) = pushed {
+            self.detached = context::remove(token);
+        }
         match result {
             Ok(value) => value,
             Err(payload) => {
@@ -161,27 +176,33 @@ impl Observed {
     }
 
     fn cancel(&mut self) {
-        if let Some(data) = self.data() {
+        self.with_data(|data| {
             if data.level < Level::Warning {
                 data.level = Level::Warning;
             }
             data.status_message
                 .get_or_insert_with(|| "cancelled".to_string());
-        }
+        });
     }
 }
 
 impl Drop for Observed {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            if let Some(data) = self.data() {
+            let message = span::panic_message();
+            self.with_data(|data| {
                 if data.level != Level::Error {
                     data.level = Level::Error;
-                    data.status_message = Some(span::panic_message());
+                    data.status_message = Some(message);
                 }
-            }
+            });
         }
-        if let Some(core) = self.core.take() {
+        let core = match self.detached.take() {
+            Some(core) => Some(core),
+            None if self.token != 0 => context::remove(std::mem::take(&mut self.token)),
+            None => None,
+        };
+        if let Some(core) = core {
             span::close(core);
         }
     }
@@ -189,7 +210,7 @@ impl Drop for Observed {
 
 /// Writes the input object of an observation, one argument at a time.
 pub struct InputWriter<'a> {
-    data: &'a mut SpanData,
+    observed: &'a mut Observed,
     out: JsonOut,
     first: bool,
 }
@@ -211,13 +232,14 @@ impl InputWriter<'_> {
 impl Drop for InputWriter<'_> {
     fn drop(&mut self) {
         self.out.push_byte(b'}');
-        self.data.input = Some(self.out.take_text());
+        let text = self.out.take_text();
+        self.observed.with_data(|data| data.input = Some(text));
     }
 }
 
 /// Writes the output of an observation.
 pub struct OutputWriter<'a> {
-    data: &'a mut SpanData,
+    observed: &'a mut Observed,
     out: JsonOut,
 }
 
@@ -230,13 +252,17 @@ impl OutputWriter<'_> {
 
 impl Drop for OutputWriter<'_> {
     fn drop(&mut self) {
-        self.data.output = Some(self.out.take_text());
+        let text = self.out.take_text();
+        self.observed.with_data(|data| data.output = Some(text));
     }
 }
 
 /// Runs `future` with the observation current during every poll; completes with the future's
 /// output and the observation handed back.
-pub fn instrument<F: Future>(observed: Option<Observed>, future: F) -> Instrumented<F> {
+pub fn instrument<F: Future>(mut observed: Option<Observed>, future: F) -> Instrumented<F> {
+    if let Some(observed) = &mut observed {
+        observed.detach();
+    }
     Instrumented {
         future: Some(future),
         observed,
@@ -260,10 +286,10 @@ pin_project_lite::pin_project! {
             let Some(mut observed) = this.observed.take() else {
                 return;
             };
-            if let Some(core) = observed.core.take() {
+            if let Some(core) = observed.detached.take() {
                 let token = context::push(core);
                 this.future.set(None);
-                observed.core = context::remove(token);
+                observed.detached = context::remove(token);
             }
             if !std::thread::panicking() {
                 observed.cancel();
@@ -283,12 +309,12 @@ impl<F: Future> Future for Instrumented<F> {
         let Some(observed) = this.observed.as_mut() else {
             return future.poll(cx).map(|output| (output, None));
         };
-        let Some(core) = observed.core.take() else {
+        let Some(core) = observed.detached.take() else {
             return future.poll(cx).map(|output| (output, None));
         };
         let token = context::push(core);
         let result = catch_unwind(AssertUnwindSafe(|| future.poll(cx)));
-        observed.core = context::remove(token);
+        observed.detached = context::remove(token);
         match result {
             Ok(Poll::Pending) => Poll::Pending,
             Ok(Poll::Ready(output)) => Poll::Ready((output, this.observed.take())),

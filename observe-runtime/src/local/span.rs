@@ -8,9 +8,10 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use super::buffer::{self, Admission};
+use super::context;
 pub(crate) use super::context::SpanCore;
 use super::origin::new_root_trace;
-use super::{buffer, context};
 use crate::capture;
 use crate::clock::Ticks;
 use crate::export::Counters;
@@ -53,20 +54,20 @@ pub(crate) fn close(core: SpanCore) {
     };
     data.end = Ticks::now();
     data.attributes_version = trace.note_version();
-    let Some(client) = gate::installed() else {
-        // Shut down meanwhile: nothing takes it any more.
-        if let Some(counters) = gate::latest_counters() {
-            Counters::add(&counters.spans_created, 1);
-            Counters::add(&counters.spans_dropped_after_shutdown, 1);
-        }
-        return;
-    };
     let parent = data.parent_span_id.filter(|_| !data.is_local_root);
     let idle = !context::has_open_recording();
-    if buffer::admit(&client, Record { trace, data }, idle) {
-        if let Some(parent) = parent {
-            if !idle {
+    match buffer::admit(Record { trace, data }, idle) {
+        Admission::Admitted => {
+            if let (Some(parent), false) = (parent, idle) {
                 context::mark_child_admitted(parent);
+            }
+        }
+        Admission::Dropped => {}
+        Admission::NoClient => {
+            // Shut down meanwhile: nothing takes it any more.
+            if let Some(counters) = gate::latest_counters() {
+                Counters::add(&counters.spans_created, 1);
+                Counters::add(&counters.spans_dropped_after_shutdown, 1);
             }
         }
     }
