@@ -12,6 +12,9 @@
 //! keep up with is dropped (observe) or buffered (fastrace). After each case a `delivered` line
 //! says how many spans were created and how many arrived: a case that drops most of its spans
 //! measures dropping.
+//!
+//! `sustained/fastrace` needs memory: fastrace buffers without bound what its collector has not
+//! taken yet, several GB in a 5-second measurement.
 
 use std::fmt::Write as _;
 use std::hint::black_box;
