@@ -1,0 +1,790 @@
+//! The whole span pipeline, beside the peers `tracing` and `fastrace`: what an instrumented call
+//! costs with tracing off, and what a recorded span costs the caller's thread while the real
+//! exporter runs (OTLP/HTTP to a local server that discards).
+//!
+//! `cargo bench --bench pipeline` (add `-- --warm-up-time 1 --measurement-time 3` for a short run,
+//! or a filter such as `-- sustained/`). Results and how to read them: BENCHMARKS.md.
+//!
+//! Every recording case runs traces of one root with 100 children. Criterion's iterations are
+//! spans: an iteration count `n` runs `ceil(n / 101)` roots, so the time shown is the time per
+//! span (elapsed / (roots × 101)). "bursty" flushes outside the timed region every 50 roots, so
+//! the exporter never falls behind; "sustained" never flushes, and what the pipeline could not
+//! keep up with is dropped (observe) or buffered (fastrace). After each case a `delivered` line
+//! says how many spans were created and how many arrived: a case that drops most of its spans
+//! measures dropping.
+//!
+//! `sustained/fastrace` needs memory: fastrace buffers without bound what its collector has not
+//! taken yet, several GB in a 5-second measurement.
+
+use std::fmt::Write as _;
+use std::hint::black_box;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Once};
+use std::time::{Duration, Instant};
+
+use criterion::measurement::WallTime;
+use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
+use opentelemetry::trace::TracerProvider as _;
+use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id, Record};
+use tracing::{Event, Subscriber};
+use tracing_subscriber::layer::{Context, SubscriberExt as _};
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::Layer;
+
+/// Children under each root.
+const CHILDREN: u64 = 100;
+/// Spans in one trace: the root and its children.
+const SPANS_PER_ROOT: u64 = CHILDREN + 1;
+/// Roots between two flushes in the bursty cases.
+const BURST: u64 = 50;
+
+// ---------------------------------------------------------------------------------------------
+// The instrumented functions
+
+fn plain(x: u64) -> u64 {
+    x.wrapping_mul(31).rotate_left(7)
+}
+
+#[observe_runtime::observe]
+fn observe_default(x: u64) -> u64 {
+    plain(x)
+}
+
+#[observe_runtime::observe(capture_input = false, capture_output = false)]
+fn observe_child(x: u64) -> u64 {
+    plain(x)
+}
+
+#[observe_runtime::observe(capture_input = false, capture_output = false)]
+fn observe_root(x: u64) -> u64 {
+    (0..CHILDREN).fold(x, |acc, i| acc ^ observe_child(black_box(i)))
+}
+
+#[observe_runtime::observe]
+fn observe_capture_child(x: u64) -> u64 {
+    plain(x)
+}
+
+#[observe_runtime::observe]
+fn observe_capture_root(x: u64) -> u64 {
+    (0..CHILDREN).fold(x, |acc, i| acc ^ observe_capture_child(black_box(i)))
+}
+
+#[fastrace::trace]
+fn fastrace_child(x: u64) -> u64 {
+    plain(x)
+}
+
+fn fastrace_root(x: u64) -> u64 {
+    let root = fastrace::Span::root("fastrace_root", fastrace::collector::SpanContext::random());
+    let _parent = root.set_local_parent();
+    (0..CHILDREN).fold(x, |acc, i| acc ^ fastrace_child(black_box(i)))
+}
+
+#[tracing::instrument(skip_all)]
+fn tracing_child(x: u64) -> u64 {
+    plain(x)
+}
+
+#[tracing::instrument(skip_all)]
+fn tracing_root(x: u64) -> u64 {
+    (0..CHILDREN).fold(x, |acc, i| acc ^ tracing_child(black_box(i)))
+}
+
+#[tracing::instrument(ret)]
+fn tracing_capture_child(x: u64) -> u64 {
+    plain(x)
+}
+
+#[tracing::instrument(ret)]
+fn tracing_capture_root(x: u64) -> u64 {
+    (0..CHILDREN).fold(x, |acc, i| acc ^ tracing_capture_child(black_box(i)))
+}
+
+// ---------------------------------------------------------------------------------------------
+// The timed loop
+
+#[derive(Clone, Copy)]
+enum Mode {
+    /// Flush (outside the timed region) every `BURST` roots.
+    Bursty,
+    /// Never flush.
+    Sustained,
+}
+
+/// Runs enough roots for `spans` spans (criterion's iterations) and returns the time of those
+/// iterations: elapsed × spans / (roots × 101), so criterion shows elapsed / (roots × 101) per
+/// span. `flush` runs outside the timed region, every `BURST` roots in bursty mode. Adds the
+/// roots run to `roots_run`.
+fn time_spans(
+    spans: u64,
+    mode: Mode,
+    roots_run: &mut u64,
+    root: impl Fn(u64) -> u64,
+    mut flush: impl FnMut(),
+) -> Duration {
+    let roots = spans.div_ceil(SPANS_PER_ROOT).max(1);
+    let burst = match mode {
+        Mode::Bursty => BURST,
+        Mode::Sustained => roots,
+    };
+    let mut elapsed = Duration::ZERO;
+    let mut done = 0;
+    while done < roots {
+        let n = burst.min(roots - done);
+        let start = Instant::now();
+        for i in 0..n {
+            black_box(root(black_box(i)));
+        }
+        elapsed += start.elapsed();
+        done += n;
+        if let Mode::Bursty = mode {
+            flush();
+        }
+    }
+    *roots_run += roots;
+    elapsed.mul_f64(spans as f64 / (roots * SPANS_PER_ROOT) as f64)
+}
+
+/// One line that says what a case delivered.
+fn delivered(case: &str, text: std::fmt::Arguments<'_>) {
+    println!("delivered {case}: {text}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// A local OTLP endpoint that discards
+
+/// A std-only HTTP/1.1 server on 127.0.0.1: a thread per connection, keep-alive; reads each
+/// request's `Content-Length` body and answers `200` with `{}`.
+struct DiscardServer {
+    url: String,
+    requests: Arc<AtomicU64>,
+    bytes: Arc<AtomicU64>,
+}
+
+impl DiscardServer {
+    fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the discard server");
+        let url = format!("http://{}", listener.local_addr().expect("local address"));
+        let requests = Arc::new(AtomicU64::new(0));
+        let bytes = Arc::new(AtomicU64::new(0));
+        let (r, b) = (requests.clone(), bytes.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let (r, b) = (r.clone(), b.clone());
+                std::thread::spawn(move || {
+                    let _ = serve(stream, &r, &b);
+                });
+            }
+        });
+        Self {
+            url,
+            requests,
+            bytes,
+        }
+    }
+
+    /// Requests and body bytes received so far.
+    fn counts(&self) -> (u64, u64) {
+        (
+            self.requests.load(Ordering::Relaxed),
+            self.bytes.load(Ordering::Relaxed),
+        )
+    }
+}
+
+fn serve(stream: TcpStream, requests: &AtomicU64, bytes: &AtomicU64) -> std::io::Result<()> {
+    let mut writer = stream.try_clone()?;
+    let mut reader = BufReader::with_capacity(1 << 16, stream);
+    let mut line = String::new();
+    let mut body = Vec::new();
+    loop {
+        let mut length = 0usize;
+        let mut head_lines = 0;
+        loop {
+            line.clear();
+            if reader.read_line(&mut line)? == 0 {
+                return Ok(());
+            }
+            let text = line.trim_end();
+            if text.is_empty() {
+                if head_lines == 0 {
+                    continue; // a stray line break between requests
+                }
+                break;
+            }
+            head_lines += 1;
+            if let Some((name, value)) = text.split_once(':') {
+                if name.eq_ignore_ascii_case("content-length") {
+                    length = value.trim().parse().unwrap_or(0);
+                }
+            }
+        }
+        body.resize(length, 0);
+        reader.read_exact(&mut body)?;
+        requests.fetch_add(1, Ordering::Relaxed);
+        bytes.fetch_add(length as u64, Ordering::Relaxed);
+        writer.write_all(
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}",
+        )?;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// observe
+
+fn observe_config(server: &DiscardServer) -> observe_runtime::Config {
+    observe_runtime::Config::default()
+        .public_key("pk-lf-bench")
+        .secret_key("sk-lf-bench")
+        .base_url(server.url.clone())
+}
+
+fn observe_flush() {
+    if let Err(error) = observe_runtime::flush() {
+        eprintln!("observe flush: {error}");
+    }
+}
+
+/// One observe case: inits a client when criterion first runs it (not when filtered out), runs,
+/// then shuts the client down and prints what it delivered. One client is live at a time.
+fn observe_case(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    group_name: &str,
+    id: &str,
+    server: &DiscardServer,
+    mode: Mode,
+    root: fn(u64) -> u64,
+) {
+    let mut guard = None;
+    let mut roots = 0;
+    let (requests_before, bytes_before) = server.counts();
+    let mut started = None;
+    group.bench_function(id, |b| {
+        if guard.is_none() {
+            guard = Some(observe_config(server).init().expect("observe init"));
+            started = Some(Instant::now());
+        }
+        b.iter_custom(|spans| time_spans(spans, mode, &mut roots, root, observe_flush));
+    });
+    let (Some(guard), Some(started)) = (guard, started) else {
+        return;
+    };
+    let ran = started.elapsed();
+    let rss = rss();
+    let case = format!("{group_name}/{id}");
+    let created = roots * SPANS_PER_ROOT;
+    match guard.shutdown() {
+        Ok(report) => {
+            let s = report.stats;
+            let (requests, bytes) = server.counts();
+            delivered(
+                &case,
+                format_args!(
+                    "created {created}, queued {}, exported {}, dropped {} (queue full {}, \
+                     export failed {}, after shutdown {}); server got {} requests, {} bytes; \
+                     shutdown took {:?}; case ran {ran:.1?}, {rss}",
+                    s.spans_queued,
+                    s.spans_exported,
+                    s.spans_dropped_queue_full
+                        + s.spans_dropped_export_failed
+                        + s.spans_dropped_after_shutdown,
+                    s.spans_dropped_queue_full,
+                    s.spans_dropped_export_failed,
+                    s.spans_dropped_after_shutdown,
+                    requests - requests_before,
+                    bytes - bytes_before,
+                    report.elapsed,
+                ),
+            );
+        }
+        Err(error) => delivered(
+            &case,
+            format_args!("created {created}; shutdown failed: {error}"),
+        ),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// fastrace
+
+static FASTRACE_REPORTED: AtomicU64 = AtomicU64::new(0);
+
+/// Counts the spans it is handed, and drops them.
+struct CountingReporter;
+
+impl fastrace::collector::Reporter for CountingReporter {
+    fn report(&mut self, spans: Vec<fastrace::collector::SpanRecord>) {
+        FASTRACE_REPORTED.fetch_add(spans.len() as u64, Ordering::Relaxed);
+        drop(black_box(spans));
+    }
+}
+
+/// Installs the counting reporter once; fastrace cannot remove a reporter, so the case with no
+/// reporter runs before any of this.
+fn install_fastrace_reporter() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        fastrace::set_reporter(CountingReporter, fastrace::collector::Config::default());
+    });
+}
+
+fn fastrace_case(group: &mut BenchmarkGroup<'_, WallTime>, case: &str, mode: Mode) {
+    let mut started = None;
+    let mut roots = 0;
+    group.bench_function("fastrace", |b| {
+        if started.is_none() {
+            install_fastrace_reporter();
+            fastrace::flush();
+            started = Some((Instant::now(), FASTRACE_REPORTED.load(Ordering::Relaxed)));
+        }
+        b.iter_custom(|spans| time_spans(spans, mode, &mut roots, fastrace_root, fastrace::flush));
+    });
+    let Some((started, before)) = started else {
+        return;
+    };
+    let ran = started.elapsed();
+    let rss = rss();
+    let flush_started = Instant::now();
+    fastrace::flush();
+    let flushed_in = flush_started.elapsed();
+    let reported = FASTRACE_REPORTED.load(Ordering::Relaxed) - before;
+    let created = roots * SPANS_PER_ROOT;
+    // What is still missing waits in the thread's overflow queue (fastrace keeps a backlog
+    // without bound and moves it on only when the thread sends its next message): drain it with
+    // empty roots, one span each, for at most 60 s.
+    let drain_started = Instant::now();
+    let mut extra = 0;
+    while FASTRACE_REPORTED.load(Ordering::Relaxed) - before < created + extra
+        && drain_started.elapsed() < Duration::from_secs(60)
+    {
+        drop(fastrace::Span::root(
+            "drain",
+            fastrace::collector::SpanContext::random(),
+        ));
+        extra += 1;
+        fastrace::flush();
+    }
+    let finally = FASTRACE_REPORTED.load(Ordering::Relaxed) - before - extra.min(created);
+    delivered(
+        case,
+        format_args!(
+            "created {created}, reported {reported} by the final flush ({flushed_in:?}), \
+             backlog {}; after draining the backlog for {:?}: reported {finally}, lost {}; \
+             case ran {ran:.1?}, {rss}",
+            created.saturating_sub(reported),
+            drain_started.elapsed(),
+            created.saturating_sub(finally),
+        ),
+    );
+}
+
+/// The process's resident memory now and at its peak, from `/proc/self/status` (Linux).
+fn rss() -> String {
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return "RSS unknown".to_string();
+    };
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().to_string())
+            .unwrap_or_default()
+    };
+    format!("RSS {} (peak {})", field("VmRSS:"), field("VmHWM:"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// tracing: a minimal recording layer, and a layer that formats every field
+
+/// What the minimal layer keeps of a span while it is open.
+struct Open {
+    name: &'static str,
+    parent: Option<u64>,
+    start: Instant,
+}
+
+/// What the minimal layer records when a span closes.
+#[allow(dead_code)] // kept, not read: what a recorder would hand on
+struct SpanRecord {
+    name: &'static str,
+    id: u64,
+    parent: Option<u64>,
+    start: Instant,
+    end: Instant,
+}
+
+/// Stores name, parent and start on `new_span`, and pushes a record to a Vec on close.
+struct RecordingLayer {
+    records: Arc<Mutex<Vec<SpanRecord>>>,
+}
+
+impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for RecordingLayer {
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(id) else { return };
+        let parent = span.parent().map(|p| p.id().into_u64());
+        span.extensions_mut().insert(Open {
+            name: attrs.metadata().name(),
+            parent,
+            start: Instant::now(),
+        });
+    }
+
+    fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(&id) else { return };
+        let Some(open) = span.extensions_mut().remove::<Open>() else {
+            return;
+        };
+        let record = SpanRecord {
+            name: open.name,
+            id: id.into_u64(),
+            parent: open.parent,
+            start: open.start,
+            end: Instant::now(),
+        };
+        self.records.lock().expect("records").push(record);
+    }
+}
+
+/// Writes `name=value` for every field, as a fmt layer would.
+struct FieldWriter<'a>(&'a mut String);
+
+impl Visit for FieldWriter<'_> {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        let _ = write!(self.0, " {}={value:?}", field.name());
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        let _ = write!(self.0, " {}={value}", field.name());
+    }
+}
+
+/// The formatted fields of an open span, and its start.
+struct Formatted {
+    fields: String,
+    start: Instant,
+}
+
+/// Formats the fields of every span and event into Strings (span lines written on close, with
+/// the duration), pushed to a Vec: the work of a fmt layer without the terminal.
+struct FormattingLayer {
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for FormattingLayer {
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(id) else { return };
+        let mut fields = String::new();
+        attrs.record(&mut FieldWriter(&mut fields));
+        span.extensions_mut().insert(Formatted {
+            fields,
+            start: Instant::now(),
+        });
+    }
+
+    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(id) else { return };
+        let mut extensions = span.extensions_mut();
+        if let Some(formatted) = extensions.get_mut::<Formatted>() {
+            values.record(&mut FieldWriter(&mut formatted.fields));
+        }
+    }
+
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        let mut line = String::new();
+        if let Some(span) = ctx.event_span(event) {
+            line.push_str(span.name());
+            line.push(':');
+        }
+        let _ = write!(line, " {}", event.metadata().level());
+        event.record(&mut FieldWriter(&mut line));
+        self.lines.lock().expect("lines").push(line);
+    }
+
+    fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(&id) else { return };
+        let Some(formatted) = span.extensions_mut().remove::<Formatted>() else {
+            return;
+        };
+        let mut line = String::with_capacity(span.name().len() + formatted.fields.len() + 24);
+        line.push_str(span.name());
+        line.push_str(&formatted.fields);
+        let _ = write!(line, " time={:?}", formatted.start.elapsed());
+        self.lines.lock().expect("lines").push(line);
+    }
+}
+
+/// One tracing case: a subscriber made (and set as this thread's default) when criterion first
+/// runs the case; `drain` empties what the layers recorded and returns how many items. Returns
+/// `None` when the case did not run.
+fn tracing_case<S>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    id: &str,
+    make: impl FnOnce() -> S,
+    root: fn(u64) -> u64,
+    mut drain: impl FnMut() -> u64,
+) -> Option<TracingRun>
+where
+    S: Subscriber + Send + Sync + 'static,
+{
+    let mut make = Some(make);
+    let mut default = None;
+    let mut started = None;
+    let mut roots = 0;
+    let mut drained = 0;
+    group.bench_function(id, |b| {
+        if let Some(make) = make.take() {
+            default = Some(tracing::subscriber::set_default(make()));
+            started = Some(Instant::now());
+        }
+        b.iter_custom(|spans| {
+            time_spans(spans, Mode::Bursty, &mut roots, root, || drained += drain())
+        });
+    });
+    let ran = started?.elapsed();
+    let rss = rss();
+    drop(default);
+    Some(TracingRun {
+        roots,
+        drained,
+        ran,
+        rss,
+    })
+}
+
+/// What a tracing case did.
+struct TracingRun {
+    /// Roots run.
+    roots: u64,
+    /// Items the flushes took from the layer.
+    drained: u64,
+    /// Wall time of the case.
+    ran: Duration,
+    /// The process's memory at the end.
+    rss: String,
+}
+
+// ---------------------------------------------------------------------------------------------
+// tracing-opentelemetry with the SDK's batch span processor
+
+/// An OpenTelemetry span exporter that counts and discards.
+#[derive(Debug)]
+struct CountingExporter(Arc<AtomicU64>);
+
+impl opentelemetry_sdk::trace::SpanExporter for CountingExporter {
+    fn export(
+        &self,
+        batch: Vec<opentelemetry_sdk::trace::SpanData>,
+    ) -> impl std::future::Future<Output = opentelemetry_sdk::error::OTelSdkResult> + Send {
+        self.0.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        drop(black_box(batch));
+        std::future::ready(Ok(()))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The groups
+
+/// Tracing off: nothing installed anywhere. Runs first: observe has no client yet, tracing no
+/// subscriber, fastrace no reporter.
+fn disabled(c: &mut Criterion) {
+    let mut group = c.benchmark_group("disabled");
+    group.bench_function("plain_fn", |b| b.iter(|| plain(black_box(7))));
+    group.bench_function("observe", |b| b.iter(|| observe_default(black_box(7))));
+    group.bench_function("tracing_no_subscriber", |b| {
+        b.iter(|| tracing_child(black_box(7)))
+    });
+    group.bench_function("fastrace_no_reporter", |b| {
+        b.iter(|| fastrace_child(black_box(7)))
+    });
+    group.finish();
+}
+
+/// Recording with capture off, flushed every 50 roots outside the timed region.
+fn enabled_bursty(c: &mut Criterion, server: &DiscardServer) {
+    let mut group = c.benchmark_group("enabled_bursty");
+    observe_case(
+        &mut group,
+        "enabled_bursty",
+        "observe",
+        server,
+        Mode::Bursty,
+        observe_root,
+    );
+    fastrace_case(&mut group, "enabled_bursty/fastrace", Mode::Bursty);
+
+    let records = Arc::new(Mutex::new(Vec::new()));
+    let layer_records = records.clone();
+    let ran = tracing_case(
+        &mut group,
+        "tracing_registry_layer",
+        || {
+            tracing_subscriber::registry().with(RecordingLayer {
+                records: layer_records,
+            })
+        },
+        tracing_root,
+        || std::mem::take(&mut *records.lock().expect("records")).len() as u64,
+    );
+    if let Some(run) = ran {
+        let received = run.drained + records.lock().expect("records").len() as u64;
+        let created = run.roots * SPANS_PER_ROOT;
+        delivered(
+            "enabled_bursty/tracing_registry_layer",
+            format_args!(
+                "created {created}, recorded {received}, missing {}; case ran {:.1?}, {}",
+                created.saturating_sub(received),
+                run.ran,
+                run.rss
+            ),
+        );
+    }
+    group.finish();
+}
+
+/// Recording with capture off, flat out: never flushed in the loop.
+fn sustained(c: &mut Criterion, server: &DiscardServer) {
+    let mut group = c.benchmark_group("sustained");
+    observe_case(
+        &mut group,
+        "sustained",
+        "observe",
+        server,
+        Mode::Sustained,
+        observe_root,
+    );
+    fastrace_case(&mut group, "sustained/fastrace", Mode::Sustained);
+    group.finish();
+}
+
+/// A `u64` argument and the return value captured, flushed every 50 roots.
+fn capture(c: &mut Criterion, server: &DiscardServer) {
+    let mut group = c.benchmark_group("capture");
+    observe_case(
+        &mut group,
+        "capture",
+        "observe_u64_arg_and_ret",
+        server,
+        Mode::Bursty,
+        observe_capture_root,
+    );
+
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let layer_lines = lines.clone();
+    let ran = tracing_case(
+        &mut group,
+        "tracing_instrument_ret_fmt_layer",
+        || tracing_subscriber::registry().with(FormattingLayer { lines: layer_lines }),
+        tracing_capture_root,
+        || std::mem::take(&mut *lines.lock().expect("lines")).len() as u64,
+    );
+    if let Some(run) = ran {
+        let written = run.drained + lines.lock().expect("lines").len() as u64;
+        let expected = run.roots * SPANS_PER_ROOT * 2;
+        delivered(
+            "capture/tracing_instrument_ret_fmt_layer",
+            format_args!(
+                "created {} spans and as many return events, lines written {written} of \
+                 {expected}; case ran {:.1?}, {}",
+                run.roots * SPANS_PER_ROOT,
+                run.ran,
+                run.rss
+            ),
+        );
+    }
+    group.finish();
+}
+
+/// `tracing` through `tracing-opentelemetry` into the OpenTelemetry SDK's batch span processor,
+/// with an exporter that counts and discards (no network, no encoding); capture off, flushed
+/// (`force_flush`) every 50 roots.
+fn otel(c: &mut Criterion) {
+    let mut group = c.benchmark_group("otel");
+    let exported = Arc::new(AtomicU64::new(0));
+    let provider = std::cell::OnceCell::new();
+    let ran = tracing_case(
+        &mut group,
+        "tracing_opentelemetry_batch",
+        || {
+            let processor = opentelemetry_sdk::trace::BatchSpanProcessor::builder(
+                CountingExporter(exported.clone()),
+            )
+            .with_batch_config(
+                // The same bound as observe's default queue.
+                opentelemetry_sdk::trace::BatchConfigBuilder::default()
+                    .with_max_queue_size(observe_runtime::DEFAULT_MAX_QUEUE)
+                    .build(),
+            )
+            .build();
+            let sdk = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+                .with_span_processor(processor)
+                .build();
+            let tracer = sdk.tracer("bench");
+            let _ = provider.set(sdk);
+            tracing_subscriber::registry().with(tracing_opentelemetry::layer().with_tracer(tracer))
+        },
+        tracing_root,
+        || {
+            // Reached only after the subscriber (and so the provider) was made.
+            if let Some(provider) = provider.get() {
+                if let Err(error) = provider.force_flush() {
+                    eprintln!("otel force_flush: {error}");
+                }
+            }
+            0
+        },
+    );
+    if let (Some(run), Some(provider)) = (ran, provider.get()) {
+        if let Err(error) = provider.shutdown() {
+            eprintln!("otel shutdown: {error}");
+        }
+        let created = run.roots * SPANS_PER_ROOT;
+        let exported = exported.load(Ordering::Relaxed);
+        delivered(
+            "otel/tracing_opentelemetry_batch",
+            format_args!(
+                "created {created}, exported {exported}, dropped {}; case ran {:.1?}, {}",
+                created.saturating_sub(exported),
+                run.ran,
+                run.rss
+            ),
+        );
+    }
+    group.finish();
+}
+
+/// The exporter's work on one core: typical spans encoded to one OTLP protobuf request body, with
+/// and without gzip.
+fn encode(c: &mut Criterion) {
+    const SPANS: usize = 512;
+    let mut group = c.benchmark_group("encode");
+    group.throughput(Throughput::Elements(SPANS as u64));
+    for (id, gzip) in [
+        ("otlp_512_spans_gzip", true),
+        ("otlp_512_spans_plain", false),
+    ] {
+        let mut body = None;
+        group.bench_function(id, |b| {
+            body.get_or_insert_with(|| observe_runtime::__private::bench_encode(SPANS, gzip));
+            b.iter(|| observe_runtime::__private::bench_encode(black_box(SPANS), black_box(gzip)))
+        });
+        if let Some(bytes) = body {
+            println!("encode/{id}: one body of {SPANS} spans is {bytes} bytes");
+        }
+    }
+    group.finish();
+}
+
+fn recording(c: &mut Criterion) {
+    let server = DiscardServer::start();
+    enabled_bursty(c, &server);
+    sustained(c, &server);
+    capture(c, &server);
+    otel(c);
+}
+
+criterion_group!(benches, disabled, recording, encode);
+criterion_main!(benches);
