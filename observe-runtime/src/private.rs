@@ -17,14 +17,3 @@ pub use crate::record::ObservationType;
 pub fn bench_encode(spans: usize, gzip: bool) -> usize {
     crate::export::otlp::bench_encode(spans, gzip)
 }
-
-/// Encodes `spans` synthetic typical spans (name, ids, times, a 40-byte input and output, two
-/// attributes) into one OTLP request body, gzipped or not, and returns its length in bytes. For
-/// the exporter throughput benchmark only.
-///
-/// A stub for now: it encodes nothing and returns 0.
-#[doc(hidden)]
-pub fn bench_encode(spans: usize, gzip: bool) -> usize {
-    let _ = (spans, gzip);
-    0
-}
