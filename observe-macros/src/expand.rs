@@ -607,34 +607,35 @@ impl Generator<'_> {
         }
     }
 
-    /// A plain function: the body runs in a `move` closure inside `Observed::call`.
+    /// A plain function: the body runs in a `move` closure, inside `Observed::call` when the
+    /// call is observed and called directly when tracing is off (no observation exists on that
+    /// path, so nothing is dropped or checked after the body).
     fn sync_body(&self, block: &Block, captured: &[&Ident]) -> TokenStream {
         let krate = self.krate;
         let prologue = self.prologue(captured, true);
         let fake_return = self.signature_return_edge();
         let epilogue = self.epilogue(output_shape(self.signature_output()));
         let statements = &block.stmts;
-        let run_body = quote_spanned! {Span::mixed_site()=>
-            __observe_run(
-                ::core::option::Option::as_mut(&mut __observe),
-                move || {
-                    #fake_return
-                    #(#statements)*
-                },
-            )
+        let mixed = Span::mixed_site();
+        let observed_call = quote_spanned! {mixed=>
+            __observe_run(::core::option::Option::as_mut(&mut __observe), __observe_body)
         };
         // A function returning `!` ends with the call itself: there is nothing after it to run.
-        let call_and_record = match self.signature_output() {
-            Some(ty) if is_never(ty) => run_body,
-            _ => quote_spanned! {Span::mixed_site()=>
-                let __observe_ret = #run_body;
+        let observed_arm = match self.signature_output() {
+            Some(ty) if is_never(ty) => observed_call,
+            _ => quote_spanned! {mixed=>
+                let __observe_ret = #observed_call;
                 #epilogue
                 __observe_ret
             },
         };
-        quote_spanned! {Span::mixed_site()=>
+        quote_spanned! {mixed=>
             // Passing the closure straight to a function taking `FnOnce` makes it `FnOnce`, so
             // the body may hand out borrows of what it captured (`&mut self.field`).
+            #[inline(always)]
+            fn __observe_once<R, F: ::core::ops::FnOnce() -> R>(body: F) -> F {
+                body
+            }
             #[inline(always)]
             fn __observe_run<R>(
                 observed: ::core::option::Option<&mut #krate::__private::Observed>,
@@ -646,7 +647,21 @@ impl Generator<'_> {
                 }
             }
             #prologue
-            #call_and_record
+            let __observe_body = __observe_once(move || {
+                #fake_return
+                #(#statements)*
+            });
+            match __observe {
+                ::core::option::Option::None => {
+                    // Nothing to end: forgetting the `None` spares a call to its drop glue.
+                    ::core::mem::forget(__observe);
+                    __observe_body()
+                }
+                __observe_some => {
+                    let mut __observe = __observe_some;
+                    #observed_arm
+                }
+            }
         }
     }
 

@@ -45,8 +45,9 @@ pub fn start(meta: &'static FnMeta) -> Option<Observed> {
 pub struct Observed {
     /// Its place on this thread's stack (0: not there).
     token: u64,
-    /// The observation itself while it is not on the stack.
-    detached: Option<SpanCore>,
+    /// The observation itself while it is not on the stack (boxed: the handle stays small, so
+    /// that code which never opens one pays nothing for its size).
+    detached: Option<Box<SpanCore>>,
     capture_input: bool,
     capture_output: bool,
     limit: usize,
@@ -86,7 +87,7 @@ impl Observed {
     /// Takes the observation off the stack, for a future that may be polled elsewhere.
     fn detach(&mut self) {
         if self.token != 0 {
-            self.detached = context::remove(std::mem::take(&mut self.token));
+            self.detached = context::remove(std::mem::take(&mut self.token)).map(Box::new);
         }
     }
 
@@ -161,10 +162,10 @@ impl Observed {
     #[inline]
     pub fn call<R>(&mut self, f: impl FnOnce() -> R) -> R {
         // Opened on this thread's stack, it is current already.
-        let pushed = self.detached.take().map(context::push);
+        let pushed = self.detached.take().map(|core| context::push(*core));
         let result = catch_unwind(AssertUnwindSafe(f));
         if let Some(token) = pushed {
-            self.detached = context::remove(token);
+            self.detached = context::remove(token).map(Box::new);
         }
         match result {
             Ok(value) => value,
@@ -187,7 +188,18 @@ impl Observed {
 }
 
 impl Drop for Observed {
+    #[inline]
     fn drop(&mut self) {
+        if self.token != 0 || self.detached.is_some() {
+            self.end();
+        }
+    }
+}
+
+impl Observed {
+    /// Ends the observation (out of line: the handle's drop stays a test and a branch).
+    #[inline(never)]
+    fn end(&mut self) {
         if std::thread::panicking() {
             let message = span::panic_message();
             self.with_data(|data| {
@@ -198,7 +210,7 @@ impl Drop for Observed {
             });
         }
         let core = match self.detached.take() {
-            Some(core) => Some(core),
+            Some(core) => Some(*core),
             None if self.token != 0 => context::remove(std::mem::take(&mut self.token)),
             None => None,
         };
@@ -287,9 +299,9 @@ pin_project_lite::pin_project! {
                 return;
             };
             if let Some(core) = observed.detached.take() {
-                let token = context::push(core);
+                let token = context::push(*core);
                 this.future.set(None);
-                observed.detached = context::remove(token);
+                observed.detached = context::remove(token).map(Box::new);
             }
             if !std::thread::panicking() {
                 observed.cancel();
@@ -312,9 +324,9 @@ impl<F: Future> Future for Instrumented<F> {
         let Some(core) = observed.detached.take() else {
             return future.poll(cx).map(|output| (output, None));
         };
-        let token = context::push(core);
+        let token = context::push(*core);
         let result = catch_unwind(AssertUnwindSafe(|| future.poll(cx)));
-        observed.detached = context::remove(token);
+        observed.detached = context::remove(token).map(Box::new);
         match result {
             Ok(Poll::Pending) => Poll::Pending,
             Ok(Poll::Ready(output)) => Poll::Ready((output, this.observed.take())),
