@@ -20,7 +20,7 @@ use spin::mutex::{SpinMutex, SpinMutexGuard};
 use spin::relax::Yield;
 
 use crate::gate::{self, Client};
-use crate::record::Record;
+use crate::record::{Record, SpanData, TraceState};
 
 /// A buffer is handed over when it holds this many records.
 pub(crate) const CHUNK: usize = 512;
@@ -114,16 +114,20 @@ thread_local! {
 /// full and it may go), and hands the buffer over when `idle` (no recorded observation is open on
 /// this thread) or when it is full.
 #[inline]
-pub(crate) fn admit(record: Record, idle: bool) -> Admission {
-    let mut record = Some(record);
+pub(crate) fn admit(trace: Arc<TraceState>, data: &mut Option<SpanData>, idle: bool) -> Admission {
+    let mut trace = Some(trace);
     let outcome = LOCAL.try_with(|local| {
-        let Some(record) = record.take() else {
+        let (Some(trace), Some(must_pass), Some(root)) = (
+            trace.take(),
+            data.as_ref().map(SpanData::must_pass),
+            data.as_ref().map(|d| d.is_local_root),
+        ) else {
             return Admission::NoClient;
         };
         let epoch = gate::epoch();
         let mut cached = match local.client.try_borrow_mut() {
             Ok(cached) => cached,
-            Err(_) => return hand_over_alone(record),
+            Err(_) => return hand_over_alone(trace, data),
         };
         if cached.0 != epoch {
             *cached = (epoch, gate::installed());
@@ -132,10 +136,11 @@ pub(crate) fn admit(record: Record, idle: bool) -> Admission {
             return Admission::NoClient;
         };
         let mut held = local.buffer.lock();
-        let admitted = record.data.must_pass()
-            || client.has_room(held.records.len(), record.data.is_local_root);
+        let admitted = must_pass || client.has_room(held.records.len(), root);
         if admitted {
-            held.records.push(record);
+            if let Some(data) = data.take() {
+                held.records.push(Record { trace, data });
+            }
         } else {
             held.dropped_full += 1;
         }
@@ -153,21 +158,21 @@ pub(crate) fn admit(record: Record, idle: bool) -> Admission {
             Admission::Dropped
         }
     });
-    match (outcome, record) {
+    match (outcome, trace) {
         (Ok(outcome), _) => outcome,
         // The thread is exiting and its buffer is gone: hand the record over alone.
-        (Err(_), Some(record)) => hand_over_alone(record),
+        (Err(_), Some(trace)) => hand_over_alone(trace, data),
         (Err(_), None) => Admission::NoClient,
     }
 }
 
-fn hand_over_alone(record: Record) -> Admission {
-    match gate::installed() {
-        Some(client) => {
-            client.accept(vec![record], 0);
+fn hand_over_alone(trace: Arc<TraceState>, data: &mut Option<SpanData>) -> Admission {
+    match (gate::installed(), data.take()) {
+        (Some(client), Some(data)) => {
+            client.accept(vec![Record { trace, data }], 0);
             Admission::Admitted
         }
-        None => Admission::NoClient,
+        _ => Admission::NoClient,
     }
 }
 

@@ -17,7 +17,7 @@ use crate::clock::Ticks;
 use crate::export::Counters;
 use crate::gate;
 use crate::ids::ObservationId;
-use crate::record::{Level, ObservationType, Record, SpanData, TraceState};
+use crate::record::{Level, ObservationType, SpanData, TraceState};
 
 /// Where a new observation goes: its trace and parent.
 type Placement = (Arc<TraceState>, Option<ObservationId>);
@@ -47,16 +47,16 @@ fn open_at(placement: Placement, name: Cow<'static, str>, kind: ObservationType)
 }
 
 /// Ends an observation: into this thread's buffer, admitted or dropped and counted.
-pub(crate) fn close(core: SpanCore) {
-    let SpanCore { trace, data, .. } = core;
-    let Some(mut data) = data else {
+pub(crate) fn close(mut core: SpanCore) {
+    // The record is written once, where the buffer keeps it: no copies on the way there.
+    let Some(data) = core.data.as_mut() else {
         return;
     };
     data.end = Ticks::now();
-    data.attributes_version = trace.note_version();
+    data.attributes_version = core.trace.note_version();
     let parent = data.parent_span_id.filter(|_| !data.is_local_root);
     let idle = !context::has_open_recording();
-    match buffer::admit(Record { trace, data }, idle) {
+    match buffer::admit(core.trace, &mut core.data, idle) {
         Admission::Admitted => {
             if let (Some(parent), false) = (parent, idle) {
                 context::mark_child_admitted(parent);
