@@ -693,6 +693,48 @@ def find_crates(root: str) -> list[Crate]:
     return crates
 
 
+# The layers of a crate, bottom up: a file may import from its own layer and the ones below,
+# never from one above. A layer is a list of files and folders (a folder: every file under it).
+LAYERS: dict[str, list[tuple[str, list[str]]]] = {
+    "observe-runtime/src": [
+        ("leaves", ["capture.rs", "clock.rs", "diagnostics.rs", "ids.rs", "mask.rs"]),
+        ("record", ["record/"]),
+        ("export", ["export/"]),
+        ("config", ["config/"]),
+        ("gate", ["gate.rs"]),
+        ("local", ["local/"]),
+        ("lifecycle", ["lifecycle/"]),
+        ("front doors", ["lib.rs", "private.rs"]),
+    ],
+}
+
+
+def layer_of(layers: list[tuple[str, list[str]]], path: str) -> int | None:
+    for rank, (_, members) in enumerate(layers):
+        for member in members:
+            if path == member or (member.endswith("/") and path.startswith(member)):
+                return rank
+    return None
+
+
+def layer_violations(crate_name: str, files, edges) -> list[str]:
+    layers = LAYERS.get(crate_name)
+    if layers is None:
+        return []
+    problems = []
+    for f in sorted(files):
+        if layer_of(layers, f) is None:
+            problems.append(f"{crate_name}/{f} belongs to no layer (add it to LAYERS in this script)")
+    for (a, b), names in sorted(edges.items()):
+        ra, rb = layer_of(layers, a), layer_of(layers, b)
+        if ra is not None and rb is not None and rb > ra:
+            problems.append(
+                f"{crate_name}/{a} ({layers[ra][0]}) imports from {b} ({layers[rb][0]}), a higher "
+                f"layer: {', '.join(names)}"
+            )
+    return problems
+
+
 def main(argv: list[str]) -> int:
     if len(argv) > 2 or (len(argv) == 2 and argv[1] in ("-h", "--help")):
         print(__doc__.strip().splitlines()[2], file=sys.stderr)
@@ -709,6 +751,7 @@ def main(argv: list[str]) -> int:
     total_files = total_edges = 0
     cycles = []  # (crate, component, edges)
     notes: list[str] = []
+    upward: list[str] = []
     for crate in crates:
         crate.build()
         unresolved: list[str] = []
@@ -721,6 +764,7 @@ def main(argv: list[str]) -> int:
             succ.setdefault(a, []).append(b)
         total_files += len(nodes)
         total_edges += len(edges)
+        upward += layer_violations(crate.name, crate.files, edges)
         for comp in tarjan(nodes, succ):
             if len(comp) > 1:
                 cycles.append((crate, comp, edges, succ))
@@ -740,6 +784,10 @@ def main(argv: list[str]) -> int:
         print("module cycles: notes (not errors):", file=sys.stderr)
         for n in notes:
             print(f"  {n}", file=sys.stderr)
+    for problem in upward:
+        print(f"layer: {problem}")
+    if upward:
+        print(f"module layers: {len(upward)} import(s) against the layering")
     if cycles:
         files = sum(len(c[1]) for c in cycles)
         print(
@@ -747,7 +795,12 @@ def main(argv: list[str]) -> int:
             f"({total_files} files, {total_edges} import edges)"
         )
         return 1
-    print(f"module cycles: none ({total_files} files, {total_edges} import edges)")
+    if upward:
+        return 1
+    print(
+        f"module cycles: none, and no import against the layers ({total_files} files, "
+        f"{total_edges} import edges)"
+    )
     return 0
 
 
