@@ -178,7 +178,8 @@ pub(crate) fn with_span_data(id: ObservationId, change: impl FnOnce(&mut SpanDat
 }
 
 /// A handle on a running trace and observation: `Clone + Send + Sync`, for carrying the trace to
-/// other threads, tasks ([`FutureExt::in_context`]) and processes (`traceparent`).
+/// other threads, tasks ([`FutureExt::in_context`](crate::FutureExt::in_context)) and processes
+/// (`traceparent`).
 ///
 /// ```
 /// use observe_runtime::{span, TraceContext};
