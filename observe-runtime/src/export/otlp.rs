@@ -423,6 +423,18 @@ impl Sink for OtlpSink {
 /// The exporter benchmark: `spans` typical spans encoded into one request body (gzipped or
 /// not); returns its length.
 pub(crate) fn bench_encode(spans: usize, gzipped: bool) -> usize {
+    let (batch, envelope) = bench_batch(spans);
+    let body = encode(&batch, &envelope);
+    if gzipped {
+        gzip(&body).map(|b| b.len()).unwrap_or(0)
+    } else {
+        body.len()
+    }
+}
+
+/// The typical batch of the benchmark: `spans` spans of one trace, each with a 40-byte input and
+/// output and two metadata keys.
+fn bench_batch(spans: usize) -> (Vec<FinishedSpan>, Envelope) {
     use std::sync::Arc;
 
     use crate::ids::{ObservationId, TraceId};
@@ -465,17 +477,70 @@ pub(crate) fn bench_encode(spans: usize, gzipped: bool) -> usize {
             }
         })
         .collect();
-    let body = encode(&batch, &envelope);
-    if gzipped {
-        gzip(&body).map(|b| b.len()).unwrap_or(0)
-    } else {
-        body.len()
-    }
+    (batch, envelope)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::iso8601;
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    /// Runs `f` repeatedly for about `seconds`, returns the best per-call time of 5 rounds.
+    fn best_time(seconds: f64, mut f: impl FnMut() -> usize) -> Duration {
+        let mut best = Duration::MAX;
+        for _ in 0..5 {
+            let start = Instant::now();
+            let mut calls = 0u32;
+            let mut sink = 0usize;
+            while start.elapsed().as_secs_f64() < seconds / 5.0 {
+                sink = sink.wrapping_add(f());
+                calls += 1;
+            }
+            std::hint::black_box(sink);
+            best = best.min(start.elapsed() / calls);
+        }
+        best
+    }
+
+    /// Encoder throughput on one core. Run with
+    /// `cargo test --release -p observe-runtime --lib throughput -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "a measurement, not a check"]
+    fn encode_throughput() {
+        const SPANS: usize = 512;
+        let per_second = |t: Duration| SPANS as f64 / t.as_secs_f64();
+        let t = best_time(2.0, || bench_encode(SPANS, false));
+        println!(
+            "bench_encode({SPANS}, false): {:>10.0} spans/s",
+            per_second(t)
+        );
+        let t = best_time(2.0, || bench_encode(SPANS, true));
+        println!(
+            "bench_encode({SPANS}, true):  {:>10.0} spans/s",
+            per_second(t)
+        );
+        let (batch, envelope) = bench_batch(SPANS);
+        let t = best_time(2.0, || bench_batch(SPANS).0.len());
+        println!(
+            "building the batch alone:     {:>10.0} spans/s",
+            per_second(t)
+        );
+        let t = best_time(2.0, || encode(&batch, &envelope).len());
+        println!(
+            "encode alone:                 {:>10.0} spans/s",
+            per_second(t)
+        );
+        let body = encode(&batch, &envelope);
+        let t = best_time(2.0, || gzip(&body).map_or(0, |b| b.len()));
+        println!(
+            "gzip alone:                   {:>10.0} spans/s, {:.0} MB/s ({} -> {} bytes)",
+            per_second(t),
+            body.len() as f64 / t.as_secs_f64() / 1e6,
+            body.len(),
+            gzip(&body).map_or(0, |b| b.len())
+        );
+    }
 
     #[test]
     fn iso8601_matches_known_instants() {
