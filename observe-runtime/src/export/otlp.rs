@@ -524,7 +524,7 @@ pub(crate) fn encode(out: &mut Vec<u8>, batch: &[FinishedSpan], envelope: &Envel
     close(out, resource_spans);
 }
 
-/// Gzip, as the official SDKs send, into `out` (its allocation reused).
+/// Gzip at level 1, as the official SDKs send, into `out` (its allocation reused).
 fn gzip(body: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
     use std::io::Write as _;
     let mut buffer = std::mem::take(out);
