@@ -130,10 +130,7 @@ pub(crate) fn init(config: Config) -> Result<FlushGuard, ConfigError> {
                 queue::queue(settings.max_queue, settings.flush_at, counters.clone());
             let spawned = worker::spawn(worker_settings, counters.clone(), receiver, move || {
                 let transport = Transport::new(target, timeout, sink_counters)?;
-                Ok(Box::new(OtlpSink {
-                    transport,
-                    envelope,
-                }) as Box<dyn Sink>)
+                Ok(Box::new(OtlpSink::new(transport, envelope)) as Box<dyn Sink>)
             });
             Destination::Worker {
                 queue,
