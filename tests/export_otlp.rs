@@ -504,6 +504,37 @@ fn batches_stay_under_four_megabytes() {
 }
 
 #[test]
+fn large_trace_attributes_count_toward_the_request_size() {
+    use prost::Message as _;
+    let _serial = support::serial();
+    let server = FakeLangfuse::start(PUBLIC_KEY, SECRET_KEY);
+    let guard = config(&server).init().expect("init");
+
+    // A 200 KB session id is copied onto each of the 100 spans: 20 MB if it were one request.
+    {
+        let _root = span("root").start();
+        current_trace().session_id("s".repeat(200_000));
+        for _ in 0..99 {
+            span("child").start().end();
+        }
+    }
+    guard.flush().expect("flush");
+
+    let requests = server.trace_requests();
+    assert!(requests.len() >= 6, "{} requests", requests.len());
+    for request in &requests {
+        let encoded = request.decoded.as_ref().expect("decoded").encoded_len();
+        assert!(encoded < 4_000_000, "a request of {encoded} bytes");
+    }
+    let spans = server.accepted_spans();
+    assert_eq!(spans.len(), 100);
+    assert!(spans
+        .iter()
+        .all(|span| span.str_attr("session.id").map(str::len) == Some(200_000)));
+    guard.shutdown().expect("shutdown");
+}
+
+#[test]
 fn batches_by_time_without_any_flush() {
     let _serial = support::serial();
     let server = FakeLangfuse::start(PUBLIC_KEY, SECRET_KEY);

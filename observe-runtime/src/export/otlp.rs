@@ -499,8 +499,29 @@ pub(crate) fn estimated_size(record: &FinishedSpan) -> usize {
             .iter()
             .map(|(k, v)| k.len() + v.len() + 48)
             .sum::<usize>()
+        + text(&record.model)
+        + record.prompt.as_ref().map_or(0, |p| p.name.len() + 64)
         + record
-            .trace
+            .usage
+            .as_ref()
+            .map_or(0, |u| 128 + u.details.len() * 48)
+        + record
+            .cost
+            .as_ref()
+            .map_or(0, |c| 128 + c.details.len() * 48)
+        + trace_attributes_size(&record.trace)
+}
+
+/// What the trace attributes add to every span of the trace (they are copied onto each).
+fn trace_attributes_size(trace: &crate::record::TraceAttributes) -> usize {
+    let text = |s: &Option<String>| s.as_ref().map_or(0, |s| s.len() + 32);
+    text(&trace.name)
+        + text(&trace.user_id)
+        + text(&trace.session_id)
+        + text(&trace.release)
+        + text(&trace.version)
+        + trace.tags.iter().map(|t| t.len() + 8).sum::<usize>()
+        + trace
             .metadata
             .iter()
             .map(|(k, v)| k.len() + v.len() + 48)
