@@ -3,7 +3,7 @@
 //! processes. No lock and no allocation on push and pop once the stack has grown; user code is
 //! never called while the stack is borrowed.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -25,33 +25,57 @@ struct Frame {
     core: SpanCore,
 }
 
+/// This thread's stack of what is current, and the token the next push gets.
+struct Stack {
+    frames: Vec<Frame>,
+    next_token: u64,
+}
+
+impl std::ops::Deref for Stack {
+    type Target = Vec<Frame>;
+    fn deref(&self) -> &Vec<Frame> {
+        &self.frames
+    }
+}
+
+impl std::ops::DerefMut for Stack {
+    fn deref_mut(&mut self) -> &mut Vec<Frame> {
+        &mut self.frames
+    }
+}
+
 thread_local! {
-    static STACK: RefCell<Vec<Frame>> = const { RefCell::new(Vec::new()) };
-    static NEXT_TOKEN: Cell<u64> = const { Cell::new(1) };
+    static STACK: RefCell<Stack> = const {
+        RefCell::new(Stack {
+            frames: Vec::new(),
+            next_token: 1,
+        })
+    };
 }
 
 /// Makes `core` current; returns the token that takes it back.
 pub(crate) fn push(core: SpanCore) -> u64 {
-    let token = NEXT_TOKEN
-        .try_with(|next| {
-            let token = next.get();
-            next.set(token.wrapping_add(1).max(1));
+    push_with(move || core)
+}
+
+/// Makes what `make` builds current, building it in its place on the stack; returns the token
+/// that takes it back (0 when the stack cannot be reached).
+#[inline]
+pub(crate) fn push_with(make: impl FnOnce() -> SpanCore) -> u64 {
+    STACK
+        .try_with(|stack| {
+            let Ok(mut stack) = stack.try_borrow_mut() else {
+                return 0;
+            };
+            let token = stack.next_token;
+            stack.next_token = token.wrapping_add(1).max(1);
+            stack.frames.push(Frame {
+                token,
+                core: make(),
+            });
             token
         })
-        .unwrap_or(0);
-    let pushed = STACK.try_with(|stack| {
-        if let Ok(mut stack) = stack.try_borrow_mut() {
-            stack.push(Frame { token, core });
-            true
-        } else {
-            false
-        }
-    });
-    if pushed == Ok(true) {
-        token
-    } else {
-        0
-    }
+        .unwrap_or(0)
 }
 
 /// Takes back what `push` made current (usually the top of the stack).

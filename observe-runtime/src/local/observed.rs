@@ -56,9 +56,8 @@ pub struct Observed {
 impl Observed {
     #[inline(never)]
     fn open(meta: &'static FnMeta) -> Self {
-        let core = span::open(Cow::Borrowed(meta.name), meta.kind);
-        let options = core.trace.options;
-        let (capture_input, capture_output) = if core.data.is_some() {
+        let (token, options) = span::open_current(Cow::Borrowed(meta.name), meta.kind);
+        let (capture_input, capture_output) = if options.recording {
             (
                 meta.capture_input.unwrap_or(options.capture_io),
                 meta.capture_output.unwrap_or(options.capture_io),
@@ -67,7 +66,7 @@ impl Observed {
             (false, false)
         };
         Self {
-            token: context::push(core),
+            token,
             detached: None,
             capture_input,
             capture_output,

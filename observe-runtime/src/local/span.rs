@@ -27,9 +27,17 @@ fn placement_here() -> Placement {
     context::current_parent().unwrap_or_else(new_root_trace)
 }
 
-/// Opens an observation under the current context of this thread (or a new trace).
-pub(crate) fn open(name: Cow<'static, str>, kind: ObservationType) -> SpanCore {
-    open_at(placement_here(), name, kind)
+/// Opens an observation under the current context of this thread (or a new trace) and makes it
+/// current, built in its place on the stack; returns its token and its trace's options.
+#[inline]
+pub(crate) fn open_current(
+    name: Cow<'static, str>,
+    kind: ObservationType,
+) -> (u64, crate::record::TraceOptions) {
+    let placement = placement_here();
+    let options = placement.0.options;
+    let token = context::push_with(move || open_at(placement, name, kind));
+    (token, options)
 }
 
 fn open_at(placement: Placement, name: Cow<'static, str>, kind: ObservationType) -> SpanCore {
