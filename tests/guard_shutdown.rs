@@ -7,12 +7,11 @@
 
 mod support;
 
-use std::sync::mpsc;
-use std::thread;
 use std::time::{Duration, Instant};
 
 use observe_runtime::{span, stats, Config, FlushError};
 
+use support::within;
 use support::{by_name, FakeLangfuse, Fault, ReceivedSpan};
 
 const PUBLIC_KEY: &str = "pk-lf-test";
@@ -35,30 +34,6 @@ fn config(base_url: &str) -> Config {
         .release("rel-1")
         .service_name("svc")
         .debug(false)
-}
-
-/// Runs `work` on its own thread and fails the test if it does not finish within `limit`
-/// (a deadlock); a panic inside `work` is passed on.
-fn within<T: Send + 'static>(
-    limit: Duration,
-    what: &str,
-    work: impl FnOnce() -> T + Send + 'static,
-) -> T {
-    let (done, finished) = mpsc::channel();
-    let worker = thread::spawn(move || {
-        let result = work();
-        let _ = done.send(());
-        result
-    });
-    match finished.recv_timeout(limit) {
-        Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => match worker.join() {
-            Ok(result) => result,
-            Err(panic) => std::panic::resume_unwind(panic),
-        },
-        Err(mpsc::RecvTimeoutError::Timeout) => {
-            panic!("{what} did not finish within {limit:?}: deadlock or unbounded wait")
-        }
-    }
 }
 
 fn names(spans: &[ReceivedSpan]) -> Vec<&str> {

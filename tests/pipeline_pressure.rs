@@ -20,6 +20,7 @@ use observe_runtime::{
     Stats,
 };
 
+use support::within;
 use support::{FakeLangfuse, Fault, SpanLink};
 
 const PUBLIC_KEY: &str = "pk-lf-test";
@@ -34,30 +35,6 @@ fn langfuse(base_url: &str) -> Config {
         .public_key(PUBLIC_KEY)
         .secret_key(SECRET_KEY)
         .base_url(base_url)
-}
-
-/// Runs `work` on its own thread and fails the test if it does not finish within `limit`
-/// (a deadlock); a panic inside `work` is passed on.
-fn within<T: Send + 'static>(
-    limit: Duration,
-    what: &str,
-    work: impl FnOnce() -> T + Send + 'static,
-) -> T {
-    let (done, finished) = mpsc::channel();
-    let worker = thread::spawn(move || {
-        let result = work();
-        let _ = done.send(());
-        result
-    });
-    match finished.recv_timeout(limit) {
-        Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => match worker.join() {
-            Ok(result) => result,
-            Err(panic) => std::panic::resume_unwind(panic),
-        },
-        Err(mpsc::RecvTimeoutError::Timeout) => {
-            panic!("{what} did not finish within {limit:?}: deadlock or unbounded wait")
-        }
-    }
 }
 
 /// `guard.shutdown()`, with how long it took; fails the test if it does not return in `limit`.

@@ -18,7 +18,9 @@ pub use child::{child_mode, run_child, run_child_with, ChildOutput};
 pub use received::{by_name, hex, ReceivedSpan, SpanLink};
 pub use server::{Answer, FakeLangfuse, Fault, RecordedRequest};
 
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{mpsc, Mutex, MutexGuard};
+use std::thread;
+use std::time::Duration;
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -127,4 +129,28 @@ pub fn raw_request(
         .and_then(|status| status.parse().ok())
         .unwrap_or(0);
     (status, body.to_owned())
+}
+
+/// Runs `work` on its own thread and fails the test if it does not finish within `limit`
+/// (a deadlock); a panic inside `work` is passed on.
+pub fn within<T: Send + 'static>(
+    limit: Duration,
+    what: &str,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let (done, finished) = mpsc::channel();
+    let worker = thread::spawn(move || {
+        let result = work();
+        let _ = done.send(());
+        result
+    });
+    match finished.recv_timeout(limit) {
+        Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => match worker.join() {
+            Ok(result) => result,
+            Err(panic) => std::panic::resume_unwind(panic),
+        },
+        Err(mpsc::RecvTimeoutError::Timeout) => {
+            panic!("{what} did not finish within {limit:?}: deadlock or unbounded wait")
+        }
+    }
 }
