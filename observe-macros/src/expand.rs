@@ -607,9 +607,10 @@ impl Generator<'_> {
         }
     }
 
-    /// A plain function: the body runs in a `move` closure, inside `Observed::call` when the
-    /// call is observed and called directly when tracing is off (no observation exists on that
-    /// path, so nothing is dropped or checked after the body).
+    /// A plain function: the body runs in a `move` closure. When the call is observed, the
+    /// closure and the recording of its result go to `__private::run_observed`, out of line, so
+    /// that the function itself stays a load, a branch and the body when tracing is off (no
+    /// observation exists on that path, so nothing is dropped or checked after the body).
     fn sync_body(&self, block: &Block, captured: &[&Ident]) -> TokenStream {
         let krate = self.krate;
         let prologue = self.prologue(captured, true);
@@ -617,16 +618,26 @@ impl Generator<'_> {
         let epilogue = self.epilogue(output_shape(self.signature_output()));
         let statements = &block.stmts;
         let mixed = Span::mixed_site();
-        let observed_call = quote_spanned! {mixed=>
-            __observe_run(::core::option::Option::as_mut(&mut __observe), __observe_body)
-        };
         // A function returning `!` ends with the call itself: there is nothing after it to run.
         let observed_arm = match self.signature_output() {
-            Some(ty) if is_never(ty) => observed_call,
+            Some(ty) if is_never(ty) => quote_spanned! {mixed=>
+                let mut __observe = __observe_some;
+                match &mut __observe {
+                    ::core::option::Option::Some(__observe_observed) => {
+                        __observe_observed.call(__observe_body)
+                    }
+                    ::core::option::Option::None => __observe_body(),
+                }
+            },
             _ => quote_spanned! {mixed=>
-                let __observe_ret = #observed_call;
-                #epilogue
-                __observe_ret
+                #krate::__private::run_observed(
+                    __observe_some,
+                    __observe_body,
+                    #[allow(unused_variables, unused_mut)]
+                    |__observe_ret, mut __observe| {
+                        #epilogue
+                    },
+                )
             },
         };
         quote_spanned! {mixed=>
@@ -635,16 +646,6 @@ impl Generator<'_> {
             #[inline(always)]
             fn __observe_once<R, F: ::core::ops::FnOnce() -> R>(body: F) -> F {
                 body
-            }
-            #[inline(always)]
-            fn __observe_run<R>(
-                observed: ::core::option::Option<&mut #krate::__private::Observed>,
-                body: impl ::core::ops::FnOnce() -> R,
-            ) -> R {
-                match observed {
-                    ::core::option::Option::Some(observed) => observed.call(body),
-                    ::core::option::Option::None => body(),
-                }
             }
             #prologue
             let __observe_body = __observe_once(move || {
@@ -658,7 +659,6 @@ impl Generator<'_> {
                     __observe_body()
                 }
                 __observe_some => {
-                    let mut __observe = __observe_some;
                     #observed_arm
                 }
             }

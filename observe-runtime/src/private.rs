@@ -6,7 +6,7 @@ pub use crate::capture::{
     ViaSerialize, Wrap,
 };
 pub use crate::local::observed::{
-    instrument, start, FnMeta, InputWriter, Instrumented, Observed, OutputWriter,
+    instrument, run_observed, start, FnMeta, InputWriter, Instrumented, Observed, OutputWriter,
 };
 pub use crate::record::ObservationType;
 

@@ -268,6 +268,23 @@ impl Drop for OutputWriter<'_> {
     }
 }
 
+/// Runs the body of an observed call, then `record` with its result and the observation: out of
+/// line, so that the observed function itself stays small when tracing is off.
+#[inline(never)]
+pub fn run_observed<R>(
+    observed: Option<Observed>,
+    body: impl FnOnce() -> R,
+    record: impl FnOnce(&R, &mut Option<Observed>),
+) -> R {
+    let mut observed = observed;
+    let result = match &mut observed {
+        Some(observed) => observed.call(body),
+        None => body(),
+    };
+    record(&result, &mut observed);
+    result
+}
+
 /// Runs `future` with the observation current during every poll; completes with the future's
 /// output and the observation handed back.
 pub fn instrument<F: Future>(mut observed: Option<Observed>, future: F) -> Instrumented<F> {
