@@ -151,12 +151,11 @@ use proc_macro::TokenStream;
 /// fn f(a: A) -> Result<T, E> {
 ///     // Handing the closure straight to a function taking `FnOnce` makes it `FnOnce`, so the
 ///     // body may return borrows of what it captured (`&mut self.field`).
-///     fn __observe_run<R>(observed: Option<&mut Observed>, body: impl FnOnce() -> R) -> R {
-///         match observed { Some(observed) => observed.call(body), None => body() }
-///     }
+///     fn __observe_once<R, F: FnOnce() -> R>(body: F) -> F { body }
 ///     static __OBSERVE_META: FnMeta = FnMeta {
 ///         name: "f", kind: ObservationType::Span, capture_input: None, capture_output: None,
 ///     };
+///     // One relaxed load when tracing is off; else the observation is opened on this thread.
 ///     let mut __observe = ::observe_runtime::__private::start(&__OBSERVE_META);
 ///     if let Some(observed) = &mut __observe {
 ///         // Each argument's JSON is written straight into one reusable buffer; the key
@@ -165,20 +164,26 @@ use proc_macro::TokenStream;
 ///             (&&&Wrap(&a)).__observe_write(input.arg("\"a\""));
 ///         }
 ///     }
-///     let __observe_ret = __observe_run(__observe.as_mut(), move || {
+///     let __observe_body = __observe_once(move || {
 ///         #[allow(unreachable_code)]
 ///         if false { let __observe_fake_return: Result<T, E> = loop {}; return __observe_fake_return; }
 ///         body
 ///     });
-///     if let Some(observed) = &mut __observe {
-///         match &__observe_ret {
-///             Ok(value) => if let Some(mut output) = observed.output_writer() {
-///                 (&&&Wrap(value)).__observe_write(output.out());
-///             },
-///             Err(error) => observed.record_error((&&&ErrWrap(error)).__observe_error(limit)),
-///         }
+///     match __observe {
+///         // Tracing off: the body, and nothing else.
+///         None => { core::mem::forget(__observe); __observe_body() }
+///         // Observed: the body and the recording of its result run out of line.
+///         observed => run_observed(observed, __observe_body, |__observe_ret, __observe| {
+///             if let Some(observed) = __observe {
+///                 match __observe_ret {
+///                     Ok(value) => if let Some(mut output) = observed.output_writer() {
+///                         (&&&Wrap(value)).__observe_write(output.out());
+///                     },
+///                     Err(error) => observed.record_error((&&&ErrWrap(error)).__observe_error(limit)),
+///                 }
+///             }
+///         }), // the observation ends when `run_observed` returns
 ///     }
-///     __observe_ret // `__observe` is dropped here: the observation ends
 /// }
 /// ```
 ///

@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use spin::mutex::{SpinMutex, SpinMutexGuard};
 use spin::relax::Yield;
 
+use crate::export::Counters;
 use crate::gate::{self, Client};
 use crate::record::{Record, SpanData, TraceState};
 
@@ -91,8 +92,20 @@ impl Local {
 
 impl Drop for Local {
     fn drop(&mut self) {
-        if let Some(client) = gate::installed_ignoring_gate() {
-            self.buffer.hand_over(&client);
+        match gate::installed_ignoring_gate() {
+            Some(client) => self.buffer.hand_over(&client),
+            None => {
+                // Admitted just before a shutdown that collected the buffers: counted as lost.
+                let held = std::mem::take(&mut *self.buffer.lock());
+                let lost = held.records.len() as u64;
+                if let (Some(counters), true) =
+                    (gate::latest_counters(), lost + held.dropped_full > 0)
+                {
+                    Counters::add(&counters.spans_created, lost + held.dropped_full);
+                    Counters::add(&counters.spans_dropped_queue_full, held.dropped_full);
+                    Counters::add(&counters.spans_dropped_after_shutdown, lost);
+                }
+            }
         }
     }
 }
