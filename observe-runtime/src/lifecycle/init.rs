@@ -15,6 +15,7 @@ use crate::export::worker::{self, WorkerSettings};
 use crate::export::{queue, Counters, Sink};
 use crate::gate::{self, Client, Destination};
 use crate::local::buffer;
+use crate::local::context::TraceContext;
 
 fn child_environment(settings: &Settings) -> Vec<(&'static str, String)> {
     let mut vars = Vec::new();
@@ -60,17 +61,16 @@ pub(crate) fn init(config: Config) -> Result<FlushGuard, ConfigError> {
         return Err(ConfigError::AlreadyInitialized);
     }
 
-    let process_parent = traceparent.and_then(|value| match crate::TraceContext::from_traceparent(
-        &value,
-    ) {
-        Ok(context) => context
-            .observation_id()
-            .map(|span| (context.trace_id(), span, context.is_sampled())),
-        Err(error) => {
-            diagnostics::warn("TRACEPARENT", format!("TRACEPARENT ignored: {error}"));
-            None
-        }
-    });
+    let process_parent =
+        traceparent.and_then(|value| match TraceContext::from_traceparent(&value) {
+            Ok(context) => context
+                .observation_id()
+                .map(|span| (context.trace_id(), span, context.is_sampled())),
+            Err(error) => {
+                diagnostics::warn("TRACEPARENT", format!("TRACEPARENT ignored: {error}"));
+                None
+            }
+        });
     let counters = Arc::new(Counters::default());
     let child_environment = child_environment(&settings);
     let envelope = Envelope::new(
