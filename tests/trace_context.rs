@@ -315,3 +315,39 @@ fn a_panic_through_a_manual_span_records_its_message() {
     assert_eq!(span.level, Level::Error);
     assert_eq!(span.status_message.as_deref(), Some("disk full"));
 }
+
+#[test]
+fn span_times_are_wall_clock_times() {
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+    let memory = memory();
+    let nanos = |at: SystemTime| at.duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64;
+    let before = nanos(SystemTime::now());
+    let id = {
+        let timed = span("timed").start();
+        std::thread::sleep(Duration::from_millis(20));
+        timed.id().expect("recorded")
+    };
+    let after = nanos(SystemTime::now());
+    let spans = memory.spans();
+    let timed = spans
+        .iter()
+        .find(|s| s.span_id == id)
+        .expect("the span arrived");
+    // Ticks are turned into Unix time on the way out: within a millisecond of the wall clock.
+    let slack = 1_000_000;
+    assert!(
+        timed.start_unix_nanos + slack >= before && timed.start_unix_nanos <= after,
+        "start {} not within [{before}, {after}]",
+        timed.start_unix_nanos
+    );
+    assert!(
+        timed.end_unix_nanos <= after + slack && timed.end_unix_nanos >= before,
+        "end {} not within [{before}, {after}]",
+        timed.end_unix_nanos
+    );
+    let took = timed.end_unix_nanos - timed.start_unix_nanos;
+    assert!(
+        (20_000_000..after - before + slack).contains(&took),
+        "the span took {took} ns, slept 20 ms"
+    );
+}
