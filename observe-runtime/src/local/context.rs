@@ -29,6 +29,8 @@ struct Frame {
 struct Stack {
     frames: Vec<Frame>,
     next_token: u64,
+    /// Frames that hold a recorded observation.
+    recording: usize,
 }
 
 impl std::ops::Deref for Stack {
@@ -49,6 +51,7 @@ thread_local! {
         RefCell::new(Stack {
             frames: Vec::new(),
             next_token: 1,
+            recording: 0,
         })
     };
 }
@@ -69,10 +72,9 @@ pub(crate) fn push_with(make: impl FnOnce() -> SpanCore) -> u64 {
             };
             let token = stack.next_token;
             stack.next_token = token.wrapping_add(1).max(1);
-            stack.frames.push(Frame {
-                token,
-                core: make(),
-            });
+            let core = make();
+            stack.recording += usize::from(core.data.is_some());
+            stack.frames.push(Frame { token, core });
             token
         })
         .unwrap_or(0)
@@ -86,11 +88,14 @@ pub(crate) fn remove(token: u64) -> Option<SpanCore> {
     STACK
         .try_with(|stack| {
             let mut stack = stack.try_borrow_mut().ok()?;
-            if stack.last().is_some_and(|f| f.token == token) {
-                return stack.pop().map(|f| f.core);
-            }
-            let index = stack.iter().rposition(|f| f.token == token)?;
-            Some(stack.remove(index).core)
+            let core = if stack.last().is_some_and(|f| f.token == token) {
+                stack.frames.pop()?.core
+            } else {
+                let index = stack.iter().rposition(|f| f.token == token)?;
+                stack.frames.remove(index).core
+            };
+            stack.recording -= usize::from(core.data.is_some());
+            Some(core)
         })
         .ok()
         .flatten()
@@ -130,12 +135,7 @@ pub(crate) fn current_field_limit() -> Option<usize> {
 /// Whether a recorded observation is open on this thread (else what it buffered may go).
 pub(crate) fn has_open_recording() -> bool {
     STACK
-        .try_with(|stack| {
-            stack
-                .try_borrow()
-                .map(|stack| stack.iter().any(|f| f.core.data.is_some()))
-                .unwrap_or(true)
-        })
+        .try_with(|stack| stack.try_borrow().map(|s| s.recording > 0).unwrap_or(true))
         .unwrap_or(false)
 }
 
