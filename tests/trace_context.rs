@@ -351,3 +351,45 @@ fn span_times_are_wall_clock_times() {
         "the span took {took} ns, slept 20 ms"
     );
 }
+
+#[test]
+fn a_malformed_traceparent_says_what_is_wrong() {
+    let message = |header: &str| {
+        TraceContext::from_traceparent(header)
+            .expect_err("refused")
+            .to_string()
+    };
+    let expected = "; expected \"00-<32 lowercase hex trace id>-<16 lowercase hex parent id>-<2 \
+                    hex flags>\"";
+    assert_eq!(
+        message("00-550e8400-e29b-41d4-a716-446655440000-zz-01"),
+        format!(
+            "invalid traceparent \"00-550e8400-e29b-41d4-a716-446655440000-zz-01\": the trace id \
+             \"550e8400-e29b-41d4-a716-446655440000\" is a UUID with dashes; write it as 32 \
+             lowercase hex characters without them (TraceId::from_external turns any id into a \
+             trace id){expected}"
+        )
+    );
+    assert_eq!(
+        message("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra"),
+        format!(
+            "invalid traceparent \"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra\": \
+             version 00 has exactly 4 parts separated by '-' (version, trace id, parent id, \
+             flags), this one has 5{expected}"
+        )
+    );
+    assert_eq!(
+        message("00-4bf92f3577b34da6a3ce929d0e0e4736"),
+        format!(
+            "invalid traceparent \"00-4bf92f3577b34da6a3ce929d0e0e4736\": it has 2 part(s) \
+             separated by '-', not 4{expected}"
+        )
+    );
+    assert_eq!(
+        message("ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+        format!(
+            "invalid traceparent \"ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\": \
+             version ff is invalid in the W3C format{expected}"
+        )
+    );
+}

@@ -236,7 +236,7 @@ impl fmt::Debug for TraceContext {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TraceparentError {
     value: String,
-    reason: &'static str,
+    reason: String,
 }
 
 impl fmt::Display for TraceparentError {
@@ -293,19 +293,38 @@ impl TraceContext {
     /// assert!(TraceContext::from_traceparent("00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01").is_err());
     /// ```
     pub fn from_traceparent(header: &str) -> Result<TraceContext, TraceparentError> {
-        let error = |reason| TraceparentError {
+        let error = |reason: &str| TraceparentError {
             value: header.chars().take(100).collect(),
-            reason,
+            reason: reason.to_string(),
         };
         let parts: Vec<&str> = header.trim().split('-').collect();
         if parts.len() < 4 {
-            return Err(error("it does not have four parts separated by '-'"));
+            return Err(error(&format!(
+                "it has {} part(s) separated by '-', not 4",
+                parts.len()
+            )));
         }
         if parts[0].len() != 2 || !parts[0].bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(error("the version is not two hex characters"));
         }
-        if parts[0] == "ff" || (parts[0] == "00" && parts.len() != 4) {
-            return Err(error("the version is not supported"));
+        if parts[0] == "ff" {
+            return Err(error("version ff is invalid in the W3C format"));
+        }
+        if parts[0] == "00" && parts.len() != 4 {
+            let lengths: Vec<usize> = parts.iter().map(|p| p.len()).collect();
+            if lengths.len() >= 6 && lengths[1..6] == [8, 4, 4, 4, 12] {
+                return Err(error(&format!(
+                    "the trace id {:?} is a UUID with dashes; write it as 32 lowercase hex \
+                     characters without them (TraceId::from_external turns any id into a trace \
+                     id)",
+                    parts[1..6].join("-")
+                )));
+            }
+            return Err(error(&format!(
+                "version 00 has exactly 4 parts separated by '-' (version, trace id, parent id, \
+                 flags), this one has {}",
+                parts.len()
+            )));
         }
         let trace_id: TraceId = parts[1]
             .parse()
