@@ -654,3 +654,38 @@ fn stats_add_up_with_the_in_memory_exporter() {
     assert_eq!(stats.spans_exported, total, "spans_exported: {stats:?}");
     assert_eq!(stats.spans_dropped(), 0, "nothing dropped: {stats:?}");
 }
+
+#[test]
+fn guards_dropped_out_of_order_are_reported_once() {
+    const TEST: &str = "guards_dropped_out_of_order_are_reported_once";
+    if support::child_mode().as_deref() == Some("out-of-order") {
+        let memory = MemoryExporter::new();
+        let guard = Config::default()
+            .exporter(Exporter::Memory(memory.clone()))
+            .init()
+            .expect("init");
+        for _ in 0..3 {
+            // What holding guards across an `.await` on a shared thread amounts to.
+            let outer = span("outer").start();
+            let inner = span("inner").start();
+            drop(outer);
+            drop(inner);
+        }
+        guard.shutdown().expect("shutdown");
+        assert_eq!(memory.spans().len(), 6, "nothing is lost");
+        return;
+    }
+    let _serial = support::serial();
+    let output = support::run_child(TEST, "out-of-order", &[], Duration::from_secs(60));
+    output.assert_success();
+    let reports = output
+        .stderr
+        .lines()
+        .filter(|line| line.contains("was probably held across an .await"))
+        .count();
+    if cfg!(debug_assertions) {
+        assert_eq!(reports, 1, "reported once: {}", output.stderr);
+    } else {
+        assert_eq!(reports, 0, "debug builds only: {}", output.stderr);
+    }
+}

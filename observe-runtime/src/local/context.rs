@@ -92,6 +92,8 @@ pub(crate) fn remove(token: u64) -> Option<SpanCore> {
                 stack.frames.pop()?.core
             } else {
                 let index = stack.iter().rposition(|f| f.token == token)?;
+                #[cfg(debug_assertions)]
+                warn_out_of_order();
                 stack.frames.remove(index).core
             };
             stack.recording -= usize::from(core.data.is_some());
@@ -99,6 +101,19 @@ pub(crate) fn remove(token: u64) -> Option<SpanCore> {
         })
         .ok()
         .flatten()
+}
+
+/// A guard ended while what was made current after it still is: usually a guard held across an
+/// `.await` on a thread shared by tasks.
+#[cfg(debug_assertions)]
+fn warn_out_of_order() {
+    crate::diagnostics::warn_once(
+        "guards-out-of-order",
+        "an observation or attached context ended while one made current after it was still \
+         current: a guard (ActiveSpan, ContextGuard) was probably held across an .await; \
+         observations of other tasks may have landed under it. Use #[observe] on the async fn \
+         or FutureExt::in_context instead (reported once, in debug builds only)",
+    );
 }
 
 fn with_top<R>(f: impl FnOnce(&Frame) -> R) -> Option<R> {
@@ -433,6 +448,12 @@ impl TraceContext {
 }
 
 /// Keeps an attached [`TraceContext`] current until it drops.
+///
+/// **Do not hold it across an `.await`**: while the task waits, the thread runs other tasks, and
+/// they would run in this context. For a future, use
+/// [`FutureExt::in_context`](crate::FutureExt::in_context), which makes the context current
+/// during each poll only. In debug builds, a guard dropped while what was made current after it
+/// still is is reported once on stderr.
 #[must_use = "the context is current only while this guard lives"]
 #[derive(Debug)]
 pub struct ContextGuard {

@@ -163,6 +163,12 @@ impl SpanBuilder {
 ///
 /// It stays on the thread that started it (it is not `Send`); to carry a trace into other threads
 /// or tasks, use [`crate::TraceContext`].
+///
+/// **Do not hold it across an `.await`.** While the task waits, the thread runs other tasks, and
+/// the observation would stay current for them: their observations would land under it. In async
+/// code, put `#[observe]` on the `async fn`, or run the future under a context with
+/// [`FutureExt::in_context`](crate::FutureExt::in_context). In debug builds, a guard dropped
+/// while observations opened after it are still current is reported once on stderr.
 #[must_use = "the observation ends when this guard is dropped"]
 #[derive(Debug)]
 pub struct ActiveSpan {
