@@ -17,6 +17,11 @@ use std::net::TcpListener;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+#[path = "shared/traces.rs"]
+mod traces;
+
+use traces::{fastrace_root, observe_root, SPANS_PER_ROOT};
+
 /// The system allocator, counting live bytes and allocations.
 struct Counting;
 
@@ -69,34 +74,7 @@ fn allocations() -> u64 {
     ALLOCATIONS.load(Ordering::Relaxed)
 }
 
-const CHILDREN: u64 = 100;
-const SPANS_PER_ROOT: u64 = CHILDREN + 1;
 const ROOTS: u64 = 495;
-
-fn plain(x: u64) -> u64 {
-    x.wrapping_mul(31).rotate_left(7)
-}
-
-#[observe_runtime::observe(capture_input = false, capture_output = false)]
-fn observe_child(x: u64) -> u64 {
-    plain(x)
-}
-
-#[observe_runtime::observe(capture_input = false, capture_output = false)]
-fn observe_root(x: u64) -> u64 {
-    (0..CHILDREN).fold(x, |acc, i| acc ^ observe_child(black_box(i)))
-}
-
-#[fastrace::trace]
-fn fastrace_child(x: u64) -> u64 {
-    plain(x)
-}
-
-fn fastrace_root(x: u64) -> u64 {
-    let root = fastrace::Span::root("fastrace_root", fastrace::collector::SpanContext::random());
-    let _parent = root.set_local_parent();
-    (0..CHILDREN).fold(x, |acc, i| acc ^ fastrace_child(black_box(i)))
-}
 
 /// A server on 127.0.0.1 that accepts connections and never reads or answers.
 fn hanging_server() -> String {

@@ -34,33 +34,20 @@ use tracing_subscriber::layer::{Context, SubscriberExt as _};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::Layer;
 
-/// Children under each root.
-const CHILDREN: u64 = 100;
-/// Spans in one trace: the root and its children.
-const SPANS_PER_ROOT: u64 = CHILDREN + 1;
+#[path = "shared/traces.rs"]
+mod traces;
+
+use traces::{fastrace_child, fastrace_root, observe_root, plain, CHILDREN, SPANS_PER_ROOT};
+
 /// Roots between two flushes in the bursty cases.
 const BURST: u64 = 50;
 
 // ---------------------------------------------------------------------------------------------
 // The instrumented functions
 
-fn plain(x: u64) -> u64 {
-    x.wrapping_mul(31).rotate_left(7)
-}
-
 #[observe_runtime::observe]
 fn observe_default(x: u64) -> u64 {
     plain(x)
-}
-
-#[observe_runtime::observe(capture_input = false, capture_output = false)]
-fn observe_child(x: u64) -> u64 {
-    plain(x)
-}
-
-#[observe_runtime::observe(capture_input = false, capture_output = false)]
-fn observe_root(x: u64) -> u64 {
-    (0..CHILDREN).fold(x, |acc, i| acc ^ observe_child(black_box(i)))
 }
 
 #[observe_runtime::observe]
@@ -71,17 +58,6 @@ fn observe_capture_child(x: u64) -> u64 {
 #[observe_runtime::observe]
 fn observe_capture_root(x: u64) -> u64 {
     (0..CHILDREN).fold(x, |acc, i| acc ^ observe_capture_child(black_box(i)))
-}
-
-#[fastrace::trace]
-fn fastrace_child(x: u64) -> u64 {
-    plain(x)
-}
-
-fn fastrace_root(x: u64) -> u64 {
-    let root = fastrace::Span::root("fastrace_root", fastrace::collector::SpanContext::random());
-    let _parent = root.set_local_parent();
-    (0..CHILDREN).fold(x, |acc, i| acc ^ fastrace_child(black_box(i)))
 }
 
 #[tracing::instrument(skip_all)]

@@ -1,0 +1,35 @@
+//! The traces both benchmarks record: a root with 100 children, for observe and for fastrace.
+//! Included by `benches/pipeline.rs` and `benches/memory.rs` with `#[path]`.
+
+use std::hint::black_box;
+
+/// Children under each root.
+pub const CHILDREN: u64 = 100;
+/// Spans in one trace: the root and its children.
+pub const SPANS_PER_ROOT: u64 = CHILDREN + 1;
+
+/// The work every instrumented function does.
+pub fn plain(x: u64) -> u64 {
+    x.wrapping_mul(31).rotate_left(7)
+}
+
+#[observe_runtime::observe(capture_input = false, capture_output = false)]
+pub fn observe_child(x: u64) -> u64 {
+    plain(x)
+}
+
+#[observe_runtime::observe(capture_input = false, capture_output = false)]
+pub fn observe_root(x: u64) -> u64 {
+    (0..CHILDREN).fold(x, |acc, i| acc ^ observe_child(black_box(i)))
+}
+
+#[fastrace::trace]
+pub fn fastrace_child(x: u64) -> u64 {
+    plain(x)
+}
+
+pub fn fastrace_root(x: u64) -> u64 {
+    let root = fastrace::Span::root("fastrace_root", fastrace::collector::SpanContext::random());
+    let _parent = root.set_local_parent();
+    (0..CHILDREN).fold(x, |acc, i| acc ^ fastrace_child(black_box(i)))
+}
