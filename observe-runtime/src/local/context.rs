@@ -173,14 +173,7 @@ pub(crate) fn mark_child_admitted(parent: ObservationId) {
 }
 
 pub(crate) fn span_id_of(token: u64) -> Option<ObservationId> {
-    STACK
-        .try_with(|stack| {
-            let stack = stack.try_borrow().ok()?;
-            let frame = stack.iter().rev().find(|f| f.token == token)?;
-            frame.core.data.as_ref().map(|d| d.span_id)
-        })
-        .ok()
-        .flatten()
+    with_data_of(token, |data| data.span_id)
 }
 
 /// Runs `f` on the data of the recorded observation `push` returned `token` for, if it is on

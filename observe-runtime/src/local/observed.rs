@@ -90,16 +90,6 @@ impl Observed {
         }
     }
 
-    /// Whether the arguments are to be captured.
-    pub fn captures_input(&self) -> bool {
-        self.capture_input
-    }
-
-    /// Whether the return value is to be captured.
-    pub fn captures_output(&self) -> bool {
-        self.capture_output
-    }
-
     /// The size limit of one captured field in bytes.
     pub fn field_limit(&self) -> usize {
         self.limit
