@@ -169,6 +169,23 @@ fn print_counts(test: &str, stats: &Stats, tree: &Tree) {
     );
 }
 
+/// Waits until what was in flight when shutdown returned has been answered (or abandoned).
+fn settle(server: &FakeLangfuse) {
+    thread::sleep(Duration::from_millis(400));
+    let until = Instant::now() + Duration::from_secs(3);
+    while server.has_pending_trace_request() && Instant::now() < until {
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// What the server accepted, as links and as a tree, with the counts printed.
+fn received(server: &FakeLangfuse, test: &str, stats: &Stats) -> (Vec<SpanLink>, Tree) {
+    let spans = server.accepted_links();
+    let tree = tree(&spans);
+    print_counts(test, stats, &tree);
+    (spans, tree)
+}
+
 fn sorted_names(spans: &[SpanLink]) -> Vec<&str> {
     let mut names: Vec<&str> = spans.iter().map(|span| span.name.as_str()).collect();
     names.sort_unstable();
@@ -198,9 +215,7 @@ fn two_hundred_thousand_children_keep_their_root() {
         .expect("shutdown within 30 s against a healthy server")
         .stats;
 
-    let spans = server.accepted_links();
-    let tree = tree(&spans);
-    print_counts("200k children", &stats, &tree);
+    let (spans, tree) = received(&server, "200k children", &stats);
     println!("200k children: shutdown took {took:?}");
     assert_eq!(
         sorted_names(&tree.roots),
@@ -239,9 +254,7 @@ fn a_slow_backend_under_pressure_still_gets_roots() {
         .expect("shutdown within 30 s against a slow server")
         .stats;
 
-    let spans = server.accepted_links();
-    let tree = tree(&spans);
-    print_counts("slow backend", &stats, &tree);
+    let (_, tree) = received(&server, "slow backend", &stats);
     println!("slow backend: shutdown took {took:?}");
     let expected: Vec<String> = (0..ROOTS).map(|r| format!("root-{r:02}")).collect();
     assert_eq!(
@@ -293,15 +306,9 @@ fn deep_recursion_at_the_shutdown_deadline_keeps_the_root() {
     );
 
     // Whatever was in flight when shutdown returned has been answered (or abandoned) by now.
-    thread::sleep(Duration::from_millis(400));
-    let settle = Instant::now() + Duration::from_secs(3);
-    while server.has_pending_trace_request() && Instant::now() < settle {
-        thread::sleep(Duration::from_millis(20));
-    }
+    settle(&server);
     let after = stats();
-    let spans = server.accepted_links();
-    let tree = tree(&spans);
-    print_counts("deep recursion", &after, &tree);
+    let (_, tree) = received(&server, "deep recursion", &after);
     println!("deep recursion: shutdown took {took:?}");
     assert_eq!(
         (
@@ -362,18 +369,9 @@ fn a_shutdown_deadline_that_cuts_keeps_the_root_and_whole_subtrees() {
     // deadline. The root, whose children already arrived, goes in the first one.
     let (result, took) = shutdown(guard, Duration::from_secs(30));
     assert!(took < Duration::from_secs(5), "shutdown took {took:?}");
-    thread::sleep(Duration::from_millis(400));
-    let settle = Instant::now() + Duration::from_secs(3);
-    while server.has_pending_trace_request() && Instant::now() < settle {
-        thread::sleep(Duration::from_millis(20));
-    }
-    let stats = match result {
-        Ok(report) => report.stats,
-        Err(_) => stats(),
-    };
-    let spans = server.accepted_links();
-    let tree = tree(&spans);
-    print_counts("deadline cut", &stats, &tree);
+    settle(&server);
+    let stats = final_stats(result);
+    let (_, tree) = received(&server, "deadline cut", &stats);
     assert_eq!(
         sorted_names(&tree.roots),
         ["wide-root"],
