@@ -147,16 +147,12 @@ impl Observed {
         });
     }
 
-    /// Runs `f` with this observation current on the thread; a panic is recorded and resumed.
+    /// Runs `f` (this observation is current on the thread); a panic is recorded and resumed.
     #[inline]
     pub fn call<R>(&mut self, f: impl FnOnce() -> R) -> R {
-        // Opened on this thread's stack, it is current already.
-        let pushed = self.detached.take().map(|core| context::push(*core));
-        let result = catch_unwind(AssertUnwindSafe(f));
-        if let Some(token) = pushed {
-            self.detached = context::remove(token).map(Box::new);
-        }
-        match result {
+        // Opened on this thread's stack, it is current already (only an `async` body detaches
+        // it, and that one is polled through `Instrumented`).
+        match catch_unwind(AssertUnwindSafe(f)) {
             Ok(value) => value,
             Err(payload) => {
                 self.record_panic(&*payload);
