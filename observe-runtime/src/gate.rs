@@ -15,7 +15,7 @@ use crate::export::worker::WorkerHandle;
 use crate::export::{apply_mask, Counters, MemoryExporter};
 use crate::ids::{ObservationId, TraceId};
 use crate::mask::Mask;
-use crate::record::{Record, TraceOptions};
+use crate::record::{Record, TraceAttributes, TraceOptions};
 
 /// Is a client installed and running? The only thing the hot path reads when tracing is off.
 static ACTIVE: AtomicBool = AtomicBool::new(false);
@@ -66,6 +66,16 @@ pub(crate) enum Destination {
     Worker { queue: Queue, worker: WorkerHandle },
 }
 
+/// The trace a process was started in: traces that start in it are children of this span, and
+/// carry these attributes.
+pub(crate) struct ProcessParent {
+    pub(crate) trace_id: TraceId,
+    pub(crate) span_id: ObservationId,
+    pub(crate) sampled: bool,
+    /// From `BAGGAGE`, when it carried Langfuse entries.
+    pub(crate) attributes: Option<TraceAttributes>,
+}
+
 /// The running pipeline as the hot path sees it.
 pub(crate) struct Client {
     /// Traces whose sampling value is below this are kept (`None`: all are).
@@ -76,8 +86,11 @@ pub(crate) struct Client {
     pub(crate) mask: Option<Mask>,
     /// `LANGFUSE_*` settings handed to child processes by `TraceContext::apply_to`.
     pub(crate) child_environment: Vec<(&'static str, String)>,
-    /// The trace this process was started in (`TRACEPARENT`), for traces that start here.
-    pub(crate) process_parent: Option<(TraceId, ObservationId, bool)>,
+    /// The trace this process was started in (`TRACEPARENT`, `BAGGAGE`), for traces that start
+    /// here.
+    pub(crate) process_parent: Option<ProcessParent>,
+    /// Whether trace attributes travel in `BAGGAGE` / `baggage` (and are adopted from it).
+    pub(crate) propagate_attributes: bool,
     pub(crate) destination: Destination,
     pub(crate) counters: Arc<Counters>,
     pub(crate) stopped: AtomicBool,
@@ -90,13 +103,20 @@ impl Client {
     }
 
     /// How a trace that starts now is recorded: `upstream_sampled` is a remote parent's decision.
-    pub(crate) fn trace_options(&self, trace_id: TraceId, upstream: Option<bool>) -> TraceOptions {
+    /// `epoch` is the gate epoch read before this client was.
+    pub(crate) fn trace_options(
+        &self,
+        trace_id: TraceId,
+        upstream: Option<bool>,
+        epoch: u64,
+    ) -> TraceOptions {
         let sampled = upstream.unwrap_or_else(|| self.samples(trace_id));
         TraceOptions {
             sampled,
             recording: sampled,
             capture_io: self.capture_io,
             field_limit: self.field_limit,
+            epoch,
         }
     }
 
@@ -183,6 +203,11 @@ pub(crate) fn uninstall(client: &Arc<Client>) {
         CLIENT.store(None);
         EPOCH.fetch_add(1, Ordering::AcqRel);
     }
+}
+
+/// Whether trace attributes travel with contexts: the running client's choice, else yes.
+pub(crate) fn propagates_attributes() -> bool {
+    installed().is_none_or(|client| client.propagate_attributes)
 }
 
 /// The counters of the running client, or of the latest one after its shutdown.

@@ -42,6 +42,7 @@ mod clock;
 mod diagnostics;
 mod ids;
 mod mask;
+mod percent;
 // What an ended observation is:
 mod record;
 // Everything after the hand-over:
@@ -68,6 +69,7 @@ pub use export::{AuthCheck, AuthError, Exporter, MemoryExporter, Project, Stats}
 pub use ids::{IdParseError, ObservationId, TraceId};
 pub use lifecycle::{flush, FlushError, FlushGuard, ShutdownReport};
 pub use local::context::{ContextGuard, TraceContext, TraceparentError};
+pub use local::fanout::{bind, bind_each, task, thread};
 pub use local::future::{FutureExt, InContext};
 pub use local::handle::{current_observation, ObservationHandle};
 pub use local::span::{span, ActiveSpan, SpanBuilder};

@@ -144,6 +144,30 @@ impl Config {
         self
     }
 
+    /// The trace attributes (session, user, tags, ...) of the `traceparent`'s trace, as W3C
+    /// baggage (read from `BAGGAGE`, which [`crate::TraceContext::apply_to`] sets): traces that
+    /// start in this process carry them.
+    pub fn baggage(mut self, baggage: impl Into<String>) -> Self {
+        self.baggage = Some(baggage.into());
+        self
+    }
+
+    /// Whether trace attributes (session, user, trace name, version, tags, metadata) travel with
+    /// a trace to worker processes and services in W3C baggage, and are adopted from incoming
+    /// baggage; `LANGFUSE_PROPAGATE_ATTRIBUTES`, on by default.
+    ///
+    /// Turn it off when user or session ids must not leave the process in headers, or when
+    /// callers are not trusted to name the user: `apply_to` and `inject` then send only the
+    /// `traceparent`, and incoming baggage is ignored.
+    ///
+    /// ```
+    /// let config = observe_runtime::Config::default().propagate_attributes(false);
+    /// ```
+    pub fn propagate_attributes(mut self, propagate: bool) -> Self {
+        self.propagate_attributes = propagate;
+        self.overridden("LANGFUSE_PROPAGATE_ATTRIBUTES")
+    }
+
     /// Where finished spans go (default: Langfuse when keys are set, else the console).
     pub fn exporter(mut self, exporter: Exporter) -> Self {
         self.exporter = Some(exporter);

@@ -59,24 +59,6 @@ fn parse_seconds(value: &str) -> Option<Duration> {
         .then(|| Duration::from_secs_f64(seconds))
 }
 
-/// Percent-decodes one value of `OTEL_EXPORTER_OTLP_HEADERS`.
-fn percent_decode(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = text.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
 /// Parses `OTEL_EXPORTER_OTLP_HEADERS` (`key=value,key2=value2`, values percent-encoded).
 pub(crate) fn parse_otlp_headers(raw: &str) -> Result<Vec<(String, String)>, ConfigError> {
     const VARIABLE: &str = "OTEL_EXPORTER_OTLP_HEADERS";
@@ -119,7 +101,7 @@ pub(crate) fn parse_otlp_headers(raw: &str) -> Result<Vec<(String, String)>, Con
                 ),
             ));
         }
-        let Some(decoded) = percent_decode(value) else {
+        let Some(decoded) = crate::percent::decode(value) else {
             return Err(invalid(
                 VARIABLE,
                 &shown(pair),
@@ -157,6 +139,7 @@ fn read_from(get: &dyn Fn(&str) -> Option<String>) -> Config {
     });
     config.service_name = text("OTEL_SERVICE_NAME", &mut notes);
     config.traceparent = text("TRACEPARENT", &mut notes);
+    config.baggage = text("BAGGAGE", &mut notes);
     config.otlp_endpoint = text("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", &mut notes).or_else(|| {
         text("OTEL_EXPORTER_OTLP_ENDPOINT", &mut notes)
             .map(|base| format!("{}/v1/traces", base.trim_end_matches('/')))
@@ -204,6 +187,12 @@ fn read_from(get: &dyn Fn(&str) -> Option<String>) -> Config {
         parse_bool,
         "expected true or false",
         |v| config.capture_io = v
+    );
+    parsed!(
+        "LANGFUSE_PROPAGATE_ATTRIBUTES",
+        parse_bool,
+        "expected true or false",
+        |v| config.propagate_attributes = v
     );
     parsed!(
         "LANGFUSE_FLUSH_AT",

@@ -71,6 +71,10 @@ pub struct Config {
     pub(crate) mask: Option<Mask>,
     /// The trace this process runs in (`TRACEPARENT`), joined by traces that start here.
     pub(crate) traceparent: Option<String>,
+    /// The trace attributes of that trace (`BAGGAGE`).
+    pub(crate) baggage: Option<String>,
+    /// Whether trace attributes travel in `BAGGAGE` / `baggage` and are adopted from it.
+    pub(crate) propagate_attributes: bool,
     /// Values from the environment that could not be read: reported by `init` unless a builder
     /// method set the same setting.
     pub(crate) problems: Vec<(&'static str, ConfigError)>,
@@ -105,6 +109,8 @@ impl Default for Config {
             exporter: None,
             mask: None,
             traceparent: None,
+            baggage: None,
+            propagate_attributes: true,
             problems: Vec::new(),
             notes: Vec::new(),
         }
@@ -128,6 +134,7 @@ impl fmt::Debug for Config {
             .field("max_queue", &self.max_queue)
             .field("shutdown_timeout", &self.shutdown_timeout)
             .field("capture_io", &self.capture_io)
+            .field("propagate_attributes", &self.propagate_attributes)
             .field("max_field_bytes", &self.max_field_bytes)
             .field("service_name", &self.service_name)
             .field("otlp_endpoint", &self.otlp_endpoint)

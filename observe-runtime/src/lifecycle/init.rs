@@ -13,9 +13,10 @@ use crate::export::otlp::{Envelope, OtlpSink};
 use crate::export::transport::Transport;
 use crate::export::worker::{self, WorkerSettings};
 use crate::export::{queue, Counters, Sink};
-use crate::gate::{self, Client, Destination};
+use crate::gate::{self, Client, Destination, ProcessParent};
 use crate::local::buffer;
 use crate::local::context::TraceContext;
+use crate::record::baggage;
 
 fn child_environment(settings: &Settings) -> Vec<(&'static str, String)> {
     let mut vars = Vec::new();
@@ -38,12 +39,16 @@ fn child_environment(settings: &Settings) -> Vec<(&'static str, String)> {
         vars.push(("LANGFUSE_RELEASE", release.clone()));
     }
     vars.push(("LANGFUSE_SAMPLE_RATE", settings.sample_rate.to_string()));
+    if !settings.propagate_attributes {
+        vars.push(("LANGFUSE_PROPAGATE_ATTRIBUTES", "false".to_string()));
+    }
     vars
 }
 
 /// `Config::init`: validate, start the exporter, install the client.
 pub(crate) fn init(config: Config) -> Result<FlushGuard, ConfigError> {
     let traceparent = config.traceparent.clone();
+    let baggage = config.baggage.clone();
     let settings = config.validate()?;
     diagnostics::set_debug(settings.debug);
     for note in &settings.notes {
@@ -61,16 +66,28 @@ pub(crate) fn init(config: Config) -> Result<FlushGuard, ConfigError> {
         return Err(ConfigError::AlreadyInitialized);
     }
 
-    let process_parent =
-        traceparent.and_then(|value| match TraceContext::from_traceparent(&value) {
-            Ok(context) => context
-                .observation_id()
-                .map(|span| (context.trace_id(), span, context.is_sampled())),
-            Err(error) => {
+    let process_parent = traceparent.and_then(|value| {
+        let context = TraceContext::from_traceparent(&value)
+            .map_err(|error| {
                 diagnostics::warn("TRACEPARENT", format!("TRACEPARENT ignored: {error}"));
-                None
-            }
-        });
+            })
+            .ok()?;
+        let attributes = baggage
+            .filter(|_| settings.propagate_attributes)
+            .and_then(|text| {
+                let decoded = baggage::decode(&text);
+                for skipped in &decoded.skipped {
+                    diagnostics::warn("BAGGAGE", format!("BAGGAGE entry ignored: {skipped}"));
+                }
+                (!decoded.is_empty()).then_some(decoded.attributes)
+            });
+        Some(ProcessParent {
+            trace_id: context.trace_id(),
+            span_id: context.observation_id()?,
+            sampled: context.is_sampled(),
+            attributes,
+        })
+    });
     let counters = Arc::new(Counters::default());
     let child_environment = child_environment(&settings);
     let envelope = Envelope::new(
@@ -148,6 +165,7 @@ pub(crate) fn init(config: Config) -> Result<FlushGuard, ConfigError> {
         mask: settings.mask,
         child_environment,
         process_parent,
+        propagate_attributes: settings.propagate_attributes,
         destination,
         counters,
         stopped: AtomicBool::new(false),

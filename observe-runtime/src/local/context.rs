@@ -8,9 +8,13 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use super::origin::new_trace;
+use arc_swap::ArcSwap;
+
+use super::origin::{new_trace, rebound};
+use crate::diagnostics;
 use crate::gate;
 use crate::ids::{ObservationId, TraceId};
+use crate::record::baggage;
 use crate::record::{SpanData, TraceState};
 
 /// An open observation: the trace it belongs to, its id, and (when recorded) its data.
@@ -210,8 +214,11 @@ pub(crate) fn with_span_data(id: ObservationId, change: impl FnOnce(&mut SpanDat
 }
 
 /// A handle on a running trace and observation: `Clone + Send + Sync`, for carrying the trace to
-/// other threads, tasks ([`FutureExt::in_context`](crate::FutureExt::in_context)) and processes
-/// (`traceparent`).
+/// other threads, tasks ([`FutureExt::in_context`](crate::FutureExt::in_context)), processes
+/// ([`apply_to`](Self::apply_to)) and services (`traceparent` and `baggage` headers).
+///
+/// A context is bound to the running client when it is attached, not when it is made: one made
+/// before `init` (say [`from_env`](Self::from_env) at start-up) records once tracing runs.
 ///
 /// ```
 /// use observe_runtime::{span, TraceContext};
@@ -226,16 +233,19 @@ pub(crate) fn with_span_data(id: ObservationId, change: impl FnOnce(&mut SpanDat
 /// ```
 #[derive(Clone)]
 pub struct TraceContext {
-    trace: Arc<TraceState>,
+    /// The trace, shared by the clones of this context: binding it again to a new client
+    /// happens once for all of them.
+    trace: Arc<ArcSwap<TraceState>>,
     span_id: Option<ObservationId>,
 }
 
 impl fmt::Debug for TraceContext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let trace = self.trace.load();
         f.debug_struct("TraceContext")
-            .field("trace_id", &self.trace.trace_id)
+            .field("trace_id", &trace.trace_id)
             .field("observation_id", &self.span_id)
-            .field("sampled", &self.trace.options.sampled)
+            .field("sampled", &trace.options.sampled)
             .finish()
     }
 }
@@ -260,7 +270,40 @@ impl fmt::Display for TraceparentError {
 
 impl std::error::Error for TraceparentError {}
 
+impl TraceparentError {
+    pub(crate) fn new(value: &str, reason: impl Into<String>) -> Self {
+        TraceparentError {
+            value: value.chars().take(100).collect(),
+            reason: reason.into(),
+        }
+    }
+}
+
 impl TraceContext {
+    fn new(trace: Arc<TraceState>, span_id: Option<ObservationId>) -> TraceContext {
+        TraceContext {
+            trace: Arc::new(ArcSwap::new(trace)),
+            span_id,
+        }
+    }
+
+    /// The trace, bound to the client installed now.
+    fn bound(&self) -> Arc<TraceState> {
+        let trace = self.trace.load_full();
+        match rebound(&trace) {
+            None => trace,
+            Some(fresh) => {
+                // Another clone may have bound it meanwhile: theirs wins, so all share one.
+                let previous = self.trace.compare_and_swap(&trace, fresh.clone());
+                if Arc::ptr_eq(&previous, &trace) {
+                    fresh
+                } else {
+                    arc_swap::Guard::into_inner(previous)
+                }
+            }
+        }
+    }
+
     /// The trace and observation running on this thread, if any.
     pub fn current() -> Option<TraceContext> {
         STACK
@@ -272,10 +315,7 @@ impl TraceContext {
                 if let Some(data) = top.core.data.as_mut() {
                     data.shared = true;
                 }
-                Some(TraceContext {
-                    trace: top.core.trace.clone(),
-                    span_id: top.core.span_id,
-                })
+                Some(TraceContext::new(top.core.trace.clone(), top.core.span_id))
             })
             .ok()
             .flatten()
@@ -284,10 +324,7 @@ impl TraceContext {
     /// A context whose next observation starts (or joins) the given trace, for example an id
     /// taken from an incoming request (see [`TraceId::from_external`]).
     pub fn for_trace(trace_id: TraceId) -> TraceContext {
-        TraceContext {
-            trace: new_trace(trace_id, None, None),
-            span_id: None,
-        }
+        TraceContext::new(new_trace(trace_id, None, None), None)
     }
 
     /// The W3C `traceparent` of a remote caller: observations opened under it join that trace as
@@ -301,10 +338,7 @@ impl TraceContext {
     /// assert!(TraceContext::from_traceparent("00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01").is_err());
     /// ```
     pub fn from_traceparent(header: &str) -> Result<TraceContext, TraceparentError> {
-        let error = |reason: &str| TraceparentError {
-            value: header.chars().take(100).collect(),
-            reason: reason.to_string(),
-        };
+        let error = |reason: &str| TraceparentError::new(header, reason);
         let parts: Vec<&str> = header.trim().split('-').collect();
         if parts.len() < 4 {
             return Err(error(&format!(
@@ -344,10 +378,64 @@ impl TraceContext {
             .ok()
             .filter(|_| parts[3].len() == 2 && parts[3].bytes().all(|b| !b.is_ascii_uppercase()))
             .ok_or_else(|| error("the flags are not two lowercase hex characters"))?;
-        Ok(TraceContext {
-            trace: new_trace(trace_id, Some(parent), Some(flags & 1 == 1)),
-            span_id: Some(parent),
-        })
+        Ok(TraceContext::new(
+            new_trace(trace_id, Some(parent), Some(flags & 1 == 1)),
+            Some(parent),
+        ))
+    }
+
+    /// Adopts the trace attributes an incoming W3C `baggage` header carries in the keys of the
+    /// Langfuse SDKs (`langfuse_session_id`, `langfuse_user_id`, `langfuse_trace_name`,
+    /// `langfuse_version`, `langfuse_tags`, `langfuse_metadata_<key>`): every observation sent
+    /// under this context carries them. Other entries are ignored; a malformed entry is skipped
+    /// and reported once on stderr. Metadata values arrive as strings.
+    ///
+    /// ```
+    /// use observe_runtime::TraceContext;
+    /// let context = TraceContext::from_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+    ///     .unwrap()
+    ///     .with_baggage("langfuse_session_id=chat-42,langfuse_user_id=alice");
+    /// assert_eq!(context.to_baggage(), "langfuse_session_id=chat-42,langfuse_user_id=alice");
+    /// ```
+    pub fn with_baggage(self, baggage: &str) -> TraceContext {
+        let decoded = baggage::decode(baggage);
+        if let Some(first) = decoded.skipped.first() {
+            diagnostics::warn_once(
+                "baggage",
+                format!("a baggage entry was ignored: {first} (reported once)"),
+            );
+        }
+        if !decoded.is_empty() {
+            self.trace
+                .load()
+                .update(|a| baggage::adopt(a, &decoded.attributes));
+        }
+        self
+    }
+
+    /// The trace attributes that travel with this context (session, user, trace name, version,
+    /// tags, and the metadata keys that fit in 8192 bytes), as a W3C `baggage` header value in
+    /// the keys of the Langfuse SDKs; empty when there are none. This is the explicit call:
+    /// [`apply_to`](Self::apply_to) and `inject` send it only when
+    /// [`Config::propagate_attributes`](crate::Config::propagate_attributes) is on.
+    pub fn to_baggage(&self) -> String {
+        let encoded = baggage::encode(&self.trace.load().current_attributes());
+        if let Some(first) = encoded.left_out.first() {
+            diagnostics::warn_once(
+                "baggage-left-out",
+                format!(
+                    "{first} does not travel in baggage: metadata keys must be W3C tokens, and                      baggage holds 8192 bytes and 180 entries (reported once)"
+                ),
+            );
+        }
+        encoded.header
+    }
+
+    /// The baggage to send, unless propagation is off or there is nothing to carry.
+    pub(crate) fn baggage_to_send(&self) -> Option<String> {
+        gate::propagates_attributes()
+            .then(|| self.to_baggage())
+            .filter(|baggage| !baggage.is_empty())
     }
 
     /// The W3C `traceparent` header of this context (for outgoing requests).
@@ -355,11 +443,12 @@ impl TraceContext {
         // A context made by `for_trace` has no observation yet: the child's parent id is then a
         // fresh id that no observation has (the W3C format needs one).
         let span_id = self.span_id.unwrap_or_else(ObservationId::random);
+        let trace = self.bound();
         format!(
             "00-{}-{}-{}",
-            self.trace.trace_id,
+            trace.trace_id,
             span_id,
-            if self.trace.options.sampled {
+            if trace.options.sampled {
                 "01"
             } else {
                 "00"
@@ -367,12 +456,16 @@ impl TraceContext {
         )
     }
 
-    /// The context passed to this process in the `TRACEPARENT` environment variable, if any
-    /// (a malformed value is reported on stderr and ignored).
+    /// The context passed to this process in the `TRACEPARENT` environment variable, if any,
+    /// with the trace attributes of `BAGGAGE` (unless propagation is off); a malformed value is
+    /// reported on stderr and ignored.
     pub fn from_env() -> Option<TraceContext> {
         let value = std::env::var("TRACEPARENT").ok()?;
         match Self::from_traceparent(&value) {
-            Ok(context) => Some(context),
+            Ok(context) => Some(match std::env::var("BAGGAGE") {
+                Ok(baggage) if gate::propagates_attributes() => context.with_baggage(&baggage),
+                _ => context,
+            }),
             Err(error) => {
                 crate::diagnostics::warn_once(
                     "TRACEPARENT",
@@ -383,9 +476,12 @@ impl TraceContext {
         }
     }
 
-    /// Passes this context to a child process in `TRACEPARENT`, together with the `LANGFUSE_*`
-    /// settings of the running client that neither the command nor this process's environment
-    /// already sets, so that a worker process can report into the same trace.
+    /// Passes this context to a child process in `TRACEPARENT`, its trace attributes (session,
+    /// user, tags, ...) in `BAGGAGE` (see [`to_baggage`](Self::to_baggage); not when
+    /// [`Config::propagate_attributes`](crate::Config::propagate_attributes) is off), and the
+    /// `LANGFUSE_*` settings of the running client that neither the command nor this process's
+    /// environment already sets, so that a worker process reports into the same trace, under the
+    /// same session and user, with a plain `init()`.
     ///
     /// ```no_run
     /// # fn demo() -> std::io::Result<()> {
@@ -398,6 +494,9 @@ impl TraceContext {
     /// ```
     pub fn apply_to(&self, command: &mut std::process::Command) {
         command.env("TRACEPARENT", self.to_traceparent());
+        if let Some(baggage) = self.baggage_to_send() {
+            command.env("BAGGAGE", baggage);
+        }
         if let Some(client) = gate::installed() {
             let already: Vec<String> = command
                 .get_envs()
@@ -413,7 +512,7 @@ impl TraceContext {
 
     /// The trace id.
     pub fn trace_id(&self) -> TraceId {
-        self.trace.trace_id
+        self.trace.load().trace_id
     }
 
     /// The observation new observations will hang under, if any.
@@ -423,13 +522,13 @@ impl TraceContext {
 
     /// Whether the trace is sampled (recorded).
     pub fn is_sampled(&self) -> bool {
-        self.trace.options.sampled
+        self.bound().options.sampled
     }
 
     /// Makes this context current on this thread until the guard drops.
     pub fn attach(&self) -> ContextGuard {
         let token = push(SpanCore {
-            trace: self.trace.clone(),
+            trace: self.bound(),
             span_id: self.span_id,
             data: None,
         });

@@ -24,7 +24,24 @@ pub trait FutureExt: Future + Sized {
     fn in_context(self, context: TraceContext) -> InContext<Self> {
         InContext {
             future: Some(self),
-            context,
+            context: Some(context),
+        }
+    }
+
+    /// Runs this future in the context current here and now (the observation that creates it),
+    /// wherever it is polled; with nothing current, it runs as is.
+    ///
+    /// ```
+    /// use observe_runtime::FutureExt;
+    /// # async fn tool() {}
+    /// # async fn demo() {
+    /// tokio::spawn(tool().in_current_context());
+    /// # }
+    /// ```
+    fn in_current_context(self) -> InContext<Self> {
+        InContext {
+            future: Some(self),
+            context: TraceContext::current(),
         }
     }
 }
@@ -38,14 +55,14 @@ pin_project_lite::pin_project! {
     pub struct InContext<F> {
         #[pin]
         future: Option<F>,
-        context: TraceContext,
+        context: Option<TraceContext>,
     }
 
     impl<F> PinnedDrop for InContext<F> {
         fn drop(this: Pin<&mut Self>) {
             let mut this = this.project();
             if this.future.as_mut().as_pin_mut().is_some() {
-                let _attached = this.context.attach();
+                let _attached = this.context.as_ref().map(TraceContext::attach);
                 this.future.set(None);
             }
         }
@@ -59,7 +76,7 @@ impl<F: Future> Future for InContext<F> {
         let Some(future) = this.future.as_pin_mut() else {
             return Poll::Pending;
         };
-        let _attached = this.context.attach();
+        let _attached = this.context.as_ref().map(TraceContext::attach);
         future.poll(cx)
     }
 }

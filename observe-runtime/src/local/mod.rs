@@ -6,8 +6,11 @@
 
 pub(crate) mod buffer;
 pub(crate) mod context;
+pub(crate) mod fanout;
 pub(crate) mod future;
 pub(crate) mod handle;
+#[cfg(feature = "http")]
+mod http;
 pub(crate) mod observed;
 pub(crate) mod origin;
 pub(crate) mod span;

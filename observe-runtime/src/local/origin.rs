@@ -1,12 +1,29 @@
 //! Where a trace comes from when an observation starts one here: a new trace, or the process's
-//! parent (`TRACEPARENT`), with its sampling and capture decided from the installed client.
+//! parent (`TRACEPARENT`, with the attributes of `BAGGAGE`), with its sampling and capture decided
+//! from the installed client; and binding a trace again when the client has changed since.
 
 use std::sync::Arc;
 
 use crate::capture;
 use crate::gate;
 use crate::ids::{ObservationId, TraceId};
+use crate::record::baggage;
 use crate::record::{TraceOptions, TraceState};
+
+/// How a trace is recorded under the client installed now.
+fn options_now(trace_id: TraceId, upstream_sampled: Option<bool>) -> TraceOptions {
+    let epoch = gate::epoch();
+    match gate::installed() {
+        Some(client) => client.trace_options(trace_id, upstream_sampled, epoch),
+        None => TraceOptions {
+            sampled: upstream_sampled.unwrap_or(true),
+            recording: false,
+            capture_io: false,
+            field_limit: capture::DEFAULT_FIELD_LIMIT,
+            epoch,
+        },
+    }
+}
 
 /// A trace that starts (or continues) here: `upstream_sampled` is a remote parent's decision.
 pub(crate) fn new_trace(
@@ -14,27 +31,30 @@ pub(crate) fn new_trace(
     remote_parent: Option<ObservationId>,
     upstream_sampled: Option<bool>,
 ) -> Arc<TraceState> {
-    let options = match gate::installed() {
-        Some(client) => client.trace_options(trace_id, upstream_sampled),
-        None => TraceOptions {
-            sampled: upstream_sampled.unwrap_or(true),
-            recording: false,
-            capture_io: false,
-            field_limit: capture::DEFAULT_FIELD_LIMIT,
-        },
-    };
-    TraceState::new(trace_id, remote_parent, options)
+    let options = options_now(trace_id, upstream_sampled);
+    TraceState::new(trace_id, remote_parent, upstream_sampled, options)
+}
+
+/// `trace` bound to the client installed now, when it was bound under another one (or none):
+/// a context made before `init`, or under a client that has stopped since.
+pub(crate) fn rebound(trace: &TraceState) -> Option<Arc<TraceState>> {
+    (trace.options.epoch != gate::epoch())
+        .then(|| trace.rebound(options_now(trace.trace_id, trace.upstream_sampled)))
 }
 
 /// A new trace for an observation opened with nothing current: a child of the process's
-/// `TRACEPARENT` when there is one, else a fresh random trace.
+/// `TRACEPARENT` (with the attributes of its `BAGGAGE`) when there is one, else a fresh random
+/// trace.
 pub(crate) fn new_root_trace() -> (Arc<TraceState>, Option<ObservationId>) {
-    let parent = gate::installed().and_then(|c| c.process_parent);
-    match parent {
-        Some((trace_id, span_id, sampled)) => (
-            new_trace(trace_id, Some(span_id), Some(sampled)),
-            Some(span_id),
-        ),
-        None => (new_trace(TraceId::random(), None, None), None),
+    let Some(client) = gate::installed() else {
+        return (new_trace(TraceId::random(), None, None), None);
+    };
+    let Some(parent) = &client.process_parent else {
+        return (new_trace(TraceId::random(), None, None), None);
+    };
+    let trace = new_trace(parent.trace_id, Some(parent.span_id), Some(parent.sampled));
+    if let Some(attributes) = &parent.attributes {
+        trace.update(|a| baggage::adopt(a, attributes));
     }
+    (trace, Some(parent.span_id))
 }

@@ -2,6 +2,7 @@
 //! usage and cost, the trace attributes it shares with its trace, and the finished-span record in
 //! the form the hot path writes and the form exporters read. Imports only the leaves.
 
+pub(crate) mod baggage;
 mod kind;
 mod span;
 mod trace;

@@ -47,6 +47,9 @@ pub(crate) struct TraceOptions {
     pub(crate) recording: bool,
     pub(crate) capture_io: bool,
     pub(crate) field_limit: usize,
+    /// The gate epoch these options were decided under: when it has changed, a client was
+    /// installed or removed since, and the trace must be bound again before it records.
+    pub(crate) epoch: u64,
 }
 
 /// The state of one trace in this process.
@@ -55,6 +58,8 @@ pub(crate) struct TraceState {
     pub(crate) trace_id: TraceId,
     /// The parent span in another process (from a `traceparent`), if any.
     pub(crate) remote_parent: Option<ObservationId>,
+    /// The sampling decision of a remote parent, if any (kept for binding again).
+    pub(crate) upstream_sampled: Option<bool>,
     pub(crate) options: TraceOptions,
     /// 0 while nothing was set; else the number of versions, the newest being current.
     version: AtomicU32,
@@ -67,16 +72,34 @@ impl TraceState {
     pub(crate) fn new(
         trace_id: TraceId,
         remote_parent: Option<ObservationId>,
+        upstream_sampled: Option<bool>,
         options: TraceOptions,
     ) -> Arc<Self> {
         Arc::new(Self {
             trace_id,
             remote_parent,
+            upstream_sampled,
             options,
             version: AtomicU32::new(0),
             noted: AtomicBool::new(false),
             versions: Mutex::new(Vec::new()),
         })
+    }
+
+    /// The same trace with other options (bound to another client), starting from the current
+    /// attributes.
+    pub(crate) fn rebound(&self, options: TraceOptions) -> Arc<Self> {
+        let attributes = self.current_attributes();
+        let trace = Self::new(
+            self.trace_id,
+            self.remote_parent,
+            self.upstream_sampled,
+            options,
+        );
+        if *attributes != TraceAttributes::default() {
+            trace.update(|a| *a = TraceAttributes::clone(&attributes));
+        }
+        trace
     }
 
     pub(crate) fn is_recording(&self) -> bool {
@@ -114,7 +137,6 @@ impl TraceState {
     }
 
     /// The attributes now.
-    #[cfg(test)]
     pub(crate) fn current_attributes(&self) -> Arc<TraceAttributes> {
         self.attributes_at(self.version.load(Ordering::Acquire))
     }
@@ -150,8 +172,9 @@ mod tests {
             recording: true,
             capture_io: true,
             field_limit: 1000,
+            epoch: 0,
         };
-        TraceState::new(TraceId::from_seed("t"), None, options)
+        TraceState::new(TraceId::from_seed("t"), None, None, options)
     }
 
     #[test]

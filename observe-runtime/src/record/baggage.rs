@@ -1,0 +1,341 @@
+//! Trace attributes as W3C `baggage` (`key=value,key=value`, values percent-encoded), in the keys
+//! Langfuse's official SDKs use, so that a Python or JavaScript service and this one understand
+//! each other: `langfuse_session_id`, `langfuse_user_id`, `langfuse_trace_name`,
+//! `langfuse_version`, `langfuse_tags` and one `langfuse_metadata_<key>` per metadata key. Plain
+//! text in, plain text out: knows nothing of traces or threads.
+
+use super::trace::TraceAttributes;
+use crate::percent;
+
+/// The size every W3C implementation must propagate; more may be cut by any hop.
+pub(crate) const MAX_BAGGAGE_BYTES: usize = 8192;
+/// The number of entries every W3C implementation must propagate.
+pub(crate) const MAX_BAGGAGE_ENTRIES: usize = 180;
+/// Past this size an incoming header is read no further (a hostile peer cannot make us parse
+/// megabytes).
+const MAX_READ_BYTES: usize = 4 * MAX_BAGGAGE_BYTES;
+
+const PREFIX: &str = "langfuse_";
+const METADATA_PREFIX: &str = "langfuse_metadata_";
+
+/// The `baggage` text of some trace attributes.
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct Encoded {
+    /// The header value (empty when there is nothing to carry).
+    pub(crate) header: String,
+    /// Attributes that were left out: metadata keys that are not W3C tokens, or entries past
+    /// the 8192-byte or 180-entry bound.
+    pub(crate) left_out: Vec<String>,
+}
+
+/// A W3C `token` (RFC 7230 `tchar`s): what a baggage key must be.
+fn is_token(text: &str) -> bool {
+    !text.is_empty()
+        && text.bytes().all(|b| {
+            b.is_ascii_alphanumeric()
+                || matches!(
+                    b,
+                    b'!' | b'#'
+                        | b'$'
+                        | b'%'
+                        | b'&'
+                        | b'\''
+                        | b'*'
+                        | b'+'
+                        | b'-'
+                        | b'.'
+                        | b'^'
+                        | b'_'
+                        | b'`'
+                        | b'|'
+                        | b'~'
+                )
+        })
+}
+
+/// Encodes the attributes that travel with a trace: session, user, trace name, version, tags
+/// (as a JSON array) and the metadata keys that fit. Release and `public` stay with the process.
+pub(crate) fn encode(attributes: &TraceAttributes) -> Encoded {
+    let mut encoded = Encoded::default();
+    let mut entries = 0;
+    let mut add = |encoded: &mut Encoded, key: &str, value: &str| {
+        let start = encoded.header.len();
+        if start > 0 {
+            encoded.header.push(',');
+        }
+        encoded.header.push_str(key);
+        encoded.header.push('=');
+        percent::encode_into(value, &mut encoded.header);
+        if encoded.header.len() > MAX_BAGGAGE_BYTES || entries == MAX_BAGGAGE_ENTRIES {
+            encoded.header.truncate(start);
+            encoded.left_out.push(key.to_string());
+        } else {
+            entries += 1;
+        }
+    };
+    let fields = [
+        ("langfuse_session_id", &attributes.session_id),
+        ("langfuse_user_id", &attributes.user_id),
+        ("langfuse_trace_name", &attributes.name),
+        ("langfuse_version", &attributes.version),
+    ];
+    for (key, value) in fields {
+        if let Some(value) = value {
+            add(&mut encoded, key, value);
+        }
+    }
+    if !attributes.tags.is_empty() {
+        let tags = serde_json::to_string(&attributes.tags).unwrap_or_default();
+        add(&mut encoded, "langfuse_tags", &tags);
+    }
+    for (key, json) in &attributes.metadata {
+        let name = format!("{METADATA_PREFIX}{key}");
+        if !is_token(key) {
+            encoded.left_out.push(name);
+            continue;
+        }
+        // A string travels as itself (what the official SDKs send); anything else as JSON text.
+        match serde_json::from_str::<String>(json) {
+            Ok(text) => add(&mut encoded, &name, &text),
+            Err(_) => add(&mut encoded, &name, json),
+        }
+    }
+    encoded
+}
+
+/// What an incoming `baggage` header carried.
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct Decoded {
+    /// The Langfuse entries, as trace attributes (metadata values as JSON strings).
+    pub(crate) attributes: TraceAttributes,
+    /// Langfuse entries that were skipped, with the reason (a broken escape, an empty value).
+    pub(crate) skipped: Vec<String>,
+}
+
+impl Decoded {
+    /// Whether a Langfuse entry was found.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.attributes == TraceAttributes::default()
+    }
+}
+
+/// Tags as sent: a JSON array of strings (this SDK), a Python list's text (`['a', 'b']`), or a
+/// comma-separated list.
+fn decode_tags(text: &str) -> Vec<String> {
+    if let Ok(tags) = serde_json::from_str::<Vec<String>>(text) {
+        return tags;
+    }
+    let inner = text
+        .strip_prefix('[')
+        .and_then(|t| t.strip_suffix(']'))
+        .unwrap_or(text);
+    inner
+        .split(',')
+        .map(|tag| tag.trim().trim_matches(|c| c == '\'' || c == '"'))
+        .filter(|tag| !tag.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Reads the Langfuse entries of a `baggage` header; other entries (another vendor's) are
+/// ignored, and so is everything past 32 KB or 180 entries.
+pub(crate) fn decode(header: &str) -> Decoded {
+    let mut decoded = Decoded::default();
+    let mut read = 0;
+    for (index, entry) in header.split(',').enumerate() {
+        read += entry.len() + 1;
+        if read > MAX_READ_BYTES || index >= MAX_BAGGAGE_ENTRIES {
+            decoded
+                .skipped
+                .push("entries past 32 KB or 180 entries".to_string());
+            break;
+        }
+        // Properties (`;prop=value`) carry nothing for us.
+        let member = entry.split(';').next().unwrap_or_default();
+        let Some((key, value)) = member.split_once('=') else {
+            continue;
+        };
+        let key = key.trim();
+        if !key.starts_with(PREFIX) {
+            continue;
+        }
+        let Some(value) = percent::decode(value.trim()) else {
+            decoded
+                .skipped
+                .push(format!("{key}: the value is not valid percent-encoded UTF-8"));
+            continue;
+        };
+        if value.is_empty() {
+            decoded.skipped.push(format!("{key}: the value is empty"));
+            continue;
+        }
+        let attributes = &mut decoded.attributes;
+        match key {
+            "langfuse_session_id" => attributes.session_id = Some(value),
+            "langfuse_user_id" => attributes.user_id = Some(value),
+            "langfuse_trace_name" => attributes.name = Some(value),
+            "langfuse_version" => attributes.version = Some(value),
+            "langfuse_tags" => {
+                for tag in decode_tags(&value) {
+                    if !attributes.tags.contains(&tag) {
+                        attributes.tags.push(tag);
+                    }
+                }
+            }
+            _ => {
+                let Some(name) = key.strip_prefix(METADATA_PREFIX).filter(|k| !k.is_empty())
+                else {
+                    continue;
+                };
+                let json = serde_json::Value::String(value).to_string();
+                attributes.metadata.retain(|(k, _)| k != name);
+                attributes.metadata.push((name.to_string(), json));
+            }
+        }
+    }
+    decoded
+}
+
+/// Adds what `incoming` carries to `attributes`: its values win, tags and metadata keys are
+/// added.
+pub(crate) fn adopt(attributes: &mut TraceAttributes, incoming: &TraceAttributes) {
+    for (mine, theirs) in [
+        (&mut attributes.session_id, &incoming.session_id),
+        (&mut attributes.user_id, &incoming.user_id),
+        (&mut attributes.name, &incoming.name),
+        (&mut attributes.version, &incoming.version),
+    ] {
+        if theirs.is_some() {
+            mine.clone_from(theirs);
+        }
+    }
+    for tag in &incoming.tags {
+        if !attributes.tags.contains(tag) {
+            attributes.tags.push(tag.clone());
+        }
+    }
+    for (key, json) in &incoming.metadata {
+        attributes.metadata.retain(|(k, _)| k != key);
+        attributes.metadata.push((key.clone(), json.clone()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attributes() -> TraceAttributes {
+        TraceAttributes {
+            name: Some("chat turn".into()),
+            user_id: Some("user@example.com".into()),
+            session_id: Some("session 7, part 2".into()),
+            tags: vec!["prod".into(), "a,b".into()],
+            metadata: vec![
+                ("tenant".into(), "\"acme\"".into()),
+                ("attempt".into(), "3".into()),
+                ("bad key".into(), "\"x\"".into()),
+            ],
+            release: Some("1.2.3".into()),
+            version: Some("v2".into()),
+            public: Some(true),
+        }
+    }
+
+    #[test]
+    fn encodes_in_the_keys_of_the_official_sdks() {
+        let encoded = encode(&attributes());
+        assert_eq!(
+            encoded.header,
+            "langfuse_session_id=session%207%2C%20part%202,langfuse_user_id=user%40example.com,\
+             langfuse_trace_name=chat%20turn,langfuse_version=v2,\
+             langfuse_tags=%5B%22prod%22%2C%22a%2Cb%22%5D,langfuse_metadata_tenant=acme,\
+             langfuse_metadata_attempt=3"
+        );
+        assert_eq!(encoded.left_out, vec!["langfuse_metadata_bad key"]);
+    }
+
+    #[test]
+    fn round_trips_what_travels() {
+        let decoded = decode(&encode(&attributes()).header);
+        assert!(decoded.skipped.is_empty(), "{:?}", decoded.skipped);
+        let expected = TraceAttributes {
+            name: Some("chat turn".into()),
+            user_id: Some("user@example.com".into()),
+            session_id: Some("session 7, part 2".into()),
+            tags: vec!["prod".into(), "a,b".into()],
+            metadata: vec![
+                ("tenant".into(), "\"acme\"".into()),
+                ("attempt".into(), "\"3\"".into()),
+            ],
+            version: Some("v2".into()),
+            ..TraceAttributes::default()
+        };
+        assert_eq!(decoded.attributes, expected);
+    }
+
+    #[test]
+    fn reads_other_vendors_and_python_lists_and_skips_broken_entries() {
+        let decoded = decode(
+            " userId=alice , langfuse_user_id = bob ;prop=1,langfuse_session_id=%zz,\
+             langfuse_tags=%5B%27x%27%2C%20%27y%27%5D,langfuse_version=,novalue,langfuse_metadata_=1",
+        );
+        assert_eq!(decoded.attributes.user_id.as_deref(), Some("bob"));
+        assert_eq!(decoded.attributes.session_id, None);
+        assert_eq!(decoded.attributes.tags, vec!["x", "y"]);
+        assert_eq!(decoded.attributes.version, None);
+        assert!(decoded.attributes.metadata.is_empty());
+        assert_eq!(
+            decoded.skipped,
+            vec![
+                "langfuse_session_id: the value is not valid percent-encoded UTF-8",
+                "langfuse_version: the value is empty",
+            ]
+        );
+    }
+
+    #[test]
+    fn stays_within_the_w3c_bounds() {
+        let mut big = TraceAttributes {
+            session_id: Some("s".repeat(1000)),
+            ..TraceAttributes::default()
+        };
+        for i in 0..400 {
+            big.metadata.push((format!("k{i}"), "\"v\"".into()));
+        }
+        let encoded = encode(&big);
+        assert!(encoded.header.len() <= MAX_BAGGAGE_BYTES);
+        assert_eq!(encoded.header.split(',').count(), MAX_BAGGAGE_ENTRIES);
+        assert_eq!(encoded.left_out.len(), 401 - MAX_BAGGAGE_ENTRIES);
+        assert!(encoded.header.starts_with("langfuse_session_id=sss"));
+        let huge = TraceAttributes {
+            user_id: Some("u".into()),
+            session_id: Some("s".repeat(MAX_BAGGAGE_BYTES)),
+            ..TraceAttributes::default()
+        };
+        let encoded = encode(&huge);
+        assert_eq!(encoded.header, "langfuse_user_id=u");
+        assert_eq!(encoded.left_out, vec!["langfuse_session_id"]);
+
+        let hostile = "langfuse_user_id=u,".repeat(100_000);
+        let decoded = decode(&hostile);
+        assert_eq!(decoded.attributes.user_id.as_deref(), Some("u"));
+        assert_eq!(decoded.skipped, vec!["entries past 32 KB or 180 entries"]);
+    }
+
+    #[test]
+    fn adopting_adds_and_overrides() {
+        let mut mine = TraceAttributes {
+            user_id: Some("me".into()),
+            release: Some("r".into()),
+            tags: vec!["a".into()],
+            metadata: vec![("k".into(), "1".into())],
+            ..TraceAttributes::default()
+        };
+        let theirs = decode("langfuse_user_id=them,langfuse_tags=a%2Cb,langfuse_metadata_k=2");
+        adopt(&mut mine, &theirs.attributes);
+        assert_eq!(mine.user_id.as_deref(), Some("them"));
+        assert_eq!(mine.release.as_deref(), Some("r"));
+        assert_eq!(mine.tags, vec!["a", "b"]);
+        assert_eq!(mine.metadata, vec![("k".to_string(), "\"2\"".to_string())]);
+    }
+}
