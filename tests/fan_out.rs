@@ -125,7 +125,10 @@ fn rayon_items_land_under_their_parent() {
         .expect("a rayon pool");
     #[observe]
     fn score_all(items: Vec<u64>) -> (TraceId, ObservationId) {
-        let scores: Vec<u64> = items.par_iter().map(bind_each(|n: &u64| tool(*n))).collect();
+        let scores: Vec<u64> = items
+            .par_iter()
+            .map(bind_each(|n: &u64| tool(*n)))
+            .collect();
         assert_eq!(scores.len(), 200);
         here()
     }

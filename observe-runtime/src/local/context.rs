@@ -448,11 +448,7 @@ impl TraceContext {
             "00-{}-{}-{}",
             trace.trace_id,
             span_id,
-            if trace.options.sampled {
-                "01"
-            } else {
-                "00"
-            }
+            if trace.options.sampled { "01" } else { "00" }
         )
     }
 

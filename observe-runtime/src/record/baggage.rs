@@ -160,9 +160,9 @@ pub(crate) fn decode(header: &str) -> Decoded {
             continue;
         }
         let Some(value) = percent::decode(value.trim()) else {
-            decoded
-                .skipped
-                .push(format!("{key}: the value is not valid percent-encoded UTF-8"));
+            decoded.skipped.push(format!(
+                "{key}: the value is not valid percent-encoded UTF-8"
+            ));
             continue;
         };
         if value.is_empty() {
@@ -183,8 +183,7 @@ pub(crate) fn decode(header: &str) -> Decoded {
                 }
             }
             _ => {
-                let Some(name) = key.strip_prefix(METADATA_PREFIX).filter(|k| !k.is_empty())
-                else {
+                let Some(name) = key.strip_prefix(METADATA_PREFIX).filter(|k| !k.is_empty()) else {
                     continue;
                 };
                 let json = serde_json::Value::String(value).to_string();
