@@ -239,3 +239,57 @@ fn malformed_headers_are_refused_with_the_reason() {
         )
     );
 }
+
+fn child_env(command: &std::process::Command) -> Vec<(String, String)> {
+    let mut vars: Vec<(String, String)> = command
+        .get_envs()
+        .filter_map(|(k, v)| {
+            let k = k.to_string_lossy().into_owned();
+            let keep = k == "BAGGAGE" || k == "TRACEPARENT" || k == "LANGFUSE_PROPAGATE_ATTRIBUTES";
+            keep.then(|| {
+                (
+                    k,
+                    v.map(|v| v.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                )
+            })
+        })
+        .collect();
+    vars.sort();
+    vars
+}
+
+#[test]
+fn apply_to_passes_the_attributes_unless_propagation_is_off() {
+    let _serial = support::serial();
+    for propagate in [true, false] {
+        let (_memory, guard) = start(Config::default().propagate_attributes(propagate));
+        let root = span("dispatch").start();
+        current_trace().session_id("s 1").user_id("u");
+        let context = TraceContext::current().expect("a running trace");
+        let mut command = std::process::Command::new("worker");
+        context.apply_to(&mut command);
+        root.end();
+        guard.shutdown().expect("shutdown");
+
+        let traceparent = ("TRACEPARENT".to_string(), context.to_traceparent());
+        let expected = if propagate {
+            vec![
+                (
+                    "BAGGAGE".to_string(),
+                    "langfuse_session_id=s%201,langfuse_user_id=u".to_string(),
+                ),
+                traceparent,
+            ]
+        } else {
+            vec![
+                (
+                    "LANGFUSE_PROPAGATE_ATTRIBUTES".to_string(),
+                    "false".to_string(),
+                ),
+                traceparent,
+            ]
+        };
+        assert_eq!(child_env(&command), expected, "propagate = {propagate}");
+    }
+}
