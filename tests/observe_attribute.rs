@@ -476,6 +476,73 @@ fn a_future_dropped_before_it_completes_is_cancelled() {
     );
 }
 
+/// Runs an observed clean-up when dropped, as a connection or a stream guard would.
+struct CleanUp;
+
+impl Drop for CleanUp {
+    fn drop(&mut self) {
+        clean_up();
+    }
+}
+
+#[observe]
+fn clean_up() {}
+
+#[observe]
+async fn holds_a_resource() -> u32 {
+    let _resource = CleanUp;
+    slow(2).await
+}
+
+#[test]
+fn a_cancelled_future_drops_its_locals_inside_its_observation() {
+    // The locals of a cancelled `async fn` are dropped while its observation is still current,
+    // so what their destructors record lands under it, not beside it.
+    let (outcome, rendered) = traced_async("cancel-drop", async {
+        tokio::time::timeout(Duration::from_millis(20), holds_a_resource()).await
+    });
+    assert!(outcome.is_err(), "the timeout fired");
+    assert_eq!(
+        rendered,
+        tree(
+            r#"
+            |cancel-drop [Span]
+            |  holds_a_resource [Span] level=Warning status=cancelled
+            |    clean_up [Span]
+            |    slow [Span] in={"step":2} level=Warning status=cancelled
+            "#
+        )
+    );
+}
+
+#[test]
+fn a_cancelled_in_context_future_drops_inside_the_context() {
+    use observe_runtime::FutureExt;
+    let (outcome, rendered) = traced_async("cancel-in-context", async {
+        let context = observe_runtime::TraceContext::current().expect("the root");
+        let future = async {
+            let _resource = CleanUp;
+            tokio::time::sleep(Duration::from_secs(60)).await;
+        };
+        // Polled once on another task, then dropped there, away from the root's thread stack.
+        tokio::spawn(async move {
+            tokio::time::timeout(Duration::from_millis(20), future.in_context(context)).await
+        })
+        .await
+        .expect("the task")
+    });
+    assert!(outcome.is_err(), "the timeout fired");
+    assert_eq!(
+        rendered,
+        tree(
+            r#"
+            |cancel-in-context [Span]
+            |  clean_up [Span]
+            "#
+        )
+    );
+}
+
 #[test]
 fn capture_input_and_capture_output_can_be_turned_off() {
     let (_, rendered) = traced("capture-off", || {
