@@ -6,7 +6,13 @@ pub use crate::capture::{
     ViaSerialize, Wrap,
 };
 pub use crate::local::observed::{
-    instrument, run_observed, start, FnMeta, InputWriter, Instrumented, Observed, OutputWriter,
+    instrument, run_keeping, run_observed, start, FnMeta, InputWriter, Instrumented, Observed,
+    OutputWriter,
+};
+pub use crate::local::stream::{
+    observe_iter, observe_stream, ItemRecorder, ItemViaDebug, ItemViaPlaceholder, ItemViaResult,
+    ItemViaResultDebug, ItemViaResultSerialize, ItemViaSerialize, ItemWrap, ObservedIter,
+    ObservedStream,
 };
 pub use crate::record::ObservationType;
 

@@ -14,4 +14,5 @@ mod http;
 pub(crate) mod observed;
 pub(crate) mod origin;
 pub(crate) mod span;
+pub(crate) mod stream;
 pub(crate) mod trace;

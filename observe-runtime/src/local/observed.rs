@@ -75,7 +75,7 @@ impl Observed {
     }
 
     /// Runs `f` on the observation's data, if it is recorded.
-    fn with_data<R>(&mut self, f: impl FnOnce(&mut SpanData) -> R) -> Option<R> {
+    pub(crate) fn with_data<R>(&mut self, f: impl FnOnce(&mut SpanData) -> R) -> Option<R> {
         match &mut self.detached {
             Some(core) => core.data.as_mut().map(f),
             None if self.token != 0 => context::with_data_of(self.token, f),
@@ -88,6 +88,27 @@ impl Observed {
         if self.token != 0 {
             self.detached = context::remove(std::mem::take(&mut self.token)).map(Box::new);
         }
+    }
+
+    /// Makes a detached observation current on this thread until [`Self::leave`] with the
+    /// token returned (0: nothing was made current).
+    pub(crate) fn enter(&mut self) -> u64 {
+        match self.detached.take() {
+            Some(core) => context::push(*core),
+            None => 0,
+        }
+    }
+
+    /// Takes back what [`Self::enter`] made current.
+    pub(crate) fn leave(&mut self, token: u64) {
+        if token != 0 {
+            self.detached = context::remove(token).map(Box::new);
+        }
+    }
+
+    /// Whether the return value (or a stream's items) is captured.
+    pub(crate) fn captures_output(&self) -> bool {
+        self.capture_output
     }
 
     /// The size limit of one captured field in bytes.
@@ -139,7 +160,7 @@ impl Observed {
         });
     }
 
-    fn record_panic(&mut self, payload: &(dyn std::any::Any + Send)) {
+    pub(crate) fn record_panic(&mut self, payload: &(dyn std::any::Any + Send)) {
         let message = span::payload_text(payload);
         self.with_data(|data| {
             data.level = Level::Error;
@@ -269,6 +290,23 @@ pub fn run_observed<R>(
     };
     record(&result, &mut observed);
     result
+}
+
+/// Runs the body of an observed function whose result is a stream or iterator: the observation
+/// is not ended but handed back, detached, for the wrapper that ends it with the last item.
+#[inline(never)]
+pub fn run_keeping<R>(
+    observed: Option<Observed>,
+    body: impl FnOnce() -> R,
+) -> (R, Option<Observed>) {
+    match observed {
+        None => (body(), None),
+        Some(mut observed) => {
+            let result = observed.call(body);
+            observed.detach();
+            (result, Some(observed))
+        }
+    }
 }
 
 /// Runs `future` with the observation current during every poll; completes with the future's

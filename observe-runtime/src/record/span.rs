@@ -75,6 +75,9 @@ pub(crate) struct Details {
     pub(crate) completion_start_unix_nanos: Option<u64>,
     pub(crate) prompt: Option<PromptLink>,
     pub(crate) metadata: Vec<(String, String)>,
+    /// When the first item of a streamed result came (set by the stream wrapper; an explicit
+    /// `completion_start_unix_nanos` wins).
+    pub(crate) first_item: Option<Ticks>,
 }
 
 /// An observation being recorded, then finished: what the hot path writes.
@@ -185,7 +188,9 @@ impl Record {
             model_parameters: details.model_parameters,
             usage: details.usage,
             cost: details.cost,
-            completion_start_unix_nanos: details.completion_start_unix_nanos,
+            completion_start_unix_nanos: details
+                .completion_start_unix_nanos
+                .or_else(|| details.first_item.map(&unix_nanos)),
             prompt: details.prompt,
             metadata: details.metadata,
             trace: trace.attributes_at(data.attributes_version),
