@@ -1,6 +1,6 @@
 //! The gate: the installed-client slot that every new trace reads, `enabled()` (one relaxed atomic
 //! load, all the hot path pays when tracing is off), the sampling decision, and the hand-off of
-//! finished records to the client's destination. Installing and removing the client is the
+//! finished records and scores to the client's destination. Installing and removing the client is the
 //! lifecycle's business; this module only holds it.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -10,12 +10,14 @@ use std::time::Duration;
 use arc_swap::ArcSwapOption;
 
 use crate::clock::UnixClock;
+use crate::diagnostics;
 use crate::export::queue::Queue;
 use crate::export::worker::WorkerHandle;
-use crate::export::{apply_mask, Counters, MemoryExporter};
+use crate::export::{apply_mask, apply_score_mask, Counters, MemoryExporter};
 use crate::ids::{ObservationId, TraceId};
 use crate::mask::Mask;
-use crate::record::{Record, TraceAttributes, TraceOptions};
+use crate::record::score::ScoreProblem;
+use crate::record::{FinishedScore, Record, TraceAttributes, TraceOptions};
 
 /// Is a client installed and running? The only thing the hot path reads when tracing is off.
 static ACTIVE: AtomicBool = AtomicBool::new(false);
@@ -92,6 +94,10 @@ pub(crate) struct Client {
     /// Whether trace attributes travel in `BAGGAGE` / `baggage` (and are adopted from it).
     pub(crate) propagate_attributes: bool,
     pub(crate) destination: Destination,
+    /// The environment a score gets unless it names one (`LANGFUSE_TRACING_ENVIRONMENT`).
+    pub(crate) environment: Option<String>,
+    /// Whether the destination takes scores (not a generic OpenTelemetry collector).
+    pub(crate) takes_scores: bool,
     pub(crate) counters: Arc<Counters>,
     pub(crate) stopped: AtomicBool,
 }
@@ -156,6 +162,46 @@ impl Client {
             }
             Destination::Worker { queue, .. } => queue.push(records, dropped_full),
         }
+    }
+}
+
+impl Client {
+    /// Takes over a valid score from the user's thread: stored at once in memory, queued for
+    /// the exporter, or dropped and counted when the destination takes no scores.
+    pub(crate) fn accept_score(&self, mut score: FinishedScore) {
+        let counters = &self.counters;
+        match &self.destination {
+            Destination::Memory { memory, .. } => {
+                Counters::add(&counters.scores_created, 1);
+                Counters::add(&counters.scores_queued, 1);
+                if let Some(mask) = &self.mask {
+                    apply_score_mask(mask, &mut score);
+                }
+                memory.push_score(score);
+                Counters::add(&counters.scores_exported, 1);
+            }
+            Destination::Worker { .. } if !self.takes_scores => {
+                Counters::add(&counters.scores_created, 1);
+                Counters::add(&counters.scores_dropped_unsupported, 1);
+                diagnostics::warn_once(
+                    "scores-unsupported",
+                    "scores are not sent: the exporter sends to an OpenTelemetry collector \
+                     (OTEL_EXPORTER_OTLP_ENDPOINT), which has no scores API; set \
+                     LANGFUSE_PUBLIC_KEY and LANGFUSE_SECRET_KEY to send traces and scores to \
+                     Langfuse. Scores are dropped and counted in stats().scores_dropped_unsupported \
+                     (said once)",
+                );
+            }
+            Destination::Worker { queue, .. } => queue.push_score(score),
+        }
+    }
+
+    /// Counts a score that cannot be sent and says why (each kind of problem at most once a
+    /// minute).
+    pub(crate) fn refuse_score(&self, problem: &ScoreProblem) {
+        Counters::add(&self.counters.scores_created, 1);
+        Counters::add(&self.counters.scores_dropped_invalid, 1);
+        diagnostics::warn(problem.subject(), problem.to_string());
     }
 }
 

@@ -28,6 +28,10 @@
 //! }
 //! ```
 //!
+//! Scores (evaluations, user feedback) go to the same traces: [`score_current_trace`],
+//! [`score_current_observation`], [`score_trace`] for feedback that comes later, and [`Score`]
+//! for comments, metadata, sessions and dataset runs.
+//!
 //! With no keys set, traces are printed to stderr as trees. Traces go to Langfuse as OpenTelemetry
 //! spans over HTTP (OTLP), from one exporter thread that never blocks the program: a full queue
 //! drops and counts ([`stats`]), and shutdown is bounded by `LANGFUSE_SHUTDOWN_TIMEOUT` even with
@@ -72,10 +76,14 @@ pub use local::context::{ContextGuard, TraceContext, TraceparentError};
 pub use local::fanout::{bind, bind_each, task, thread};
 pub use local::future::{FutureExt, InContext};
 pub use local::handle::{current_observation, ObservationHandle};
+pub use local::score::{score_current_observation, score_current_trace, score_trace, Score};
 pub use local::span::{span, ActiveSpan, SpanBuilder};
 pub use local::trace::{current_trace, TraceHandle};
 pub use mask::Mask;
-pub use record::{Cost, FinishedSpan, Level, ObservationType, PromptLink, TraceAttributes, Usage};
+pub use record::{
+    Cost, FinishedScore, FinishedSpan, Level, ObservationType, PromptLink, ScoreValue,
+    TraceAttributes, Usage,
+};
 
 /// Reads the environment and starts tracing: the same as `Config::from_env().init()`.
 ///

@@ -16,7 +16,7 @@ pub mod server;
 
 pub use child::{child_mode, run_child, run_child_with, ChildOutput};
 pub use received::{by_name, hex, ReceivedSpan, SpanLink};
-pub use server::{Answer, FakeLangfuse, Fault, RecordedRequest};
+pub use server::{Answer, FakeLangfuse, Fault, RecordedRequest, ScoreApi};
 
 use std::sync::{mpsc, Mutex, MutexGuard};
 use std::thread;

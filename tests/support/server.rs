@@ -6,11 +6,18 @@
 //!   document, the required `x-langfuse-*` headers, `application/x-protobuf`, optional gzip, an
 //!   `ExportTraceServiceRequest` decoded with the official `opentelemetry-proto` messages, valid
 //!   ids; `200 {}` on success, `400 {"error": ...}` on a bad export.
+//! - `POST /api/public/scores`: Basic auth as above, a JSON body of at most 1 MiB, each score
+//!   checked as Langfuse does (name, value and data type, exactly one of `traceId`, `sessionId`,
+//!   `datasetRunId`, `observationId` only with `traceId`). It plays either server generation of
+//!   the wire document ([`ScoreApi`]): current Langfuse takes an array and answers 202, or 207
+//!   with one error per rejected score; Langfuse v4.16 takes one object, answers 200 `{"id"}`, and
+//!   refuses an array with a 400 whose validation issue says it expected an object.
 //! - `GET /api/public/projects` (Basic auth) and `GET /api/public/health`.
 //!
 //! Every request is recorded. Faults (a scripted answer, a delay, a dropped connection, a hang)
-//! apply to the traces route only: first the script, one fault per request in order, then the
-//! default fault if one is set. Every loop is bounded and the server stops when dropped.
+//! apply to the traces route, and separately to the scores route: first the route's script, one
+//! fault per request in order, then its default fault if one is set. Every loop is bounded and
+//! the server stops when dropped.
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
@@ -26,6 +33,7 @@ use prost::Message;
 use super::received::{flatten, links, ReceivedSpan, SpanLink};
 
 pub const TRACES_PATH: &str = "/api/public/otel/v1/traces";
+pub const SCORES_PATH: &str = "/api/public/scores";
 pub const PROJECTS_PATH: &str = "/api/public/projects";
 pub const HEALTH_PATH: &str = "/api/public/health";
 
@@ -36,6 +44,15 @@ pub const INVALID_AUTHORIZATION_HEADER_HOST: &str =
 pub const INVALID_CREDENTIALS: &str =
     "Invalid credentials. Confirm that you've configured the correct host.";
 pub const BEARER_DENIED: &str = "Access denied - insufficient permissions for this endpoint";
+
+/// The body Langfuse v4.16 answers (with 400) to an array of scores: its zod validation issue.
+pub const SINGLE_SCORE_EXPECTED: &str = r#"{"message":"Invalid request data","error":[{"code":"invalid_type","expected":"object","received":"array","path":[],"message":"Expected object, received array"}]}"#;
+/// The body current Langfuse answers (with 400) to a single score object.
+pub const SCORE_ARRAY_EXPECTED: &str = r#"{"message":"Invalid request data","error":[{"code":"invalid_type","expected":"array","received":"object","path":[],"message":"Expected array, received object"}]}"#;
+/// The largest scores body the server reads (Next.js' default body limit).
+pub const MAX_SCORES_BODY: usize = 1024 * 1024;
+/// What a scores body over [`MAX_SCORES_BODY`] gets, with 413.
+pub const SCORES_BODY_TOO_LARGE: &str = "Body exceeded 1mb limit";
 
 pub const PROJECT_ID: &str = "proj-test";
 pub const PROJECT_NAME: &str = "Test Project";
@@ -110,6 +127,15 @@ impl Fault {
     }
 }
 
+/// Which generation of Langfuse the scores route plays (the wire document, section 4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScoreApi {
+    /// Current Langfuse: an array of scores; 202, or 207 with per-score errors.
+    Batch,
+    /// Langfuse v4.16: one score object per request; 200 `{"id"}`.
+    Single,
+}
+
 /// What the server did with a recorded request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Answer {
@@ -141,6 +167,8 @@ pub struct RecordedRequest {
     /// The export, decoded with the official messages, if the body could be decoded (recorded
     /// even for requests that were then refused or faulted).
     pub decoded: Option<ExportTraceServiceRequest>,
+    /// The body parsed as JSON (scores requests), if it was JSON.
+    pub json: Option<serde_json::Value>,
     pub arrived: Instant,
     pub answer: Answer,
 }
@@ -161,6 +189,28 @@ impl RecordedRequest {
 
     pub fn is_traces(&self) -> bool {
         self.method == "POST" && self.path == TRACES_PATH
+    }
+
+    pub fn is_scores(&self) -> bool {
+        self.method == "POST" && self.path == SCORES_PATH
+    }
+
+    /// The scores the request carried (an array's items, or the one object), whatever the
+    /// answer.
+    pub fn scores(&self) -> Vec<serde_json::Value> {
+        match &self.json {
+            Some(serde_json::Value::Array(items)) => items.clone(),
+            Some(object @ serde_json::Value::Object(_)) => vec![object.clone()],
+            _ => Vec::new(),
+        }
+    }
+
+    /// The ids of the scores the request carried.
+    pub fn score_ids(&self) -> Vec<String> {
+        self.scores()
+            .iter()
+            .map(|score| score["id"].as_str().unwrap_or("").to_owned())
+            .collect()
     }
 
     /// The spans the request carried, whatever the answer.
@@ -193,11 +243,29 @@ struct Shared {
     connections: Mutex<Vec<JoinHandle<()>>>,
 }
 
-#[derive(Default)]
 struct State {
     requests: Vec<RecordedRequest>,
     script: VecDeque<Fault>,
     default_fault: Option<Fault>,
+    score_api: ScoreApi,
+    score_script: VecDeque<Fault>,
+    default_score_fault: Option<Fault>,
+    /// Every score accepted, in arrival order, as sent.
+    scores: Vec<serde_json::Value>,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        State {
+            requests: Vec::new(),
+            script: VecDeque::new(),
+            default_fault: None,
+            score_api: ScoreApi::Batch,
+            score_script: VecDeque::new(),
+            default_score_fault: None,
+            scores: Vec::new(),
+        }
+    }
 }
 
 impl FakeLangfuse {
@@ -256,6 +324,46 @@ impl FakeLangfuse {
     /// normally).
     pub fn set_default_fault(&self, fault: Option<Fault>) {
         self.shared.lock().default_fault = fault;
+    }
+
+    /// Plays current Langfuse ([`ScoreApi::Batch`], the default) or Langfuse v4.16
+    /// ([`ScoreApi::Single`]) on the scores route.
+    pub fn set_score_api(&self, api: ScoreApi) {
+        self.shared.lock().score_api = api;
+    }
+
+    /// Appends faults for the next scores requests, one per request, in order.
+    pub fn script_scores(&self, faults: impl IntoIterator<Item = Fault>) {
+        self.shared.lock().score_script.extend(faults);
+    }
+
+    /// The fault applied to every scores request once its script is used up.
+    pub fn set_default_score_fault(&self, fault: Option<Fault>) {
+        self.shared.lock().default_score_fault = fault;
+    }
+
+    /// The `POST /api/public/scores` requests so far, in arrival order.
+    pub fn score_requests(&self) -> Vec<RecordedRequest> {
+        self.shared
+            .lock()
+            .requests
+            .iter()
+            .filter(|request| request.is_scores())
+            .cloned()
+            .collect()
+    }
+
+    /// Every score accepted so far (as sent), in arrival order; a score sent twice is here twice.
+    pub fn accepted_scores(&self) -> Vec<serde_json::Value> {
+        self.shared.lock().scores.clone()
+    }
+
+    /// Waits until at least `count` scores were accepted or `timeout` passed; returns the
+    /// accepted scores either way.
+    pub fn wait_for_scores(&self, count: usize, timeout: Duration) -> Vec<serde_json::Value> {
+        self.wait_until(timeout, |state| state.scores.len() >= count)
+            .scores
+            .clone()
     }
 
     /// Every request so far, in arrival order.
@@ -516,6 +624,9 @@ impl Shared {
         request: &IncomingRequest,
         decoded: Option<ExportTraceServiceRequest>,
     ) -> usize {
+        let json = (request.path == SCORES_PATH)
+            .then(|| serde_json::from_slice(&request.body).ok())
+            .flatten();
         let mut state = self.lock();
         let index = state.requests.len();
         state.requests.push(RecordedRequest {
@@ -526,6 +637,7 @@ impl Shared {
             body_len: request.body.len(),
             body_is_gzip: request.body.starts_with(&[0x1f, 0x8b]),
             decoded,
+            json,
             arrived: Instant::now(),
             answer: Answer::Pending,
         });
@@ -548,6 +660,9 @@ impl Shared {
         if route == ("POST", TRACES_PATH) {
             return self.handle_traces(request, stream);
         }
+        if route == ("POST", SCORES_PATH) {
+            return self.handle_scores(request, stream);
+        }
         let index = self.record(request, None);
         let outcome = match route {
             ("GET", PROJECTS_PATH) => match self.check_auth(&request.headers) {
@@ -563,7 +678,7 @@ impl Shared {
                 200,
                 serde_json::json!({"status": "OK", "version": SERVER_VERSION}),
             ),
-            (_, TRACES_PATH | PROJECTS_PATH | HEALTH_PATH) => {
+            (_, TRACES_PATH | SCORES_PATH | PROJECTS_PATH | HEALTH_PATH) => {
                 Outcome::message(405, "Method not allowed")
             }
             _ => Outcome::message(404, "Not found"),
@@ -580,6 +695,27 @@ impl Shared {
             let scripted = state.script.pop_front();
             scripted.or_else(|| state.default_fault.clone())
         };
+        self.apply_fault(index, fault, stream, || self.answer_traces(request))
+    }
+
+    fn handle_scores(&self, request: &IncomingRequest, stream: &TcpStream) -> Outcome {
+        let index = self.record(request, None);
+        let fault = {
+            let mut state = self.lock();
+            let scripted = state.score_script.pop_front();
+            scripted.or_else(|| state.default_score_fault.clone())
+        };
+        self.apply_fault(index, fault, stream, || self.answer_scores(request))
+    }
+
+    /// Answers the recorded request `index` with `fault`, or normally with `answer`.
+    fn apply_fault(
+        &self,
+        index: usize,
+        fault: Option<Fault>,
+        stream: &TcpStream,
+        answer: impl FnOnce() -> Outcome,
+    ) -> Outcome {
         let outcome = match fault {
             Some(Fault::Respond {
                 status,
@@ -598,9 +734,9 @@ impl Shared {
                     self.set_answer(index, Answer::ClientGone);
                     return Outcome::Drop;
                 }
-                self.answer_traces(request)
+                answer()
             }
-            None => self.answer_traces(request),
+            None => answer(),
         };
         self.set_answer(index, answer_of(&outcome));
         outcome
@@ -622,6 +758,83 @@ impl Shared {
             return Outcome::error(400, &error);
         }
         Outcome::json(200, serde_json::json!({}))
+    }
+
+    /// What Langfuse answers to a scores request when nothing goes wrong on its side; accepted
+    /// scores are kept before the answer is written.
+    fn answer_scores(&self, request: &IncomingRequest) -> Outcome {
+        if let Err((status, message)) = self.check_auth(&request.headers) {
+            return Outcome::message(status, message);
+        }
+        if request.body.len() > MAX_SCORES_BODY {
+            return Outcome::message(413, SCORES_BODY_TOO_LARGE);
+        }
+        let media_type = header(&request.headers, "content-type")
+            .unwrap_or("")
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        if media_type != "application/json" {
+            return Outcome::message(400, "Invalid request data: expected application/json");
+        }
+        let Ok(body) = serde_json::from_slice::<serde_json::Value>(&request.body) else {
+            return Outcome::message(400, "Invalid JSON body");
+        };
+        let api = self.lock().score_api;
+        match (api, body) {
+            (ScoreApi::Batch, serde_json::Value::Array(items)) => {
+                let mut errors = Vec::new();
+                let mut accepted = Vec::new();
+                for (position, item) in items.into_iter().enumerate() {
+                    match check_score(&item) {
+                        Ok(()) => accepted.push(item),
+                        Err(message) => errors.push(serde_json::json!({
+                            "message": format!("Score at index {position}: {message}")
+                        })),
+                    }
+                }
+                let count = accepted.len();
+                self.lock().scores.extend(accepted);
+                if errors.is_empty() {
+                    Outcome::json(202, serde_json::json!({"message": "Accepted"}))
+                } else {
+                    Outcome::json(
+                        207,
+                        serde_json::json!({
+                            "accepted": count,
+                            "rejected": errors.len(),
+                            "errors": errors,
+                        }),
+                    )
+                }
+            }
+            (ScoreApi::Batch, _) => Outcome::Send {
+                status: 400,
+                headers: Vec::new(),
+                body: SCORE_ARRAY_EXPECTED.to_owned(),
+            },
+            (ScoreApi::Single, item @ serde_json::Value::Object(_)) => match check_score(&item) {
+                Ok(()) => {
+                    let id = item["id"].as_str().unwrap_or("server-chosen-id").to_owned();
+                    self.lock().scores.push(item);
+                    Outcome::json(200, serde_json::json!({ "id": id }))
+                }
+                Err(message) => Outcome::json(
+                    400,
+                    serde_json::json!({
+                        "message": "Invalid request data",
+                        "error": [{"code": "custom", "path": [], "message": message}],
+                    }),
+                ),
+            },
+            (ScoreApi::Single, _) => Outcome::Send {
+                status: 400,
+                headers: Vec::new(),
+                body: SINGLE_SCORE_EXPECTED.to_owned(),
+            },
+        }
     }
 
     /// The auth answers of the wire document, in the server's order.
@@ -685,6 +898,76 @@ impl Shared {
             None => Err("Missing header x-langfuse-public-key".into()),
         }
     }
+}
+
+/// The checks Langfuse makes on one score object (the wire document, section 4).
+fn check_score(score: &serde_json::Value) -> Result<(), String> {
+    let Some(object) = score.as_object() else {
+        return Err("Expected object".into());
+    };
+    let text = |key: &str| object.get(key).and_then(|value| value.as_str());
+    match text("name") {
+        Some(name) if !name.is_empty() => {}
+        _ => return Err("name: Required, a non-empty string".into()),
+    }
+    let value = object.get("value").ok_or("value: Required")?;
+    let data_type = text("dataType").unwrap_or(if value.is_string() {
+        "CATEGORICAL"
+    } else {
+        "NUMERIC"
+    });
+    match data_type {
+        "NUMERIC" if value.is_number() => {}
+        "BOOLEAN" if value.as_f64() == Some(0.0) || value.as_f64() == Some(1.0) => {}
+        "CATEGORICAL" if value.is_string() => {}
+        "NUMERIC" | "BOOLEAN" | "CATEGORICAL" => {
+            return Err(format!("value {value} does not fit data type {data_type}"))
+        }
+        other => return Err(format!("dataType: invalid value {other:?}")),
+    }
+    for key in [
+        "id",
+        "traceId",
+        "observationId",
+        "sessionId",
+        "datasetRunId",
+        "comment",
+    ] {
+        if let Some(value) = object.get(key) {
+            if value.as_str().is_none_or(str::is_empty) {
+                return Err(format!("{key}: Expected a non-empty string"));
+            }
+        }
+    }
+    let targets = ["traceId", "sessionId", "datasetRunId"]
+        .iter()
+        .filter(|key| object.contains_key(**key))
+        .count();
+    if targets != 1 {
+        return Err("Exactly one of traceId, sessionId or datasetRunId must be provided".into());
+    }
+    if object.contains_key("observationId") && !object.contains_key("traceId") {
+        return Err("observationId requires traceId".into());
+    }
+    if let Some(metadata) = object.get("metadata") {
+        if !metadata.is_object() {
+            return Err("metadata: Expected object".into());
+        }
+    }
+    if let Some(environment) = object.get("environment") {
+        let valid = environment.as_str().is_some_and(|name| {
+            !name.is_empty()
+                && name.len() <= 40
+                && !name.starts_with("langfuse")
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        });
+        if !valid {
+            return Err(format!("environment: invalid value {environment}"));
+        }
+    }
+    Ok(())
 }
 
 fn answer_of(outcome: &Outcome) -> Answer {

@@ -9,6 +9,7 @@ use super::{Config, ConfigError, Mask, DEFAULT_BASE_URL, DEFAULT_MAX_QUEUE, MAX_
 use crate::diagnostics;
 use crate::export::target::{is_loopback, mask_secret, LangfuseKeys, Target};
 use crate::export::Exporter;
+use crate::record::valid_environment;
 
 impl Config {
     /// Validation: the settings the client runs with, or every problem found.
@@ -209,16 +210,6 @@ pub(super) fn max_queue_expected() -> String {
     format!(
         "expected a whole number of spans from 1 to {MAX_QUEUE_LIMIT}, such as {DEFAULT_MAX_QUEUE}"
     )
-}
-
-/// Langfuse stores an environment that breaks this rule as `default`, silently.
-pub(crate) fn valid_environment(value: &str) -> bool {
-    !value.is_empty()
-        && value.len() <= 40
-        && !value.starts_with("langfuse")
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
 fn check_url(variable: &'static str, url: &str) -> Result<String, ConfigError> {

@@ -1,14 +1,14 @@
 //! The console sink: prints each finished trace as an indented tree on stderr, once its local root
-//! has ended (leftovers at flush and shutdown).
+//! has ended (leftovers at flush and shutdown), and each score as one line.
 
 use std::collections::HashMap;
 use std::io::Write;
 
-use super::sink::{Failure, Sink};
+use super::sink::{Failure, ScoresSent, Sink};
 use super::waiter::Waiter;
 use crate::ids::{ObservationId, TraceId};
-use crate::record::FinishedSpan;
 use crate::record::Level;
+use crate::record::{FinishedScore, FinishedSpan};
 
 /// Spans kept while waiting for their root; beyond it the oldest traces are printed early.
 const MAX_PENDING_SPANS: usize = 10_000;
@@ -115,7 +115,48 @@ pub(crate) fn render_tree(trace_id: TraceId, spans: &[FinishedSpan]) -> String {
     out
 }
 
+/// One score as one line: name, value, data type, what it belongs to, and its comment.
+pub(crate) fn score_line(score: &FinishedScore) -> String {
+    let mut text = format!(
+        "score {:?} = {} [{}]",
+        score.name,
+        score.value,
+        score.value.data_type()
+    );
+    match (score.trace_id, score.observation_id) {
+        (Some(trace_id), Some(observation_id)) => text.push_str(&format!(
+            " on observation {observation_id} of trace {trace_id}"
+        )),
+        (Some(trace_id), None) => text.push_str(&format!(" on trace {trace_id}")),
+        _ => {}
+    }
+    if let Some(session_id) = &score.session_id {
+        text.push_str(&format!(" on session {session_id:?}"));
+    }
+    if let Some(run_id) = &score.dataset_run_id {
+        text.push_str(&format!(" on dataset run {run_id:?}"));
+    }
+    if let Some(comment) = &score.comment {
+        text.push_str(&format!(" comment={:?}", preview(comment)));
+    }
+    text
+}
+
 impl Sink for ConsoleSink {
+    fn export_scores(&mut self, batch: Vec<FinishedScore>, _: &mut Waiter) -> ScoresSent {
+        let mut err = std::io::stderr().lock();
+        if let Some(header) = self.header.take() {
+            let _ = writeln!(err, "[langfuse] note: {header}");
+        }
+        for score in &batch {
+            let _ = writeln!(err, "{}", score_line(score));
+        }
+        ScoresSent {
+            exported: batch.len(),
+            ..ScoresSent::default()
+        }
+    }
+
     fn export(&mut self, batch: Vec<FinishedSpan>, _: &mut Waiter) -> Result<(), Failure> {
         let mut finished = Vec::new();
         for span in batch {

@@ -1,11 +1,11 @@
-//! The in-memory exporter: finished spans kept in a list that users' tests read.
+//! The in-memory exporter: finished spans and scores kept in lists that users' tests read.
 
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use crate::ids::TraceId;
-use crate::record::FinishedSpan;
+use crate::record::{FinishedScore, FinishedSpan};
 
-/// Keeps finished spans in memory, for tests. Reading it first takes over what every thread has
+/// Keeps finished spans and scores in memory, for tests. Reading it first takes over what every thread has
 /// finished and still holds, so spans can be read right after the observed code returns.
 ///
 /// ```
@@ -19,6 +19,7 @@ use crate::record::FinishedSpan;
 #[derive(Clone, Default)]
 pub struct MemoryExporter {
     spans: Arc<Mutex<Vec<FinishedSpan>>>,
+    scores: Arc<Mutex<Vec<FinishedScore>>>,
     /// Hands over what threads hold (set by `init`, which knows the threads' buffers).
     collect: Arc<OnceLock<fn()>>,
 }
@@ -27,6 +28,7 @@ impl std::fmt::Debug for MemoryExporter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MemoryExporter")
             .field("spans", &self.lock().len())
+            .field("scores", &self.lock_scores().len())
             .finish()
     }
 }
@@ -42,6 +44,17 @@ impl MemoryExporter {
             Ok(spans) => spans,
             Err(poisoned) => poisoned.into_inner(),
         }
+    }
+
+    fn lock_scores(&self) -> MutexGuard<'_, Vec<FinishedScore>> {
+        match self.scores.lock() {
+            Ok(scores) => scores,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    pub(crate) fn push_score(&self, score: FinishedScore) {
+        self.lock_scores().push(score);
     }
 
     pub(crate) fn push_all(&self, spans: impl IntoIterator<Item = FinishedSpan>) {
@@ -74,8 +87,29 @@ impl MemoryExporter {
             .collect()
     }
 
-    /// Forgets every span kept so far.
+    /// The scores sent so far, in the order they were sent.
+    ///
+    /// ```
+    /// use observe_runtime::{span, Config, Exporter, MemoryExporter, ScoreValue};
+    /// let memory = MemoryExporter::new();
+    /// let guard = Config::default().exporter(Exporter::Memory(memory.clone())).init().unwrap();
+    /// let root = span("answer").start();
+    /// observe_runtime::score_current_trace("helpful", true);
+    /// let trace_id = observe_runtime::current_trace_id();
+    /// root.end();
+    /// let scores = memory.scores();
+    /// assert_eq!(scores[0].name, "helpful");
+    /// assert_eq!(scores[0].value, ScoreValue::Boolean(true));
+    /// assert_eq!(scores[0].trace_id, trace_id);
+    /// guard.shutdown().unwrap();
+    /// ```
+    pub fn scores(&self) -> Vec<FinishedScore> {
+        self.lock_scores().clone()
+    }
+
+    /// Forgets every span and score kept so far.
     pub fn clear(&self) {
         self.collected().clear();
+        self.lock_scores().clear();
     }
 }

@@ -1,12 +1,13 @@
-//! Everything after a span is handed over: the queue and the exporter thread, OTLP encoding, HTTP
-//! transport, and the console and in-memory sinks. Knows nothing about thread-locals or the
-//! attribute; imports only the record layer and the leaves.
+//! Everything after a span or a score is handed over: the queue and the exporter thread, OTLP
+//! encoding, HTTP transport, the scores route, and the console and in-memory sinks. Knows nothing
+//! about thread-locals or the attribute; imports only the record layer and the leaves.
 
 pub(crate) mod auth;
 pub(crate) mod console;
 pub(crate) mod memory;
 pub(crate) mod otlp;
 pub(crate) mod queue;
+pub(crate) mod scores;
 pub(crate) mod sink;
 pub(crate) mod stats;
 pub(crate) mod target;
@@ -19,7 +20,7 @@ pub use memory::MemoryExporter;
 pub(crate) use sink::Sink;
 pub(crate) use stats::Counters;
 pub use stats::Stats;
-pub(crate) use worker::apply_mask;
+pub(crate) use worker::{apply_mask, apply_score_mask};
 
 /// Where finished spans go.
 #[derive(Debug, Clone)]

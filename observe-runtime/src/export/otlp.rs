@@ -557,9 +557,11 @@ fn gzip(body: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
 }
 
 use super::auth::{AuthCheck, AuthError};
-use super::sink::{Failure, Sink};
+use super::scores;
+use super::sink::{Failure, ScoresSent, Sink};
 use super::transport::{Delivery, Transport};
 use super::waiter::Waiter;
+use crate::record::FinishedScore;
 
 /// The OTLP/HTTP sink: encode, gzip, post.
 pub(crate) struct OtlpSink {
@@ -591,6 +593,16 @@ impl Sink for OtlpSink {
             Err(Delivery::Lost(reason)) => Err(Failure::Lost(reason)),
             Err(Delivery::Deadline(reason)) => Err(Failure::Deadline(reason, batch)),
         }
+    }
+
+    fn export_scores(&mut self, batch: Vec<FinishedScore>, waiter: &mut Waiter) -> ScoresSent {
+        if !self.transport.takes_scores() {
+            return ScoresSent {
+                unsupported: batch.len(),
+                ..ScoresSent::default()
+            };
+        }
+        scores::deliver(&mut self.transport, batch, waiter)
     }
 
     fn auth_check(&mut self, waiter: &mut Waiter) -> Result<AuthCheck, AuthError> {

@@ -8,6 +8,10 @@
 //! Handing a chunk over wakes the exporter thread only when a batch's worth (`flush_at`) is
 //! waiting: the thread otherwise sleeps until its timer, and the user's threads make no system
 //! call.
+//!
+//! Scores travel beside the spans in a channel of their own, one message per score, bounded the
+//! same way: at most `max_queue` scores wait, beyond it a score is dropped and counted (one
+//! warning), and `flush_at` waiting scores wake the exporter.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -16,7 +20,7 @@ use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
 
 use super::stats::Counters;
 use crate::diagnostics;
-use crate::record::Record;
+use crate::record::{FinishedScore, Record};
 
 /// The senders' side, held by the client.
 pub(crate) struct Queue {
@@ -31,6 +35,10 @@ pub(crate) struct Queue {
     /// Set at the first drop for a full queue: the warning is said once, and later drops cost only
     /// a counter.
     full_warned: AtomicBool,
+    scores: Sender<FinishedScore>,
+    /// Scores handed over and not yet delivered or dropped.
+    scores_pending: Arc<AtomicUsize>,
+    scores_full_warned: AtomicBool,
 }
 
 /// The exporter thread's side.
@@ -38,12 +46,19 @@ pub(crate) struct QueueReceiver {
     pub(crate) receiver: Receiver<Vec<Record>>,
     pub(crate) wake: Receiver<()>,
     pending: Arc<AtomicUsize>,
+    pub(crate) scores: Receiver<FinishedScore>,
+    scores_pending: Arc<AtomicUsize>,
 }
 
 impl QueueReceiver {
     /// `count` spans left the pipeline (delivered or dropped).
     pub(crate) fn done(&self, count: usize) {
         self.pending.fetch_sub(count, Ordering::Relaxed);
+    }
+
+    /// `count` scores left the pipeline (delivered or dropped).
+    pub(crate) fn scores_done(&self, count: usize) {
+        self.scores_pending.fetch_sub(count, Ordering::Relaxed);
     }
 }
 
@@ -52,6 +67,8 @@ pub(crate) fn queue(max: usize, wake_at: usize, counters: Arc<Counters>) -> (Que
     let (sender, receiver) = unbounded();
     let (wake, woken) = bounded(1);
     let pending = Arc::new(AtomicUsize::new(0));
+    let (scores, scores_receiver) = unbounded();
+    let scores_pending = Arc::new(AtomicUsize::new(0));
     (
         Queue {
             sender,
@@ -61,11 +78,16 @@ pub(crate) fn queue(max: usize, wake_at: usize, counters: Arc<Counters>) -> (Que
             wake_at: wake_at.max(1),
             counters,
             full_warned: AtomicBool::new(false),
+            scores,
+            scores_pending: scores_pending.clone(),
+            scores_full_warned: AtomicBool::new(false),
         },
         QueueReceiver {
             receiver,
             wake: woken,
             pending,
+            scores: scores_receiver,
+            scores_pending,
         },
     )
 }
@@ -114,6 +136,40 @@ impl Queue {
             Err(_) => {
                 self.pending.fetch_sub(count, Ordering::Relaxed);
                 Counters::add(&self.counters.spans_dropped_after_shutdown, count as u64);
+            }
+        }
+    }
+
+    /// Hands one valid score to the exporter, or drops and counts it when `max_queue` scores wait.
+    pub(crate) fn push_score(&self, score: FinishedScore) {
+        Counters::add(&self.counters.scores_created, 1);
+        let waiting = self.scores_pending.fetch_add(1, Ordering::Relaxed) + 1;
+        if waiting > self.max {
+            self.scores_pending.fetch_sub(1, Ordering::Relaxed);
+            Counters::add(&self.counters.scores_dropped_queue_full, 1);
+            if !self.scores_full_warned.swap(true, Ordering::Relaxed) {
+                diagnostics::warn_once(
+                    "score-queue-full",
+                    format!(
+                        "the score queue is full ({} scores): new scores are dropped and counted \
+                         until the exporter catches up; the backend may be slow or down (see \
+                         observe_runtime::stats()), or raise LANGFUSE_MAX_QUEUE",
+                        self.max
+                    ),
+                );
+            }
+            return;
+        }
+        match self.scores.send(score) {
+            Ok(()) => {
+                Counters::add(&self.counters.scores_queued, 1);
+                if waiting >= self.wake_at {
+                    let _ = self.wake.try_send(());
+                }
+            }
+            Err(_) => {
+                self.scores_pending.fetch_sub(1, Ordering::Relaxed);
+                Counters::add(&self.counters.scores_dropped_after_shutdown, 1);
             }
         }
     }

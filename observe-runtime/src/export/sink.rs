@@ -1,8 +1,9 @@
-//! What a destination of batches is ([`Sink`]) and how a delivery can fail ([`Failure`]).
+//! What a destination of batches is ([`Sink`]), how a delivery of spans can fail ([`Failure`]),
+//! and what became of a batch of scores ([`ScoresSent`]).
 
 use super::auth::{AuthCheck, AuthError};
 use super::waiter::Waiter;
-use crate::record::FinishedSpan;
+use crate::record::{FinishedScore, FinishedSpan};
 
 /// Why a batch was not delivered.
 pub(crate) enum Failure {
@@ -12,10 +13,35 @@ pub(crate) enum Failure {
     Deadline(String, Vec<FinishedSpan>),
 }
 
+/// What became of a batch of scores: every score is in exactly one of these.
+#[derive(Default)]
+pub(crate) struct ScoresSent {
+    /// Accepted by the server (or printed).
+    pub(crate) exported: usize,
+    /// Rejected one by one by the server (reported by the sink); not retried.
+    pub(crate) rejected: usize,
+    /// Lost with their request (refused, or retries exhausted).
+    pub(crate) failed: usize,
+    /// Not sent: this destination takes no scores.
+    pub(crate) unsupported: usize,
+    /// Not sent because a flush or shutdown deadline came first; handed back, oldest first.
+    pub(crate) unsent: Vec<FinishedScore>,
+    /// Why some were not delivered, as the flush reports it.
+    pub(crate) error: Option<String>,
+}
+
 /// A destination the exporter thread sends batches to.
 pub(crate) trait Sink: Send {
     /// Delivers one batch, retrying as it sees fit within the waiter's deadline.
     fn export(&mut self, batch: Vec<FinishedSpan>, waiter: &mut Waiter) -> Result<(), Failure>;
+
+    /// Delivers a batch of scores, retrying as it sees fit within the waiter's deadline.
+    fn export_scores(&mut self, batch: Vec<FinishedScore>, _waiter: &mut Waiter) -> ScoresSent {
+        ScoresSent {
+            unsupported: batch.len(),
+            ..ScoresSent::default()
+        }
+    }
 
     /// Asks the server whether the keys are valid.
     fn auth_check(&mut self, _waiter: &mut Waiter) -> Result<AuthCheck, AuthError> {

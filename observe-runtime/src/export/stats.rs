@@ -5,7 +5,9 @@ use std::sync::Mutex;
 
 /// What the pipeline has done so far. Once every thread has handed over what it holds (after a
 /// flush or a shutdown), every span is accounted for:
-/// `spans_created == spans_exported + spans_dropped()` plus what a failed flush kept for later.
+/// `spans_created == spans_exported + spans_dropped()` plus what a failed flush kept for later,
+/// and every score likewise: `scores_created == scores_exported + scores_dropped()` plus what a
+/// failed flush kept for later. The request counters cover span and score requests alike.
 ///
 /// ```
 /// use observe_runtime::{span, Config, Exporter, MemoryExporter};
@@ -33,6 +35,31 @@ pub struct Stats {
     pub spans_dropped_shutdown_deadline: u64,
     /// Spans that ended after shutdown and were not sent.
     pub spans_dropped_after_shutdown: u64,
+    /// Scores sent on a recorded target (scores of sampled-out traces are not counted), valid or
+    /// not.
+    pub scores_created: u64,
+    /// Scores accepted into the queue (or the in-memory exporter).
+    pub scores_queued: u64,
+    /// Scores delivered (the server accepted them, or the console printed them).
+    pub scores_exported: u64,
+    /// Scores refused before sending: an empty name, a number that is not finite, nothing or more
+    /// than one thing to belong to, an empty id, a bad environment (each kind said in a warning
+    /// at most once a minute).
+    pub scores_dropped_invalid: u64,
+    /// Scores dropped because the score queue held `LANGFUSE_MAX_QUEUE` scores already.
+    pub scores_dropped_queue_full: u64,
+    /// Scores the server rejected one by one (in a 207 answer, or a 400 to a single score); not
+    /// retried.
+    pub scores_dropped_rejected: u64,
+    /// Scores dropped because their request failed for good (after retries, or refused).
+    pub scores_dropped_export_failed: u64,
+    /// Scores the shutdown deadline left undelivered.
+    pub scores_dropped_shutdown_deadline: u64,
+    /// Scores still in the exporter's queue when it stopped (sent during or after shutdown).
+    pub scores_dropped_after_shutdown: u64,
+    /// Scores not sent because the exporter sends to a generic OpenTelemetry collector, which has
+    /// no scores API.
+    pub scores_dropped_unsupported: u64,
     /// Requests the server accepted.
     pub requests_ok: u64,
     /// Retries made (each attempt after the first).
@@ -53,6 +80,17 @@ impl Stats {
             + self.spans_dropped_shutdown_deadline
             + self.spans_dropped_after_shutdown
     }
+
+    /// Every score dropped, whatever the reason.
+    pub fn scores_dropped(&self) -> u64 {
+        self.scores_dropped_invalid
+            + self.scores_dropped_queue_full
+            + self.scores_dropped_rejected
+            + self.scores_dropped_export_failed
+            + self.scores_dropped_shutdown_deadline
+            + self.scores_dropped_after_shutdown
+            + self.scores_dropped_unsupported
+    }
 }
 
 /// The live counters behind [`Stats`].
@@ -65,6 +103,16 @@ pub(crate) struct Counters {
     pub(crate) spans_dropped_export_failed: AtomicU64,
     pub(crate) spans_dropped_shutdown_deadline: AtomicU64,
     pub(crate) spans_dropped_after_shutdown: AtomicU64,
+    pub(crate) scores_created: AtomicU64,
+    pub(crate) scores_queued: AtomicU64,
+    pub(crate) scores_exported: AtomicU64,
+    pub(crate) scores_dropped_invalid: AtomicU64,
+    pub(crate) scores_dropped_queue_full: AtomicU64,
+    pub(crate) scores_dropped_rejected: AtomicU64,
+    pub(crate) scores_dropped_export_failed: AtomicU64,
+    pub(crate) scores_dropped_shutdown_deadline: AtomicU64,
+    pub(crate) scores_dropped_after_shutdown: AtomicU64,
+    pub(crate) scores_dropped_unsupported: AtomicU64,
     pub(crate) requests_ok: AtomicU64,
     pub(crate) requests_retried: AtomicU64,
     pub(crate) requests_failed: AtomicU64,
@@ -95,6 +143,16 @@ impl Counters {
             spans_dropped_export_failed: get(&self.spans_dropped_export_failed),
             spans_dropped_shutdown_deadline: get(&self.spans_dropped_shutdown_deadline),
             spans_dropped_after_shutdown: get(&self.spans_dropped_after_shutdown),
+            scores_created: get(&self.scores_created),
+            scores_queued: get(&self.scores_queued),
+            scores_exported: get(&self.scores_exported),
+            scores_dropped_invalid: get(&self.scores_dropped_invalid),
+            scores_dropped_queue_full: get(&self.scores_dropped_queue_full),
+            scores_dropped_rejected: get(&self.scores_dropped_rejected),
+            scores_dropped_export_failed: get(&self.scores_dropped_export_failed),
+            scores_dropped_shutdown_deadline: get(&self.scores_dropped_shutdown_deadline),
+            scores_dropped_after_shutdown: get(&self.scores_dropped_after_shutdown),
+            scores_dropped_unsupported: get(&self.scores_dropped_unsupported),
             requests_ok: get(&self.requests_ok),
             requests_retried: get(&self.requests_retried),
             requests_failed: get(&self.requests_failed),

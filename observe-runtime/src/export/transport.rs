@@ -1,6 +1,7 @@
-//! HTTP to Langfuse: the export POST with its headers, retries with backoff and `Retry-After`,
-//! auth failures turned into one clear message, and the credential check. Runs only on the
-//! exporter thread, on its own single-threaded tokio runtime: the user's runtime is never used.
+//! HTTP to Langfuse: the export POST (spans, and scores on their own route) with its headers,
+//! retries with backoff and `Retry-After`, auth failures turned into one clear message, and the
+//! credential check. Runs only on the exporter thread, on its own single-threaded tokio runtime:
+//! the user's runtime is never used.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -44,14 +45,50 @@ pub(crate) enum Delivery {
     Deadline(String),
 }
 
+/// Where a request goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Route {
+    /// `{base}/api/public/otel/v1/traces` (or the collector's endpoint): protobuf, gzipped.
+    Traces,
+    /// `{base}/api/public/scores`: JSON.
+    Scores,
+}
+
+impl Route {
+    /// What the request carries, for messages.
+    fn carries(self) -> &'static str {
+        match self {
+            Self::Traces => "spans",
+            Self::Scores => "scores",
+        }
+    }
+}
+
+/// The server's answer when trying again would not help: a 2xx, or a refusal other than 401 and
+/// 403 (those are reported by the transport itself).
+pub(crate) struct Reply {
+    pub(crate) status: u16,
+    pub(crate) body: Vec<u8>,
+}
+
+impl Reply {
+    pub(crate) fn is_success(&self) -> bool {
+        (200..=299).contains(&self.status)
+    }
+
+    /// The `message` or `error` of a JSON body, else the text itself (shortened).
+    pub(crate) fn message(&self) -> String {
+        server_message(&self.body)
+    }
+}
+
 enum Attempt {
-    Delivered,
+    /// Not worth trying again: a 2xx, or a refusal other than 401 and 403.
+    Answered(Reply),
     /// Worth trying again, after the server's `Retry-After` if it gave one.
     Retry(String, Option<Duration>),
     /// 401 or 403.
     Unauthorized(u16, String),
-    /// Any other refusal: retrying would not help.
-    Refused(u16, String),
 }
 
 pub(crate) struct Transport {
@@ -59,6 +96,8 @@ pub(crate) struct Transport {
     http: reqwest::Client,
     target: Target,
     headers: HeaderMap,
+    /// The scores URL and headers, with Langfuse keys only.
+    scores: Option<(String, HeaderMap)>,
     timeout: Duration,
     counters: Arc<Counters>,
     auth_reported: bool,
@@ -125,11 +164,25 @@ impl Transport {
             value.set_sensitive(true);
             headers.insert(name, value);
         }
+        let scores = target.langfuse.as_ref().map(|_| {
+            let mut score_headers = headers.clone();
+            score_headers.remove("content-encoding");
+            score_headers.remove("x-langfuse-ingestion-version");
+            score_headers.insert(
+                reqwest::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            (
+                format!("{}/api/public/scores", target.base_url),
+                score_headers,
+            )
+        });
         Ok(Self {
             runtime,
             http,
             target,
             headers,
+            scores,
             timeout,
             counters,
             auth_reported: false,
@@ -144,11 +197,33 @@ impl Transport {
         (!time.is_zero()).then_some(time)
     }
 
-    fn attempt(&self, body: &[u8], time: Duration) -> Attempt {
+    /// The URL of `route` (the scores URL is there only with Langfuse keys).
+    pub(crate) fn url(&self, route: Route) -> &str {
+        match (route, &self.scores) {
+            (Route::Scores, Some((url, _))) => url,
+            _ => &self.target.endpoint,
+        }
+    }
+
+    /// Whether the target takes scores (Langfuse, not a generic OpenTelemetry collector).
+    pub(crate) fn takes_scores(&self) -> bool {
+        self.scores.is_some()
+    }
+
+    /// Keeps `text` as the last error `stats()` shows.
+    pub(crate) fn note_error(&self, text: &str) {
+        self.counters.set_last_error(text);
+    }
+
+    fn attempt(&self, route: Route, body: &[u8], time: Duration) -> Attempt {
+        let headers = match (route, &self.scores) {
+            (Route::Scores, Some((_, headers))) => headers,
+            _ => &self.headers,
+        };
         let request = self
             .http
-            .post(&self.target.endpoint)
-            .headers(self.headers.clone())
+            .post(self.url(route))
+            .headers(headers.clone())
             .timeout(time)
             .body(body.to_vec());
         self.runtime.block_on(async {
@@ -170,20 +245,46 @@ impl Transport {
                 Err(_) => Attempt::Retry(format!("no answer within {time:?}"), None),
                 Ok(Err(error)) => Attempt::Retry(describe(&error), None),
                 Ok(Ok((status, retry_after, body))) => match status {
-                    200..=299 => Attempt::Delivered,
                     401 | 403 => Attempt::Unauthorized(status, server_message(&body)),
                     408 | 429 | 500 | 502 | 503 | 504 => Attempt::Retry(
                         format!("HTTP {status}: {}", server_message(&body)),
                         retry_after,
                     ),
-                    _ => Attempt::Refused(status, server_message(&body)),
+                    _ => Attempt::Answered(Reply {
+                        status,
+                        body: body.to_vec(),
+                    }),
                 },
             }
         })
     }
 
-    /// Sends one gzipped request body, retrying within the budget; `Err` says why it was lost.
+    /// Sends one gzipped OTLP request body, retrying within the budget; `Err` says why it was
+    /// lost.
     pub(crate) fn post(&mut self, body: &[u8], waiter: &mut Waiter) -> Result<(), Delivery> {
+        let reply = self.exchange(Route::Traces, body, waiter)?;
+        if reply.is_success() {
+            return Ok(());
+        }
+        let text = format!(
+            "{} refused the export with HTTP {}: {:?}; the request is not retried",
+            self.target.endpoint,
+            reply.status,
+            reply.message()
+        );
+        self.counters.set_last_error(text.clone());
+        Err(Delivery::Lost(text))
+    }
+
+    /// Sends one request body to `route`, retrying 408, 429 (after its `Retry-After`), 5xx,
+    /// timeouts and network errors within the budget and the waiter's deadline. A 401 or 403 is
+    /// counted, reported once, and lost; any other answer is returned for the caller to judge.
+    pub(crate) fn exchange(
+        &mut self,
+        route: Route,
+        body: &[u8],
+        waiter: &mut Waiter,
+    ) -> Result<Reply, Delivery> {
         let started = Instant::now();
         let mut attempt_number = 1;
         loop {
@@ -192,10 +293,15 @@ impl Transport {
                     "the flush or shutdown deadline passed before the batch was sent".into(),
                 ));
             };
-            let (reason, retry_after) = match self.attempt(body, time) {
-                Attempt::Delivered => {
-                    Counters::add(&self.counters.requests_ok, 1);
-                    return Ok(());
+            let (reason, retry_after) = match self.attempt(route, body, time) {
+                Attempt::Answered(reply) => {
+                    let counter = if reply.is_success() {
+                        &self.counters.requests_ok
+                    } else {
+                        &self.counters.requests_failed
+                    };
+                    Counters::add(counter, 1);
+                    return Ok(reply);
                 }
                 Attempt::Unauthorized(status, message) => {
                     Counters::add(&self.counters.requests_failed, 1);
@@ -207,23 +313,14 @@ impl Transport {
                         diagnostics::error(
                             "auth",
                             format!(
-                                "{text} The spans of this request were dropped; later \
+                                "{text} The {} of this request were dropped; later \
                                  authentication failures are counted in stats() and not logged \
-                                 again."
+                                 again.",
+                                route.carries()
                             ),
                         );
                     }
                     return Err(Delivery::Lost(format!("HTTP {status}: {message}")));
-                }
-                Attempt::Refused(status, message) => {
-                    Counters::add(&self.counters.requests_failed, 1);
-                    let text = format!(
-                        "{} refused the export with HTTP {status}: {message:?}; the request is \
-                         not retried",
-                        self.target.endpoint
-                    );
-                    self.counters.set_last_error(text.clone());
-                    return Err(Delivery::Lost(text));
                 }
                 Attempt::Retry(reason, retry_after) => {
                     Counters::add(&self.counters.requests_failed, 1);
@@ -239,7 +336,7 @@ impl Transport {
             let give_up = |why: &str| {
                 let text = format!(
                     "export to {} failed after {attempt_number} attempt(s): {reason}{why}",
-                    self.target.endpoint
+                    self.url(route)
                 );
                 self.counters.set_last_error(text.clone());
                 text

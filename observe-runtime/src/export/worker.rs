@@ -1,9 +1,11 @@
 //! The one exporter thread: takes chunks of finished records from the queue, turns them into
 //! exporters' spans (Unix times, trace attributes resolved, masked), batches them by count, time
 //! and size, and hands batches to a sink. At shutdown it sends the newest spans first, so that a
-//! deadline cuts children, never the parents of what was sent. A small control channel carries flush, shutdown and the
-//! credential check, each with a reply and a deadline. Callers never wait on the network except in
-//! flush and shutdown, and those always have a deadline.
+//! deadline cuts children, never the parents of what was sent. Scores take the same way in
+//! batches of their own (by count and time; the sink splits them by size), ahead of the spans at
+//! a flush or shutdown. A small control channel carries flush, shutdown and the credential check,
+//! each with a reply and a deadline. Callers never wait on the network except in flush and
+//! shutdown, and those always have a deadline.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -14,14 +16,14 @@ use crossbeam_channel::{bounded, select, Sender};
 
 use super::otlp;
 use super::queue::QueueReceiver;
-use super::sink::{Failure, Sink};
+use super::sink::{Failure, ScoresSent, Sink};
 use super::stats::Counters;
 use super::waiter::{Control, Waiter};
 use crate::clock::UnixClock;
 use crate::diagnostics;
 use crate::ids::ObservationId;
 use crate::mask::{mask_json, Mask};
-use crate::record::{FinishedSpan, Record};
+use crate::record::{FinishedScore, FinishedSpan, Record};
 
 /// At most this many awaited parents are remembered.
 const MAX_AWAITED: usize = 65_536;
@@ -80,6 +82,7 @@ pub(crate) fn spawn(
                 batch: Vec::new(),
                 batch_bytes: 0,
                 carry: Vec::new(),
+                scores: Vec::new(),
                 requests: 0,
                 awaited: HashMap::new(),
                 shutting_down: false,
@@ -115,6 +118,8 @@ struct Worker {
     batch_bytes: usize,
     /// Records of a chunk not yet batched when a control message interrupted it (oldest first).
     carry: Vec<Record>,
+    /// Scores taken from the queue and not sent yet (a flush that ran out of time keeps them).
+    scores: Vec<FinishedScore>,
     /// Batches handed to the sink so far.
     requests: u64,
     /// Parents of delivered spans that were not delivered yet, and since when.
@@ -165,9 +170,13 @@ impl Worker {
                     }
                     if woken.is_err() && data.is_empty() {
                         // Every sender is gone: the client was dropped without a shutdown.
+                        let _ = self.send_scores(true);
                         let _ = self.export();
                         self.sink.close();
                         return;
+                    }
+                    if self.waiter.pending.is_empty() {
+                        let _ = self.send_scores(false);
                     }
                 },
                 recv(control) -> message => match message {
@@ -197,6 +206,9 @@ impl Worker {
                     }
                     if self.carry.is_empty() {
                         let _ = self.export();
+                    }
+                    if self.waiter.pending.is_empty() {
+                        let _ = self.send_scores(true);
                     }
                     last_export = Instant::now();
                 }
@@ -326,7 +338,8 @@ impl Worker {
     /// are children whose parents were sent, never parents whose children were. What the
     /// deadline leaves is dropped and counted.
     fn drain(&mut self) -> Result<(), String> {
-        let mut result = Ok(());
+        // Scores first: few, small, and often what a user waits for (feedback at exit).
+        let mut result = self.send_scores(true);
         let queued = self.data.receiver.len();
         let mut chunks: Vec<Vec<Record>> = Vec::with_capacity(queued + 1);
         if !self.carry.is_empty() {
@@ -451,6 +464,75 @@ impl Worker {
             Counters::add(&self.counters.spans_dropped_after_shutdown, count as u64);
             self.data.done(count);
         }
+        let mut scores = std::mem::take(&mut self.scores).len();
+        while self.data.scores.try_recv().is_ok() {
+            scores += 1;
+        }
+        if scores > 0 {
+            Counters::add(&self.counters.scores_dropped_after_shutdown, scores as u64);
+            self.data.scores_done(scores);
+        }
+    }
+
+    /// Sends the scores waiting: full batches of `flush_at`, or every one when `all` (the timer,
+    /// a flush, a shutdown). Returns why some were not delivered, if some were not.
+    fn send_scores(&mut self, all: bool) -> Result<(), String> {
+        while let Ok(mut score) = self.data.scores.try_recv() {
+            if let Some(mask) = &self.settings.mask {
+                apply_score_mask(mask, &mut score);
+            }
+            self.scores.push(score);
+        }
+        let flush_at = self.settings.flush_at.max(1);
+        let mut result = Ok(());
+        while !self.scores.is_empty() && (all || self.scores.len() >= flush_at) {
+            // At shutdown, requests are as large as the body limit allows.
+            let take = if self.shutting_down {
+                self.scores.len()
+            } else {
+                self.scores.len().min(flush_at)
+            };
+            let batch: Vec<FinishedScore> = self.scores.drain(..take).collect();
+            let sent = self.sink.export_scores(batch, &mut self.waiter);
+            let out_of_time = !sent.unsent.is_empty();
+            if let Some(error) = self.count_scores(sent) {
+                result = Err(error);
+            }
+            if out_of_time {
+                break;
+            }
+        }
+        result
+    }
+
+    /// Counts what became of a batch of scores; keeps what a flush deadline left unsent.
+    fn count_scores(&mut self, sent: ScoresSent) -> Option<String> {
+        let counters = &self.counters;
+        Counters::add(&counters.scores_exported, sent.exported as u64);
+        Counters::add(&counters.scores_dropped_rejected, sent.rejected as u64);
+        Counters::add(&counters.scores_dropped_export_failed, sent.failed as u64);
+        Counters::add(
+            &counters.scores_dropped_unsupported,
+            sent.unsupported as u64,
+        );
+        let mut done = sent.exported + sent.rejected + sent.failed + sent.unsupported;
+        if sent.exported > 0 {
+            diagnostics::debug(|| format!("delivered {} score(s)", sent.exported));
+        }
+        let unsent = sent.unsent.len();
+        if unsent > 0 && self.shutting_down {
+            Counters::add(&counters.scores_dropped_shutdown_deadline, unsent as u64);
+            done += unsent;
+            diagnostics::error(
+                "export-scores-deadline",
+                format!("{unsent} score(s) were not delivered: the shutdown deadline passed"),
+            );
+        } else if unsent > 0 {
+            // A flush ran out of time: the scores go first in the next round.
+            self.scores.splice(0..0, sent.unsent);
+        }
+        self.data.scores_done(done);
+        sent.error
     }
 
     fn handle(&mut self, message: Control) -> Next {
@@ -479,6 +561,21 @@ impl Worker {
                 Next::Continue
             }
         }
+    }
+}
+
+/// Runs the user's mask over a score's metadata values and its comment.
+pub(crate) fn apply_score_mask(mask: &Mask, score: &mut FinishedScore) {
+    for (_, value) in &mut score.metadata {
+        mask_json(mask, value);
+    }
+    if let Some(comment) = &mut score.comment {
+        let mut json = serde_json::Value::from(comment.as_str()).to_string();
+        mask_json(mask, &mut json);
+        *comment = match serde_json::from_str::<serde_json::Value>(&json) {
+            Ok(serde_json::Value::String(text)) => text,
+            _ => json,
+        };
     }
 }
 

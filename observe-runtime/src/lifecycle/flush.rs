@@ -26,7 +26,7 @@ pub enum FlushError {
     },
     /// There is no running pipeline (never initialized, disabled, or already shut down).
     NotRunning,
-    /// Spans were sent but not delivered.
+    /// Spans or scores were sent but not delivered.
     ExportFailed {
         /// Why, as logged.
         reason: String,
@@ -44,7 +44,9 @@ impl fmt::Display for FlushError {
             Self::NotRunning => {
                 f.write_str("the exporter is not running (no init, disabled, or shut down)")
             }
-            Self::ExportFailed { reason } => write!(f, "spans were not delivered: {reason}"),
+            Self::ExportFailed { reason } => {
+                write!(f, "spans or scores were not delivered: {reason}")
+            }
         }
     }
 }
@@ -172,6 +174,25 @@ pub(crate) fn shutdown(client: &Arc<Client>) -> Result<ShutdownReport, FlushErro
                 stats.spans_dropped_export_failed,
                 stats.spans_dropped_shutdown_deadline,
                 stats.spans_dropped_after_shutdown,
+                stats.last_error.as_deref().unwrap_or("none")
+            ),
+        );
+    }
+    let lost_scores = stats.scores_dropped() - stats.scores_dropped_invalid;
+    if lost_scores > 0 {
+        diagnostics::warn(
+            "shutdown-score-loss",
+            format!(
+                "{lost_scores} score(s) were not delivered ({} dropped because the queue was \
+                 full, {} rejected by the server, {} because their requests failed, {} at the \
+                 shutdown deadline, {} after shutdown, {} because the exporter is not \
+                 Langfuse); last error: {}",
+                stats.scores_dropped_queue_full,
+                stats.scores_dropped_rejected,
+                stats.scores_dropped_export_failed,
+                stats.scores_dropped_shutdown_deadline,
+                stats.scores_dropped_after_shutdown,
+                stats.scores_dropped_unsupported,
                 stats.last_error.as_deref().unwrap_or("none")
             ),
         );

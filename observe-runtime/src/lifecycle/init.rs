@@ -103,6 +103,10 @@ pub(crate) fn init(config: Config) -> Result<FlushGuard, ConfigError> {
         collect: Some(Box::new(buffer::collect_into_installed)),
     };
     let timeout = settings.timeout;
+    let takes_scores = match &settings.sink {
+        SinkChoice::Otlp(target) => target.langfuse.is_some(),
+        SinkChoice::Memory(_) | SinkChoice::Console | SinkChoice::ConsoleNoCredentials => true,
+    };
     diagnostics::debug(|| match &settings.sink {
         SinkChoice::Otlp(target) => format!(
             "sending spans to {} ({})",
@@ -167,6 +171,8 @@ pub(crate) fn init(config: Config) -> Result<FlushGuard, ConfigError> {
         process_parent,
         propagate_attributes: settings.propagate_attributes,
         destination,
+        environment: settings.environment.clone(),
+        takes_scores,
         counters,
         stopped: AtomicBool::new(false),
     });

@@ -136,6 +136,20 @@ pub(crate) fn current_trace_state() -> Option<Arc<TraceState>> {
     with_top(|f| f.core.trace.clone())
 }
 
+/// The recorded trace running on this thread, and the observation running in it when that one
+/// is ours and recorded (both read from the same frame).
+pub(crate) fn current_recording_ids() -> Option<(TraceId, Option<ObservationId>)> {
+    with_top(|f| {
+        f.core.trace.is_recording().then(|| {
+            (
+                f.core.trace.trace_id,
+                f.core.data.as_ref().map(|d| d.span_id),
+            )
+        })
+    })
+    .flatten()
+}
+
 /// The id of the current observation when it is ours and recorded.
 pub(crate) fn current_recording_span_id() -> Option<ObservationId> {
     with_top(|f| f.core.data.as_ref().map(|d| d.span_id)).flatten()

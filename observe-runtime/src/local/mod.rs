@@ -1,8 +1,8 @@
 //! The local layer: what runs on the user's threads. The stack of what is current
 //! ([`context`]), opening and ending observations ([`span`]), the handles on the running trace and
-//! observation, the attribute's observation and future wrappers, and the per-thread buffers that
-//! finished records wait in ([`buffer`]). Imports the gate, the record layer and the leaves; never
-//! the lifecycle.
+//! observation, scores on what runs now ([`score`]), the attribute's observation and future
+//! wrappers, and the per-thread buffers that finished records wait in ([`buffer`]). Imports the
+//! gate, the record layer and the leaves; never the lifecycle.
 
 pub(crate) mod buffer;
 pub(crate) mod context;
@@ -13,6 +13,7 @@ pub(crate) mod handle;
 mod http;
 pub(crate) mod observed;
 pub(crate) mod origin;
+pub(crate) mod score;
 pub(crate) mod span;
 pub(crate) mod stream;
 pub(crate) mod trace;

@@ -1,17 +1,19 @@
 //! The record layer: what an observation is once it has ended, as plain data. Its type and level,
 //! usage and cost, the trace attributes it shares with its trace, and the finished-span record in
-//! the form the hot path writes and the form exporters read. Imports only the leaves.
+//! the form the hot path writes and the form exporters read, and scores. Imports only the leaves.
 
 pub(crate) mod baggage;
 mod kind;
+pub(crate) mod score;
 mod span;
 mod trace;
 mod usage;
 
 pub use kind::{Level, ObservationType};
+pub use score::{FinishedScore, ScoreValue};
 pub use span::{FinishedSpan, PromptLink};
 pub use trace::TraceAttributes;
 pub use usage::{Cost, Usage};
 
 pub(crate) use span::{Record, SpanData};
-pub(crate) use trace::{TraceOptions, TraceState};
+pub(crate) use trace::{valid_environment, TraceOptions, TraceState};

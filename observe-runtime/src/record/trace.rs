@@ -162,6 +162,16 @@ impl TraceState {
     }
 }
 
+/// Langfuse stores an environment that breaks this rule as `default`, silently.
+pub(crate) fn valid_environment(value: &str) -> bool {
+    !value.is_empty()
+        && value.len() <= 40
+        && !value.starts_with("langfuse")
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
