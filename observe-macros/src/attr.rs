@@ -16,11 +16,13 @@ mod kw {
     syn::custom_keyword!(capture_output);
     syn::custom_keyword!(skip);
     syn::custom_keyword!(skip_all);
+    syn::custom_keyword!(stream);
 }
 
 /// Every option, as shown in error messages.
 const OPTIONS: &str = "`name = \"...\"`, `as_type = \"...\"`, `capture_input = true|false`, \
-                       `capture_output = true|false`, `skip(arg, ...)`, `skip_all`, `crate = path`";
+                       `capture_output = true|false`, `skip(arg, ...)`, `skip_all`, \
+                       `stream = true|false`, `crate = path`";
 
 /// The parsed contents of `#[observe(...)]`.
 #[derive(Default)]
@@ -37,6 +39,10 @@ pub(crate) struct ObserveArgs {
     pub(crate) skips: Option<Vec<Ident>>,
     /// `skip_all`: no argument is captured.
     pub(crate) skip_all: bool,
+    /// `stream = bool`: `false` records a returned iterator or stream as a plain value; `true`
+    /// wraps a return type the attribute cannot see through (a type alias of
+    /// `Pin<Box<dyn Stream>>` such as `BoxStream`). Default: wrap what the signature shows.
+    pub(crate) stream: Option<LitBool>,
     /// `crate = path`: where the runtime crate is (default `::observe_runtime`).
     pub(crate) krate: Option<Path>,
 }
@@ -147,6 +153,10 @@ impl Parse for ObserveArgs {
                     keyword.span,
                     "capture_output",
                 )?;
+            } else if input.peek(kw::stream) {
+                let keyword: kw::stream = input.parse()?;
+                let value = parse_bool(input, "stream")?;
+                set_once(&mut args.stream, value, keyword.span, "stream")?;
             } else if input.peek(kw::skip_all) {
                 let keyword: kw::skip_all = input.parse()?;
                 if args.skip_all {

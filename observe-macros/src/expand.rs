@@ -101,6 +101,186 @@ enum BodyShape<'a> {
     },
 }
 
+/// What a streamed result is: an iterator or a stream, and how it is held.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum StreamKind {
+    Iterator,
+    Stream,
+}
+
+/// How a streamed result is held in the return type.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Holder {
+    /// `impl Iterator<..>` / `impl Stream<..>`.
+    Bare,
+    /// `Box<dyn Iterator<..>>` / `Box<dyn Stream<..> + Unpin>`.
+    Boxed,
+    /// `Pin<Box<dyn Stream<..>>>` (or, with `stream = true`, an alias of it).
+    PinBoxed,
+}
+
+/// A return type whose observation ends with its last item.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+struct Streamed {
+    kind: StreamKind,
+    holder: Holder,
+    /// Inside a `Result`: an `Err` ends the observation at once.
+    in_result: bool,
+}
+
+/// The trait bounds of a streamed result: an iterator or a stream trait, with only the auto
+/// traits and lifetimes the wrappers keep (a bound such as `Clone` or `Display` the wrappers do
+/// not implement, so such a type is recorded as a value).
+fn streamed_bounds<'a>(bounds: impl Iterator<Item = &'a TypeParamBound>) -> Option<StreamKind> {
+    let mut kind = None;
+    for bound in bounds {
+        match bound {
+            TypeParamBound::Lifetime(_) => {}
+            TypeParamBound::Trait(bound) => {
+                if !matches!(bound.modifier, syn::TraitBoundModifier::None) {
+                    return None;
+                }
+                let last = bound.path.segments.last()?;
+                let this = match last.ident.to_string().as_str() {
+                    "Iterator" | "DoubleEndedIterator" | "ExactSizeIterator" | "FusedIterator" => {
+                        Some(StreamKind::Iterator)
+                    }
+                    "Stream" => Some(StreamKind::Stream),
+                    "Send" | "Sync" | "Unpin" => None,
+                    _ => return None,
+                };
+                match (kind, this) {
+                    (_, None) => {}
+                    (None, found) => kind = found,
+                    (Some(seen), Some(found)) if seen == found => {}
+                    _ => return None,
+                }
+            }
+            _ => return None,
+        }
+    }
+    kind
+}
+
+fn has_unpin<'a>(mut bounds: impl Iterator<Item = &'a TypeParamBound>) -> bool {
+    bounds.any(|bound| {
+        matches!(bound, TypeParamBound::Trait(bound)
+            if bound.path.segments.last().is_some_and(|s| s.ident == "Unpin"))
+    })
+}
+
+/// The single type argument of a path segment such as `Box<T>`.
+fn only_type_argument(segment: &syn::PathSegment) -> Option<&Type> {
+    let PathArguments::AngleBracketed(generics) = &segment.arguments else {
+        return None;
+    };
+    let mut types = generics.args.iter().filter_map(|arg| match arg {
+        GenericArgument::Type(ty) => Some(ty),
+        _ => None,
+    });
+    let first = types.next()?;
+    types.next().is_none().then_some(first)
+}
+
+/// `dyn Trait` inside `Box<..>`.
+fn boxed_trait_object(ty: &Type) -> Option<&syn::TypeTraitObject> {
+    let Type::Path(path) = ty else {
+        return None;
+    };
+    let last = path.path.segments.last()?;
+    if last.ident != "Box" {
+        return None;
+    }
+    match only_type_argument(last)? {
+        Type::TraitObject(object) => Some(object),
+        _ => None,
+    }
+}
+
+/// Whether (and how) a return type is a streamed result the attribute can wrap, as the
+/// signature shows it.
+fn streamed_type(ty: &Type) -> Option<(StreamKind, Holder)> {
+    match ty {
+        Type::ImplTrait(impl_trait) => {
+            streamed_bounds(impl_trait.bounds.iter()).map(|kind| (kind, Holder::Bare))
+        }
+        Type::Paren(paren) => streamed_type(&paren.elem),
+        Type::Group(group) => streamed_type(&group.elem),
+        Type::Path(path) if path.qself.is_none() => {
+            let last = path.path.segments.last()?;
+            if last.ident == "Pin" {
+                let object = boxed_trait_object(only_type_argument(last)?)?;
+                return match streamed_bounds(object.bounds.iter())? {
+                    StreamKind::Stream => Some((StreamKind::Stream, Holder::PinBoxed)),
+                    // `Pin<Box<dyn Iterator>>` is not an iterator.
+                    StreamKind::Iterator => None,
+                };
+            }
+            let object = boxed_trait_object(ty)?;
+            match streamed_bounds(object.bounds.iter())? {
+                StreamKind::Iterator => Some((StreamKind::Iterator, Holder::Boxed)),
+                // `Box<S>` is a stream only when `S: Unpin`.
+                StreamKind::Stream if has_unpin(object.bounds.iter()) => {
+                    Some((StreamKind::Stream, Holder::Boxed))
+                }
+                StreamKind::Stream => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+/// The `T` of `Result<T, ..>`, by the last path segment's name.
+fn result_ok_type(ty: &Type) -> Option<&Type> {
+    match ty {
+        Type::Paren(paren) => result_ok_type(&paren.elem),
+        Type::Group(group) => result_ok_type(&group.elem),
+        Type::Path(path) if path.qself.is_none() => {
+            let last = path.path.segments.last()?;
+            if last.ident != "Result" {
+                return None;
+            }
+            let PathArguments::AngleBracketed(generics) = &last.arguments else {
+                return None;
+            };
+            match generics.args.first()? {
+                GenericArgument::Type(ok) => Some(ok),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+/// The streamed shape of a function's output (the output of an `async fn`): `stream = false`
+/// turns it off; `stream = true` takes an unknown type for an alias of `Pin<Box<dyn Stream>>`.
+fn streamed_output(ty: Option<&Type>, stream: Option<bool>) -> Option<Streamed> {
+    if stream == Some(false) {
+        return None;
+    }
+    let ty = ty?;
+    let found = |ty: &Type, in_result: bool| {
+        streamed_type(ty).map(|(kind, holder)| Streamed {
+            kind,
+            holder,
+            in_result,
+        })
+    };
+    if let Some(streamed) = found(ty, false) {
+        return Some(streamed);
+    }
+    if let Some(ok) = result_ok_type(ty) {
+        if let Some(streamed) = found(ok, true) {
+            return Some(streamed);
+        }
+    }
+    (stream == Some(true)).then(|| Streamed {
+        kind: StreamKind::Stream,
+        holder: Holder::PinBoxed,
+        in_result: result_ok_type(ty).is_some(),
+    })
+}
+
 /// What is recorded from the function's return value.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum OutputShape {
@@ -163,13 +343,31 @@ fn observe_function(args: ObserveArgs, function: ItemFn) -> syn::Result<TokenStr
         returned_async_block(&block).unwrap_or(BodyShape::Sync)
     };
 
-    let body = match shape {
-        BodyShape::Sync => generator.sync_body(&block, &captured),
-        BodyShape::AsyncFn => generator.async_fn_body(&block, &captured),
-        BodyShape::ReturnsAsyncBlock {
-            box_pin,
-            async_block,
-        } => generator.async_block_body(&block, box_pin, async_block, &captured),
+    let stream = args.stream.as_ref().map(syn::LitBool::value);
+    let streamed = streamed_output(generator.signature_output(), stream);
+    if let (Some(literal), None, true) = (&args.stream, streamed, stream == Some(true)) {
+        return Err(Error::new_spanned(
+            literal,
+            "`stream = true` needs a return type: a stream (an alias of `Pin<Box<dyn Stream>>`, \
+             such as `BoxStream`), or a `Result` of one",
+        ));
+    }
+    let body = match (shape, streamed) {
+        (BodyShape::Sync, Some(streamed)) => {
+            generator.streamed_sync_body(&block, &captured, streamed)
+        }
+        (BodyShape::AsyncFn, Some(streamed)) => {
+            generator.streamed_async_fn_body(&block, &captured, streamed)
+        }
+        (BodyShape::Sync, None) => generator.sync_body(&block, &captured),
+        (BodyShape::AsyncFn, None) => generator.async_fn_body(&block, &captured),
+        (
+            BodyShape::ReturnsAsyncBlock {
+                box_pin,
+                async_block,
+            },
+            _,
+        ) => generator.async_block_body(&block, box_pin, async_block, &captured),
     };
 
     Ok(quote! {
@@ -665,6 +863,124 @@ impl Generator<'_> {
         }
     }
 
+    /// `__observe_value` (the streamed result) wrapped so that the observation `__observe` ends
+    /// with its last item.
+    fn wrap_streamed(&self, streamed: Streamed) -> TokenStream {
+        let krate = self.krate;
+        let mixed = Span::mixed_site();
+        let record = quote_spanned! {mixed=>
+            |__observe_item, __observe_recorder| {
+                #[allow(unused_imports)]
+                use #krate::__private::{
+                    ItemViaDebug as _, ItemViaPlaceholder as _, ItemViaResult as _,
+                    ItemViaResultDebug as _, ItemViaResultSerialize as _, ItemViaSerialize as _,
+                };
+                (&&&&&&#krate::__private::ItemWrap(__observe_item))
+                    .__observe_item(__observe_recorder)
+            }
+        };
+        let wrap = match streamed.kind {
+            StreamKind::Iterator => quote_spanned! {mixed=>
+                #krate::__private::observe_iter(__observe, __observe_value, #record)
+            },
+            StreamKind::Stream => quote_spanned! {mixed=>
+                #krate::__private::observe_stream(__observe, __observe_value, #record)
+            },
+        };
+        match streamed.holder {
+            Holder::Bare => wrap,
+            Holder::Boxed => quote_spanned!(mixed=> ::std::boxed::Box::new(#wrap)),
+            Holder::PinBoxed => quote_spanned!(mixed=> ::std::boxed::Box::pin(#wrap)),
+        }
+    }
+
+    /// The function's value from `__observe_ret` and `__observe`: the streamed result wrapped;
+    /// for a `Result`, an `Err` recorded and the observation ended at once.
+    fn streamed_tail(&self, streamed: Streamed) -> TokenStream {
+        let mixed = Span::mixed_site();
+        let wrap = self.wrap_streamed(streamed);
+        if !streamed.in_result {
+            return quote_spanned! {mixed=>
+                let __observe_value = __observe_ret;
+                #wrap
+            };
+        }
+        let message = self.capture_error(quote_spanned!(mixed=> &__observe_error));
+        let allow = allow_generated_lints();
+        quote_spanned! {mixed=>
+            match __observe_ret {
+                ::core::result::Result::Ok(__observe_value) => {
+                    ::core::result::Result::Ok(#wrap)
+                }
+                ::core::result::Result::Err(__observe_error) => {
+                    #allow
+                    if let ::core::option::Option::Some(__observe_observed) = &mut __observe {
+                        let __observe_limit = __observe_observed.field_limit();
+                        __observe_observed.record_error(#message);
+                    }
+                    ::core::mem::drop(__observe);
+                    ::core::result::Result::Err(__observe_error)
+                }
+            }
+        }
+    }
+
+    /// A plain function returning a streamed result: the body runs under the observation, which
+    /// is then handed to the wrapper of the result.
+    fn streamed_sync_body(
+        &self,
+        block: &Block,
+        captured: &[&Ident],
+        streamed: Streamed,
+    ) -> TokenStream {
+        let krate = self.krate;
+        let prologue = self.prologue(captured, true);
+        let fake_return = self.signature_return_edge();
+        let tail = self.streamed_tail(streamed);
+        let statements = &block.stmts;
+        quote_spanned! {Span::mixed_site()=>
+            #[inline(always)]
+            fn __observe_once<R, F: ::core::ops::FnOnce() -> R>(body: F) -> F {
+                body
+            }
+            #prologue
+            let __observe_body = __observe_once(move || {
+                #fake_return
+                #(#statements)*
+            });
+            #[allow(unused_mut)]
+            let (__observe_ret, mut __observe) =
+                #krate::__private::run_keeping(__observe, __observe_body);
+            #tail
+        }
+    }
+
+    /// An `async fn` whose output is a streamed result: as [`Self::async_fn_body`], the output
+    /// wrapped.
+    fn streamed_async_fn_body(
+        &self,
+        block: &Block,
+        captured: &[&Ident],
+        streamed: Streamed,
+    ) -> TokenStream {
+        let krate = self.krate;
+        let prologue = self.prologue(captured, false);
+        let fake_return = self.signature_return_edge();
+        let tail = self.streamed_tail(streamed);
+        let statements = &block.stmts;
+        quote_spanned! {Span::mixed_site()=>
+            #prologue
+            let __observe_future = async move {
+                #fake_return
+                #(#statements)*
+            };
+            #[allow(unused_mut)]
+            let (__observe_ret, mut __observe) =
+                #krate::__private::instrument(__observe, __observe_future).await;
+            #tail
+        }
+    }
+
     /// An `async fn`: the observation starts at the first poll, the body is an `async move` block
     /// run through `instrument`.
     fn async_fn_body(&self, block: &Block, captured: &[&Ident]) -> TokenStream {
@@ -781,6 +1097,70 @@ mod tests {
         assert_eq!(shape_of("()"), OutputShape::Nothing);
         assert_eq!(shape_of("!"), OutputShape::Nothing);
         assert_eq!(output_shape(None), OutputShape::Nothing);
+    }
+
+    #[test]
+    fn streamed_results_are_found_by_their_trait_bounds() {
+        let shape = |ty: &str, stream: Option<bool>| {
+            let ty: Type = syn::parse_str(ty).expect("a type");
+            streamed_output(Some(&ty), stream).map(|s| (s.kind, s.holder, s.in_result))
+        };
+        use Holder::*;
+        use StreamKind::*;
+        assert_eq!(
+            shape("impl Iterator<Item = u8> + Send + 'a", None),
+            Some((Iterator, Bare, false))
+        );
+        assert_eq!(
+            shape(
+                "impl DoubleEndedIterator<Item = u8> + ExactSizeIterator",
+                None
+            ),
+            Some((Iterator, Bare, false))
+        );
+        assert_eq!(
+            shape("Box<dyn std::iter::Iterator<Item = u8> + '_>", None),
+            Some((Iterator, Boxed, false))
+        );
+        assert_eq!(
+            shape("impl futures::Stream<Item = String>", None),
+            Some((Stream, Bare, false))
+        );
+        assert_eq!(
+            shape("std::pin::Pin<Box<dyn Stream<Item = u8> + Send>>", None),
+            Some((Stream, PinBoxed, false))
+        );
+        assert_eq!(
+            shape("Box<dyn Stream<Item = u8> + Unpin>", None),
+            Some((Stream, Boxed, false))
+        );
+        assert_eq!(
+            shape("anyhow::Result<impl Iterator<Item = u8>>", None),
+            Some((Iterator, Bare, true))
+        );
+        // Not wrapped: concrete types, bounds the wrapper lacks, shapes that are not streams.
+        for plain in [
+            "std::str::Chars<'_>",
+            "tokio::net::TcpStream",
+            "impl Iterator<Item = u8> + Clone",
+            "impl Iterator<Item = u8> + Stream",
+            "Box<dyn Stream<Item = u8>>",
+            "Pin<Box<dyn Iterator<Item = u8>>>",
+            "BoxStream<'static, u8>",
+            "Vec<impl Iterator<Item = u8>>",
+            "impl std::fmt::Display",
+        ] {
+            assert_eq!(shape(plain, None), None, "{plain}");
+        }
+        assert_eq!(shape("impl Iterator<Item = u8>", Some(false)), None);
+        assert_eq!(
+            shape("BoxStream<'static, u8>", Some(true)),
+            Some((Stream, PinBoxed, false))
+        );
+        assert_eq!(
+            shape("Result<BoxStream<'static, u8>, E>", Some(true)),
+            Some((Stream, PinBoxed, true))
+        );
     }
 
     #[test]

@@ -32,7 +32,7 @@ use proc_macro::TokenStream;
 /// # Options
 ///
 /// Options are comma-separated, each given at most once: `name`, `as_type`, `capture_input`,
-/// `capture_output`, `skip`, `skip_all` and `crate`.
+/// `capture_output`, `skip`, `skip_all`, `stream` and `crate`.
 ///
 /// ## `name = "..."`
 ///
@@ -82,6 +82,23 @@ use proc_macro::TokenStream;
 ///
 /// #[observe(skip_all)]
 /// fn load(secret: &str) -> bool { !secret.is_empty() }
+/// ```
+///
+/// ## `stream = bool`
+///
+/// A function returning an iterator or a stream (`impl Iterator<..>`, `Box<dyn Iterator<..>>`,
+/// `impl Stream<..>`, `Pin<Box<dyn Stream<..>>>`, or a `Result` of one; for an `async fn`, its
+/// output) keeps its observation open until the last item, records the first item's time and
+/// collects the items as its output. `stream = false` records such a value as a plain value;
+/// `stream = true` wraps a type alias of `Pin<Box<dyn Stream>>` the signature hides, such as
+/// `BoxStream`.
+///
+/// ```ignore
+/// #[observe(as_type = "generation", stream = true)]
+/// fn completion(prompt: &str) -> BoxStream<'static, String> { todo!() }
+///
+/// #[observe(stream = false)]
+/// fn ids() -> impl Iterator<Item = u32> { 0..3 }
 /// ```
 ///
 /// ## `crate = path`

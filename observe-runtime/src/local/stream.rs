@@ -307,14 +307,16 @@ impl<F> StreamState<F> {
             }
             if errors > 1 {
                 let first = data.status_message.take().unwrap_or_default();
-                data.status_message = Some(format!("{first} (and {} more errors)", errors - 1));
+                let more = errors - 1;
+                let plural = if more == 1 { "" } else { "s" };
+                data.status_message = Some(format!("{first} (and {more} more error{plural})"));
             }
             if early && !std::thread::panicking() {
                 if data.level < Level::Warning {
                     data.level = Level::Warning;
                 }
                 let note = format!(
-                    "dropped after {items} item{} were consumed, before the end",
+                    "dropped before the end, after {items} item{}",
                     if items == 1 { "" } else { "s" }
                 );
                 data.status_message = Some(match data.status_message.take() {

@@ -1,0 +1,6 @@
+use observe_runtime::observe;
+
+#[observe(stream = true)]
+fn nothing() {}
+
+fn main() {}
