@@ -330,7 +330,8 @@ fn nested_trace_arrives_with_exact_parents_and_attributes() {
         );
     }
 
-    // Headers of the export requests (the server refuses requests without the required ones).
+    // Headers of the export requests (the server itself needs only the auth and the ingestion
+    // version: the SDK's own headers are checked here).
     let requests = server.trace_requests();
     assert!(!requests.is_empty());
     for request in &requests {

@@ -3,7 +3,7 @@
 //! on the routes the SDK uses:
 //!
 //! - `POST /api/public/otel/v1/traces`: Basic auth with the exact answer texts of the wire
-//!   document, the required `x-langfuse-*` headers, `application/x-protobuf`, optional gzip, an
+//!   document, `x-langfuse-ingestion-version: 4`, `application/x-protobuf`, optional gzip, an
 //!   `ExportTraceServiceRequest` decoded with the official `opentelemetry-proto` messages, valid
 //!   ids; `200 {}` on success, `400 {"error": ...}` on a bad export.
 //! - `POST /api/public/scores`: Basic auth as above, a JSON body of at most 1 MiB, each score
@@ -885,17 +885,14 @@ impl Shared {
                 "Unsupported content-type {content_type:?}: expected \"application/x-protobuf\""
             ));
         }
-        for name in ["x-langfuse-sdk-name", "x-langfuse-sdk-version"] {
-            if header(headers, name).is_none_or(|value| value.trim().is_empty()) {
-                return Err(format!("Missing or empty header {name}"));
-            }
-        }
+        // Langfuse reads x-langfuse-sdk-name and x-langfuse-sdk-version when they are there and
+        // needs neither: an OpenTelemetry Collector forwarding to Langfuse sends only the headers
+        // configured in its exporter.
         match header(headers, "x-langfuse-public-key") {
-            Some(key) if key == self.public_key => Ok(()),
-            Some(key) => Err(format!(
+            Some(key) if key != self.public_key => Err(format!(
                 "Header x-langfuse-public-key {key:?} does not match the authorization public key"
             )),
-            None => Err("Missing header x-langfuse-public-key".into()),
+            _ => Ok(()),
         }
     }
 }

@@ -107,6 +107,21 @@ pub(crate) fn auth_failure_text(status: u16, server_message: &str, base_url: &st
     text
 }
 
+/// The message after a 401 or 403 from a generic OTLP collector: there are no Langfuse keys to
+/// check, the headers the user configured are what was refused.
+pub(crate) fn collector_auth_failure_text(
+    status: u16,
+    server_message: &str,
+    endpoint: &str,
+) -> String {
+    format!(
+        "The OTLP endpoint {endpoint} rejected the request with HTTP {status}: \
+         {server_message:?}. Check the headers in OTEL_EXPORTER_OTLP_HEADERS (values \
+         percent-encoded; for Langfuse: Authorization=Basic%20<base64 of public_key:secret_key> \
+         and x-langfuse-ingestion-version=4)."
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,6 +141,21 @@ mod tests {
              the project lives in another, set LANGFUSE_BASE_URL to \
              https://us.cloud.langfuse.com (US), https://jp.cloud.langfuse.com (JP), \
              https://hipaa.cloud.langfuse.com (HIPAA)."
+        );
+    }
+
+    #[test]
+    fn collector_auth_failures_point_at_the_otlp_headers() {
+        assert_eq!(
+            collector_auth_failure_text(
+                401,
+                "No authorization header",
+                "http://localhost:4318/v1/traces"
+            ),
+            "The OTLP endpoint http://localhost:4318/v1/traces rejected the request with HTTP \
+             401: \"No authorization header\". Check the headers in OTEL_EXPORTER_OTLP_HEADERS \
+             (values percent-encoded; for Langfuse: Authorization=Basic%20<base64 of \
+             public_key:secret_key> and x-langfuse-ingestion-version=4)."
         );
     }
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
-use super::auth::{auth_failure_text, AuthCheck, AuthError, Project};
+use super::auth::{auth_failure_text, collector_auth_failure_text, AuthCheck, AuthError, Project};
 use super::stats::Counters;
 use super::target::Target;
 use super::waiter::Waiter;
@@ -306,7 +306,11 @@ impl Transport {
                 Attempt::Unauthorized(status, message) => {
                     Counters::add(&self.counters.requests_failed, 1);
                     Counters::add(&self.counters.auth_failures, 1);
-                    let text = auth_failure_text(status, &message, &self.target.base_url);
+                    let text = if self.target.langfuse.is_some() {
+                        auth_failure_text(status, &message, &self.target.base_url)
+                    } else {
+                        collector_auth_failure_text(status, &message, &self.target.endpoint)
+                    };
                     self.counters.set_last_error(text.clone());
                     if !self.auth_reported {
                         self.auth_reported = true;
