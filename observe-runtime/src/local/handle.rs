@@ -7,8 +7,9 @@ use serde::Serialize;
 
 use super::context;
 use crate::capture;
+use crate::diagnostics;
 use crate::ids::ObservationId;
-use crate::record::{Cost, Level, PromptLink, SpanData, Usage};
+use crate::record::{Cost, Level, ObservationType, PromptLink, SpanData, Usage};
 
 /// The observation running on this thread now; see [`current_observation`].
 ///
@@ -132,11 +133,31 @@ impl ObservationHandle {
     }
 
     /// Links a generation to a Langfuse prompt by name and version.
+    ///
+    /// Only a generation can carry a prompt link (Langfuse drops any other observation that has
+    /// one): on another type the link is left out, with one warning per process.
     pub fn prompt(&self, name: impl Into<String>, version: u32) -> &Self {
         let link = PromptLink {
             name: name.into(),
             version,
         };
-        self.apply(|span| span.details().prompt = Some(link))
+        self.apply(|span| {
+            if span.kind == ObservationType::Generation {
+                span.details().prompt = Some(link);
+            } else {
+                diagnostics::warn_once(
+                    "prompt link",
+                    format!(
+                        "prompt {:?} version {} was not linked to the {} observation {:?}: Langfuse \
+                         accepts a prompt link only on a generation and would drop the \
+                         observation; use #[observe(as_type = \"generation\")]",
+                        link.name,
+                        link.version,
+                        span.kind.as_str(),
+                        span.name
+                    ),
+                );
+            }
+        })
     }
 }
