@@ -7,7 +7,7 @@ use std::io::Write;
 use super::sink::{Failure, ScoresSent, Sink};
 use super::waiter::Waiter;
 use crate::ids::{ObservationId, TraceId};
-use crate::record::Level;
+use crate::record::{Cost, Level};
 use crate::record::{FinishedScore, FinishedSpan};
 
 /// Spans kept while waiting for their root; beyond it the oldest traces are printed early.
@@ -52,7 +52,10 @@ fn preview(json: &str) -> String {
 }
 
 fn duration(span: &FinishedSpan) -> String {
-    let nanos = span.end_unix_nanos.saturating_sub(span.start_unix_nanos);
+    nanos_text(span.end_unix_nanos.saturating_sub(span.start_unix_nanos))
+}
+
+fn nanos_text(nanos: u64) -> String {
     if nanos >= 1_000_000_000 {
         format!("{:.2} s", nanos as f64 / 1e9)
     } else {
@@ -70,6 +73,16 @@ fn line(span: &FinishedSpan) -> String {
     }
     if let Some(model) = &span.model {
         text.push_str(&format!(" model={model}"));
+    }
+    if let Some(first) = span.completion_start_unix_nanos {
+        let after = first.saturating_sub(span.start_unix_nanos);
+        text.push_str(&format!(" first-token={}", nanos_text(after)));
+    }
+    if let Some(usage) = &span.usage {
+        text.push_str(&format!(" usage={}", usage.to_json()));
+    }
+    if let Some(usd) = span.cost.as_ref().and_then(Cost::total_usd) {
+        text.push_str(&format!(" cost=${usd:.6}"));
     }
     if let Some(input) = &span.input {
         text.push_str(&format!(" input={}", preview(input)));
