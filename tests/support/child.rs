@@ -37,6 +37,20 @@ impl ChildOutput {
     }
 }
 
+/// Removes the configuration variables of the SDK and of OpenTelemetry (and an inherited trace
+/// context) from `command`'s environment.
+pub fn remove_sdk_env(command: &mut Command) {
+    for (name, _) in std::env::vars_os() {
+        let text = name.to_string_lossy();
+        if text.starts_with("LANGFUSE_")
+            || text.starts_with("OTEL_")
+            || matches!(text.as_ref(), "TRACEPARENT" | "TRACESTATE" | "BAGGAGE")
+        {
+            command.env_remove(&name);
+        }
+    }
+}
+
 /// Runs `test_name` of the current test binary alone in a child process with
 /// `OBSERVE_TEST_CHILD_MODE=mode` and `env`; kills it and panics after `timeout`.
 /// Configuration variables of the SDK and of OpenTelemetry are removed from its environment.
@@ -67,15 +81,7 @@ pub fn run_child_with(
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    for (name, _) in std::env::vars_os() {
-        let text = name.to_string_lossy();
-        if text.starts_with("LANGFUSE_")
-            || text.starts_with("OTEL_")
-            || matches!(text.as_ref(), "TRACEPARENT" | "TRACESTATE" | "BAGGAGE")
-        {
-            command.env_remove(&name);
-        }
-    }
+    remove_sdk_env(&mut command);
     prepare(&mut command);
     let mut child = command.spawn().expect("spawn the child test process");
     let stdout = child.stdout.take().expect("piped stdout");

@@ -5,16 +5,19 @@
 //!   `opentelemetry-proto` messages), records every request and injects faults on demand.
 //! - [`received`]: views on the spans the server accepted and accessors for their attributes.
 //! - [`child`]: re-running one test of the current binary in a child process.
+//! - [`example`]: running one of the examples against the fake server.
 //! - [`serial`]: the lock that serializes tests, because the client is global to the process.
 //!
 //! This module must not depend on the runtime crate: it describes Langfuse, not the SDK.
 #![allow(dead_code, unused_imports)]
 
 pub mod child;
+pub mod example;
 pub mod received;
 pub mod server;
 
 pub use child::{child_mode, run_child, run_child_with, ChildOutput};
+pub use example::run_example;
 pub use received::{by_name, hex, ReceivedSpan, SpanLink};
 pub use server::{Answer, FakeLangfuse, Fault, RecordedRequest, ScoreApi};
 
@@ -153,4 +156,27 @@ pub fn within<T: Send + 'static>(
             panic!("{what} did not finish within {limit:?}: deadlock or unbounded wait")
         }
     }
+}
+
+/// Microseconds since the Unix epoch of `2026-11-25T14:44:04.123456Z`.
+pub fn iso8601_micros(text: &str) -> u64 {
+    let b = text.as_bytes();
+    assert_eq!(b.len(), 27, "ISO-8601 with microseconds: {text}");
+    assert_eq!(
+        (b[4], b[7], b[10], b[13], b[16], b[19], b[26]),
+        (b'-', b'-', b'T', b':', b':', b'.', b'Z'),
+        "{text}"
+    );
+    let n = |from: usize, to: usize| text[from..to].parse::<i64>().expect(text);
+    let (year, month, day) = (n(0, 4), n(5, 7), n(8, 10));
+    // Days since 1970-01-01 (proleptic Gregorian calendar).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let seconds = days * 86_400 + n(11, 13) * 3600 + n(14, 16) * 60 + n(17, 19);
+    (seconds * 1_000_000 + n(20, 26)) as u64
 }
