@@ -33,6 +33,9 @@ const AWAITED_FOR: Duration = Duration::from_secs(900);
 /// Requests stay under this many (uncompressed) bytes; the server warns above 16 MB.
 const MAX_BATCH_BYTES: usize = 3_500_000;
 
+/// The name of the exporter thread.
+pub(crate) const THREAD_NAME: &str = "langfuse-exporter";
+
 /// The client's side of the exporter thread.
 pub(crate) struct WorkerHandle {
     pub(crate) control: Sender<Control>,
@@ -58,7 +61,7 @@ pub(crate) fn spawn(
     let (control_tx, control_rx) = bounded(64);
     let (ready_tx, ready_rx) = bounded::<Result<(), String>>(1);
     let thread = std::thread::Builder::new()
-        .name("langfuse-exporter".into())
+        .name(THREAD_NAME.into())
         .spawn(move || {
             let sink = match make_sink() {
                 Ok(sink) => {

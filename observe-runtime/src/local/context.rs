@@ -6,7 +6,7 @@
 use std::cell::RefCell;
 use std::fmt;
 use std::marker::PhantomData;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use arc_swap::ArcSwap;
 
@@ -47,6 +47,33 @@ impl std::ops::Deref for Stack {
 impl std::ops::DerefMut for Stack {
     fn deref_mut(&mut self) -> &mut Vec<Frame> {
         &mut self.frames
+    }
+}
+
+/// Recorded observations still open on a thread when its thread-locals were destroyed: at
+/// `exit`, glibc destroys the exiting thread's before the exit hooks run, and a thread may end
+/// with a guard leaked. Kept for the exit hook, up to [`LEFT_OPEN_LIMIT`].
+static LEFT_OPEN: Mutex<Vec<SpanCore>> = Mutex::new(Vec::new());
+const LEFT_OPEN_LIMIT: usize = 4096;
+
+fn left_open() -> MutexGuard<'static, Vec<SpanCore>> {
+    match LEFT_OPEN.lock() {
+        Ok(left) => left,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        if self.recording == 0 {
+            return;
+        }
+        let mut left = left_open();
+        for frame in self.frames.drain(..).rev() {
+            if frame.core.data.is_some() && left.len() < LEFT_OPEN_LIMIT {
+                left.push(frame.core);
+            }
+        }
     }
 }
 
@@ -105,6 +132,23 @@ pub(crate) fn remove(token: u64) -> Option<SpanCore> {
         })
         .ok()
         .flatten()
+}
+
+/// Takes everything off this thread's stack, top first, then the recorded observations left
+/// open by threads whose thread-locals are gone (the process is ending: the guards that would
+/// have taken them back will not run, or will find nothing).
+pub(crate) fn take_all() -> Vec<SpanCore> {
+    let mut all = STACK
+        .try_with(|stack| {
+            let Ok(mut stack) = stack.try_borrow_mut() else {
+                return Vec::new();
+            };
+            stack.recording = 0;
+            stack.frames.drain(..).rev().map(|f| f.core).collect()
+        })
+        .unwrap_or_default();
+    all.append(&mut left_open());
+    all
 }
 
 /// A guard ended while what was made current after it still is: usually a guard held across an

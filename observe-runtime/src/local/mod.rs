@@ -1,11 +1,13 @@
 //! The local layer: what runs on the user's threads. The stack of what is current
 //! ([`context`]), opening and ending observations ([`span`]), the handles on the running trace and
 //! observation, scores on what runs now ([`score`]), the attribute's observation and future
-//! wrappers, and the per-thread buffers that finished records wait in ([`buffer`]). Imports the
+//! wrappers, the per-thread buffers that finished records wait in ([`buffer`]), and what is still
+//! open when the process ends without unwinding ([`exit`]). Imports the
 //! gate, the record layer and the leaves; never the lifecycle.
 
 pub(crate) mod buffer;
 pub(crate) mod context;
+pub(crate) mod exit;
 pub(crate) mod fanout;
 pub(crate) mod future;
 pub(crate) mod handle;
