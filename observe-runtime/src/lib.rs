@@ -68,7 +68,10 @@ pub mod __private;
 pub use observe_macros::observe;
 
 pub use capture::DEFAULT_FIELD_LIMIT;
-pub use config::{Config, ConfigError, DEFAULT_BASE_URL, DEFAULT_MAX_QUEUE, MAX_QUEUE_LIMIT};
+pub use config::{
+    Config, ConfigError, DEFAULT_BASE_URL, DEFAULT_MAX_QUEUE, DEFAULT_SPOOL_MAX_BYTES,
+    MAX_QUEUE_LIMIT,
+};
 pub use export::{AuthCheck, AuthError, Exporter, MemoryExporter, Project, Stats};
 pub use ids::{IdParseError, ObservationId, TraceId};
 pub use lifecycle::{flush, FlushError, FlushGuard, ShutdownReport};

@@ -110,6 +110,26 @@ impl Config {
         self.overridden("LANGFUSE_MAX_FIELD_SIZE")
     }
 
+    /// Keeps batches that cannot be delivered (the retries ran out, or the shutdown deadline
+    /// came) in this directory, created if needed; the next client started with the same
+    /// directory sends them first, once; `LANGFUSE_SPOOL_DIR`. Off by default.
+    ///
+    /// ```
+    /// let config = observe_runtime::Config::default().spool_dir("/var/spool/my-app-langfuse");
+    /// # drop(config);
+    /// ```
+    pub fn spool_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.spool_dir = Some(dir.into());
+        self
+    }
+
+    /// The cap on what the spool directory holds, in bytes (at least 65536; the oldest batches
+    /// are evicted past it); `LANGFUSE_SPOOL_MAX_BYTES`, default 100 MiB.
+    pub fn spool_max_bytes(mut self, bytes: u64) -> Self {
+        self.spool_max_bytes = bytes;
+        self.overridden("LANGFUSE_SPOOL_MAX_BYTES")
+    }
+
     /// The `service.name` resource attribute; `OTEL_SERVICE_NAME`.
     pub fn service_name(mut self, name: impl Into<String>) -> Self {
         self.service_name = Some(name.into());

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::error::invalid;
 use super::validate::{max_queue_expected, max_queue_in_range};
-use super::{Config, ConfigError};
+use super::{Config, ConfigError, MIN_SPOOL_MAX_BYTES};
 use crate::export::target::mask_secret;
 
 /// CI and platform variables that hold the commit being run, read when `LANGFUSE_RELEASE` is unset.
@@ -229,6 +229,15 @@ fn read_from(get: &dyn Fn(&str) -> Option<String>) -> Config {
         parse_seconds,
         "expected seconds, such as 5 or 0.5",
         |v| config.shutdown_timeout = v
+    );
+    if let Some(dir) = text("LANGFUSE_SPOOL_DIR", &mut notes) {
+        config.spool_dir = (!dir.is_empty()).then(|| dir.into());
+    }
+    parsed!(
+        "LANGFUSE_SPOOL_MAX_BYTES",
+        |v: &str| v.parse::<u64>().ok().filter(|n| *n >= MIN_SPOOL_MAX_BYTES),
+        "expected a number of bytes of at least 65536, such as 104857600 (100 MiB)",
+        |v| config.spool_max_bytes = v
     );
     if let Some(raw) = get("OTEL_EXPORTER_OTLP_HEADERS") {
         match parse_otlp_headers(&raw) {

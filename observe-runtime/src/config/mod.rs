@@ -35,6 +35,12 @@ pub const DEFAULT_MAX_QUEUE: usize = 8192;
 /// above what memory can hold could not be honoured; beyond this one `init` refuses the value.
 pub const MAX_QUEUE_LIMIT: usize = 10_000_000;
 
+/// The default cap on the spool directory (`LANGFUSE_SPOOL_MAX_BYTES`): 100 MiB.
+pub const DEFAULT_SPOOL_MAX_BYTES: u64 = 100 * 1024 * 1024;
+
+/// The smallest spool cap accepted: one batch must fit.
+pub(crate) const MIN_SPOOL_MAX_BYTES: u64 = 64 * 1024;
+
 /// Everything `init` needs, from the environment ([`Config::from_env`]) and builder methods.
 ///
 /// ```
@@ -75,6 +81,10 @@ pub struct Config {
     pub(crate) baggage: Option<String>,
     /// Whether trace attributes travel in `BAGGAGE` / `baggage` and are adopted from it.
     pub(crate) propagate_attributes: bool,
+    /// Where undeliverable batches are kept for the next start (`LANGFUSE_SPOOL_DIR`).
+    pub(crate) spool_dir: Option<std::path::PathBuf>,
+    /// The cap on what the spool holds, in bytes (`LANGFUSE_SPOOL_MAX_BYTES`).
+    pub(crate) spool_max_bytes: u64,
     /// Values from the environment that could not be read: reported by `init` unless a builder
     /// method set the same setting.
     pub(crate) problems: Vec<(&'static str, ConfigError)>,
@@ -111,6 +121,8 @@ impl Default for Config {
             traceparent: None,
             baggage: None,
             propagate_attributes: true,
+            spool_dir: None,
+            spool_max_bytes: DEFAULT_SPOOL_MAX_BYTES,
             problems: Vec::new(),
             notes: Vec::new(),
         }
@@ -148,6 +160,8 @@ impl fmt::Debug for Config {
             )
             .field("exporter", &self.exporter)
             .field("mask", &self.mask.as_ref().map(|_| "<fn>"))
+            .field("spool_dir", &self.spool_dir)
+            .field("spool_max_bytes", &self.spool_max_bytes)
             .finish()
     }
 }

@@ -5,7 +5,10 @@
 use std::time::Duration;
 
 use super::error::invalid;
-use super::{Config, ConfigError, Mask, DEFAULT_BASE_URL, DEFAULT_MAX_QUEUE, MAX_QUEUE_LIMIT};
+use super::{
+    Config, ConfigError, Mask, DEFAULT_BASE_URL, DEFAULT_MAX_QUEUE, MAX_QUEUE_LIMIT,
+    MIN_SPOOL_MAX_BYTES,
+};
 use crate::diagnostics;
 use crate::export::target::{is_loopback, mask_secret, LangfuseKeys, Target};
 use crate::export::Exporter;
@@ -95,6 +98,13 @@ impl Config {
             (None, None) => SinkChoice::ConsoleNoCredentials,
         };
 
+        if self.spool_max_bytes < MIN_SPOOL_MAX_BYTES {
+            errors.push(invalid(
+                "LANGFUSE_SPOOL_MAX_BYTES",
+                &self.spool_max_bytes.to_string(),
+                "expected a number of bytes of at least 65536, such as 104857600 (100 MiB)",
+            ));
+        }
         match errors.len() {
             0 => {}
             1 => return Err(errors.remove(0)),
@@ -127,6 +137,7 @@ impl Config {
             service_name: resource_service,
             resource_attributes: self.resource_attributes,
             mask: self.mask,
+            spool: self.spool_dir.map(|dir| (dir, self.spool_max_bytes)),
             sink,
             warnings,
             notes,
@@ -270,6 +281,8 @@ pub(crate) struct Settings {
     pub(crate) service_name: String,
     pub(crate) resource_attributes: Vec<(String, String)>,
     pub(crate) mask: Option<Mask>,
+    /// The spool directory and its cap in bytes, when one is set.
+    pub(crate) spool: Option<(std::path::PathBuf, u64)>,
     pub(crate) sink: SinkChoice,
     pub(crate) warnings: Vec<String>,
     pub(crate) notes: Vec<String>,

@@ -1,5 +1,5 @@
 //! Everything after a span or a score is handed over: the queue and the exporter thread, OTLP
-//! encoding, HTTP transport, the scores route, and the console and in-memory sinks. Knows nothing
+//! encoding, HTTP transport, the scores route, the disk spool, and the console and in-memory sinks. Knows nothing
 //! about thread-locals or the attribute; imports only the record layer and the leaves.
 
 pub(crate) mod auth;
@@ -9,6 +9,7 @@ pub(crate) mod otlp;
 pub(crate) mod queue;
 pub(crate) mod scores;
 pub(crate) mod sink;
+pub(crate) mod spool;
 pub(crate) mod stats;
 pub(crate) mod target;
 pub(crate) mod transport;

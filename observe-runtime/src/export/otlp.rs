@@ -559,11 +559,12 @@ fn gzip(body: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
 use super::auth::{AuthCheck, AuthError};
 use super::scores;
 use super::sink::{Failure, ScoresSent, Sink};
+use super::spool::{Sent, Spool};
 use super::transport::{Delivery, Transport};
 use super::waiter::Waiter;
 use crate::record::FinishedScore;
 
-/// The OTLP/HTTP sink: encode, gzip, post.
+/// The OTLP/HTTP sink: encode, gzip, post; with a spool, what cannot be delivered is kept on disk.
 pub(crate) struct OtlpSink {
     transport: Transport,
     envelope: Envelope,
@@ -571,28 +572,65 @@ pub(crate) struct OtlpSink {
     body: Vec<u8>,
     /// The gzipped body of the current request; kept between requests.
     gzip_buffer: Vec<u8>,
+    spool: Option<Spool>,
 }
 
 impl OtlpSink {
-    pub(crate) fn new(transport: Transport, envelope: Envelope) -> Self {
+    pub(crate) fn new(transport: Transport, envelope: Envelope, spool: Option<Spool>) -> Self {
         Self {
             transport,
             envelope,
             body: Vec::new(),
             gzip_buffer: Vec::new(),
+            spool,
         }
+    }
+
+    fn encode_gzipped(&mut self, batch: &[FinishedSpan]) -> Result<(), String> {
+        encode(&mut self.body, batch, &self.envelope);
+        gzip(&self.body, &mut self.gzip_buffer)
     }
 }
 
 impl Sink for OtlpSink {
     fn export(&mut self, batch: Vec<FinishedSpan>, waiter: &mut Waiter) -> Result<(), Failure> {
-        encode(&mut self.body, &batch, &self.envelope);
-        gzip(&self.body, &mut self.gzip_buffer).map_err(Failure::Lost)?;
+        self.resume(waiter);
+        self.encode_gzipped(&batch).map_err(Failure::Lost)?;
         match self.transport.post(&self.gzip_buffer, waiter) {
             Ok(()) => Ok(()),
             Err(Delivery::Lost(reason)) => Err(Failure::Lost(reason)),
+            Err(Delivery::GaveUp(reason)) => match self.spool.as_mut() {
+                Some(spool) => match spool.keep(&self.gzip_buffer, batch.len()) {
+                    Ok(()) => Err(Failure::Spooled(reason)),
+                    Err(problem) => Err(Failure::Lost(format!("{reason}; {problem}"))),
+                },
+                None => Err(Failure::Lost(reason)),
+            },
             Err(Delivery::Deadline(reason)) => Err(Failure::Deadline(reason, batch)),
         }
+    }
+
+    fn resume(&mut self, waiter: &mut Waiter) {
+        let (Some(spool), transport) = (self.spool.as_mut(), &mut self.transport) else {
+            return;
+        };
+        if spool.due() {
+            spool.send_waiting(|body| match transport.post_once(body, waiter) {
+                Ok(()) => Sent::Delivered,
+                Err(Delivery::Lost(reason)) => Sent::Refused(reason),
+                Err(Delivery::GaveUp(reason) | Delivery::Deadline(reason)) => Sent::Later(reason),
+            });
+        }
+    }
+
+    fn keep(&mut self, batch: Vec<FinishedSpan>) -> Result<usize, String> {
+        if self.spool.is_none() {
+            return Err("no spool directory is set".into());
+        }
+        self.encode_gzipped(&batch)?;
+        let spool = self.spool.as_mut().expect("checked above");
+        spool.keep(&self.gzip_buffer, batch.len())?;
+        Ok(batch.len())
     }
 
     fn export_scores(&mut self, batch: Vec<FinishedScore>, waiter: &mut Waiter) -> ScoresSent {

@@ -327,7 +327,7 @@ pub(crate) fn deliver(
                     sent.error = Some(text);
                 }
             },
-            Err(Delivery::Lost(reason)) => {
+            Err(Delivery::Lost(reason) | Delivery::GaveUp(reason)) => {
                 // Refused credentials or a server down for the whole retry budget: the rest of
                 // the batch would fare no better.
                 let lost = items.len() - next;

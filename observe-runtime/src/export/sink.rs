@@ -11,6 +11,9 @@ pub(crate) enum Failure {
     Lost(String),
     /// A flush or shutdown deadline came first; the batch is handed back.
     Deadline(String, Vec<FinishedSpan>),
+    /// Not delivered after the retries, and written to the spool directory (and counted) for a
+    /// later round or the next process.
+    Spooled(String),
 }
 
 /// What became of a batch of scores: every score is in exactly one of these.
@@ -41,6 +44,16 @@ pub(crate) trait Sink: Send {
             unsupported: batch.len(),
             ..ScoresSent::default()
         }
+    }
+
+    /// Sends what earlier rounds or processes left in the spool, if it is time; called when the
+    /// exporter starts and between batches.
+    fn resume(&mut self, _waiter: &mut Waiter) {}
+
+    /// Writes a batch the shutdown deadline left to the spool; returns how many spans it kept
+    /// (`Err` when there is no spool or it failed: the batch is then lost).
+    fn keep(&mut self, _batch: Vec<FinishedSpan>) -> Result<usize, String> {
+        Err("no spool directory is set".into())
     }
 
     /// Asks the server whether the keys are valid.

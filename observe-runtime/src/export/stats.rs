@@ -5,7 +5,8 @@ use std::sync::Mutex;
 
 /// What the pipeline has done so far. Once every thread has handed over what it holds (after a
 /// flush or a shutdown), every span is accounted for:
-/// `spans_created == spans_exported + spans_dropped()` plus what a failed flush kept for later,
+/// `spans_created == spans_exported + spans_spooled + spans_dropped()` plus what a failed flush
+/// kept for later (spans sent from the spool are counted apart, in `spans_exported_from_spool`),
 /// and every score likewise: `scores_created == scores_exported + scores_dropped()` plus what a
 /// failed flush kept for later. The request counters cover span and score requests alike.
 ///
@@ -35,6 +36,17 @@ pub struct Stats {
     pub spans_dropped_shutdown_deadline: u64,
     /// Spans that ended after shutdown and were not sent.
     pub spans_dropped_after_shutdown: u64,
+    /// Spans written to the spool directory (`LANGFUSE_SPOOL_DIR`) because they could not be
+    /// delivered: the retries ran out, or the shutdown deadline came. They are sent by a later
+    /// round or the next process that uses the directory.
+    pub spans_spooled: u64,
+    /// Spans delivered from the spool directory (written by this process or an earlier one).
+    pub spans_exported_from_spool: u64,
+    /// Spooled spans deleted unsent because the spool reached `LANGFUSE_SPOOL_MAX_BYTES` (the
+    /// oldest go first).
+    pub spans_spool_evicted: u64,
+    /// Spool files that could not be read back (corrupt, truncated) and were moved aside.
+    pub spool_files_corrupt: u64,
     /// Scores sent on a recorded target (scores of sampled-out traces are not counted), valid or
     /// not.
     pub scores_created: u64,
@@ -103,6 +115,10 @@ pub(crate) struct Counters {
     pub(crate) spans_dropped_export_failed: AtomicU64,
     pub(crate) spans_dropped_shutdown_deadline: AtomicU64,
     pub(crate) spans_dropped_after_shutdown: AtomicU64,
+    pub(crate) spans_spooled: AtomicU64,
+    pub(crate) spans_exported_from_spool: AtomicU64,
+    pub(crate) spans_spool_evicted: AtomicU64,
+    pub(crate) spool_files_corrupt: AtomicU64,
     pub(crate) scores_created: AtomicU64,
     pub(crate) scores_queued: AtomicU64,
     pub(crate) scores_exported: AtomicU64,
@@ -143,6 +159,10 @@ impl Counters {
             spans_dropped_export_failed: get(&self.spans_dropped_export_failed),
             spans_dropped_shutdown_deadline: get(&self.spans_dropped_shutdown_deadline),
             spans_dropped_after_shutdown: get(&self.spans_dropped_after_shutdown),
+            spans_spooled: get(&self.spans_spooled),
+            spans_exported_from_spool: get(&self.spans_exported_from_spool),
+            spans_spool_evicted: get(&self.spans_spool_evicted),
+            spool_files_corrupt: get(&self.spool_files_corrupt),
             scores_created: get(&self.scores_created),
             scores_queued: get(&self.scores_queued),
             scores_exported: get(&self.scores_exported),

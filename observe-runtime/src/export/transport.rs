@@ -39,8 +39,11 @@ fn server_message(body: &[u8]) -> String {
 
 /// Why a request body was not delivered.
 pub(crate) enum Delivery {
-    /// Refused, or retries exhausted.
+    /// Refused (a 4xx other than 408 and 429): sending it again would not help.
     Lost(String),
+    /// The server could not be reached, or kept failing, until the retries ran out: it may take
+    /// the same body later.
+    GaveUp(String),
     /// The flush or shutdown deadline came first.
     Deadline(String),
 }
@@ -276,6 +279,36 @@ impl Transport {
         Err(Delivery::Lost(text))
     }
 
+    /// Sends one gzipped OTLP request body once, without retrying: a spooled batch that cannot
+    /// be delivered now waits for the next round instead. A 401 or 403 is `GaveUp` (the batch is
+    /// kept for a process with the right keys).
+    pub(crate) fn post_once(&mut self, body: &[u8], waiter: &Waiter) -> Result<(), Delivery> {
+        let Some(time) = self.attempt_time(waiter) else {
+            return Err(Delivery::Deadline("the deadline passed".into()));
+        };
+        let (counter, result) = match self.attempt(Route::Traces, body, time) {
+            Attempt::Answered(reply) if reply.is_success() => (&self.counters.requests_ok, Ok(())),
+            Attempt::Answered(reply) => (
+                &self.counters.requests_failed,
+                Err(Delivery::Lost(format!(
+                    "HTTP {}: {:?}",
+                    reply.status,
+                    reply.message()
+                ))),
+            ),
+            Attempt::Retry(reason, _) => (
+                &self.counters.requests_failed,
+                Err(Delivery::GaveUp(reason)),
+            ),
+            Attempt::Unauthorized(status, message) => (
+                &self.counters.requests_failed,
+                Err(Delivery::GaveUp(format!("HTTP {status}: {message}"))),
+            ),
+        };
+        Counters::add(counter, 1);
+        result
+    }
+
     /// Sends one request body to `route`, retrying 408, 429 (after its `Retry-After`), 5xx,
     /// timeouts and network errors within the budget and the waiter's deadline. A 401 or 403 is
     /// counted, reported once, and lost; any other answer is returned for the caller to judge.
@@ -346,10 +379,10 @@ impl Transport {
                 text
             };
             if attempt_number >= MAX_ATTEMPTS {
-                return Err(Delivery::Lost(give_up("")));
+                return Err(Delivery::GaveUp(give_up("")));
             }
             if started.elapsed() + delay > RETRY_BUDGET {
-                return Err(Delivery::Lost(give_up(
+                return Err(Delivery::GaveUp(give_up(
                     "; the next retry would exceed the retry budget",
                 )));
             }

@@ -145,6 +145,8 @@ impl Worker {
         let wake = self.data.wake.clone();
         let control = self.waiter.control.clone();
         let mut last_export = Instant::now();
+        // What earlier processes left in the spool goes first.
+        self.sink.resume(&mut self.waiter);
         loop {
             if let Some(message) = self.waiter.pending.pop_front() {
                 if let Next::Stop = self.handle(message) {
@@ -318,8 +320,22 @@ impl Worker {
                 self.batch_bytes = bytes;
                 return Err(reason);
             }
-            Err(Failure::Deadline(reason, _)) => {
+            Err(Failure::Deadline(reason, batch)) => {
+                if self.keep(batch) {
+                    return Err(reason);
+                }
                 (reason, &self.counters.spans_dropped_shutdown_deadline)
+            }
+            Err(Failure::Spooled(reason)) => {
+                self.data.done(count);
+                diagnostics::warn(
+                    "spooled",
+                    format!(
+                        "{count} span(s) were not delivered ({reason}); they were written to the \
+                         spool directory and are sent by a later round or the next start"
+                    ),
+                );
+                return Err(reason);
             }
             Err(Failure::Lost(reason)) => (reason, &self.counters.spans_dropped_export_failed),
         };
@@ -369,12 +385,12 @@ impl Worker {
             spans.push(span);
         }
         let spans = self.delivery_order(spans);
-        let mut left = spans.len();
+        let mut unsent = Vec::new();
         for span in spans {
             if self.waiter.passed() {
-                break;
+                unsent.push(span);
+                continue;
             }
-            left -= 1;
             if self.push(span) {
                 if let Err(e) = self.export() {
                     result = Err(e);
@@ -382,10 +398,12 @@ impl Worker {
             }
         }
         if self.waiter.passed() {
-            let unsent = left + self.batch.len();
-            self.batch.clear();
+            unsent.append(&mut self.batch);
             self.batch_bytes = 0;
-            self.drop_at_deadline(unsent);
+            let count = unsent.len();
+            if count > 0 && !self.keep(unsent) {
+                self.drop_at_deadline(count);
+            }
             return Err(result
                 .err()
                 .unwrap_or_else(|| "the shutdown deadline passed".to_string()));
@@ -445,6 +463,26 @@ impl Worker {
     }
 
     /// Counts spans the shutdown deadline left undelivered.
+    /// Writes spans the shutdown deadline left to the spool, if there is one; `true` when they
+    /// were kept (and counted).
+    fn keep(&mut self, spans: Vec<FinishedSpan>) -> bool {
+        let count = spans.len();
+        match self.sink.keep(spans) {
+            Ok(kept) => {
+                self.data.done(count);
+                diagnostics::warn(
+                    "spooled-at-shutdown",
+                    format!(
+                        "{kept} span(s) were not delivered before the shutdown deadline; they \
+                         were written to the spool directory and are sent at the next start"
+                    ),
+                );
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
     fn drop_at_deadline(&mut self, count: usize) {
         if count == 0 {
             return;

@@ -10,6 +10,7 @@ use crate::config::{Config, ConfigError, Settings, SinkChoice};
 use crate::diagnostics;
 use crate::export::console::ConsoleSink;
 use crate::export::otlp::{Envelope, OtlpSink};
+use crate::export::spool::Spool;
 use crate::export::transport::Transport;
 use crate::export::worker::{self, WorkerSettings};
 use crate::export::{queue, Counters, Sink};
@@ -146,12 +147,24 @@ pub(crate) fn init(config: Config) -> Result<FlushGuard, ConfigError> {
             }
         }
         SinkChoice::Otlp(target) => {
+            let spool = match settings.spool.clone() {
+                Some((dir, max_bytes)) => Some(
+                    Spool::open(dir.clone(), max_bytes, counters.clone()).map_err(|why| {
+                        ConfigError::InvalidValue {
+                            variable: "LANGFUSE_SPOOL_DIR",
+                            value: dir.display().to_string(),
+                            expected: format!("{why}; set a directory this process can write"),
+                        }
+                    })?,
+                ),
+                None => None,
+            };
             let sink_counters = counters.clone();
             let (queue, receiver) =
                 queue::queue(settings.max_queue, settings.flush_at, counters.clone());
             let spawned = worker::spawn(worker_settings, counters.clone(), receiver, move || {
                 let transport = Transport::new(target, timeout, sink_counters)?;
-                Ok(Box::new(OtlpSink::new(transport, envelope)) as Box<dyn Sink>)
+                Ok(Box::new(OtlpSink::new(transport, envelope, spool)) as Box<dyn Sink>)
             });
             Destination::Worker {
                 queue,

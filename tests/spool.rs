@@ -1,0 +1,297 @@
+//! The disk spool (`LANGFUSE_SPOOL_DIR`) across processes: with the backend down, a program
+//! records and exits, its spans kept on disk; with the backend up again, the next start sends
+//! them first, exactly once, even when two processes share the directory; a corrupt file is
+//! moved aside with a warning.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use observe_runtime::{span, stats, Config};
+
+use support::{child_mode, run_child_with, FakeLangfuse, ReceivedSpan};
+
+const PUBLIC_KEY: &str = "pk-lf-spool";
+const SECRET_KEY: &str = "sk-lf-spool";
+const SPOOL_ENV: &str = "OBSERVE_TEST_SPOOL_DIR";
+const BASE_URL_ENV: &str = "OBSERVE_TEST_BASE_URL";
+const NAME_ENV: &str = "OBSERVE_TEST_TRACE_NAME";
+const TEST: &str = "spooled_spans_of_a_run_with_the_backend_down_arrive_once_at_the_next_starts";
+
+fn spool_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "observe-spool-test-{name}-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn files(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// The child: records one trace of three spans named after `NAME_ENV`, then shuts down.
+fn record_and_exit() {
+    let var = |name: &str| std::env::var(name).unwrap_or_else(|_| panic!("{name} is passed"));
+    let name = var(NAME_ENV);
+    let guard = Config::default()
+        .public_key(PUBLIC_KEY)
+        .secret_key(SECRET_KEY)
+        .base_url(var(BASE_URL_ENV))
+        .spool_dir(var(SPOOL_ENV))
+        .flush_interval(Duration::from_secs(60))
+        .timeout(Duration::from_secs(2))
+        .shutdown_timeout(Duration::from_millis(1500))
+        .init()
+        .expect("init");
+    {
+        let _root = span(format!("{name}-root")).start();
+        span(format!("{name}-a")).start().end();
+        span(format!("{name}-b")).start().end();
+    }
+    let _ = guard.shutdown();
+    let stats = stats();
+    // The accounting the child can check itself: every span delivered or kept, none lost.
+    assert_eq!(stats.spans_created, 3, "{stats:?}");
+    assert_eq!(stats.spans_dropped(), 0, "{stats:?}");
+    assert_eq!(
+        stats.spans_exported + stats.spans_spooled,
+        3,
+        "delivered or spooled: {stats:?}"
+    );
+    eprintln!(
+        "child stats: exported={} spooled={} from_spool={} corrupt={}",
+        stats.spans_exported,
+        stats.spans_spooled,
+        stats.spans_exported_from_spool,
+        stats.spool_files_corrupt
+    );
+}
+
+fn child(name: &str, base_url: &str, dir: &Path) -> Command {
+    let executable = std::env::current_exe().unwrap();
+    let mut command = Command::new(executable);
+    command
+        .args(["--exact", TEST, "--nocapture", "--test-threads=1"])
+        .env(support::child::CHILD_MODE_ENV, "record")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    support::child::remove_sdk_env(&mut command);
+    command
+        .env(NAME_ENV, name)
+        .env(BASE_URL_ENV, base_url)
+        .env(SPOOL_ENV, dir);
+    command
+}
+
+/// Runs one child to its end; returns its stderr.
+fn run(name: &str, base_url: &str, dir: &Path) -> String {
+    let output = run_child_with(TEST, "record", Duration::from_secs(60), |command| {
+        command
+            .env(NAME_ENV, name)
+            .env(BASE_URL_ENV, base_url)
+            .env(SPOOL_ENV, dir);
+    });
+    output.assert_success();
+    output.stderr
+}
+
+fn stat_line(stderr: &str) -> &str {
+    stderr
+        .lines()
+        .find(|l| l.starts_with("child stats:"))
+        .unwrap_or_else(|| panic!("no stats in:\n{stderr}"))
+}
+
+#[test]
+fn spooled_spans_of_a_run_with_the_backend_down_arrive_once_at_the_next_starts() {
+    if child_mode().as_deref() == Some("record") {
+        record_and_exit();
+        return;
+    }
+    let _serial = support::serial();
+    let dir = spool_dir("once");
+
+    // The backend is down: four runs record and exit; their spans stay in the spool.
+    let down = support::refusing_base_url();
+    for run_number in 1..=4 {
+        let stderr = run(&format!("down{run_number}"), &down, &dir);
+        assert_eq!(
+            stat_line(&stderr),
+            "child stats: exported=0 spooled=3 from_spool=0 corrupt=0",
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains(
+                "3 span(s) were not delivered before the shutdown deadline; they were written to \
+                 the spool directory and are sent at the next start"
+            ),
+            "{stderr}"
+        );
+    }
+    let spooled = files(&dir);
+    assert_eq!(spooled.len(), 4, "{spooled:?}");
+    assert!(spooled.iter().all(|n| n.ends_with(".batch")), "{spooled:?}");
+
+    // A corrupt file among them is moved aside, not sent, not fatal.
+    std::fs::write(dir.join("00000000000000000001-1-0.batch"), b"half a batch").unwrap();
+
+    // The backend is up: two processes start at once on the same directory.
+    let server = FakeLangfuse::start(PUBLIC_KEY, SECRET_KEY);
+    let base_url = server.base_url();
+    let children: Vec<_> = ["up1", "up2"]
+        .iter()
+        .map(|name| child(name, &base_url, &dir).spawn().expect("spawn a child"))
+        .collect();
+    let outputs: Vec<_> = children
+        .into_iter()
+        .map(|c| c.wait_with_output().expect("the child ends"))
+        .collect();
+    let mut from_spool = 0;
+    let mut corrupt = 0;
+    for output in &outputs {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{stderr}");
+        let line = stat_line(&stderr).to_string();
+        let field = |key: &str| -> u64 {
+            line.split_whitespace()
+                .find_map(|part| part.strip_prefix(key))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("{key} in {line}"))
+        };
+        assert_eq!(field("exported="), 3, "{line}");
+        from_spool += field("from_spool=");
+        corrupt += field("corrupt=");
+    }
+    assert_eq!(from_spool, 12, "the two share the twelve spooled spans");
+    assert_eq!(corrupt, 1, "one of them found the corrupt file");
+    let all_stderr: String = outputs
+        .iter()
+        .map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
+        .collect();
+    assert!(
+        all_stderr.contains(
+            "is unreadable (it does not start with a spool header); it was moved aside as"
+        ),
+        "{all_stderr}"
+    );
+
+    let spans = server.wait_for_spans(18, Duration::from_secs(20));
+    std::thread::sleep(Duration::from_millis(300));
+    let accepted = server.accepted_spans();
+    let mut copies: BTreeMap<String, usize> = BTreeMap::new();
+    for span in &accepted {
+        *copies.entry(span.name().to_string()).or_insert(0) += 1;
+    }
+    let expected: BTreeMap<String, usize> = ["down1", "down2", "down3", "down4", "up1", "up2"]
+        .iter()
+        .flat_map(|run| ["root", "a", "b"].map(|s| (format!("{run}-{s}"), 1)))
+        .collect();
+    assert_eq!(copies, expected, "every span arrives exactly once");
+    assert_eq!(spans.len(), 18);
+
+    // Trees are whole: each spooled child still hangs under its root.
+    for run in ["down1", "down4"] {
+        let root = support::by_name(&accepted, &format!("{run}-root"));
+        for child in ["a", "b"] {
+            let child = support::by_name(&accepted, &format!("{run}-{child}"));
+            assert_eq!(child.parent_span_id(), root.span_id(), "{}", child.name());
+            assert_eq!(child.trace_id(), root.trace_id());
+        }
+    }
+    // Spooled batches went before each process's own spans.
+    let requests = server.requests();
+    let first_own = requests
+        .iter()
+        .position(|r| r.spans().iter().any(|s| s.name().starts_with("up")))
+        .expect("a request with the new spans");
+    let spooled_after: usize = requests[first_own..]
+        .iter()
+        .flat_map(|r| r.spans())
+        .filter(|s: &ReceivedSpan| s.name().starts_with("down"))
+        .count();
+    assert!(
+        spooled_after <= 6,
+        "each process sends the spool before its own spans (at most the other process's share \
+         comes later): {spooled_after}"
+    );
+
+    let left = files(&dir);
+    assert_eq!(left, ["00000000000000000001-1-0.batch.corrupt"], "{left:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn an_unwritable_spool_directory_is_an_init_error_naming_the_variable() {
+    let _serial = support::serial();
+    let file = spool_dir("not-a-dir").join("plain-file");
+    std::fs::write(&file, b"x").unwrap();
+    let dir = file.join("spool");
+    let error = Config::default()
+        .public_key(PUBLIC_KEY)
+        .secret_key(SECRET_KEY)
+        .base_url(support::refusing_base_url())
+        .spool_dir(&dir)
+        .init()
+        .map(drop)
+        .expect_err("a spool under a plain file cannot be created");
+    let text = error.to_string();
+    assert!(
+        text.starts_with(&format!(
+            "LANGFUSE_SPOOL_DIR={:?} is not valid: the spool directory {} cannot be created: ",
+            dir.display().to_string(),
+            dir.display()
+        )),
+        "{text}"
+    );
+    assert!(
+        text.ends_with("; set a directory this process can write"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_spool_cap_too_small_for_one_batch_is_refused() {
+    let _serial = support::serial();
+    let error = Config::default()
+        .public_key(PUBLIC_KEY)
+        .secret_key(SECRET_KEY)
+        .spool_dir(spool_dir("cap"))
+        .spool_max_bytes(1000)
+        .init()
+        .map(drop)
+        .expect_err("a 1000-byte cap");
+    assert_eq!(
+        error.to_string(),
+        "LANGFUSE_SPOOL_MAX_BYTES=\"1000\" is not valid: expected a number of bytes of at least \
+         65536, such as 104857600 (100 MiB)"
+    );
+    let from_env = Config::from_vars([
+        ("LANGFUSE_PUBLIC_KEY", PUBLIC_KEY),
+        ("LANGFUSE_SECRET_KEY", SECRET_KEY),
+        ("LANGFUSE_SPOOL_MAX_BYTES", "64k"),
+    ])
+    .init()
+    .map(drop)
+    .expect_err("not a number");
+    assert_eq!(
+        from_env.to_string(),
+        "LANGFUSE_SPOOL_MAX_BYTES=\"64k\" is not valid: expected a number of bytes of at least \
+         65536, such as 104857600 (100 MiB)"
+    );
+}
