@@ -12,7 +12,7 @@ fn memory() -> &'static MemoryExporter {
         .get_or_init(|| {
             let memory = MemoryExporter::new();
             let guard = Config::default()
-                .max_field_bytes(64)
+                .max_field_bytes(256)
                 .mask(|mut value| {
                     if let Some(object) = value.as_object_mut() {
                         if object.contains_key("password") {
@@ -74,7 +74,7 @@ fn echo(text: String) -> String {
 #[test]
 fn large_values_are_cut_with_a_marker_saying_how_much() {
     let memory = memory();
-    let long = "x".repeat(200);
+    let long = "x".repeat(400);
     echo(long.clone());
     let span = memory
         .spans()
@@ -82,8 +82,8 @@ fn large_values_are_cut_with_a_marker_saying_how_much() {
         .find(|s| s.name == "echo")
         .unwrap();
     let expected = format!(
-        "\"{}… [truncated: 138 of 202 bytes cut]\"",
-        "\\\"".to_string() + &"x".repeat(63)
+        "\"{}… [truncated: 146 of 402 bytes cut]\"",
+        "\\\"".to_string() + &"x".repeat(255)
     );
     assert_eq!(span.output.as_deref(), Some(expected.as_str()));
     // The input object holds the cut argument as a JSON string, so it stays valid JSON.
@@ -91,5 +91,5 @@ fn large_values_are_cut_with_a_marker_saying_how_much() {
     assert!(input["text"]
         .as_str()
         .unwrap()
-        .ends_with("[truncated: 138 of 202 bytes cut]"));
+        .ends_with("[truncated: 146 of 402 bytes cut]"));
 }

@@ -85,3 +85,17 @@ pub(crate) fn mask_secret(secret: &str) -> String {
     let tail: String = chars[chars.len() - 4..].iter().collect();
     format!("{head}…{tail}")
 }
+
+/// A URL as it may be shown: anything up to the last `@` after the scheme (a `user:password@`
+/// written into it) becomes `***`, so `http://user:secret@host` shows as `http://***@host`. Masks
+/// too much rather than too little: a password may hold `/`, `?` or `#`.
+pub(crate) fn mask_url_credentials(url: &str) -> String {
+    let (scheme, rest) = match url.find("://") {
+        Some(index) => url.split_at(index + 3),
+        None => ("", url),
+    };
+    match rest.rfind('@') {
+        Some(at) => format!("{scheme}***{}", &rest[at..]),
+        None => url.to_string(),
+    }
+}
