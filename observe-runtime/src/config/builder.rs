@@ -180,7 +180,9 @@ impl Config {
     }
 
     /// A hook that rewrites captured values (input, output, metadata) before they leave the
-    /// process.
+    /// process. It runs on the exporter thread (with the in-memory exporter, where the span
+    /// ends); what it observes itself (an `#[observe]` function it calls, a score it sends) is
+    /// not recorded, like anything else on the exporter thread.
     ///
     /// ```
     /// let config = observe_runtime::Config::default().mask(|mut value| {

@@ -24,6 +24,7 @@ use crate::diagnostics;
 use crate::ids::ObservationId;
 use crate::mask::{mask_json, Mask};
 use crate::record::{FinishedScore, FinishedSpan, Record};
+use crate::unobserved;
 
 /// At most this many awaited parents are remembered.
 const MAX_AWAITED: usize = 65_536;
@@ -60,6 +61,8 @@ pub(crate) fn spawn(
     let thread = std::thread::Builder::new()
         .name("langfuse-exporter".into())
         .spawn(move || {
+            // What this thread does is never observed: not the mask, not the HTTP client.
+            unobserved::mark_thread();
             let sink = match make_sink() {
                 Ok(sink) => {
                     let _ = ready_tx.send(Ok(()));
