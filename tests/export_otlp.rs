@@ -504,6 +504,92 @@ fn batches_stay_under_four_megabytes() {
     guard.shutdown().expect("shutdown");
 }
 
+#[observe_runtime::observe]
+fn echo_text(text: String) -> String {
+    text
+}
+
+/// A captured field as the server received it: within the limit, valid JSON, its text a
+/// beginning of `original` (escaped once, not twice) followed by the marker.
+fn assert_cut_within(attribute: &str, original: &str, limit: usize) {
+    assert!(attribute.len() <= limit, "{} bytes sent", attribute.len());
+    assert!(
+        attribute.len() > limit - 64,
+        "cut too short: {} bytes",
+        attribute.len()
+    );
+    let text: String = serde_json::from_str(attribute).expect("a JSON string");
+    let marker = format!(
+        "… [truncated from {} bytes]",
+        serde_json::to_string(original).unwrap().len()
+    );
+    let kept = text.strip_suffix(&marker).expect("ends with the marker");
+    assert!(
+        original.starts_with(kept),
+        "the kept text is a beginning of the value"
+    );
+}
+
+#[test]
+fn the_field_limit_holds_for_the_value_as_sent() {
+    let _serial = support::serial();
+    let server = FakeLangfuse::start(PUBLIC_KEY, SECRET_KEY);
+    let guard = config(&server).init().expect("init");
+    const LIMIT: usize = observe_runtime::DEFAULT_FIELD_LIMIT;
+
+    let texts = [
+        "plain ".repeat(300_000),
+        "say \"hi\" \\ tab\t nl\n bell\u{7} ".repeat(60_000),
+        "héllo wörld 你好 🎉 ".repeat(60_000),
+    ];
+    for text in &texts {
+        let _root = span("field").start();
+        echo_text(text.clone());
+        current_observation().metadata("note", text);
+    }
+    guard.flush().expect("flush");
+
+    let spans = server.accepted_spans();
+    assert_eq!(spans.len(), 6);
+    // The span whose attribute `key` holds a JSON string beginning like `text`.
+    let holding = |key: &str, text: &str| -> String {
+        let start: String = text.chars().take(10).collect();
+        spans
+            .iter()
+            .filter_map(|span| span.str_attr(key))
+            .find(|value| {
+                serde_json::from_str::<String>(value).is_ok_and(|value| value.starts_with(&start))
+            })
+            .unwrap_or_else(|| panic!("no {key} beginning with {start:?}"))
+            .to_string()
+    };
+    for text in &texts {
+        assert_cut_within(&holding("langfuse.observation.output", text), text, LIMIT);
+        assert_cut_within(
+            &holding("langfuse.observation.metadata.note", text),
+            text,
+            LIMIT,
+        );
+    }
+    let inputs: Vec<&str> = spans
+        .iter()
+        .filter_map(|span| span.str_attr("langfuse.observation.input"))
+        .collect();
+    assert_eq!(inputs.len(), 3);
+    for input in inputs {
+        assert!(input.len() <= LIMIT, "input of {} bytes", input.len());
+        let input: serde_json::Value = serde_json::from_str(input).expect("an object");
+        let member = input["text"].to_string();
+        let text = texts
+            .iter()
+            .find(|text| member[1..].starts_with(&text[..3]))
+            .expect("one of the texts");
+        // `{"text":` and `}` take 9 bytes of the limit.
+        assert_cut_within(&member, text, LIMIT - 9);
+    }
+    guard.shutdown().expect("shutdown");
+}
+
 #[test]
 fn large_trace_attributes_count_toward_the_request_size() {
     use prost::Message as _;

@@ -81,15 +81,17 @@ fn large_values_are_cut_with_a_marker_saying_how_much() {
         .into_iter()
         .find(|s| s.name == "echo")
         .unwrap();
-    let expected = format!(
-        "\"{}… [truncated: 146 of 402 bytes cut]\"",
-        "\\\"".to_string() + &"x".repeat(255)
-    );
+    // The limit holds for the text as sent, escapes and marker included.
+    let expected = format!("\"{}… [truncated from 402 bytes]\"", "x".repeat(224));
     assert_eq!(span.output.as_deref(), Some(expected.as_str()));
-    // The input object holds the cut argument as a JSON string, so it stays valid JSON.
-    let input: serde_json::Value = serde_json::from_str(span.input.as_deref().unwrap()).unwrap();
-    assert!(input["text"]
-        .as_str()
-        .unwrap()
-        .ends_with("[truncated: 146 of 402 bytes cut]"));
+    assert_eq!(expected.len(), 256);
+    // The input object holds the cut argument as a JSON string, so it stays valid JSON, and the
+    // object as a whole holds the limit too.
+    let input = span.input.as_deref().unwrap();
+    assert_eq!(input.len(), 256);
+    let input: serde_json::Value = serde_json::from_str(input).unwrap();
+    assert_eq!(
+        input["text"].as_str(),
+        Some(format!("{}… [truncated from 402 bytes]", "x".repeat(215)).as_str())
+    );
 }

@@ -19,6 +19,7 @@ use super::queue::QueueReceiver;
 use super::sink::{Failure, ScoresSent, Sink};
 use super::stats::Counters;
 use super::waiter::{Control, Waiter};
+use crate::capture;
 use crate::clock::UnixClock;
 use crate::diagnostics;
 use crate::ids::ObservationId;
@@ -44,6 +45,8 @@ pub(crate) struct WorkerSettings {
     pub(crate) flush_at: usize,
     pub(crate) flush_interval: Duration,
     pub(crate) mask: Option<Mask>,
+    /// The size limit of one captured field, held again after the mask.
+    pub(crate) field_limit: usize,
     /// Hands over what other threads hold in their buffers; called on every timer round.
     pub(crate) collect: Option<Box<dyn Fn() + Send>>,
 }
@@ -264,7 +267,7 @@ impl Worker {
         let clock = &self.clock;
         let mut span = record.finish(|ticks| clock.unix_nanos(ticks));
         if let Some(mask) = &self.settings.mask {
-            apply_mask(mask, &mut span);
+            apply_mask(mask, self.settings.field_limit, &mut span);
         }
         span
     }
@@ -482,7 +485,7 @@ impl Worker {
     fn send_scores(&mut self, all: bool) -> Result<(), String> {
         while let Ok(mut score) = self.data.scores.try_recv() {
             if let Some(mask) = &self.settings.mask {
-                apply_score_mask(mask, &mut score);
+                apply_score_mask(mask, self.settings.field_limit, &mut score);
             }
             self.scores.push(score);
         }
@@ -567,10 +570,11 @@ impl Worker {
     }
 }
 
-/// Runs the user's mask over a score's metadata values and its comment.
-pub(crate) fn apply_score_mask(mask: &Mask, score: &mut FinishedScore) {
+/// Runs the user's mask over a score's metadata values and its comment; what it returns is held
+/// to the field limit again.
+pub(crate) fn apply_score_mask(mask: &Mask, limit: usize, score: &mut FinishedScore) {
     for (_, value) in &mut score.metadata {
-        mask_json(mask, value);
+        masked_within(mask, limit, value);
     }
     if let Some(comment) = &mut score.comment {
         let mut json = serde_json::Value::from(comment.as_str()).to_string();
@@ -582,15 +586,23 @@ pub(crate) fn apply_score_mask(mask: &Mask, score: &mut FinishedScore) {
     }
 }
 
-/// Runs the user's mask over every captured value of a span.
-pub(crate) fn apply_mask(mask: &Mask, span: &mut FinishedSpan) {
+/// Runs the user's mask over every captured value of a span; what it returns is held to the field
+/// limit again (a mask may make a value longer).
+pub(crate) fn apply_mask(mask: &Mask, limit: usize, span: &mut FinishedSpan) {
     if let Some(input) = &mut span.input {
-        mask_json(mask, input);
+        masked_within(mask, limit, input);
     }
     if let Some(output) = &mut span.output {
-        mask_json(mask, output);
+        masked_within(mask, limit, output);
     }
     for (_, value) in &mut span.metadata {
-        mask_json(mask, value);
+        masked_within(mask, limit, value);
+    }
+}
+
+fn masked_within(mask: &Mask, limit: usize, json: &mut String) {
+    mask_json(mask, json);
+    if json.len() > limit {
+        *json = capture::bound_field(std::mem::take(json), limit);
     }
 }
