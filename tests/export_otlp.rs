@@ -57,6 +57,8 @@ struct Counts {
     requests_ok: u64,
     requests_retried: u64,
     requests_failed: u64,
+    requests_unanswered: u64,
+    spans_unanswered: u64,
     auth_failures: u64,
 }
 
@@ -74,6 +76,10 @@ fn counts_since(before: &Stats) -> Counts {
         requests_ok: now.requests_ok.saturating_sub(before.requests_ok),
         requests_retried: now.requests_retried.saturating_sub(before.requests_retried),
         requests_failed: now.requests_failed.saturating_sub(before.requests_failed),
+        requests_unanswered: now
+            .requests_unanswered
+            .saturating_sub(before.requests_unanswered),
+        spans_unanswered: now.spans_unanswered.saturating_sub(before.spans_unanswered),
         auth_failures: now.auth_failures.saturating_sub(before.auth_failures),
     }
 }
@@ -799,9 +805,90 @@ fn a_slow_answer_times_out_and_is_retried() {
     assert_eq!(spans[0].name(), "patient");
     let counts = counts_since(&before);
     assert_eq!(counts.requests_retried, 1, "{counts:?}");
-    assert_eq!(counts.requests_failed, 1, "{counts:?}");
+    assert_eq!(counts.requests_failed, 0, "{counts:?}");
+    assert_eq!(counts.requests_unanswered, 1, "{counts:?}");
     assert_eq!(counts.spans_exported, 1, "{counts:?}");
     guard.shutdown().expect("shutdown");
+}
+
+#[test]
+fn a_server_slower_than_the_timeout_gets_longer_timeouts_then_an_answer() {
+    let _serial = support::serial();
+    let server = FakeLangfuse::start(PUBLIC_KEY, SECRET_KEY);
+    // Two copies get no answer at all; the third is answered at once.
+    server.script([Fault::Hang, Fault::Hang]);
+    let guard = config(&server)
+        .timeout(Duration::from_millis(200))
+        .shutdown_timeout(Duration::from_secs(30))
+        .init()
+        .expect("init");
+    let before = stats();
+
+    root_spans(&["slow"]);
+    guard.flush().expect("the third attempt is answered");
+
+    let copies = server.trace_requests();
+    assert_eq!(
+        copies.len(),
+        3,
+        "each attempt is a copy the server may store"
+    );
+    assert!(copies.iter().all(|copy| copy.span_ids().len() == 1));
+    let counts = counts_since(&before);
+    assert_eq!(
+        (
+            counts.requests_unanswered,
+            counts.requests_failed,
+            counts.requests_retried,
+            counts.requests_ok
+        ),
+        (2, 0, 2, 1),
+        "{counts:?}"
+    );
+    assert_eq!((counts.spans_exported, counts.spans_unanswered), (1, 0));
+    assert_eq!(counts.spans_dropped_export_failed, 0, "{counts:?}");
+    guard.shutdown().expect("shutdown");
+}
+
+#[test]
+fn a_server_that_never_answers_gets_three_copies_counted_as_unanswered_not_lost() {
+    let _serial = support::serial();
+    let server = FakeLangfuse::start(PUBLIC_KEY, SECRET_KEY);
+    server.set_default_fault(Some(Fault::Hang));
+    let guard = config(&server)
+        .timeout(Duration::from_millis(200))
+        .shutdown_timeout(Duration::from_secs(30))
+        .init()
+        .expect("init");
+    let before = stats();
+
+    root_spans(&["stored-maybe"]);
+    let error = guard.flush().expect_err("no answer came");
+    assert!(
+        error.to_string().contains(
+            "got no answer to 3 of 3 attempt(s) (the server may have stored them): no answer \
+             within 800ms"
+        ),
+        "{error}"
+    );
+
+    // 200 ms, then 400 ms, then 800 ms: three copies, where the timeouts used to make six.
+    assert_eq!(server.trace_requests().len(), 3);
+    let counts = counts_since(&before);
+    assert_eq!(
+        (
+            counts.requests_unanswered,
+            counts.requests_failed,
+            counts.requests_retried,
+            counts.requests_ok
+        ),
+        (3, 0, 2, 0),
+        "{counts:?}"
+    );
+    assert_eq!((counts.spans_exported, counts.spans_unanswered), (0, 1));
+    assert_eq!(counts.spans_dropped_export_failed, 0, "not counted as lost");
+    let report = guard.shutdown().expect("nothing left to send");
+    assert_eq!(report.stats.spans_dropped(), 0);
 }
 
 #[test]

@@ -592,6 +592,7 @@ impl Sink for OtlpSink {
             Ok(()) => Ok(()),
             Err(Delivery::Lost(reason)) => Err(Failure::Lost(reason)),
             Err(Delivery::Deadline(reason)) => Err(Failure::Deadline(reason, batch)),
+            Err(Delivery::Unanswered(reason)) => Err(Failure::Unanswered(reason)),
         }
     }
 

@@ -11,6 +11,9 @@ pub(crate) enum Failure {
     Lost(String),
     /// A flush or shutdown deadline came first; the batch is handed back.
     Deadline(String, Vec<FinishedSpan>),
+    /// Given up after a copy was sent without an answer: the server may have stored it, so it
+    /// is not sent again.
+    Unanswered(String),
 }
 
 /// What became of a batch of scores: every score is in exactly one of these.

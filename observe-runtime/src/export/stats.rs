@@ -5,7 +5,8 @@ use std::sync::Mutex;
 
 /// What the pipeline has done so far. Once every thread has handed over what it holds (after a
 /// flush or a shutdown), every span is accounted for:
-/// `spans_created == spans_exported + spans_dropped()` plus what a failed flush kept for later,
+/// `spans_created == spans_exported + spans_unanswered + spans_dropped()` plus what a failed
+/// flush kept for later,
 /// and every score likewise: `scores_created == scores_exported + scores_dropped()` plus what a
 /// failed flush kept for later. The request counters cover span and score requests alike.
 ///
@@ -35,6 +36,11 @@ pub struct Stats {
     pub spans_dropped_shutdown_deadline: u64,
     /// Spans that ended after shutdown and were not sent.
     pub spans_dropped_after_shutdown: u64,
+    /// Spans sent without an answer: their request went out, the server did not answer within
+    /// the timeout (after retries with longer timeouts), and they were given up. A slow server
+    /// may have stored them, once or more, so they are not counted as dropped: neither
+    /// delivered nor known to be lost.
+    pub spans_unanswered: u64,
     /// Scores sent on a recorded target (scores of sampled-out traces are not counted), valid or
     /// not.
     pub scores_created: u64,
@@ -66,6 +72,9 @@ pub struct Stats {
     pub requests_retried: u64,
     /// Attempts that failed (status or network error), retried or not.
     pub requests_failed: u64,
+    /// Attempts sent that got no answer within their timeout, retried or not; not counted in
+    /// `requests_failed`, since the server may have taken them.
+    pub requests_unanswered: u64,
     /// Requests refused with 401 or 403.
     pub auth_failures: u64,
     /// The last error, as logged.
@@ -103,6 +112,7 @@ pub(crate) struct Counters {
     pub(crate) spans_dropped_export_failed: AtomicU64,
     pub(crate) spans_dropped_shutdown_deadline: AtomicU64,
     pub(crate) spans_dropped_after_shutdown: AtomicU64,
+    pub(crate) spans_unanswered: AtomicU64,
     pub(crate) scores_created: AtomicU64,
     pub(crate) scores_queued: AtomicU64,
     pub(crate) scores_exported: AtomicU64,
@@ -116,6 +126,7 @@ pub(crate) struct Counters {
     pub(crate) requests_ok: AtomicU64,
     pub(crate) requests_retried: AtomicU64,
     pub(crate) requests_failed: AtomicU64,
+    pub(crate) requests_unanswered: AtomicU64,
     pub(crate) auth_failures: AtomicU64,
     last_error: Mutex<Option<String>>,
 }
@@ -143,6 +154,7 @@ impl Counters {
             spans_dropped_export_failed: get(&self.spans_dropped_export_failed),
             spans_dropped_shutdown_deadline: get(&self.spans_dropped_shutdown_deadline),
             spans_dropped_after_shutdown: get(&self.spans_dropped_after_shutdown),
+            spans_unanswered: get(&self.spans_unanswered),
             scores_created: get(&self.scores_created),
             scores_queued: get(&self.scores_queued),
             scores_exported: get(&self.scores_exported),
@@ -156,6 +168,7 @@ impl Counters {
             requests_ok: get(&self.requests_ok),
             requests_retried: get(&self.requests_retried),
             requests_failed: get(&self.requests_failed),
+            requests_unanswered: get(&self.requests_unanswered),
             auth_failures: get(&self.auth_failures),
             last_error: match self.last_error.lock() {
                 Ok(last) => last.clone(),

@@ -325,6 +325,7 @@ impl Worker {
                 (reason, &self.counters.spans_dropped_shutdown_deadline)
             }
             Err(Failure::Lost(reason)) => (reason, &self.counters.spans_dropped_export_failed),
+            Err(Failure::Unanswered(reason)) => (reason, &self.counters.spans_unanswered),
         };
         Counters::add(counter, count as u64);
         self.data.done(count);
