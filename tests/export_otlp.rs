@@ -62,6 +62,18 @@ struct Counts {
     auth_failures: u64,
 }
 
+impl Counts {
+    /// What became of the attempts: (unanswered, failed, retried, accepted).
+    fn attempts(&self) -> (u64, u64, u64, u64) {
+        (
+            self.requests_unanswered,
+            self.requests_failed,
+            self.requests_retried,
+            self.requests_ok,
+        )
+    }
+}
+
 fn counts_since(before: &Stats) -> Counts {
     let now = stats();
     Counts {
@@ -811,17 +823,22 @@ fn a_slow_answer_times_out_and_is_retried() {
     guard.shutdown().expect("shutdown");
 }
 
+/// A client for `server` whose first attempt times out after 200 ms, with time for retries.
+fn impatient(server: &FakeLangfuse) -> observe_runtime::FlushGuard {
+    config(server)
+        .timeout(Duration::from_millis(200))
+        .shutdown_timeout(Duration::from_secs(30))
+        .init()
+        .expect("init")
+}
+
 #[test]
 fn a_server_slower_than_the_timeout_gets_longer_timeouts_then_an_answer() {
     let _serial = support::serial();
     let server = FakeLangfuse::start(PUBLIC_KEY, SECRET_KEY);
     // Two copies get no answer at all; the third is answered at once.
     server.script([Fault::Hang, Fault::Hang]);
-    let guard = config(&server)
-        .timeout(Duration::from_millis(200))
-        .shutdown_timeout(Duration::from_secs(30))
-        .init()
-        .expect("init");
+    let guard = impatient(&server);
     let before = stats();
 
     root_spans(&["slow"]);
@@ -835,16 +852,7 @@ fn a_server_slower_than_the_timeout_gets_longer_timeouts_then_an_answer() {
     );
     assert!(copies.iter().all(|copy| copy.span_ids().len() == 1));
     let counts = counts_since(&before);
-    assert_eq!(
-        (
-            counts.requests_unanswered,
-            counts.requests_failed,
-            counts.requests_retried,
-            counts.requests_ok
-        ),
-        (2, 0, 2, 1),
-        "{counts:?}"
-    );
+    assert_eq!(counts.attempts(), (2, 0, 2, 1), "{counts:?}");
     assert_eq!((counts.spans_exported, counts.spans_unanswered), (1, 0));
     assert_eq!(counts.spans_dropped_export_failed, 0, "{counts:?}");
     guard.shutdown().expect("shutdown");
@@ -855,11 +863,7 @@ fn a_server_that_never_answers_gets_three_copies_counted_as_unanswered_not_lost(
     let _serial = support::serial();
     let server = FakeLangfuse::start(PUBLIC_KEY, SECRET_KEY);
     server.set_default_fault(Some(Fault::Hang));
-    let guard = config(&server)
-        .timeout(Duration::from_millis(200))
-        .shutdown_timeout(Duration::from_secs(30))
-        .init()
-        .expect("init");
+    let guard = impatient(&server);
     let before = stats();
 
     root_spans(&["stored-maybe"]);
@@ -875,16 +879,7 @@ fn a_server_that_never_answers_gets_three_copies_counted_as_unanswered_not_lost(
     // 200 ms, then 400 ms, then 800 ms: three copies, where the timeouts used to make six.
     assert_eq!(server.trace_requests().len(), 3);
     let counts = counts_since(&before);
-    assert_eq!(
-        (
-            counts.requests_unanswered,
-            counts.requests_failed,
-            counts.requests_retried,
-            counts.requests_ok
-        ),
-        (3, 0, 2, 0),
-        "{counts:?}"
-    );
+    assert_eq!(counts.attempts(), (3, 0, 2, 0), "{counts:?}");
     assert_eq!((counts.spans_exported, counts.spans_unanswered), (0, 1));
     assert_eq!(counts.spans_dropped_export_failed, 0, "not counted as lost");
     let report = guard.shutdown().expect("nothing left to send");
