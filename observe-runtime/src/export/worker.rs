@@ -607,3 +607,23 @@ fn masked_within(mask: &Mask, limit: usize, json: &mut String) {
         *json = capture::bound_field(std::mem::take(json), limit);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_value_the_mask_makes_longer_is_held_to_the_limit_again() {
+        let lengthen: Mask = Arc::new(|_| serde_json::Value::String("\"q\" ".repeat(200)));
+        let mut json = r#"{"short":true}"#.to_string();
+        masked_within(&lengthen, 256, &mut json);
+        assert!(json.len() <= 256, "{} bytes", json.len());
+        let text: String = serde_json::from_str(&json).expect("a JSON string");
+        assert!(text.starts_with("\"q\" \"q\" "), "{text}");
+        assert!(text.ends_with("… [truncated from 1202 bytes]"), "{text}");
+        let mut small = r#"{"short":true}"#.to_string();
+        let keep: Mask = Arc::new(|value| value);
+        masked_within(&keep, 256, &mut small);
+        assert_eq!(small, r#"{"short":true}"#);
+    }
+}
