@@ -29,7 +29,7 @@ pub(crate) fn region_hint(base_url: &str) -> Option<String> {
 }
 
 /// Where the OTLP exporter sends.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub(crate) struct Target {
     /// The full traces URL.
     pub(crate) endpoint: String,
@@ -44,6 +44,23 @@ pub(crate) struct Target {
 pub(crate) struct LangfuseKeys {
     pub(crate) public_key: String,
     pub(crate) secret_key: String,
+}
+
+impl fmt::Debug for Target {
+    /// Header values are masked: they often hold a collector's credentials.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let headers: Vec<(&str, String)> = self
+            .headers
+            .iter()
+            .map(|(name, value)| (name.as_str(), mask_secret(value)))
+            .collect();
+        f.debug_struct("Target")
+            .field("endpoint", &self.endpoint)
+            .field("base_url", &self.base_url)
+            .field("headers", &headers)
+            .field("langfuse", &self.langfuse)
+            .finish()
+    }
 }
 
 impl fmt::Debug for LangfuseKeys {
