@@ -823,10 +823,10 @@ fn a_slow_answer_times_out_and_is_retried() {
     guard.shutdown().expect("shutdown");
 }
 
-/// A client for `server` whose first attempt times out after 200 ms, with time for retries.
+/// A client for `server` whose first attempt times out after 500 ms, with time for retries.
 fn impatient(server: &FakeLangfuse) -> observe_runtime::FlushGuard {
     config(server)
-        .timeout(Duration::from_millis(200))
+        .timeout(Duration::from_millis(500))
         .shutdown_timeout(Duration::from_secs(30))
         .init()
         .expect("init")
@@ -871,12 +871,12 @@ fn a_server_that_never_answers_gets_three_copies_counted_as_unanswered_not_lost(
     assert!(
         error.to_string().contains(
             "got no answer to 3 of 3 attempt(s) (the server may have stored them): no answer \
-             within 800ms"
+             within 2s"
         ),
         "{error}"
     );
 
-    // 200 ms, then 400 ms, then 800 ms: three copies, where the timeouts used to make six.
+    // 500 ms, then 1 s, then 2 s: three copies, where the timeouts used to make six.
     assert_eq!(server.trace_requests().len(), 3);
     let counts = counts_since(&before);
     assert_eq!(counts.attempts(), (3, 0, 2, 0), "{counts:?}");
