@@ -3,6 +3,16 @@
 
 use observe_runtime::{Config, ConfigError};
 
+const TIMEOUT_EXPECTED: &str = "expected seconds from 0.001 (1 ms) to 3600 (1 hour), the time \
+     limit of one HTTP request, such as 5 or 0.5";
+const SHUTDOWN_TIMEOUT_EXPECTED: &str = "expected seconds from 0.001 (1 ms) to 3600 (1 hour), \
+     the longest flush and shutdown may take, such as 5 or 0.5";
+const FLUSH_INTERVAL_EXPECTED: &str = "expected seconds from 0.001 (1 ms) to 3600 (1 hour), the \
+     longest a finished span waits before it is sent, such as 5 or 0.5";
+const FLUSH_AT_EXPECTED: &str = "expected a whole number of spans from 1 to 100000, such as 512";
+const FIELD_SIZE_EXPECTED: &str =
+    "expected a whole number of bytes from 256 to 3000000, such as 1000000";
+
 fn error_of(vars: &[(&str, &str)]) -> String {
     match Config::from_vars(vars.iter().copied()).init() {
         Ok(guard) => {
@@ -128,16 +138,16 @@ fn out_of_range_and_non_numeric_values_name_the_variable() {
     );
     assert_eq!(
         error_of(&[("LANGFUSE_FLUSH_AT", "lots")]),
-        "LANGFUSE_FLUSH_AT=\"lots\" is not valid: expected a whole number of spans greater than \
-         0, such as 512"
+        "LANGFUSE_FLUSH_AT=\"lots\" is not valid: expected a whole number of spans from 1 to \
+         100000, such as 512"
     );
     assert_eq!(
         error_of(&[("LANGFUSE_FLUSH_INTERVAL", "5s")]),
-        "LANGFUSE_FLUSH_INTERVAL=\"5s\" is not valid: expected seconds, such as 5 or 0.5"
+        format!("LANGFUSE_FLUSH_INTERVAL=\"5s\" is not valid: {FLUSH_INTERVAL_EXPECTED}")
     );
     assert_eq!(
         error_of(&[("LANGFUSE_TIMEOUT", "-1")]),
-        "LANGFUSE_TIMEOUT=\"-1\" is not valid: expected seconds, such as 5 or 0.5"
+        format!("LANGFUSE_TIMEOUT=\"-1\" is not valid: {TIMEOUT_EXPECTED}")
     );
     assert_eq!(
         error_of(&[("LANGFUSE_MAX_QUEUE", "0")]),
@@ -165,7 +175,7 @@ fn out_of_range_and_non_numeric_values_name_the_variable() {
     );
     assert_eq!(
         error_of(&[("LANGFUSE_SHUTDOWN_TIMEOUT", "soon")]),
-        "LANGFUSE_SHUTDOWN_TIMEOUT=\"soon\" is not valid: expected seconds, such as 5 or 0.5"
+        format!("LANGFUSE_SHUTDOWN_TIMEOUT=\"soon\" is not valid: {SHUTDOWN_TIMEOUT_EXPECTED}")
     );
 }
 
@@ -314,4 +324,139 @@ fn disabled_tracing_needs_no_credentials() {
         .unwrap();
     assert!(!guard.is_enabled());
     assert_eq!(observe_runtime::stats(), observe_runtime::Stats::default());
+}
+
+#[test]
+fn durations_that_cannot_work_are_refused() {
+    let cases = [
+        ("LANGFUSE_TIMEOUT", TIMEOUT_EXPECTED),
+        ("LANGFUSE_SHUTDOWN_TIMEOUT", SHUTDOWN_TIMEOUT_EXPECTED),
+        ("LANGFUSE_FLUSH_INTERVAL", FLUSH_INTERVAL_EXPECTED),
+    ];
+    for (variable, expected) in cases {
+        for bad in ["0", "1e-12", "0.0005", "3601", "1e9", "NaN", "inf"] {
+            assert_eq!(
+                error_of(&[(variable, bad)]),
+                format!("{variable}={bad:?} is not valid: {expected}")
+            );
+        }
+    }
+    // The bounds themselves are accepted.
+    let guard = Config::from_vars([
+        ("LANGFUSE_TIMEOUT", "0.001"),
+        ("LANGFUSE_SHUTDOWN_TIMEOUT", "3600"),
+        ("LANGFUSE_FLUSH_INTERVAL", "0.001"),
+        ("LANGFUSE_TRACING_ENABLED", "false"),
+    ])
+    .init()
+    .expect("1 ms and 1 hour are accepted");
+    drop(guard);
+}
+
+#[test]
+fn sizes_that_cannot_work_are_refused() {
+    for (variable, bad, expected) in [
+        ("LANGFUSE_FLUSH_AT", "0", FLUSH_AT_EXPECTED),
+        ("LANGFUSE_FLUSH_AT", "100001", FLUSH_AT_EXPECTED),
+        ("LANGFUSE_MAX_FIELD_SIZE", "0", FIELD_SIZE_EXPECTED),
+        ("LANGFUSE_MAX_FIELD_SIZE", "255", FIELD_SIZE_EXPECTED),
+        ("LANGFUSE_MAX_FIELD_SIZE", "3000001", FIELD_SIZE_EXPECTED),
+        ("LANGFUSE_MAX_FIELD_SIZE", "1e6", FIELD_SIZE_EXPECTED),
+    ] {
+        assert_eq!(
+            error_of(&[(variable, bad)]),
+            format!("{variable}={bad:?} is not valid: {expected}")
+        );
+    }
+}
+
+#[test]
+fn builder_values_that_cannot_work_are_refused_in_seconds() {
+    use std::time::Duration;
+    let error = Config::default()
+        .timeout(Duration::ZERO)
+        .shutdown_timeout(Duration::from_secs(7200))
+        .flush_interval(Duration::from_nanos(1))
+        .flush_at(0)
+        .max_field_bytes(10)
+        .init()
+        .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "5 configuration problems:\n  \
+             - LANGFUSE_FLUSH_AT=\"0\" is not valid: {FLUSH_AT_EXPECTED}\n  \
+             - LANGFUSE_MAX_FIELD_SIZE=\"10\" is not valid: {FIELD_SIZE_EXPECTED}\n  \
+             - LANGFUSE_FLUSH_INTERVAL=\"0.000000001\" is not valid: {FLUSH_INTERVAL_EXPECTED}\n  \
+             - LANGFUSE_TIMEOUT=\"0\" is not valid: {TIMEOUT_EXPECTED}\n  \
+             - LANGFUSE_SHUTDOWN_TIMEOUT=\"7200\" is not valid: {SHUTDOWN_TIMEOUT_EXPECTED}"
+        )
+    );
+}
+
+#[test]
+fn a_base_url_with_a_query_or_fragment_is_refused() {
+    for (url, without) in [
+        (
+            "https://langfuse.example.com/?region=eu",
+            "https://langfuse.example.com",
+        ),
+        (
+            "https://langfuse.example.com/lf#top",
+            "https://langfuse.example.com/lf",
+        ),
+    ] {
+        assert_eq!(
+            error_of(&[
+                ("LANGFUSE_PUBLIC_KEY", "pk-lf-1"),
+                ("LANGFUSE_SECRET_KEY", "sk-lf-1"),
+                ("LANGFUSE_BASE_URL", url),
+            ]),
+            format!(
+                "LANGFUSE_BASE_URL={url:?} is not valid: a query (?...) or fragment (#...) cannot \
+                 be part of it: paths are appended to it, so the request would go to the wrong \
+                 address; remove it, for example {without}"
+            )
+        );
+    }
+}
+
+#[test]
+fn a_base_url_with_credentials_is_refused_without_showing_them() {
+    let text = error_of(&[
+        ("LANGFUSE_PUBLIC_KEY", "pk-lf-1"),
+        ("LANGFUSE_SECRET_KEY", "sk-lf-1"),
+        (
+            "LANGFUSE_BASE_URL",
+            "http://admin:hunter2@langfuse.internal:3000/",
+        ),
+    ]);
+    assert_eq!(
+        text,
+        "LANGFUSE_BASE_URL=\"http://***@langfuse.internal:3000\" is not valid: it holds \
+         credentials (user:password@), which would be logged and sent in the clear; remove them \
+         (Langfuse takes the keys from LANGFUSE_PUBLIC_KEY and LANGFUSE_SECRET_KEY), for example \
+         http://langfuse.internal:3000"
+    );
+    let text = error_of(&[(
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        "https://bot:p/ss@collector.example.com/v1/traces",
+    )]);
+    assert_eq!(
+        text,
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=\"https://***@collector.example.com/v1/traces\" is \
+         not valid: it holds credentials (user:password@), which would be logged and sent in the \
+         clear; remove them (give the collector's credentials in OTEL_EXPORTER_OTLP_HEADERS \
+         (Authorization=Basic%20<base64>)), for example https://collector.example.com/v1/traces"
+    );
+    // Without a scheme, the credentials are masked too.
+    assert_eq!(
+        error_of(&[
+            ("LANGFUSE_PUBLIC_KEY", "pk-lf-1"),
+            ("LANGFUSE_SECRET_KEY", "sk-lf-1"),
+            ("LANGFUSE_HOST", "admin:hunter2@localhost:3000"),
+        ]),
+        "LANGFUSE_HOST=\"***@localhost:3000\" is not valid: it must start with https:// or \
+         http://, for example https://localhost:3000"
+    );
 }

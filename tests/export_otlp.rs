@@ -57,7 +57,21 @@ struct Counts {
     requests_ok: u64,
     requests_retried: u64,
     requests_failed: u64,
+    requests_unanswered: u64,
+    spans_unanswered: u64,
     auth_failures: u64,
+}
+
+impl Counts {
+    /// What became of the attempts: (unanswered, failed, retried, accepted).
+    fn attempts(&self) -> (u64, u64, u64, u64) {
+        (
+            self.requests_unanswered,
+            self.requests_failed,
+            self.requests_retried,
+            self.requests_ok,
+        )
+    }
 }
 
 fn counts_since(before: &Stats) -> Counts {
@@ -74,6 +88,10 @@ fn counts_since(before: &Stats) -> Counts {
         requests_ok: now.requests_ok.saturating_sub(before.requests_ok),
         requests_retried: now.requests_retried.saturating_sub(before.requests_retried),
         requests_failed: now.requests_failed.saturating_sub(before.requests_failed),
+        requests_unanswered: now
+            .requests_unanswered
+            .saturating_sub(before.requests_unanswered),
+        spans_unanswered: now.spans_unanswered.saturating_sub(before.spans_unanswered),
         auth_failures: now.auth_failures.saturating_sub(before.auth_failures),
     }
 }
@@ -504,6 +522,92 @@ fn batches_stay_under_four_megabytes() {
     guard.shutdown().expect("shutdown");
 }
 
+#[observe_runtime::observe]
+fn echo_text(text: String) -> String {
+    text
+}
+
+/// A captured field as the server received it: within the limit, valid JSON, its text a
+/// beginning of `original` (escaped once, not twice) followed by the marker.
+fn assert_cut_within(attribute: &str, original: &str, limit: usize) {
+    assert!(attribute.len() <= limit, "{} bytes sent", attribute.len());
+    assert!(
+        attribute.len() > limit - 64,
+        "cut too short: {} bytes",
+        attribute.len()
+    );
+    let text: String = serde_json::from_str(attribute).expect("a JSON string");
+    let marker = format!(
+        "… [truncated from {} bytes]",
+        serde_json::to_string(original).unwrap().len()
+    );
+    let kept = text.strip_suffix(&marker).expect("ends with the marker");
+    assert!(
+        original.starts_with(kept),
+        "the kept text is a beginning of the value"
+    );
+}
+
+#[test]
+fn the_field_limit_holds_for_the_value_as_sent() {
+    let _serial = support::serial();
+    let server = FakeLangfuse::start(PUBLIC_KEY, SECRET_KEY);
+    let guard = config(&server).init().expect("init");
+    const LIMIT: usize = observe_runtime::DEFAULT_FIELD_LIMIT;
+
+    let texts = [
+        "plain ".repeat(300_000),
+        "say \"hi\" \\ tab\t nl\n bell\u{7} ".repeat(60_000),
+        "héllo wörld 你好 🎉 ".repeat(60_000),
+    ];
+    for text in &texts {
+        let _root = span("field").start();
+        echo_text(text.clone());
+        current_observation().metadata("note", text);
+    }
+    guard.flush().expect("flush");
+
+    let spans = server.accepted_spans();
+    assert_eq!(spans.len(), 6);
+    // The span whose attribute `key` holds a JSON string beginning like `text`.
+    let holding = |key: &str, text: &str| -> String {
+        let start: String = text.chars().take(10).collect();
+        spans
+            .iter()
+            .filter_map(|span| span.str_attr(key))
+            .find(|value| {
+                serde_json::from_str::<String>(value).is_ok_and(|value| value.starts_with(&start))
+            })
+            .unwrap_or_else(|| panic!("no {key} beginning with {start:?}"))
+            .to_string()
+    };
+    for text in &texts {
+        assert_cut_within(&holding("langfuse.observation.output", text), text, LIMIT);
+        assert_cut_within(
+            &holding("langfuse.observation.metadata.note", text),
+            text,
+            LIMIT,
+        );
+    }
+    let inputs: Vec<&str> = spans
+        .iter()
+        .filter_map(|span| span.str_attr("langfuse.observation.input"))
+        .collect();
+    assert_eq!(inputs.len(), 3);
+    for input in inputs {
+        assert!(input.len() <= LIMIT, "input of {} bytes", input.len());
+        let input: serde_json::Value = serde_json::from_str(input).expect("an object");
+        let member = input["text"].to_string();
+        let text = texts
+            .iter()
+            .find(|text| member[1..].starts_with(&text[..3]))
+            .expect("one of the texts");
+        // `{"text":` and `}` take 9 bytes of the limit.
+        assert_cut_within(&member, text, LIMIT - 9);
+    }
+    guard.shutdown().expect("shutdown");
+}
+
 #[test]
 fn large_trace_attributes_count_toward_the_request_size() {
     use prost::Message as _;
@@ -713,9 +817,73 @@ fn a_slow_answer_times_out_and_is_retried() {
     assert_eq!(spans[0].name(), "patient");
     let counts = counts_since(&before);
     assert_eq!(counts.requests_retried, 1, "{counts:?}");
-    assert_eq!(counts.requests_failed, 1, "{counts:?}");
+    assert_eq!(counts.requests_failed, 0, "{counts:?}");
+    assert_eq!(counts.requests_unanswered, 1, "{counts:?}");
     assert_eq!(counts.spans_exported, 1, "{counts:?}");
     guard.shutdown().expect("shutdown");
+}
+
+/// A client for `server` whose first attempt times out after 500 ms, with time for retries.
+fn impatient(server: &FakeLangfuse) -> observe_runtime::FlushGuard {
+    config(server)
+        .timeout(Duration::from_millis(500))
+        .shutdown_timeout(Duration::from_secs(30))
+        .init()
+        .expect("init")
+}
+
+#[test]
+fn a_server_slower_than_the_timeout_gets_longer_timeouts_then_an_answer() {
+    let _serial = support::serial();
+    let server = FakeLangfuse::start(PUBLIC_KEY, SECRET_KEY);
+    // Two copies get no answer at all; the third is answered at once.
+    server.script([Fault::Hang, Fault::Hang]);
+    let guard = impatient(&server);
+    let before = stats();
+
+    root_spans(&["slow"]);
+    guard.flush().expect("the third attempt is answered");
+
+    let copies = server.trace_requests();
+    assert_eq!(
+        copies.len(),
+        3,
+        "each attempt is a copy the server may store"
+    );
+    assert!(copies.iter().all(|copy| copy.span_ids().len() == 1));
+    let counts = counts_since(&before);
+    assert_eq!(counts.attempts(), (2, 0, 2, 1), "{counts:?}");
+    assert_eq!((counts.spans_exported, counts.spans_unanswered), (1, 0));
+    assert_eq!(counts.spans_dropped_export_failed, 0, "{counts:?}");
+    guard.shutdown().expect("shutdown");
+}
+
+#[test]
+fn a_server_that_never_answers_gets_three_copies_counted_as_unanswered_not_lost() {
+    let _serial = support::serial();
+    let server = FakeLangfuse::start(PUBLIC_KEY, SECRET_KEY);
+    server.set_default_fault(Some(Fault::Hang));
+    let guard = impatient(&server);
+    let before = stats();
+
+    root_spans(&["stored-maybe"]);
+    let error = guard.flush().expect_err("no answer came");
+    assert!(
+        error.to_string().contains(
+            "got no answer to 3 of 3 attempt(s) (the server may have stored them): no answer \
+             within 2s"
+        ),
+        "{error}"
+    );
+
+    // 500 ms, then 1 s, then 2 s: three copies, where the timeouts used to make six.
+    assert_eq!(server.trace_requests().len(), 3);
+    let counts = counts_since(&before);
+    assert_eq!(counts.attempts(), (3, 0, 2, 0), "{counts:?}");
+    assert_eq!((counts.spans_exported, counts.spans_unanswered), (0, 1));
+    assert_eq!(counts.spans_dropped_export_failed, 0, "not counted as lost");
+    let report = guard.shutdown().expect("nothing left to send");
+    assert_eq!(report.stats.spans_dropped(), 0);
 }
 
 #[test]

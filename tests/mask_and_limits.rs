@@ -12,7 +12,7 @@ fn memory() -> &'static MemoryExporter {
         .get_or_init(|| {
             let memory = MemoryExporter::new();
             let guard = Config::default()
-                .max_field_bytes(64)
+                .max_field_bytes(256)
                 .mask(|mut value| {
                     if let Some(object) = value.as_object_mut() {
                         if object.contains_key("password") {
@@ -74,22 +74,24 @@ fn echo(text: String) -> String {
 #[test]
 fn large_values_are_cut_with_a_marker_saying_how_much() {
     let memory = memory();
-    let long = "x".repeat(200);
+    let long = "x".repeat(400);
     echo(long.clone());
     let span = memory
         .spans()
         .into_iter()
         .find(|s| s.name == "echo")
         .unwrap();
-    let expected = format!(
-        "\"{}… [truncated: 138 of 202 bytes cut]\"",
-        "\\\"".to_string() + &"x".repeat(63)
-    );
+    // The limit holds for the text as sent, escapes and marker included.
+    let expected = format!("\"{}… [truncated from 402 bytes]\"", "x".repeat(224));
     assert_eq!(span.output.as_deref(), Some(expected.as_str()));
-    // The input object holds the cut argument as a JSON string, so it stays valid JSON.
-    let input: serde_json::Value = serde_json::from_str(span.input.as_deref().unwrap()).unwrap();
-    assert!(input["text"]
-        .as_str()
-        .unwrap()
-        .ends_with("[truncated: 138 of 202 bytes cut]"));
+    assert_eq!(expected.len(), 256);
+    // The input object holds the cut argument as a JSON string, so it stays valid JSON, and the
+    // object as a whole holds the limit too.
+    let input = span.input.as_deref().unwrap();
+    assert_eq!(input.len(), 256);
+    let input: serde_json::Value = serde_json::from_str(input).unwrap();
+    assert_eq!(
+        input["text"].as_str(),
+        Some(format!("{}… [truncated from 402 bytes]", "x".repeat(215)).as_str())
+    );
 }

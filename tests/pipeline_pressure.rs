@@ -1,6 +1,6 @@
 //! The pipeline under pressure, as Langfuse sees it: whole traces (a trace that arrives at all
 //! arrives with its root, and no span arrives without its parent), exact counts
-//! (`spans_created == spans_exported + spans_dropped()` after shutdown, and what was exported is
+//! (`spans_created == spans_exported + spans_unanswered + spans_dropped()` after shutdown, and what was exported is
 //! what the server accepted), and flush, shutdown and `std::process::exit` reaching finished spans
 //! still held by other threads.
 //!
@@ -130,7 +130,8 @@ fn assert_whole(tree: &Tree) {
 }
 
 /// Panics unless the counters add up after a shutdown: `created` spans ended, and each was either
-/// exported (and then accepted by the server: `received`) or dropped and counted.
+/// exported (and then accepted by the server: `received`), sent without an answer (a request the
+/// shutdown deadline cut while the server was working on it), or dropped and counted.
 fn assert_counts(stats: &Stats, created: u64, received: usize) {
     assert_eq!(
         stats.spans_created, created,
@@ -138,17 +139,15 @@ fn assert_counts(stats: &Stats, created: u64, received: usize) {
     );
     assert_eq!(
         stats.spans_created,
-        stats.spans_exported + stats.spans_dropped(),
-        "after shutdown every span is exported or dropped and counted: {stats:?}"
+        stats.spans_exported + stats.spans_unanswered + stats.spans_dropped(),
+        "after shutdown every span is exported, unanswered, or dropped and counted: {stats:?}"
     );
-    assert_eq!(
-        stats.spans_exported as usize, received,
-        "spans_exported is what the server accepted: {stats:?}"
-    );
-    assert_eq!(
-        received as u64 + stats.spans_dropped(),
-        created,
-        "received + dropped: {stats:?}"
+    // An unanswered request may have been stored: the server got it, the answer came too late.
+    let exported = stats.spans_exported as usize;
+    assert!(
+        (exported..=exported + stats.spans_unanswered as usize).contains(&received),
+        "the server accepted what was exported, and perhaps what went unanswered: {received} \
+         received, {stats:?}"
     );
 }
 

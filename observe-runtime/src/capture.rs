@@ -65,8 +65,150 @@ impl fmt::Write for Bounded {
     }
 }
 
-fn truncated_text(text: &str, cut: usize, total: usize) -> String {
-    format!("{text}… [truncated: {cut} of {total} bytes cut]")
+/// The end of a value that was cut: the size of the whole value.
+fn marker(total: usize) -> String {
+    format!("… [truncated from {total} bytes]")
+}
+
+const MARKER_HEAD: &str = "… [truncated from ";
+const MARKER_TAIL: &str = " bytes]";
+
+/// Text that ends with a marker: the text before it and the total the marker gives.
+fn split_marker(text: &str) -> Option<(&str, usize)> {
+    let rest = text.strip_suffix(MARKER_TAIL)?;
+    let head = rest.rfind(MARKER_HEAD)?;
+    let total = rest[head + MARKER_HEAD.len()..].parse().ok()?;
+    Some((&text[..head], total))
+}
+
+/// The bytes `c` takes inside a JSON string, escaped as `serde_json` writes it.
+fn escaped_len(c: char) -> usize {
+    match c {
+        '"' | '\\' | '\u{8}' | '\u{c}' | '\n' | '\r' | '\t' => 2,
+        c if u32::from(c) < 0x20 => 6,
+        c => c.len_utf8(),
+    }
+}
+
+/// The longest beginning of `text` (whole characters) that takes at most `room` bytes, each
+/// character counted by `width`.
+fn prefix_within(text: &str, room: usize, width: impl Fn(char) -> usize) -> &str {
+    let mut used = 0;
+    let mut end = 0;
+    for (index, c) in text.char_indices() {
+        used += width(c);
+        if used > room {
+            break;
+        }
+        end = index + c.len_utf8();
+    }
+    &text[..end]
+}
+
+/// A JSON string of at most `limit` bytes as written (escapes included): the beginning of `text`
+/// and the marker giving `total`, the size of the whole value. Limits below about 40 bytes cannot
+/// hold the marker; the configuration accepts none below 256.
+fn cut_json_string(text: &str, total: usize, limit: usize) -> String {
+    let marker = marker(total);
+    let room = limit.saturating_sub(2 + marker.len());
+    let kept = prefix_within(text, room, escaped_len);
+    json_string(&format!("{kept}{marker}"))
+}
+
+/// Plain text of at most `limit` bytes: the beginning of `text` and the marker giving `total`.
+fn cut_text(text: &str, total: usize, limit: usize) -> String {
+    let marker = marker(total);
+    let room = limit.saturating_sub(marker.len());
+    format!("{}{marker}", prefix_within(text, room, char::len_utf8))
+}
+
+/// The text of a JSON string whose end may be missing (`"abc\"de`), decoded up to the last
+/// complete character; `None` when `json` is not a JSON string.
+fn decode_string_prefix(json: &str) -> Option<String> {
+    let body = json.strip_prefix('"')?;
+    let mut text = String::with_capacity(body.len());
+    let mut chars = body.chars();
+    while let Some(c) = chars.next() {
+        let decoded = match c {
+            '"' => break,
+            '\\' => match chars.next() {
+                Some('"') => '"',
+                Some('\\') => '\\',
+                Some('/') => '/',
+                Some('b') => '\u{8}',
+                Some('f') => '\u{c}',
+                Some('n') => '\n',
+                Some('r') => '\r',
+                Some('t') => '\t',
+                Some('u') => {
+                    let hex: String = chars.by_ref().take(4).collect();
+                    // A cut escape, or half of a surrogate pair (`serde_json` writes neither
+                    // for text it escapes itself): the text ends before it.
+                    match u32::from_str_radix(&hex, 16).ok().and_then(char::from_u32) {
+                        Some(c) if hex.len() == 4 => c,
+                        _ => break,
+                    }
+                }
+                _ => break,
+            },
+            c => c,
+        };
+        text.push(decoded);
+    }
+    Some(text)
+}
+
+/// JSON text of at most `limit` bytes for a value whose JSON text begins with `json` and takes
+/// `total` bytes in all: `json` itself when it is complete and fits, else a JSON string holding
+/// its beginning (the text itself for a string, decoded, so nothing is escaped twice) and the
+/// marker. A string cut before keeps the total its marker gives, and a single marker.
+pub(crate) fn fit_json(json: &str, total: usize, limit: usize) -> String {
+    if total <= limit && json.len() == total {
+        return json.to_string();
+    }
+    match decode_string_prefix(json) {
+        Some(text) => match split_marker(&text) {
+            Some((before, earlier_total)) => cut_json_string(before, earlier_total, limit),
+            None => cut_json_string(&text, total, limit),
+        },
+        None => cut_json_string(json, total, limit),
+    }
+}
+
+/// A complete captured field (JSON text) within `limit` bytes as sent. An object that is too
+/// large keeps its keys: its largest members are cut until it fits (the input object of a
+/// function, each argument bounded on its own); anything else becomes a cut JSON string.
+pub(crate) fn bound_field(json: String, limit: usize) -> String {
+    if json.len() <= limit {
+        return json;
+    }
+    if json.starts_with('{') {
+        if let Ok(serde_json::Value::Object(mut object)) = serde_json::from_str(&json) {
+            for _ in 0..object.len() {
+                let size = serde_json::Value::Object(object.clone()).to_string().len();
+                if size <= limit {
+                    break;
+                }
+                let largest = object
+                    .iter()
+                    .map(|(key, value)| (key.clone(), value.to_string()))
+                    .max_by_key(|(_, value)| value.len());
+                let Some((key, value)) = largest else { break };
+                let room = value.len().saturating_sub(size - limit);
+                let cut = fit_json(&value, value.len(), room);
+                if cut.len() >= value.len() {
+                    break;
+                }
+                let cut = serde_json::from_str(&cut).unwrap_or(serde_json::Value::Null);
+                object.insert(key, cut);
+            }
+            let shrunk = serde_json::Value::Object(object).to_string();
+            if shrunk.len() <= limit {
+                return shrunk;
+            }
+        }
+    }
+    fit_json(&json, json.len(), limit)
 }
 
 pub(crate) fn json_string(text: &str) -> String {
@@ -78,8 +220,8 @@ pub(crate) fn placeholder<T: ?Sized>(why: &str) -> String {
     json_string(&format!("<{}{why}>", std::any::type_name::<T>()))
 }
 
-/// A value as JSON text, at most about `limit` bytes: a larger value becomes a JSON string holding
-/// its beginning and a marker saying how much was cut.
+/// A value as JSON text, at most `limit` bytes: a larger value becomes a JSON string holding its
+/// beginning and a marker giving its size.
 pub(crate) fn serialize_json<T: Serialize + ?Sized>(value: &T, limit: usize) -> String {
     let mut out = JsonOut::new(limit);
     out.write_serialize(value);
@@ -144,8 +286,8 @@ impl JsonOut {
                     Ok(text) => text.len(),
                     Err(error) => error.valid_up_to(),
                 };
-                let text = String::from_utf8_lossy(&kept[..valid]).into_owned();
-                let marked = json_string(&truncated_text(&text, total - valid, total));
+                let text = String::from_utf8_lossy(&kept[..valid]);
+                let marked = fit_json(&text, total, self.limit);
                 self.buffer.truncate(start);
                 self.push_str(&marked);
             }
@@ -192,42 +334,58 @@ impl io::Write for Appending<'_> {
     }
 }
 
-/// Formats a value with `Debug` or `Display` into text of at most about `limit` bytes.
+/// Formats a value with `Debug` or `Display`, keeping its first `limit` bytes: the text kept, and
+/// the size of the whole text when it was cut.
 fn format_bounded(
     limit: usize,
     what: &str,
     write: impl FnOnce(&mut Bounded) -> fmt::Result,
-) -> Result<String, String> {
+) -> Result<(String, Option<usize>), String> {
     let mut out = Bounded::new(limit);
     match catch_unwind(AssertUnwindSafe(|| write(&mut out))) {
         Ok(Ok(())) => {
             let total = out.total;
             let (text, cut) = out.finish();
-            Ok(if cut == 0 {
-                text
-            } else {
-                truncated_text(&text, cut, total)
-            })
+            Ok((text, (cut > 0).then_some(total)))
         }
         Ok(Err(_)) => Err(format!(": its {what} impl failed")),
         Err(_) => Err(format!(": its {what} impl panicked")),
     }
 }
 
+/// Plain text of at most `limit` bytes, from [`format_bounded`].
+fn bounded_text(formatted: (String, Option<usize>), limit: usize) -> String {
+    match formatted {
+        (text, None) if text.len() <= limit => text,
+        (text, total) => {
+            let total = total.unwrap_or(text.len());
+            cut_text(&text, total, limit)
+        }
+    }
+}
+
 pub(crate) fn debug_json<T: fmt::Debug + ?Sized>(value: &T, limit: usize) -> String {
     match format_bounded(limit, "Debug", |out| write!(out, "{value:?}")) {
-        Ok(text) => json_string(&text),
+        Ok((text, total)) => {
+            let json = json_string(&text);
+            match total {
+                None if json.len() <= limit => json,
+                total => cut_json_string(&text, total.unwrap_or(text.len()), limit),
+            }
+        }
         Err(why) => placeholder::<T>(&why),
     }
 }
 
 pub(crate) fn display_text<T: fmt::Display + ?Sized>(value: &T, limit: usize) -> String {
     format_bounded(limit, "Display", |out| write!(out, "{value}"))
+        .map(|formatted| bounded_text(formatted, limit))
         .unwrap_or_else(|why| format!("<{}{why}>", std::any::type_name::<T>()))
 }
 
 pub(crate) fn debug_text<T: fmt::Debug + ?Sized>(value: &T, limit: usize) -> String {
     format_bounded(limit, "Debug", |out| write!(out, "{value:?}"))
+        .map(|formatted| bounded_text(formatted, limit))
         .unwrap_or_else(|why| format!("<{}{why}>", std::any::type_name::<T>()))
 }
 
@@ -362,10 +520,70 @@ mod tests {
     }
 
     #[test]
-    fn large_values_are_cut_with_a_marker() {
-        let json = serialize_json(&"é".repeat(10), 8);
-        assert_eq!(json, "\"\\\"ééé… [truncated: 15 of 22 bytes cut]\"");
-        assert_eq!(serialize_json(&"short", 8), "\"short\"");
+    fn large_values_are_cut_within_the_limit_as_written() {
+        let json = serialize_json(&"é".repeat(40), 64);
+        assert_eq!(
+            json,
+            format!("\"{}… [truncated from 82 bytes]\"", "é".repeat(16))
+        );
+        assert_eq!(json.len(), 63, "a whole é would pass the limit");
+        assert_eq!(serialize_json(&"short", 64), "\"short\"");
+        // Text that needs escaping: decoded once, escaped once, the escapes within the limit.
+        let json = serialize_json(&"\"\\\n\u{1}".repeat(50), 64);
+        assert_eq!(
+            json,
+            r#""\"\\\n\u0001\"\\\n\u0001\"\\\n… [truncated from 602 bytes]""#
+        );
+        assert!(json.len() <= 64);
+        // An object cut becomes a string of its beginning.
+        let json = serialize_json(&serde_json::json!({"k": "v".repeat(100)}), 64);
+        assert_eq!(
+            json,
+            format!(
+                r#""{{\"k\":\"{}… [truncated from 108 bytes]""#,
+                "v".repeat(23)
+            )
+        );
+        assert!(json.len() <= 64);
+    }
+
+    #[test]
+    fn a_string_cut_again_keeps_one_marker_and_the_first_total() {
+        let once = serialize_json(&"x".repeat(500), 100);
+        assert_eq!(once.len(), 100);
+        let twice = fit_json(&once, once.len(), 80);
+        assert_eq!(twice.len(), 80);
+        assert!(
+            twice.ends_with("x… [truncated from 502 bytes]\""),
+            "{twice}"
+        );
+        assert_eq!(twice.matches("truncated").count(), 1);
+    }
+
+    #[test]
+    fn an_object_too_large_keeps_its_keys_and_cuts_its_largest_member() {
+        let object = format!(
+            "{{\"a\":1,\"b\":{}}}",
+            serialize_json(&"y".repeat(300), 120)
+        );
+        let bounded = bound_field(object, 120);
+        assert_eq!(bounded.len(), 120);
+        let value: serde_json::Value = serde_json::from_str(&bounded).unwrap();
+        assert_eq!(value["a"], 1);
+        assert!(value["b"]
+            .as_str()
+            .unwrap()
+            .ends_with("y… [truncated from 302 bytes]"));
+    }
+
+    #[test]
+    fn debug_and_display_text_hold_the_limit() {
+        let json = debug_json(&"\"q\"".repeat(100), 64);
+        assert!(json.len() <= 64, "{json}");
+        assert!(serde_json::from_str::<String>(&json).is_ok());
+        let text = display_text(&"z".repeat(100), 64);
+        assert_eq!(text.len(), 64);
+        assert!(text.ends_with("z… [truncated from 100 bytes]"));
     }
 
     #[test]

@@ -153,7 +153,7 @@ impl Client {
                 let spans = records.into_iter().map(|record| {
                     let mut span = record.finish(|ticks| clock.unix_nanos(ticks));
                     if let Some(mask) = &self.mask {
-                        apply_mask(mask, &mut span);
+                        apply_mask(mask, self.field_limit, &mut span);
                     }
                     span
                 });
@@ -175,7 +175,7 @@ impl Client {
                 Counters::add(&counters.scores_created, 1);
                 Counters::add(&counters.scores_queued, 1);
                 if let Some(mask) = &self.mask {
-                    apply_score_mask(mask, &mut score);
+                    apply_score_mask(mask, self.field_limit, &mut score);
                 }
                 memory.push_score(score);
                 Counters::add(&counters.scores_exported, 1);

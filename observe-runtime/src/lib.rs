@@ -47,6 +47,7 @@ mod diagnostics;
 mod ids;
 mod mask;
 mod percent;
+mod unobserved;
 // What an ended observation is:
 mod record;
 // Everything after the hand-over:

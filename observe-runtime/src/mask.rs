@@ -1,7 +1,10 @@
-//! The user's mask hook: the [`Mask`] type and running it over one captured JSON text. A leaf: it
-//! imports nothing from the crate and knows nothing about spans, configuration or export.
+//! The user's mask hook: the [`Mask`] type and running it over one captured JSON text, with
+//! nothing observed meanwhile. A leaf: it imports only the `unobserved` leaf and knows nothing
+//! about spans, configuration or export.
 
 use std::sync::Arc;
+
+use crate::unobserved;
 
 /// A hook that rewrites captured values (input, output, metadata) before anything leaves the
 /// process, for example to remove personal data.
@@ -12,7 +15,11 @@ pub type Mask = Arc<dyn Fn(serde_json::Value) -> serde_json::Value + Send + Sync
 pub(crate) fn mask_json(mask: &Mask, json: &mut String) {
     let value =
         serde_json::from_str(json).unwrap_or_else(|_| serde_json::Value::String(json.clone()));
-    let masked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| mask(value)));
+    // What the mask itself observes (an `#[observe]` function it calls) is not recorded: it would
+    // be masked again, and again.
+    let masked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        unobserved::run(|| mask(value))
+    }));
     *json = match masked {
         Ok(value) => value.to_string(),
         // A mask that panics must not let the unmasked value out.

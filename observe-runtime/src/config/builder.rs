@@ -25,7 +25,8 @@ impl Config {
         self
     }
 
-    /// The Langfuse host, such as `https://us.cloud.langfuse.com`; `LANGFUSE_BASE_URL`.
+    /// The Langfuse host, such as `https://us.cloud.langfuse.com`; `LANGFUSE_BASE_URL`. `init`
+    /// refuses a URL with a query, a fragment or credentials (`user:password@`).
     pub fn base_url(mut self, url: impl Into<String>) -> Self {
         self.base_url = Some(url.into());
         self.base_url_variable = "LANGFUSE_BASE_URL";
@@ -63,19 +64,22 @@ impl Config {
         self.overridden("LANGFUSE_DEBUG")
     }
 
-    /// Spans per export request; `LANGFUSE_FLUSH_AT`.
+    /// Spans per export request; `LANGFUSE_FLUSH_AT`. From 1 to 100,000; `init` refuses other
+    /// values.
     pub fn flush_at(mut self, spans: usize) -> Self {
         self.flush_at = spans;
         self.overridden("LANGFUSE_FLUSH_AT")
     }
 
-    /// The longest a finished span waits before it is sent; `LANGFUSE_FLUSH_INTERVAL`.
+    /// The longest a finished span waits before it is sent; `LANGFUSE_FLUSH_INTERVAL`. From 1 ms to
+    /// 1 hour; `init` refuses other values.
     pub fn flush_interval(mut self, interval: Duration) -> Self {
         self.flush_interval = interval;
         self.overridden("LANGFUSE_FLUSH_INTERVAL")
     }
 
-    /// The time limit of one HTTP request; `LANGFUSE_TIMEOUT`.
+    /// The time limit of one HTTP request; `LANGFUSE_TIMEOUT`. From 1 ms to 1 hour; `init` refuses
+    /// other values.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self.overridden("LANGFUSE_TIMEOUT")
@@ -90,7 +94,7 @@ impl Config {
     }
 
     /// The longest flushing and shutting down may take, even with the backend down;
-    /// `LANGFUSE_SHUTDOWN_TIMEOUT`.
+    /// `LANGFUSE_SHUTDOWN_TIMEOUT`. From 1 ms to 1 hour; `init` refuses other values.
     pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
         self.shutdown_timeout = timeout;
         self.overridden("LANGFUSE_SHUTDOWN_TIMEOUT")
@@ -103,8 +107,9 @@ impl Config {
         self.overridden("LANGFUSE_OBSERVE_DECORATOR_IO_CAPTURE_ENABLED")
     }
 
-    /// The size limit of one captured field in bytes (larger values are cut, with a marker);
-    /// `LANGFUSE_MAX_FIELD_SIZE`.
+    /// The size limit of one captured field in bytes as sent, JSON escaping and the truncation
+    /// marker included (larger values are cut, with a marker); `LANGFUSE_MAX_FIELD_SIZE`. From
+    /// 256 to 3,000,000; `init` refuses other values.
     pub fn max_field_bytes(mut self, bytes: usize) -> Self {
         self.max_field_bytes = bytes;
         self.overridden("LANGFUSE_MAX_FIELD_SIZE")
@@ -195,7 +200,9 @@ impl Config {
     }
 
     /// A hook that rewrites captured values (input, output, metadata) before they leave the
-    /// process.
+    /// process. It runs on the exporter thread (with the in-memory exporter, where the span
+    /// ends); what it observes itself (an `#[observe]` function it calls, a score it sends) is
+    /// not recorded, like anything else on the exporter thread.
     ///
     /// ```
     /// let config = observe_runtime::Config::default().mask(|mut value| {

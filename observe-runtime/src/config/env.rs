@@ -3,10 +3,8 @@
 //! Never fails: a value that cannot be read is kept as a problem for validation to report, so a
 //! builder method can still replace it. Does no cross-setting checks (those are in `validate`).
 
-use std::time::Duration;
-
+use super::bounds;
 use super::error::invalid;
-use super::validate::{max_queue_expected, max_queue_in_range};
 use super::{Config, ConfigError, MIN_SPOOL_MAX_BYTES};
 use crate::export::target::mask_secret;
 
@@ -50,13 +48,6 @@ fn parse_bool(value: &str) -> Option<bool> {
         "false" | "0" | "no" | "off" => Some(false),
         _ => None,
     }
-}
-
-fn parse_seconds(value: &str) -> Option<Duration> {
-    let seconds: f64 = value.parse().ok()?;
-    (0.0..1e9)
-        .contains(&seconds)
-        .then(|| Duration::from_secs_f64(seconds))
 }
 
 /// Parses `OTEL_EXPORTER_OTLP_HEADERS` (`key=value,key2=value2`, values percent-encoded).
@@ -194,42 +185,26 @@ fn read_from(get: &dyn Fn(&str) -> Option<String>) -> Config {
         "expected true or false",
         |v| config.propagate_attributes = v
     );
-    parsed!(
-        "LANGFUSE_FLUSH_AT",
-        |v: &str| v.parse::<usize>().ok().filter(|n| *n > 0),
-        "expected a whole number of spans greater than 0, such as 512",
-        |v| config.flush_at = v
-    );
-    parsed!(
-        "LANGFUSE_MAX_QUEUE",
-        |v: &str| v.parse::<usize>().ok().filter(|n| max_queue_in_range(*n)),
-        max_queue_expected(),
-        |v| config.max_queue = v
-    );
-    parsed!(
-        "LANGFUSE_MAX_FIELD_SIZE",
-        |v: &str| v.parse::<usize>().ok().filter(|n| *n > 0),
-        "expected a number of bytes greater than 0, such as 1000000",
-        |v| config.max_field_bytes = v
-    );
-    parsed!(
-        "LANGFUSE_FLUSH_INTERVAL",
-        parse_seconds,
-        "expected seconds, such as 5 or 0.5",
-        |v| config.flush_interval = v
-    );
-    parsed!(
-        "LANGFUSE_TIMEOUT",
-        parse_seconds,
-        "expected seconds, such as 5 or 0.5",
-        |v| config.timeout = v
-    );
-    parsed!(
-        "LANGFUSE_SHUTDOWN_TIMEOUT",
-        parse_seconds,
-        "expected seconds, such as 5 or 0.5",
-        |v| config.shutdown_timeout = v
-    );
+    // Durations and sizes: the same bounds as the builder methods' values (see `bounds`).
+    macro_rules! bounded {
+        ($bound:expr, $field:ident) => {
+            if let Some(value) = text($bound.variable, &mut notes) {
+                match $bound.parse(&value) {
+                    Some(parsed) => config.$field = parsed,
+                    None => problems.push((
+                        $bound.variable,
+                        invalid($bound.variable, &value, $bound.expected()),
+                    )),
+                }
+            }
+        };
+    }
+    bounded!(bounds::FLUSH_AT, flush_at);
+    bounded!(bounds::MAX_QUEUE, max_queue);
+    bounded!(bounds::MAX_FIELD_SIZE, max_field_bytes);
+    bounded!(bounds::FLUSH_INTERVAL, flush_interval);
+    bounded!(bounds::TIMEOUT, timeout);
+    bounded!(bounds::SHUTDOWN_TIMEOUT, shutdown_timeout);
     if let Some(dir) = text("LANGFUSE_SPOOL_DIR", &mut notes) {
         config.spool_dir = (!dir.is_empty()).then(|| dir.into());
     }

@@ -2,10 +2,11 @@
 //! the validation `init` runs, with errors that name the variable, show the value (secrets masked)
 //! and say what to do. Owns [`Config`], its defaults and the public constants; split into
 //! [`env`](mod@env) (reading variables), [`builder`] (the methods that override them),
-//! [`validate`] (the checks, giving the `Settings` the client runs with) and [`error`]. Knows
+//! [`bounds`] (the ranges of durations and sizes), [`validate`] (the checks, giving the `Settings` the client runs with) and [`error`]. Knows
 //! nothing about threads or HTTP, and must not import the client, guard, context, span or trace
 //! modules (`Config::init` lives beside the client).
 
+mod bounds;
 mod builder;
 mod env;
 mod error;
@@ -15,7 +16,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::capture::DEFAULT_FIELD_LIMIT;
-use crate::export::target::mask_secret;
+use crate::export::target::{mask_secret, mask_url_credentials};
 use crate::export::Exporter;
 use crate::mask::Mask;
 
@@ -134,7 +135,10 @@ impl fmt::Debug for Config {
         f.debug_struct("Config")
             .field("public_key", &self.public_key)
             .field("secret_key", &self.secret_key.as_deref().map(mask_secret))
-            .field("base_url", &self.base_url)
+            .field(
+                "base_url",
+                &self.base_url.as_deref().map(mask_url_credentials),
+            )
             .field("environment", &self.environment)
             .field("release", &self.release)
             .field("sample_rate", &self.sample_rate)
@@ -149,7 +153,10 @@ impl fmt::Debug for Config {
             .field("propagate_attributes", &self.propagate_attributes)
             .field("max_field_bytes", &self.max_field_bytes)
             .field("service_name", &self.service_name)
-            .field("otlp_endpoint", &self.otlp_endpoint)
+            .field(
+                "otlp_endpoint",
+                &self.otlp_endpoint.as_deref().map(mask_url_credentials),
+            )
             .field(
                 "otlp_headers",
                 &self

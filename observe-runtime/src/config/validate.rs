@@ -4,13 +4,11 @@
 
 use std::time::Duration;
 
+use super::bounds;
 use super::error::invalid;
-use super::{
-    Config, ConfigError, Mask, DEFAULT_BASE_URL, DEFAULT_MAX_QUEUE, MAX_QUEUE_LIMIT,
-    MIN_SPOOL_MAX_BYTES,
-};
+use super::{Config, ConfigError, Mask, DEFAULT_BASE_URL, MIN_SPOOL_MAX_BYTES};
 use crate::diagnostics;
-use crate::export::target::{is_loopback, mask_secret, LangfuseKeys, Target};
+use crate::export::target::{is_loopback, mask_secret, mask_url_credentials, LangfuseKeys, Target};
 use crate::export::Exporter;
 use crate::record::valid_environment;
 
@@ -28,20 +26,20 @@ impl Config {
                 "expected a number from 0 to 1, the fraction of traces to keep (1 keeps all)",
             ));
         }
-        if self.flush_at == 0 {
-            errors.push(invalid(
-                "LANGFUSE_FLUSH_AT",
-                "0",
-                "expected a whole number of spans greater than 0, such as 512",
-            ));
-        }
-        if !max_queue_in_range(self.max_queue) {
-            errors.push(invalid(
-                "LANGFUSE_MAX_QUEUE",
-                &self.max_queue.to_string(),
-                max_queue_expected(),
-            ));
-        }
+        // A bad variable left its default in place (and a problem above): what is out of range
+        // here came from a builder method.
+        errors.extend(
+            [
+                bounds::FLUSH_AT.check(self.flush_at),
+                bounds::MAX_QUEUE.check(self.max_queue),
+                bounds::MAX_FIELD_SIZE.check(self.max_field_bytes),
+                bounds::FLUSH_INTERVAL.check(self.flush_interval),
+                bounds::TIMEOUT.check(self.timeout),
+                bounds::SHUTDOWN_TIMEOUT.check(self.shutdown_timeout),
+            ]
+            .into_iter()
+            .flatten(),
+        );
         if let Some(environment) = &self.environment {
             if !valid_environment(environment) {
                 errors.push(invalid(
@@ -85,7 +83,7 @@ impl Config {
                 format!(
                 "both Langfuse keys and an OTLP endpoint are configured; traces go to Langfuse \
                  and the OTLP endpoint {} is not used",
-                self.otlp_endpoint.as_deref().unwrap_or_default()
+                mask_url_credentials(self.otlp_endpoint.as_deref().unwrap_or_default())
             )
             });
         }
@@ -125,13 +123,13 @@ impl Config {
             enabled: self.enabled,
             debug: self.debug,
             flush_at: self.flush_at,
-            flush_interval: self.flush_interval.max(Duration::from_millis(1)),
+            flush_interval: self.flush_interval,
             timeout: self.timeout,
             max_queue: self.max_queue,
             shutdown_timeout: self.shutdown_timeout,
             capture_io: self.capture_io,
             propagate_attributes: self.propagate_attributes,
-            max_field_bytes: self.max_field_bytes.max(16),
+            max_field_bytes: self.max_field_bytes,
             environment: self.environment,
             release: self.release,
             service_name: resource_service,
@@ -211,38 +209,59 @@ impl Config {
     }
 }
 
-/// The span queues `init` accepts: from 1 to [`MAX_QUEUE_LIMIT`].
-pub(super) fn max_queue_in_range(spans: usize) -> bool {
-    (1..=MAX_QUEUE_LIMIT).contains(&spans)
-}
-
-/// What a bad `LANGFUSE_MAX_QUEUE` (or `Config::max_queue`) is told to be instead.
-pub(super) fn max_queue_expected() -> String {
-    format!(
-        "expected a whole number of spans from 1 to {MAX_QUEUE_LIMIT}, such as {DEFAULT_MAX_QUEUE}"
-    )
-}
-
+/// A URL `init` can send to: `http(s)://host[:port][/path]`, with no credentials, query or
+/// fragment; errors show it with credentials masked.
 fn check_url(variable: &'static str, url: &str) -> Result<String, ConfigError> {
     let url = url.trim().trim_end_matches('/');
-    let Some(rest) = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"))
+    let shown = mask_url_credentials(url);
+    let Some((scheme, rest)) = ["https://", "http://"]
+        .into_iter()
+        .find_map(|scheme| url.strip_prefix(scheme).map(|rest| (scheme, rest)))
     else {
+        let bare = url.split("://").last().unwrap_or(url);
         return Err(invalid(
             variable,
-            url,
+            &shown,
             format!(
                 "it must start with https:// or http://, for example https://{}",
-                url.split("://").last().unwrap_or(url)
+                bare.rsplit('@').next().unwrap_or(bare)
             ),
         ));
     };
-    if rest.is_empty() || rest.starts_with('/') || rest.contains(' ') {
+    if let Some(at) = rest.rfind('@') {
+        let host = rest[at + 1..].trim_end_matches('/');
+        let advice = if variable.starts_with("OTEL_") {
+            "give the collector's credentials in OTEL_EXPORTER_OTLP_HEADERS \
+             (Authorization=Basic%20<base64>)"
+        } else {
+            "Langfuse takes the keys from LANGFUSE_PUBLIC_KEY and LANGFUSE_SECRET_KEY"
+        };
+        return Err(invalid(
+            variable,
+            &shown,
+            format!(
+                "it holds credentials (user:password@), which would be logged and sent in the \
+                 clear; remove them ({advice}), for example {scheme}{host}"
+            ),
+        ));
+    }
+    if rest.is_empty() || rest.starts_with(['/', '?', '#']) || rest.contains(' ') {
         return Err(invalid(
             variable,
             url,
             "expected a URL such as https://cloud.langfuse.com",
+        ));
+    }
+    if let Some(index) = rest.find(['?', '#']) {
+        let without = rest[..index].trim_end_matches('/');
+        return Err(invalid(
+            variable,
+            url,
+            format!(
+                "a query (?...) or fragment (#...) cannot be part of it: paths are appended to \
+                 it, so the request would go to the wrong address; remove it, for example \
+                 {scheme}{without}"
+            ),
         ));
     }
     Ok(url.to_string())
@@ -291,6 +310,7 @@ pub(crate) struct Settings {
 #[cfg(test)]
 mod tests {
     use super::super::test_support::{settings, target, KEYS};
+    use super::super::MAX_QUEUE_LIMIT;
     use super::*;
 
     #[test]

@@ -607,6 +607,7 @@ impl Sink for OtlpSink {
                 None => Err(Failure::Lost(reason)),
             },
             Err(Delivery::Deadline(reason)) => Err(Failure::Deadline(reason, batch)),
+            Err(Delivery::Unanswered(reason)) => Err(Failure::Unanswered(reason)),
         }
     }
 
@@ -618,7 +619,13 @@ impl Sink for OtlpSink {
             spool.send_waiting(|body| match transport.post_once(body, waiter) {
                 Ok(()) => Sent::Delivered,
                 Err(Delivery::Lost(reason)) => Sent::Refused(reason),
-                Err(Delivery::GaveUp(reason) | Delivery::Deadline(reason)) => Sent::Later(reason),
+                // An unanswered copy may have been stored: sent again later, a duplicate rather
+                // than a loss.
+                Err(
+                    Delivery::GaveUp(reason)
+                    | Delivery::Deadline(reason)
+                    | Delivery::Unanswered(reason),
+                ) => Sent::Later(reason),
             });
         }
     }

@@ -327,7 +327,16 @@ pub(crate) fn deliver(
                     sent.error = Some(text);
                 }
             },
-            Err(Delivery::Lost(reason) | Delivery::GaveUp(reason)) => {
+            // Scores carry their own ids, so a copy stored twice is one score: an unanswered
+            // request is like any other failure (cut by the deadline, or given up).
+            Err(Delivery::Unanswered(reason)) if waiter.passed() => {
+                sent.unsent = items.drain(next..).map(|(score, _)| score).collect();
+                sent.error = Some(reason);
+                break;
+            }
+            Err(
+                Delivery::Lost(reason) | Delivery::GaveUp(reason) | Delivery::Unanswered(reason),
+            ) => {
                 // Refused credentials or a server down for the whole retry budget: the rest of
                 // the batch would fare no better.
                 let lost = items.len() - next;

@@ -14,6 +14,9 @@ pub(crate) enum Failure {
     /// Not delivered after the retries, and written to the spool directory (and counted) for a
     /// later round or the next process.
     Spooled(String),
+    /// Given up after a copy was sent without an answer: the server may have stored it, so it
+    /// is not sent again.
+    Unanswered(String),
 }
 
 /// What became of a batch of scores: every score is in exactly one of these.

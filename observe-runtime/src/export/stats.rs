@@ -5,8 +5,9 @@ use std::sync::Mutex;
 
 /// What the pipeline has done so far. Once every thread has handed over what it holds (after a
 /// flush or a shutdown), every span is accounted for:
-/// `spans_created == spans_exported + spans_spooled + spans_dropped()` plus what a failed flush
-/// kept for later (spans sent from the spool are counted apart, in `spans_exported_from_spool`),
+/// `spans_created == spans_exported + spans_spooled + spans_unanswered + spans_dropped()`
+/// plus what a failed flush kept for later (spans sent from the spool are counted apart, in
+/// `spans_exported_from_spool`),
 /// and every score likewise: `scores_created == scores_exported + scores_dropped()` plus what a
 /// failed flush kept for later. The request counters cover span and score requests alike.
 ///
@@ -36,6 +37,11 @@ pub struct Stats {
     pub spans_dropped_shutdown_deadline: u64,
     /// Spans that ended after shutdown and were not sent.
     pub spans_dropped_after_shutdown: u64,
+    /// Spans sent without an answer: their request went out, the server did not answer within
+    /// the timeout (after retries with longer timeouts), and they were given up. A slow server
+    /// may have stored them, once or more, so they are not counted as dropped: neither
+    /// delivered nor known to be lost.
+    pub spans_unanswered: u64,
     /// Spans written to the spool directory (`LANGFUSE_SPOOL_DIR`) because they could not be
     /// delivered: the retries ran out, or the shutdown deadline came. They are sent by a later
     /// round or the next process that uses the directory.
@@ -78,6 +84,9 @@ pub struct Stats {
     pub requests_retried: u64,
     /// Attempts that failed (status or network error), retried or not.
     pub requests_failed: u64,
+    /// Attempts sent that got no answer within their timeout, retried or not; not counted in
+    /// `requests_failed`, since the server may have taken them.
+    pub requests_unanswered: u64,
     /// Requests refused with 401 or 403.
     pub auth_failures: u64,
     /// The last error, as logged.
@@ -115,6 +124,7 @@ pub(crate) struct Counters {
     pub(crate) spans_dropped_export_failed: AtomicU64,
     pub(crate) spans_dropped_shutdown_deadline: AtomicU64,
     pub(crate) spans_dropped_after_shutdown: AtomicU64,
+    pub(crate) spans_unanswered: AtomicU64,
     pub(crate) spans_spooled: AtomicU64,
     pub(crate) spans_exported_from_spool: AtomicU64,
     pub(crate) spans_spool_evicted: AtomicU64,
@@ -132,6 +142,7 @@ pub(crate) struct Counters {
     pub(crate) requests_ok: AtomicU64,
     pub(crate) requests_retried: AtomicU64,
     pub(crate) requests_failed: AtomicU64,
+    pub(crate) requests_unanswered: AtomicU64,
     pub(crate) auth_failures: AtomicU64,
     last_error: Mutex<Option<String>>,
 }
@@ -159,6 +170,7 @@ impl Counters {
             spans_dropped_export_failed: get(&self.spans_dropped_export_failed),
             spans_dropped_shutdown_deadline: get(&self.spans_dropped_shutdown_deadline),
             spans_dropped_after_shutdown: get(&self.spans_dropped_after_shutdown),
+            spans_unanswered: get(&self.spans_unanswered),
             spans_spooled: get(&self.spans_spooled),
             spans_exported_from_spool: get(&self.spans_exported_from_spool),
             spans_spool_evicted: get(&self.spans_spool_evicted),
@@ -176,6 +188,7 @@ impl Counters {
             requests_ok: get(&self.requests_ok),
             requests_retried: get(&self.requests_retried),
             requests_failed: get(&self.requests_failed),
+            requests_unanswered: get(&self.requests_unanswered),
             auth_failures: get(&self.auth_failures),
             last_error: match self.last_error.lock() {
                 Ok(last) => last.clone(),

@@ -29,7 +29,7 @@ pub(crate) fn region_hint(base_url: &str) -> Option<String> {
 }
 
 /// Where the OTLP exporter sends.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub(crate) struct Target {
     /// The full traces URL.
     pub(crate) endpoint: String,
@@ -44,6 +44,23 @@ pub(crate) struct Target {
 pub(crate) struct LangfuseKeys {
     pub(crate) public_key: String,
     pub(crate) secret_key: String,
+}
+
+impl fmt::Debug for Target {
+    /// Header values are masked: they often hold a collector's credentials.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let headers: Vec<(&str, String)> = self
+            .headers
+            .iter()
+            .map(|(name, value)| (name.as_str(), mask_secret(value)))
+            .collect();
+        f.debug_struct("Target")
+            .field("endpoint", &self.endpoint)
+            .field("base_url", &self.base_url)
+            .field("headers", &headers)
+            .field("langfuse", &self.langfuse)
+            .finish()
+    }
 }
 
 impl fmt::Debug for LangfuseKeys {
@@ -84,4 +101,18 @@ pub(crate) fn mask_secret(secret: &str) -> String {
     let head: String = chars[..6].iter().collect();
     let tail: String = chars[chars.len() - 4..].iter().collect();
     format!("{head}…{tail}")
+}
+
+/// A URL as it may be shown: anything up to the last `@` after the scheme (a `user:password@`
+/// written into it) becomes `***`, so `http://user:secret@host` shows as `http://***@host`. Masks
+/// too much rather than too little: a password may hold `/`, `?` or `#`.
+pub(crate) fn mask_url_credentials(url: &str) -> String {
+    let (scheme, rest) = match url.find("://") {
+        Some(index) => url.split_at(index + 3),
+        None => ("", url),
+    };
+    match rest.rfind('@') {
+        Some(at) => format!("{scheme}***{}", &rest[at..]),
+        None => url.to_string(),
+    }
 }

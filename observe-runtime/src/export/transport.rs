@@ -23,6 +23,12 @@ const MAX_ATTEMPTS: u32 = 6;
 const RETRY_BUDGET: Duration = Duration::from_secs(60);
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(8);
+/// Attempts of one batch that may go unanswered (sent, no answer in time) before it is given
+/// up: each such copy may have been stored by a slow server, so every retry risks a duplicate.
+const MAX_UNANSWERED: u32 = 3;
+/// After an unanswered attempt the next one may take twice as long, up to this (or up to
+/// `LANGFUSE_TIMEOUT`, if that is longer).
+const MAX_ATTEMPT_TIME: Duration = Duration::from_secs(60);
 
 /// The `message` or `error` of a JSON body, else the text itself (shortened).
 fn server_message(body: &[u8]) -> String {
@@ -46,6 +52,9 @@ pub(crate) enum Delivery {
     GaveUp(String),
     /// The flush or shutdown deadline came first.
     Deadline(String),
+    /// Given up after an attempt was sent and got no answer in time: the server may have stored
+    /// it (a slow server), so it is neither delivered nor known to be lost.
+    Unanswered(String),
 }
 
 /// Where a request goes.
@@ -90,6 +99,8 @@ enum Attempt {
     Answered(Reply),
     /// Worth trying again, after the server's `Retry-After` if it gave one.
     Retry(String, Option<Duration>),
+    /// Sent, and no answer came in time: worth trying again, with more time, a few times only.
+    Unanswered(String),
     /// 401 or 403.
     Unauthorized(u16, String),
 }
@@ -192,10 +203,11 @@ impl Transport {
         })
     }
 
-    fn attempt_time(&self, waiter: &Waiter) -> Option<Duration> {
+    /// The time one attempt may take: `allowed`, or less when the deadline is nearer.
+    fn attempt_time(&self, waiter: &Waiter, allowed: Duration) -> Option<Duration> {
         let time = match waiter.remaining() {
-            Some(left) => left.min(self.timeout),
-            None => self.timeout,
+            Some(left) => left.min(allowed),
+            None => allowed,
         };
         (!time.is_zero()).then_some(time)
     }
@@ -245,7 +257,10 @@ impl Transport {
             })
             .await;
             match answer {
-                Err(_) => Attempt::Retry(format!("no answer within {time:?}"), None),
+                Err(_) => Attempt::Unanswered(format!("no answer within {time:?}")),
+                Ok(Err(error)) if error.is_timeout() && !error.is_connect() => {
+                    Attempt::Unanswered(format!("no answer within {time:?}"))
+                }
                 Ok(Err(error)) => Attempt::Retry(describe(&error), None),
                 Ok(Ok((status, retry_after, body))) => match status {
                     401 | 403 => Attempt::Unauthorized(status, server_message(&body)),
@@ -283,7 +298,7 @@ impl Transport {
     /// be delivered now waits for the next round instead. A 401 or 403 is `GaveUp` (the batch is
     /// kept for a process with the right keys).
     pub(crate) fn post_once(&mut self, body: &[u8], waiter: &Waiter) -> Result<(), Delivery> {
-        let Some(time) = self.attempt_time(waiter) else {
+        let Some(time) = self.attempt_time(waiter, self.timeout) else {
             return Err(Delivery::Deadline("the deadline passed".into()));
         };
         let (counter, result) = match self.attempt(Route::Traces, body, time) {
@@ -300,6 +315,10 @@ impl Transport {
                 &self.counters.requests_failed,
                 Err(Delivery::GaveUp(reason)),
             ),
+            Attempt::Unanswered(reason) => (
+                &self.counters.requests_unanswered,
+                Err(Delivery::Unanswered(reason)),
+            ),
             Attempt::Unauthorized(status, message) => (
                 &self.counters.requests_failed,
                 Err(Delivery::GaveUp(format!("HTTP {status}: {message}"))),
@@ -312,6 +331,11 @@ impl Transport {
     /// Sends one request body to `route`, retrying 408, 429 (after its `Retry-After`), 5xx,
     /// timeouts and network errors within the budget and the waiter's deadline. A 401 or 403 is
     /// counted, reported once, and lost; any other answer is returned for the caller to judge.
+    ///
+    /// An attempt sent without an answer in time may have been stored all the same (a slow
+    /// server), so the next attempt gets twice the time (up to [`MAX_ATTEMPT_TIME`]), and after
+    /// [`MAX_UNANSWERED`] such attempts the body is given up as [`Delivery::Unanswered`]; it is
+    /// given up that way too whenever it fails after one.
     pub(crate) fn exchange(
         &mut self,
         route: Route,
@@ -320,11 +344,16 @@ impl Transport {
     ) -> Result<Reply, Delivery> {
         let started = Instant::now();
         let mut attempt_number = 1;
+        let mut allowed = self.timeout;
+        let mut unanswered = 0;
         loop {
-            let Some(time) = self.attempt_time(waiter) else {
-                return Err(Delivery::Deadline(
-                    "the flush or shutdown deadline passed before the batch was sent".into(),
-                ));
+            let Some(time) = self.attempt_time(waiter, allowed) else {
+                let text = "the flush or shutdown deadline passed before the batch was sent";
+                return Err(if unanswered > 0 {
+                    Delivery::Unanswered(text.into())
+                } else {
+                    Delivery::Deadline(text.into())
+                });
             };
             let (reason, retry_after) = match self.attempt(route, body, time) {
                 Attempt::Answered(reply) => {
@@ -363,6 +392,14 @@ impl Transport {
                     Counters::add(&self.counters.requests_failed, 1);
                     (reason, retry_after)
                 }
+                Attempt::Unanswered(reason) => {
+                    Counters::add(&self.counters.requests_unanswered, 1);
+                    unanswered += 1;
+                    allowed = allowed
+                        .saturating_mul(2)
+                        .min(MAX_ATTEMPT_TIME.max(self.timeout));
+                    (reason, None)
+                }
             };
             diagnostics::debug(|| format!("attempt {attempt_number} failed: {reason}"));
             let backoff = FIRST_BACKOFF
@@ -370,26 +407,40 @@ impl Transport {
                 .min(MAX_BACKOFF);
             let jitter = backoff.mul_f64((random_u64() % 1000) as f64 / 2000.0);
             let delay = retry_after.unwrap_or(backoff + jitter);
-            let give_up = |why: &str| {
-                let text = format!(
-                    "export to {} failed after {attempt_number} attempt(s): {reason}{why}",
-                    self.url(route)
-                );
+            let give_up = |why: &str, otherwise: fn(String) -> Delivery| {
+                let text = if unanswered > 0 {
+                    format!(
+                        "export to {} got no answer to {unanswered} of {attempt_number} \
+                         attempt(s) (the server may have stored them): {reason}{why}",
+                        self.url(route)
+                    )
+                } else {
+                    format!(
+                        "export to {} failed after {attempt_number} attempt(s): {reason}{why}",
+                        self.url(route)
+                    )
+                };
                 self.counters.set_last_error(text.clone());
-                text
+                if unanswered > 0 {
+                    Delivery::Unanswered(text)
+                } else {
+                    otherwise(text)
+                }
             };
-            if attempt_number >= MAX_ATTEMPTS {
-                return Err(Delivery::GaveUp(give_up("")));
+            if attempt_number >= MAX_ATTEMPTS || unanswered >= MAX_UNANSWERED {
+                return Err(give_up("", Delivery::GaveUp));
             }
             if started.elapsed() + delay > RETRY_BUDGET {
-                return Err(Delivery::GaveUp(give_up(
+                return Err(give_up(
                     "; the next retry would exceed the retry budget",
-                )));
+                    Delivery::GaveUp,
+                ));
             }
             if !waiter.sleep(delay) {
-                return Err(Delivery::Deadline(give_up(
+                return Err(give_up(
                     "; the flush or shutdown deadline came first",
-                )));
+                    Delivery::Deadline,
+                ));
             }
             Counters::add(&self.counters.requests_retried, 1);
             attempt_number += 1;
@@ -402,7 +453,9 @@ impl Transport {
         if self.target.langfuse.is_none() {
             return Err(AuthError::NotLangfuse);
         }
-        let time = self.attempt_time(waiter).unwrap_or(self.timeout);
+        let time = self
+            .attempt_time(waiter, self.timeout)
+            .unwrap_or(self.timeout);
         let mut headers = HeaderMap::new();
         if let Some(auth) = self.headers.get("authorization") {
             headers.insert("authorization", auth.clone());

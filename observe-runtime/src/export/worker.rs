@@ -19,11 +19,13 @@ use super::queue::QueueReceiver;
 use super::sink::{Failure, ScoresSent, Sink};
 use super::stats::Counters;
 use super::waiter::{Control, Waiter};
+use crate::capture;
 use crate::clock::UnixClock;
 use crate::diagnostics;
 use crate::ids::ObservationId;
 use crate::mask::{mask_json, Mask};
 use crate::record::{FinishedScore, FinishedSpan, Record};
+use crate::unobserved;
 
 /// At most this many awaited parents are remembered.
 const MAX_AWAITED: usize = 65_536;
@@ -46,6 +48,8 @@ pub(crate) struct WorkerSettings {
     pub(crate) flush_at: usize,
     pub(crate) flush_interval: Duration,
     pub(crate) mask: Option<Mask>,
+    /// The size limit of one captured field, held again after the mask.
+    pub(crate) field_limit: usize,
     /// Hands over what other threads hold in their buffers; called on every timer round.
     pub(crate) collect: Option<Box<dyn Fn() + Send>>,
 }
@@ -63,6 +67,8 @@ pub(crate) fn spawn(
     let thread = std::thread::Builder::new()
         .name(THREAD_NAME.into())
         .spawn(move || {
+            // What this thread does is never observed: not the mask, not the HTTP client.
+            unobserved::mark_thread();
             let sink = match make_sink() {
                 Ok(sink) => {
                     let _ = ready_tx.send(Ok(()));
@@ -266,7 +272,7 @@ impl Worker {
         let clock = &self.clock;
         let mut span = record.finish(|ticks| clock.unix_nanos(ticks));
         if let Some(mask) = &self.settings.mask {
-            apply_mask(mask, &mut span);
+            apply_mask(mask, self.settings.field_limit, &mut span);
         }
         span
     }
@@ -338,6 +344,7 @@ impl Worker {
                 return Err(reason);
             }
             Err(Failure::Lost(reason)) => (reason, &self.counters.spans_dropped_export_failed),
+            Err(Failure::Unanswered(reason)) => (reason, &self.counters.spans_unanswered),
         };
         Counters::add(counter, count as u64);
         self.data.done(count);
@@ -520,7 +527,7 @@ impl Worker {
     fn send_scores(&mut self, all: bool) -> Result<(), String> {
         while let Ok(mut score) = self.data.scores.try_recv() {
             if let Some(mask) = &self.settings.mask {
-                apply_score_mask(mask, &mut score);
+                apply_score_mask(mask, self.settings.field_limit, &mut score);
             }
             self.scores.push(score);
         }
@@ -605,10 +612,11 @@ impl Worker {
     }
 }
 
-/// Runs the user's mask over a score's metadata values and its comment.
-pub(crate) fn apply_score_mask(mask: &Mask, score: &mut FinishedScore) {
+/// Runs the user's mask over a score's metadata values and its comment; what it returns is held
+/// to the field limit again.
+pub(crate) fn apply_score_mask(mask: &Mask, limit: usize, score: &mut FinishedScore) {
     for (_, value) in &mut score.metadata {
-        mask_json(mask, value);
+        masked_within(mask, limit, value);
     }
     if let Some(comment) = &mut score.comment {
         let mut json = serde_json::Value::from(comment.as_str()).to_string();
@@ -620,15 +628,43 @@ pub(crate) fn apply_score_mask(mask: &Mask, score: &mut FinishedScore) {
     }
 }
 
-/// Runs the user's mask over every captured value of a span.
-pub(crate) fn apply_mask(mask: &Mask, span: &mut FinishedSpan) {
+/// Runs the user's mask over every captured value of a span; what it returns is held to the field
+/// limit again (a mask may make a value longer).
+pub(crate) fn apply_mask(mask: &Mask, limit: usize, span: &mut FinishedSpan) {
     if let Some(input) = &mut span.input {
-        mask_json(mask, input);
+        masked_within(mask, limit, input);
     }
     if let Some(output) = &mut span.output {
-        mask_json(mask, output);
+        masked_within(mask, limit, output);
     }
     for (_, value) in &mut span.metadata {
-        mask_json(mask, value);
+        masked_within(mask, limit, value);
+    }
+}
+
+fn masked_within(mask: &Mask, limit: usize, json: &mut String) {
+    mask_json(mask, json);
+    if json.len() > limit {
+        *json = capture::bound_field(std::mem::take(json), limit);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_value_the_mask_makes_longer_is_held_to_the_limit_again() {
+        let lengthen: Mask = Arc::new(|_| serde_json::Value::String("\"q\" ".repeat(200)));
+        let mut json = r#"{"short":true}"#.to_string();
+        masked_within(&lengthen, 256, &mut json);
+        assert!(json.len() <= 256, "{} bytes", json.len());
+        let text: String = serde_json::from_str(&json).expect("a JSON string");
+        assert!(text.starts_with("\"q\" \"q\" "), "{text}");
+        assert!(text.ends_with("… [truncated from 1202 bytes]"), "{text}");
+        let mut small = r#"{"short":true}"#.to_string();
+        let keep: Mask = Arc::new(|value| value);
+        masked_within(&keep, 256, &mut small);
+        assert_eq!(small, r#"{"short":true}"#);
     }
 }

@@ -178,6 +178,19 @@ pub(crate) fn shutdown(client: &Arc<Client>) -> Result<ShutdownReport, FlushErro
             ),
         );
     }
+    if stats.spans_unanswered > 0 {
+        diagnostics::warn(
+            "shutdown-unanswered",
+            format!(
+                "{} span(s) were sent without an answer ({} request attempt(s) timed out): the \
+                 server may have stored them, once or more; raise LANGFUSE_TIMEOUT if it is \
+                 slow; last error: {}",
+                stats.spans_unanswered,
+                stats.requests_unanswered,
+                stats.last_error.as_deref().unwrap_or("none")
+            ),
+        );
+    }
     let lost_scores = stats.scores_dropped() - stats.scores_dropped_invalid;
     if lost_scores > 0 {
         diagnostics::warn(

@@ -101,6 +101,7 @@ pub(crate) fn init(config: Config) -> Result<FlushGuard, ConfigError> {
         flush_at: settings.flush_at,
         flush_interval: settings.flush_interval,
         mask: settings.mask.clone(),
+        field_limit: settings.max_field_bytes,
         collect: Some(Box::new(buffer::collect_into_installed)),
     };
     let timeout = settings.timeout;

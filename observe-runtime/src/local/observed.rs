@@ -148,7 +148,9 @@ impl Observed {
     /// when output is captured).
     pub fn record_error(&mut self, message: String) {
         let capture_output = self.capture_output;
-        let output = (capture_output).then(|| capture::json_string(&message));
+        let limit = self.limit;
+        let output =
+            capture_output.then(|| capture::bound_field(capture::json_string(&message), limit));
         self.with_data(move |data| {
             data.level = Level::Error;
             if !data.explicit_output {
@@ -250,7 +252,8 @@ impl InputWriter<'_> {
 impl Drop for InputWriter<'_> {
     fn drop(&mut self) {
         self.out.push_byte(b'}');
-        let text = self.out.take_text();
+        // Each argument is bounded on its own; the object as a whole is bounded too.
+        let text = capture::bound_field(self.out.take_text(), self.observed.limit);
         self.observed.with_data(|data| data.input = Some(text));
     }
 }

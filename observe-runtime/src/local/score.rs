@@ -11,6 +11,7 @@ use crate::gate;
 use crate::ids::{random_u64, ObservationId, TraceId};
 use crate::record::score::{random_score_id, ScoreDraft};
 use crate::record::ScoreValue;
+use crate::unobserved;
 
 /// Scores the trace running on this thread; does nothing outside a recorded trace.
 ///
@@ -235,7 +236,8 @@ impl Score {
         let Some(client) = gate::installed() else {
             return;
         };
-        if self.nothing_current {
+        // Nothing current, or on the exporter thread or inside the mask (see `unobserved`).
+        if self.nothing_current || unobserved::active() {
             return;
         }
         let mut draft = self.draft;

@@ -18,6 +18,7 @@ use crate::export::Counters;
 use crate::gate;
 use crate::ids::ObservationId;
 use crate::record::{Level, ObservationType, SpanData, TraceState};
+use crate::unobserved;
 
 /// Where a new observation goes: its trace and parent.
 type Placement = (Arc<TraceState>, Option<ObservationId>);
@@ -43,7 +44,8 @@ pub(crate) fn open_current(
 fn open_at(placement: Placement, name: Cow<'static, str>, kind: ObservationType) -> SpanCore {
     let (trace, parent) = placement;
     let span_id = ObservationId::random();
-    let data = trace.is_recording().then(|| {
+    // On the exporter thread or inside the mask, nothing is recorded (see `unobserved`).
+    let data = (trace.is_recording() && !unobserved::active()).then(|| {
         let is_local_root = parent.is_none() || parent == trace.remote_parent;
         SpanData::start(span_id, parent, is_local_root, name, kind)
     });

@@ -149,7 +149,11 @@ impl<T: ?Sized> ItemViaPlaceholder for ItemWrap<'_, T> {
     }
 }
 
-/// The items kept for the output: their JSON texts, comma-separated, within the field limit.
+/// Bytes kept free for the marker of cut items, its quotes and brackets (numbers up to 20 digits).
+const MARKER_ROOM: usize = 64;
+
+/// The items kept for the output: their JSON texts, comma-separated, within the field limit
+/// (the marker and the brackets included).
 #[derive(Default)]
 struct Collected {
     json: String,
@@ -163,7 +167,8 @@ impl Collected {
         if self.kept == 0 && self.cut == 0 {
             self.all_strings = true;
         }
-        if self.cut > 0 || self.json.len() + item.len() + 1 > limit {
+        // Room is kept for the marker, so that the output with it stays within the limit.
+        if self.cut > 0 || self.json.len() + item.len() + 1 + MARKER_ROOM > limit {
             self.cut += 1;
             return;
         }
@@ -298,7 +303,10 @@ impl<F> StreamState<F> {
         };
         let items = self.items;
         let errors = self.errors;
-        let output = std::mem::take(&mut self.collected).output();
+        let limit = observed.field_limit();
+        let output = std::mem::take(&mut self.collected)
+            .output()
+            .map(|output| capture::bound_field(output, limit));
         observed.with_data(move |data| {
             if !data.explicit_output {
                 if let Some(output) = output {
@@ -547,12 +555,12 @@ mod tests {
     fn the_output_is_bounded_by_the_field_limit() {
         let items = vec!["\"abcd\""; 10];
         assert_eq!(
-            output(&items, 20).as_deref(),
-            Some("\"abcdabcdabcd… [truncated: 7 of 10 items cut]\"")
+            output(&items, 80).as_deref(),
+            Some("\"abcdabcd… [truncated: 8 of 10 items cut]\"")
         );
         let numbers = vec!["12345"; 10];
         assert_eq!(
-            output(&numbers, 12).as_deref(),
+            output(&numbers, 80).as_deref(),
             Some("[12345,12345,\"… [truncated: 8 of 10 items cut]\"]")
         );
     }
