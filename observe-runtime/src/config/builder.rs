@@ -193,6 +193,24 @@ impl Config {
         self.overridden("LANGFUSE_PROPAGATE_ATTRIBUTES")
     }
 
+    /// On SIGTERM and SIGINT, flush (within the shutdown timeout) and then end the process as the
+    /// signal would have; `LANGFUSE_FLUSH_ON_SIGNALS`, off by default. Unix only (elsewhere a
+    /// note says it is ignored).
+    ///
+    /// Leave it off when the program handles these signals itself (say with
+    /// `tokio::signal::ctrl_c` for a graceful shutdown): the process then ends after the flush,
+    /// whatever else waits for the signal. Drop the `FlushGuard` at the end of such a shutdown
+    /// instead.
+    ///
+    /// ```
+    /// let config = observe_runtime::Config::default().flush_on_signals(true);
+    /// # drop(config);
+    /// ```
+    pub fn flush_on_signals(mut self, flush: bool) -> Self {
+        self.flush_on_signals = flush;
+        self.overridden("LANGFUSE_FLUSH_ON_SIGNALS")
+    }
+
     /// Where finished spans go (default: Langfuse when keys are set, else the console).
     pub fn exporter(mut self, exporter: Exporter) -> Self {
         self.exporter = Some(exporter);

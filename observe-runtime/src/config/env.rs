@@ -205,6 +205,12 @@ fn read_from(get: &dyn Fn(&str) -> Option<String>) -> Config {
     bounded!(bounds::FLUSH_INTERVAL, flush_interval);
     bounded!(bounds::TIMEOUT, timeout);
     bounded!(bounds::SHUTDOWN_TIMEOUT, shutdown_timeout);
+    parsed!(
+        "LANGFUSE_FLUSH_ON_SIGNALS",
+        parse_bool,
+        "expected true or false",
+        |v| config.flush_on_signals = v
+    );
     if let Some(dir) = text("LANGFUSE_SPOOL_DIR", &mut notes) {
         config.spool_dir = (!dir.is_empty()).then(|| dir.into());
     }

@@ -82,6 +82,8 @@ pub struct Config {
     pub(crate) baggage: Option<String>,
     /// Whether trace attributes travel in `BAGGAGE` / `baggage` and are adopted from it.
     pub(crate) propagate_attributes: bool,
+    /// Whether SIGTERM and SIGINT flush before the process ends (`LANGFUSE_FLUSH_ON_SIGNALS`).
+    pub(crate) flush_on_signals: bool,
     /// Where undeliverable batches are kept for the next start (`LANGFUSE_SPOOL_DIR`).
     pub(crate) spool_dir: Option<std::path::PathBuf>,
     /// The cap on what the spool holds, in bytes (`LANGFUSE_SPOOL_MAX_BYTES`).
@@ -123,6 +125,7 @@ impl Default for Config {
             baggage: None,
             propagate_attributes: true,
             spool_dir: None,
+            flush_on_signals: false,
             spool_max_bytes: DEFAULT_SPOOL_MAX_BYTES,
             problems: Vec::new(),
             notes: Vec::new(),
@@ -167,6 +170,7 @@ impl fmt::Debug for Config {
             )
             .field("exporter", &self.exporter)
             .field("mask", &self.mask.as_ref().map(|_| "<fn>"))
+            .field("flush_on_signals", &self.flush_on_signals)
             .field("spool_dir", &self.spool_dir)
             .field("spool_max_bytes", &self.spool_max_bytes)
             .finish()

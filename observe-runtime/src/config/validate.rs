@@ -135,6 +135,7 @@ impl Config {
             service_name: resource_service,
             resource_attributes: self.resource_attributes,
             mask: self.mask,
+            flush_on_signals: self.flush_on_signals,
             spool: self.spool_dir.map(|dir| (dir, self.spool_max_bytes)),
             sink,
             warnings,
@@ -300,6 +301,7 @@ pub(crate) struct Settings {
     pub(crate) service_name: String,
     pub(crate) resource_attributes: Vec<(String, String)>,
     pub(crate) mask: Option<Mask>,
+    pub(crate) flush_on_signals: bool,
     /// The spool directory and its cap in bytes, when one is set.
     pub(crate) spool: Option<(std::path::PathBuf, u64)>,
     pub(crate) sink: SinkChoice,

@@ -4,7 +4,7 @@
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
-use super::{flush, hooks, FlushGuard};
+use super::{flush, hooks, signals, FlushGuard};
 use crate::clock::UnixClock;
 use crate::config::{Config, ConfigError, Settings, SinkChoice};
 use crate::diagnostics;
@@ -105,6 +105,7 @@ pub(crate) fn init(config: Config) -> Result<FlushGuard, ConfigError> {
         collect: Some(Box::new(buffer::collect_into_installed)),
     };
     let timeout = settings.timeout;
+    let flush_on_signals = settings.flush_on_signals;
     let takes_scores = match &settings.sink {
         SinkChoice::Otlp(target) => target.langfuse.is_some(),
         SinkChoice::Memory(_) | SinkChoice::Console | SinkChoice::ConsoleNoCredentials => true,
@@ -197,6 +198,9 @@ pub(crate) fn init(config: Config) -> Result<FlushGuard, ConfigError> {
     }
     hooks::register_exit_hook();
     hooks::install_panic_hook();
+    if flush_on_signals {
+        signals::install();
+    }
     Ok(FlushGuard::new(client))
 }
 

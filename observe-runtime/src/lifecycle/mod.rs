@@ -1,11 +1,13 @@
 //! The lifecycle layer: starting the pipeline (`init`), flushing and shutting it down within a
-//! deadline, the [`FlushGuard`], the statistics, and the exit and panic hooks. The top of the
+//! deadline, the [`FlushGuard`], the statistics, the exit and panic hooks, and the opt-in flush on
+//! SIGTERM and SIGINT. The top of the
 //! runtime: it may import every layer below, and none imports it.
 
 mod flush;
 mod guard;
 mod hooks;
 mod init;
+mod signals;
 
 pub(crate) use flush::auth_check;
 pub use flush::{flush, FlushError, ShutdownReport};
