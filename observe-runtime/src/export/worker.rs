@@ -47,6 +47,20 @@ pub(crate) struct WorkerSettings {
     pub(crate) collect: Option<Box<dyn Fn() + Send>>,
 }
 
+thread_local! {
+    /// Set on the exporter thread: what happens there (its HTTP stack's `tracing` events) is
+    /// never recorded.
+    static ON_EXPORTER_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether the calling thread is the exporter thread.
+#[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+pub(crate) fn on_exporter_thread() -> bool {
+    ON_EXPORTER_THREAD
+        .try_with(|flag| flag.get())
+        .unwrap_or(false)
+}
+
 /// Starts the exporter thread. `make_sink` runs on that thread (the HTTP runtime is built there);
 /// its error is returned here.
 pub(crate) fn spawn(
@@ -60,6 +74,7 @@ pub(crate) fn spawn(
     let thread = std::thread::Builder::new()
         .name("langfuse-exporter".into())
         .spawn(move || {
+            let _ = ON_EXPORTER_THREAD.try_with(|flag| flag.set(true));
             let sink = match make_sink() {
                 Ok(sink) => {
                     let _ = ready_tx.send(Ok(()));

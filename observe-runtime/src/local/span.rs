@@ -20,10 +20,10 @@ use crate::ids::ObservationId;
 use crate::record::{Level, ObservationType, SpanData, TraceState};
 
 /// Where a new observation goes: its trace and parent.
-type Placement = (Arc<TraceState>, Option<ObservationId>);
+pub(crate) type Placement = (Arc<TraceState>, Option<ObservationId>);
 
 /// Under the current context of this thread, or in a new trace.
-fn placement_here() -> Placement {
+pub(crate) fn placement_here() -> Placement {
     context::current_parent().unwrap_or_else(new_root_trace)
 }
 
@@ -40,7 +40,11 @@ pub(crate) fn open_current(
     (token, options)
 }
 
-fn open_at(placement: Placement, name: Cow<'static, str>, kind: ObservationType) -> SpanCore {
+pub(crate) fn open_at(
+    placement: Placement,
+    name: Cow<'static, str>,
+    kind: ObservationType,
+) -> SpanCore {
     let (trace, parent) = placement;
     let span_id = ObservationId::random();
     let data = trace.is_recording().then(|| {
@@ -54,11 +58,12 @@ fn open_at(placement: Placement, name: Cow<'static, str>, kind: ObservationType)
     }
 }
 
-/// Ends an observation: into this thread's buffer, admitted or dropped and counted.
-pub(crate) fn close(mut core: SpanCore) {
+/// Ends an observation: into this thread's buffer, admitted or dropped and counted. Returns
+/// whether it was admitted.
+pub(crate) fn close(mut core: SpanCore) -> bool {
     // The record is written once, where the buffer keeps it: no copies on the way there.
     let Some(data) = core.data.as_mut() else {
-        return;
+        return false;
     };
     data.end = Ticks::now();
     data.attributes_version = core.trace.note_version();
@@ -69,14 +74,16 @@ pub(crate) fn close(mut core: SpanCore) {
             if let (Some(parent), false) = (parent, idle) {
                 context::mark_child_admitted(parent);
             }
+            true
         }
-        Admission::Dropped => {}
+        Admission::Dropped => false,
         Admission::NoClient => {
             // Shut down meanwhile: nothing takes it any more.
             if let Some(counters) = gate::latest_counters() {
                 Counters::add(&counters.spans_created, 1);
                 Counters::add(&counters.spans_dropped_after_shutdown, 1);
             }
+            false
         }
     }
 }
@@ -198,7 +205,7 @@ impl Drop for ActiveSpan {
                     data.status_message = Some(panic_message());
                 }
             }
-            close(core);
+            let _ = close(core);
         }
     }
 }
