@@ -57,6 +57,9 @@ mod config;
 mod gate;
 // The user's threads:
 mod local;
+// `tracing` spans as observations:
+#[cfg(feature = "tracing")]
+mod bridge;
 // Start, flush, shutdown:
 mod lifecycle;
 
@@ -67,6 +70,9 @@ pub mod __private;
 #[doc = include_str!("observe.md")]
 pub use observe_macros::observe;
 
+#[cfg(feature = "tracing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tracing")))]
+pub use bridge::{tracing_layer, TracingLayer};
 pub use capture::DEFAULT_FIELD_LIMIT;
 pub use config::{Config, ConfigError, DEFAULT_BASE_URL, DEFAULT_MAX_QUEUE, MAX_QUEUE_LIMIT};
 pub use export::{AuthCheck, AuthError, Exporter, MemoryExporter, Project, Stats};
