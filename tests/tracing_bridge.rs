@@ -743,6 +743,33 @@ fn values_recorded_after_creation_are_merged() {
     );
 }
 
+/// A value whose `Debug` logs: what a layer must survive without deadlocking.
+struct Chatty;
+
+impl std::fmt::Debug for Chatty {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        tracing::warn!("formatted while recorded");
+        f.write_str("chatty")
+    }
+}
+
+#[test]
+fn a_value_that_logs_while_it_is_recorded_neither_deadlocks_nor_is_lost() {
+    server();
+    let trace_id = support::within(WAIT, "recording a value that logs", || {
+        let _subscriber = bridged();
+        let span = tracing::info_span!("formatting", value = Empty);
+        let _entered = span.enter();
+        span.record("value", tracing::field::debug(&Chatty));
+        trace_here()
+    });
+    let spans = received(&trace_id, 2);
+    let formatting = by_name(&spans, "formatting");
+    assert_child_of(by_name(&spans, "formatted while recorded"), formatting);
+    assert_attr(formatting, "langfuse.observation.level", Some("WARNING"));
+    assert_eq!(metadata(formatting), pairs(&[("value", r#""chatty""#)]));
+}
+
 #[test]
 fn swiftide_and_langfuse_fields_mean_what_langfuse_means() {
     server();
@@ -892,6 +919,39 @@ fn capture_off_keeps_mapped_input_and_output_out() {
         CAPTURE_TEST,
         "capture-off",
         &[("LANGFUSE_OBSERVE_DECORATOR_IO_CAPTURE_ENABLED", "false")],
+        CHILD_TIMEOUT,
+    )
+    .assert_success();
+}
+
+const SAMPLING_TEST: &str = "a_sampled_out_trace_sends_nothing_of_its_spans_or_observations";
+
+#[test]
+fn a_sampled_out_trace_sends_nothing_of_its_spans_or_observations() {
+    if child_mode().as_deref() == Some("sampled-out") {
+        let server = FakeLangfuse::start(PUBLIC_KEY, SECRET_KEY);
+        let guard = Config::from_env()
+            .public_key(PUBLIC_KEY)
+            .secret_key(SECRET_KEY)
+            .base_url(server.base_url())
+            .init()
+            .expect("init");
+        let _subscriber = bridged();
+        {
+            let _turn = tracing::info_span!("turn", session.id = "s-1").entered();
+            assert_eq!(current_trace_id(), None, "the trace is not recorded");
+            assert_eq!(plan(1), "summary 1");
+            tracing::error!("failed");
+        }
+        let report = guard.shutdown().expect("shutdown");
+        assert_eq!(server.accepted_spans().len(), 0);
+        assert_eq!(report.stats.spans_created, 0, "{report:?}");
+        return;
+    }
+    run_child(
+        SAMPLING_TEST,
+        "sampled-out",
+        &[("LANGFUSE_SAMPLE_RATE", "0")],
         CHILD_TIMEOUT,
     )
     .assert_success();

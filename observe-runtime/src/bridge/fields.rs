@@ -127,17 +127,23 @@ impl Fields {
         }
     }
 
-    /// A visitor that records into these fields, text bounded by `limit` bytes; the names it
-    /// recorded are appended to `changed` when given.
-    pub(crate) fn recorder<'a>(
-        &'a mut self,
-        limit: usize,
-        changed: Option<&'a mut Vec<&'static str>>,
-    ) -> Recorder<'a> {
+    /// The names recorded, in order.
+    pub(crate) fn names(&self) -> Vec<&'static str> {
+        self.values.iter().map(|(key, _)| *key).collect()
+    }
+
+    /// Takes the values of `newer`, which win.
+    pub(crate) fn merge(&mut self, newer: Fields) {
+        for (name, value) in newer.values {
+            self.set(name, value);
+        }
+    }
+
+    /// A visitor that records into these fields, text bounded by `limit` bytes.
+    pub(crate) fn recorder(&mut self, limit: usize) -> Recorder<'_> {
         Recorder {
             fields: self,
             limit,
-            changed,
         }
     }
 }
@@ -146,16 +152,11 @@ impl Fields {
 pub(crate) struct Recorder<'a> {
     fields: &'a mut Fields,
     limit: usize,
-    changed: Option<&'a mut Vec<&'static str>>,
 }
 
 impl Recorder<'_> {
     fn put(&mut self, field: &Field, value: FieldValue) {
-        let name = field.name();
-        self.fields.set(name, value);
-        if let Some(changed) = self.changed.as_deref_mut() {
-            changed.push(name);
-        }
+        self.fields.set(field.name(), value);
     }
 }
 

@@ -192,9 +192,8 @@ where
         };
         if bridged.recording {
             let limit = bridged.trace.options.field_limit;
-            attributes.record(&mut bridged.fields.recorder(limit, None));
-            let names: Vec<&'static str> = bridged.fields.iter().map(|(name, _)| name).collect();
-            mapping::apply_trace_fields(&bridged.fields, &names, &bridged.trace);
+            attributes.record(&mut bridged.fields.recorder(limit));
+            mapping::apply_trace_fields(&bridged.fields, &bridged.fields.names(), &bridged.trace);
         }
         span.extensions_mut().insert(bridged);
     }
@@ -203,17 +202,19 @@ where
         let Some(span) = ctx.span(id) else {
             return;
         };
-        let mut extensions = span.extensions_mut();
-        let Some(bridged) = extensions.get_mut::<Bridged>() else {
-            return;
+        let limit = match span.extensions().get::<Bridged>() {
+            Some(bridged) if bridged.recording => bridged.trace.options.field_limit,
+            _ => return,
         };
-        if !bridged.recording {
-            return;
+        // The values are formatted with no lock held: a `Debug` impl may itself log.
+        let mut recorded = Fields::default();
+        values.record(&mut recorded.recorder(limit));
+        let mut extensions = span.extensions_mut();
+        if let Some(bridged) = extensions.get_mut::<Bridged>() {
+            let names = recorded.names();
+            bridged.fields.merge(recorded);
+            mapping::apply_trace_fields(&bridged.fields, &names, &bridged.trace);
         }
-        let limit = bridged.trace.options.field_limit;
-        let mut names = Vec::new();
-        values.record(&mut bridged.fields.recorder(limit, Some(&mut names)));
-        mapping::apply_trace_fields(&bridged.fields, &names, &bridged.trace);
     }
 
     fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {
@@ -302,7 +303,7 @@ where
         // so that it is admitted too, whatever the queue holds.
         if let (true, Some(parent_span)) = (admitted, span.parent().and_then(nearest)) {
             if let Some(bridged) = parent_span.extensions_mut().get_mut::<Bridged>() {
-                if let Some(data) = bridged.data.as_mut().filter(|_| parent.is_some()) {
+                if let Some(data) = bridged.data.as_mut().filter(|d| Some(d.span_id) == parent) {
                     data.child_admitted = true;
                 }
             }
@@ -332,7 +333,7 @@ where
         }
         let options = placement.0.options;
         let mut fields = Fields::default();
-        event.record(&mut fields.recorder(options.field_limit, None));
+        event.record(&mut fields.recorder(options.field_limit));
         let message = fields.get("message").map(|value| value.text());
         let error = fields.get("error").map(|value| value.text());
         let text = match (&message, &error) {
