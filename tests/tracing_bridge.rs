@@ -988,3 +988,111 @@ fn a_global_subscriber_without_filter_records_nothing_of_the_exporter() {
     }
     run_child(GLOBAL_TEST, "global", &[], CHILD_TIMEOUT).assert_success();
 }
+
+// --------------------------------------------------------------------------- the example
+
+/// Runs `examples/tracing_bridge.rs` with `env` and returns its stderr.
+fn run_example(env: &[(&str, String)]) -> String {
+    let mut command = support::example_command("tracing_bridge");
+    command.envs(env.iter().map(|(k, v)| (k, v)));
+    let output = support::within(
+        Duration::from_secs(120),
+        "the tracing_bridge example",
+        move || command.output().expect("run the example"),
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(
+        output.status.success(),
+        "the example failed: {}\n{stderr}",
+        output.status
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "Langfuse shows the whole trace.\n"
+    );
+    stderr
+}
+
+#[test]
+fn the_example_makes_one_trace_of_instrument_genai_and_observe_spans() {
+    let server = FakeLangfuse::start("pk-lf-example", "sk-lf-example");
+    run_example(&[
+        ("LANGFUSE_PUBLIC_KEY", server.public_key().to_string()),
+        ("LANGFUSE_SECRET_KEY", server.secret_key().to_string()),
+        ("LANGFUSE_BASE_URL", server.base_url()),
+    ]);
+    let spans = server.wait_for_spans(4, WAIT);
+    assert_eq!(
+        spans.len(),
+        4,
+        "{:?}",
+        spans.iter().map(ReceivedSpan::name).collect::<Vec<_>>()
+    );
+    let answer = by_name(&spans, "answer");
+    let retrieve = by_name(&spans, "retrieve");
+    let event = by_name(&spans, "retrieved");
+    let chat = by_name(&spans, "chat gpt-4o-mini");
+    assert_eq!(answer.parent_span_id(), "");
+    for child in [retrieve, event, chat] {
+        assert_child_of(child, answer);
+    }
+    for span in [answer, retrieve, event, chat] {
+        assert_attr(span, "session.id", Some("session-1"));
+        assert_attr(span, "user.id", Some("user-1"));
+    }
+    assert_attr(answer, "langfuse.observation.type", Some("span"));
+    assert_eq!(metadata(answer), pairs(&[("question", r#""tracing""#)]));
+    assert_attr(retrieve, "langfuse.observation.type", Some("retriever"));
+    assert_attr(
+        retrieve,
+        "langfuse.observation.input",
+        Some(r#"{"query":"tracing"}"#),
+    );
+    assert_attr(event, "langfuse.observation.type", Some("event"));
+    assert_eq!(metadata(event), pairs(&[("documents", "2")]));
+    assert_attr(chat, "langfuse.observation.type", Some("generation"));
+    assert_attr(
+        chat,
+        "langfuse.observation.model.name",
+        Some("gpt-4o-mini-2024-07-18"),
+    );
+    assert_attr(
+        chat,
+        "langfuse.observation.model.parameters",
+        Some(r#"{"temperature":0.2}"#),
+    );
+    assert_attr(
+        chat,
+        "langfuse.observation.usage_details",
+        Some(r#"{"input":42,"output":7,"total":49}"#),
+    );
+    assert_attr(
+        chat,
+        "langfuse.observation.output",
+        Some(r#"[{"content":"Langfuse shows the whole trace.","role":"assistant"}]"#),
+    );
+    assert_eq!(
+        metadata(chat),
+        pairs(&[("gen_ai.provider.name", r#""openai""#)])
+    );
+}
+
+#[test]
+fn the_example_runs_without_credentials_and_prints_the_tree() {
+    let stderr = run_example(&[]);
+    let tree: Vec<&str> = stderr
+        .lines()
+        .filter(|line| line.contains("─ "))
+        .map(|line| line.split(" [").next().unwrap_or(line))
+        .collect();
+    assert_eq!(
+        tree,
+        [
+            "└─ answer",
+            "   ├─ retrieve",
+            "   ├─ retrieved",
+            "   └─ chat gpt-4o-mini"
+        ],
+        "{stderr}"
+    );
+}

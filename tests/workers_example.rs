@@ -5,8 +5,6 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use support::{by_name, FakeLangfuse};
@@ -14,50 +12,13 @@ use support::{by_name, FakeLangfuse};
 const WORKERS: usize = 3;
 const CHUNKS_PER_WORKER: usize = 3;
 
-/// The built example, next to this test binary (`cargo test` builds examples; when only this
-/// test was built, it is built here).
-fn example_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test binary's path");
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("the test binary sits in <target>/<profile>/deps");
-    let binary = profile_dir
-        .join("examples")
-        .join(format!("workers{}", std::env::consts::EXE_SUFFIX));
-    if !binary.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "--example", "workers"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("run cargo build --example workers");
-        assert!(status.success(), "cargo build --example workers failed");
-    }
-    assert!(binary.exists(), "{} was not built", binary.display());
-    binary
-}
-
 #[test]
 fn the_workers_example_makes_one_trace_with_a_subtree_per_worker() {
     let _serial = support::serial();
     let server = FakeLangfuse::start("pk-lf-workers", "sk-lf-workers");
-    let mut command = Command::new(example_binary());
+    let mut command = support::example_command("workers");
     command
         .arg(WORKERS.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (name, _) in std::env::vars_os() {
-        let text = name.to_string_lossy();
-        if text.starts_with("LANGFUSE_")
-            || text.starts_with("OTEL_")
-            || matches!(text.as_ref(), "TRACEPARENT" | "TRACESTATE" | "BAGGAGE")
-        {
-            command.env_remove(&name);
-        }
-    }
-    command
         .env("LANGFUSE_PUBLIC_KEY", server.public_key())
         .env("LANGFUSE_SECRET_KEY", server.secret_key())
         .env("LANGFUSE_BASE_URL", server.base_url());
