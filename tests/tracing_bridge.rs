@@ -871,18 +871,29 @@ fn spans_and_events_of_the_exporters_http_stack_are_not_recorded() {
 
 // --------------------------------------------------------------- child processes
 
+/// A child's own client, configured from its environment, against a fake server of its own.
+fn client_from_env() -> (FakeLangfuse, FlushGuard) {
+    let server = FakeLangfuse::start(PUBLIC_KEY, SECRET_KEY);
+    let guard = Config::from_env()
+        .public_key(PUBLIC_KEY)
+        .secret_key(SECRET_KEY)
+        .base_url(server.base_url())
+        .init()
+        .expect("init");
+    (server, guard)
+}
+
+/// Runs the test `name` again in a child process in `mode` with `env`; fails unless it passes.
+fn in_child(name: &str, mode: &str, env: &[(&str, &str)]) {
+    run_child(name, mode, env, CHILD_TIMEOUT).assert_success();
+}
+
 const CAPTURE_TEST: &str = "capture_off_keeps_mapped_input_and_output_out";
 
 #[test]
 fn capture_off_keeps_mapped_input_and_output_out() {
     if child_mode().as_deref() == Some("capture-off") {
-        let server = FakeLangfuse::start(PUBLIC_KEY, SECRET_KEY);
-        let guard = Config::from_env()
-            .public_key(PUBLIC_KEY)
-            .secret_key(SECRET_KEY)
-            .base_url(server.base_url())
-            .init()
-            .expect("init");
+        let (server, guard) = client_from_env();
         let _subscriber = bridged();
         let trace_id;
         {
@@ -915,13 +926,11 @@ fn capture_off_keeps_mapped_input_and_output_out() {
         );
         return;
     }
-    run_child(
+    in_child(
         CAPTURE_TEST,
         "capture-off",
         &[("LANGFUSE_OBSERVE_DECORATOR_IO_CAPTURE_ENABLED", "false")],
-        CHILD_TIMEOUT,
-    )
-    .assert_success();
+    );
 }
 
 const SAMPLING_TEST: &str = "a_sampled_out_trace_sends_nothing_of_its_spans_or_observations";
@@ -929,13 +938,7 @@ const SAMPLING_TEST: &str = "a_sampled_out_trace_sends_nothing_of_its_spans_or_o
 #[test]
 fn a_sampled_out_trace_sends_nothing_of_its_spans_or_observations() {
     if child_mode().as_deref() == Some("sampled-out") {
-        let server = FakeLangfuse::start(PUBLIC_KEY, SECRET_KEY);
-        let guard = Config::from_env()
-            .public_key(PUBLIC_KEY)
-            .secret_key(SECRET_KEY)
-            .base_url(server.base_url())
-            .init()
-            .expect("init");
+        let (server, guard) = client_from_env();
         let _subscriber = bridged();
         {
             let _turn = tracing::info_span!("turn", session.id = "s-1").entered();
@@ -948,13 +951,11 @@ fn a_sampled_out_trace_sends_nothing_of_its_spans_or_observations() {
         assert_eq!(report.stats.spans_created, 0, "{report:?}");
         return;
     }
-    run_child(
+    in_child(
         SAMPLING_TEST,
         "sampled-out",
         &[("LANGFUSE_SAMPLE_RATE", "0")],
-        CHILD_TIMEOUT,
-    )
-    .assert_success();
+    );
 }
 
 const GLOBAL_TEST: &str = "a_global_subscriber_without_filter_records_nothing_of_the_exporter";
@@ -986,7 +987,7 @@ fn a_global_subscriber_without_filter_records_nothing_of_the_exporter() {
         );
         return;
     }
-    run_child(GLOBAL_TEST, "global", &[], CHILD_TIMEOUT).assert_success();
+    in_child(GLOBAL_TEST, "global", &[]);
 }
 
 // --------------------------------------------------------------------------- the example
