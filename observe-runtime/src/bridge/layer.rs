@@ -107,12 +107,16 @@ thread_local! {
 /// Whether `tracing` data from there must never be recorded: the exporter's HTTP stack or the
 /// exporter thread.
 fn ignored(metadata: &Metadata<'_>) -> bool {
-    let target = metadata.target();
+    is_exporter_target(metadata.target()) || on_exporter_thread()
+}
+
+/// Whether `target` is one of the exporter's HTTP stack or a module of one.
+fn is_exporter_target(target: &str) -> bool {
     EXPORTER_TARGETS.iter().any(|stack| {
         target
             .strip_prefix(stack)
             .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
-    }) || on_exporter_thread()
+    })
 }
 
 /// The span itself or its nearest ancestor that the layer records.
@@ -433,5 +437,34 @@ fn cut(text: &str) -> String {
     match text.char_indices().nth(EVENT_NAME_CHARS) {
         Some((end, _)) => format!("{}…", &text[..end]),
         None => text.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_http_stack_is_recognized_by_crate_not_by_prefix() {
+        for target in [
+            "hyper",
+            "hyper::proto::h1",
+            "hyper_util::client::legacy",
+            "h2::codec",
+        ] {
+            assert!(is_exporter_target(target), "{target}");
+        }
+        for target in ["hyperion", "h2o", "my_app::reqwest_wrapper", "rustlsx"] {
+            assert!(!is_exporter_target(target), "{target}");
+        }
+    }
+
+    #[test]
+    fn event_names_are_cut_at_a_character_boundary() {
+        assert_eq!(cut("short"), "short");
+        let long = "é".repeat(EVENT_NAME_CHARS + 5);
+        let name = cut(&long);
+        assert_eq!(name.chars().count(), EVENT_NAME_CHARS + 1);
+        assert!(name.ends_with('…'));
     }
 }
