@@ -823,6 +823,27 @@ fn swiftide_and_langfuse_fields_mean_what_langfuse_means() {
 // ------------------------------------------------------------------------- filtering
 
 #[test]
+fn two_bridge_layers_in_one_subscriber_record_each_span_once() {
+    server();
+    let _subscriber = tracing::subscriber::set_default(
+        tracing_subscriber::registry()
+            .with(tracing_layer())
+            .with(tracing_layer()),
+    );
+    let trace_id;
+    {
+        let _outer = tracing::info_span!("twice-outer").entered();
+        trace_id = trace_here();
+        tracing::info_span!("twice-inner").in_scope(|| summarize(2));
+    }
+    let spans = received(&trace_id, 3);
+    let outer = by_name(&spans, "twice-outer");
+    let inner = by_name(&spans, "twice-inner");
+    assert_child_of(inner, outer);
+    assert_child_of(by_name(&spans, "summarize"), inner);
+}
+
+#[test]
 fn a_per_layer_filter_leaves_rejected_spans_out_of_the_tree() {
     server();
     let filter = Targets::new().with_target("tracing_bridge", Level::INFO);
@@ -970,6 +991,8 @@ fn a_global_subscriber_without_filter_records_nothing_of_the_exporter() {
         .expect("the only global subscriber of this process");
         let server = FakeLangfuse::start(PUBLIC_KEY, SECRET_KEY);
         let guard = config(&server).init().expect("init");
+        // Outside any trace: a log line starts no trace.
+        tracing::error!("outside any trace");
         for round in 0..3u64 {
             tracing::info_span!("round", round).in_scope(|| tracing::info!("working"));
             guard.flush().expect("flush");

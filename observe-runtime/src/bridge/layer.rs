@@ -176,6 +176,10 @@ where
         let Some(span) = ctx.span(id) else {
             return;
         };
+        if span.extensions().get::<Bridged>().is_some() {
+            // A second bridge layer in the same subscriber: the first one records the span.
+            return;
+        }
         let placement = placement_for(attributes, &ctx);
         let name = Cow::Borrowed(attributes.metadata().name());
         let SpanCore {
