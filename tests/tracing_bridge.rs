@@ -787,6 +787,7 @@ fn swiftide_and_langfuse_fields_mean_what_langfuse_means() {
             langfuse.user_id = "u-5",
             langfuse.tags = r#"["rag","beta"]"#,
             langfuse.observation.metadata.stage = "draft",
+            langfuse.observation.completion_start_time = "2026-12-02T15:44:04.123456+01:00",
         );
         let _span = span.enter();
         trace_id = trace_here();
@@ -816,6 +817,11 @@ fn swiftide_and_langfuse_fields_mean_what_langfuse_means() {
     assert_eq!(
         prompt.string_array_attr("langfuse.trace.tags"),
         Some(vec!["rag".to_string(), "beta".to_string()])
+    );
+    assert_attr(
+        prompt,
+        "langfuse.observation.completion_start_time",
+        Some("2026-12-02T14:44:04.123456Z"),
     );
     assert_eq!(metadata(prompt), pairs(&[("stage", r#""draft""#)]));
 }
