@@ -688,10 +688,11 @@ fn info_events_are_observations_only_when_asked() {
         with_events = trace_here();
         tracing::info!(docs = 3u64, "retrieved");
         tracing::debug!("details");
+        tracing::info!(error = "transient", "retried");
     }
     let quiet = received(&trace_id, 1);
     assert_eq!(quiet[0].name(), "quiet");
-    let chatty = received(&with_events, 3);
+    let chatty = received(&with_events, 4);
     let root = by_name(&chatty, "chatty");
     let info = by_name(&chatty, "retrieved");
     let debug = by_name(&chatty, "details");
@@ -701,6 +702,11 @@ fn info_events_are_observations_only_when_asked() {
     assert_attr(info, "langfuse.observation.level", None);
     assert_attr(debug, "langfuse.observation.level", Some("DEBUG"));
     assert_eq!(metadata(info), pairs(&[("docs", "3")]));
+    // An `error` field does not make an INFO event an error, nor its span.
+    let retried = by_name(&chatty, "retried");
+    assert_attr(retried, "langfuse.observation.level", None);
+    assert_eq!(metadata(retried), pairs(&[("error", r#""transient""#)]));
+    assert_attr(root, "langfuse.observation.level", None);
 }
 
 // ------------------------------------------------------------------------- recording

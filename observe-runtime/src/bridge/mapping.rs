@@ -386,7 +386,8 @@ pub(crate) fn apply_span_fields(
             }
             Role::StatusCode => {}
             Role::StatusMessage => status_message = Some(value.text()),
-            Role::Error => severity.raise(Level::Error, Some(value.text())),
+            // An event's level is its own; its `error` field is its text (and metadata).
+            Role::Error if !is_event => severity.raise(Level::Error, Some(value.text())),
             Role::MetadataKey(key) => put_metadata(key, value.json_text()),
             Role::MetadataObject => {
                 if let serde_json::Value::Object(object) = value.to_json_parsed() {
@@ -399,7 +400,7 @@ pub(crate) fn apply_span_fields(
             Role::PromptVersion => prompt_version = value.count(),
             Role::Ignored => {}
             role if is_trace_role(role) => {}
-            Role::Other => {
+            Role::Other | Role::Error => {
                 if field == "gen_ai.tool.name" {
                     has_tool_name = true;
                 }
