@@ -560,6 +560,43 @@ fn nesting_holds_across_await_on_a_multi_thread_runtime() {
     check_async_tree(&trace_id);
 }
 
+#[test]
+fn a_span_entered_on_two_threads_at_once_is_one_observation_with_both_children() {
+    server();
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(tracing_layer()));
+    let _default = tracing::dispatcher::set_default(&dispatch);
+    let shared = tracing::info_span!("shared-span", gen_ai.request.model = "model-x");
+    let trace_id = shared.in_scope(trace_here);
+    let both_entered = std::sync::Arc::new(std::sync::Barrier::new(2));
+    let workers: Vec<_> = (0..2u32)
+        .map(|i| {
+            let (span, both_entered, dispatch) =
+                (shared.clone(), both_entered.clone(), dispatch.clone());
+            std::thread::spawn(move || {
+                tracing::dispatcher::with_default(&dispatch, || {
+                    let _entered = span.enter();
+                    both_entered.wait();
+                    summarize(i);
+                    both_entered.wait();
+                })
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.join().expect("a worker thread");
+    }
+    drop(shared);
+    let spans = received(&trace_id, 3);
+    let shared = by_name(&spans, "shared-span");
+    let children: Vec<&ReceivedSpan> = spans.iter().filter(|s| s.name() == "summarize").collect();
+    assert_eq!(children.len(), 2);
+    for child in children {
+        assert_child_of(child, shared);
+    }
+    assert_attr(shared, "langfuse.observation.model.name", Some("model-x"));
+    assert_attr(shared, "langfuse.observation.type", Some("generation"));
+}
+
 // ------------------------------------------------------------------- levels and errors
 
 #[derive(Debug)]
