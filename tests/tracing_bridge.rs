@@ -1028,6 +1028,50 @@ fn a_sampled_out_trace_sends_nothing_of_its_spans_or_observations() {
     );
 }
 
+/// An observation that hands out a `tracing` span made inside it, to end after it.
+#[observe(name = "dispatch")]
+fn dispatch() -> tracing::Span {
+    tracing::info_span!("job")
+}
+
+const PRESSURE_TEST: &str = "under_a_full_queue_a_parent_of_a_tracing_span_is_kept";
+
+#[test]
+fn under_a_full_queue_a_parent_of_a_tracing_span_is_kept() {
+    if child_mode().as_deref() == Some("pressure") {
+        let server = FakeLangfuse::start(PUBLIC_KEY, SECRET_KEY);
+        // Nothing is sent before the shutdown, so what is queued stays queued: a queue of 4
+        // takes children while fewer than 4 spans wait, roots while fewer than 8 do.
+        let guard = config(&server).max_queue(4).init().expect("init");
+        let _subscriber = bridged();
+        for _ in 0..5 {
+            tracing::info_span!("filler").in_scope(|| {});
+        }
+        {
+            let _turn = tracing::info_span!("turn").entered();
+            // Ends while the queue is full; the span made inside it may end elsewhere, later.
+            let job = dispatch();
+            drop(job);
+        }
+        let report = guard.shutdown().expect("shutdown");
+        let spans = server.accepted_spans();
+        let mut names: Vec<&str> = spans.iter().map(ReceivedSpan::name).collect();
+        names.sort();
+        assert_eq!(
+            names,
+            ["dispatch", "filler", "filler", "filler", "filler", "filler", "turn"],
+            "{report:?}"
+        );
+        assert_child_of(by_name(&spans, "dispatch"), by_name(&spans, "turn"));
+        assert_eq!(
+            report.stats.spans_dropped_queue_full, 1,
+            "the job: {report:?}"
+        );
+        return;
+    }
+    in_child(PRESSURE_TEST, "pressure", &[]);
+}
+
 const GLOBAL_TEST: &str = "a_global_subscriber_without_filter_records_nothing_of_the_exporter";
 
 #[test]

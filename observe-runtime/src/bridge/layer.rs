@@ -141,6 +141,9 @@ where
 /// Where a new span goes: under its explicit parent, else under what is current on this thread
 /// (the innermost of entered spans and observations), else under the contextual span, else in a
 /// new trace.
+///
+/// The parent is marked shared, as when a context handle is taken on it: the new span may be
+/// entered and end on other threads, after the parent, which must then have been sent.
 fn placement_for<S>(attributes: &Attributes<'_>, ctx: &Context<'_, S>) -> Placement
 where
     S: Subscriber + for<'lookup> LookupSpan<'lookup>,
@@ -152,17 +155,36 @@ where
         .parent()
         .and_then(|parent| ctx.span(parent))
         .and_then(nearest);
-    if let Some(placement) = explicit.as_ref().and_then(placement_of) {
+    if let Some(placement) = explicit.as_ref().and_then(adopted_by) {
         return placement;
     }
     if let Some(here) = context::current_parent() {
+        if let Some(parent) = here.1 {
+            // Its record is on this thread's stack (when it is recorded here).
+            context::with_span_data(parent, |data| data.shared = true);
+        }
         return here;
     }
     ctx.lookup_current()
         .and_then(nearest)
         .as_ref()
-        .and_then(placement_of)
+        .and_then(adopted_by)
         .unwrap_or_else(new_root_trace)
+}
+
+/// The placement under `parent` (recorded by the layer) for a new span, the parent marked
+/// shared; its record is in its extensions unless it is entered somewhere.
+fn adopted_by<S>(parent: &SpanRef<'_, S>) -> Option<Placement>
+where
+    S: for<'lookup> LookupSpan<'lookup>,
+{
+    let mut extensions = parent.extensions_mut();
+    let bridged = extensions.get_mut::<Bridged>()?;
+    match bridged.data.as_mut() {
+        Some(data) => data.shared = true,
+        None => context::with_span_data(bridged.span_id, |data| data.shared = true),
+    }
+    Some((bridged.trace.clone(), Some(bridged.span_id)))
 }
 
 impl<S> Layer<S> for TracingLayer
@@ -301,21 +323,11 @@ where
             options.field_limit,
         );
         raise(&mut data, severity.level, severity.message);
-        let parent = data.parent_span_id;
-        let admitted = local_span::close(SpanCore {
+        local_span::close(SpanCore {
             trace,
             span_id: Some(span_id),
             data: Some(data),
         });
-        // A parent that is not entered now is not on a stack for `close` to mark: mark it here,
-        // so that it is admitted too, whatever the queue holds.
-        if let (true, Some(parent_span)) = (admitted, span.parent().and_then(nearest)) {
-            if let Some(bridged) = parent_span.extensions_mut().get_mut::<Bridged>() {
-                if let Some(data) = bridged.data.as_mut().filter(|d| Some(d.span_id) == parent) {
-                    data.child_admitted = true;
-                }
-            }
-        }
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
@@ -386,7 +398,7 @@ where
                 data.details().metadata.push(("message".to_string(), json));
             }
         }
-        let _ = local_span::close(core);
+        local_span::close(core);
     }
 }
 

@@ -221,7 +221,7 @@ impl Observed {
             None => None,
         };
         if let Some(core) = core {
-            let _ = span::close(core);
+            span::close(core);
         }
     }
 }

@@ -23,7 +23,7 @@ use crate::record::{Level, ObservationType, SpanData, TraceState};
 pub(crate) type Placement = (Arc<TraceState>, Option<ObservationId>);
 
 /// Under the current context of this thread, or in a new trace.
-pub(crate) fn placement_here() -> Placement {
+fn placement_here() -> Placement {
     context::current_parent().unwrap_or_else(new_root_trace)
 }
 
@@ -58,12 +58,11 @@ pub(crate) fn open_at(
     }
 }
 
-/// Ends an observation: into this thread's buffer, admitted or dropped and counted. Returns
-/// whether it was admitted.
-pub(crate) fn close(mut core: SpanCore) -> bool {
+/// Ends an observation: into this thread's buffer, admitted or dropped and counted.
+pub(crate) fn close(mut core: SpanCore) {
     // The record is written once, where the buffer keeps it: no copies on the way there.
     let Some(data) = core.data.as_mut() else {
-        return false;
+        return;
     };
     data.end = Ticks::now();
     data.attributes_version = core.trace.note_version();
@@ -74,16 +73,14 @@ pub(crate) fn close(mut core: SpanCore) -> bool {
             if let (Some(parent), false) = (parent, idle) {
                 context::mark_child_admitted(parent);
             }
-            true
         }
-        Admission::Dropped => false,
+        Admission::Dropped => {}
         Admission::NoClient => {
             // Shut down meanwhile: nothing takes it any more.
             if let Some(counters) = gate::latest_counters() {
                 Counters::add(&counters.spans_created, 1);
                 Counters::add(&counters.spans_dropped_after_shutdown, 1);
             }
-            false
         }
     }
 }
@@ -205,7 +202,7 @@ impl Drop for ActiveSpan {
                     data.status_message = Some(panic_message());
                 }
             }
-            let _ = close(core);
+            close(core);
         }
     }
 }
