@@ -831,6 +831,7 @@ fn swiftide_and_langfuse_fields_mean_what_langfuse_means() {
             langfuse.tags = r#"["rag","beta"]"#,
             langfuse.observation.metadata.stage = "draft",
             langfuse.observation.completion_start_time = "2026-12-02T15:44:04.123456+01:00",
+            langfuse.level = "DEBUG",
         );
         let _span = span.enter();
         trace_id = trace_here();
@@ -843,6 +844,7 @@ fn swiftide_and_langfuse_fields_mean_what_langfuse_means() {
     let spans = received(&trace_id, 1);
     let prompt = &spans[0];
     assert_attr(prompt, "langfuse.observation.type", Some("generation"));
+    assert_attr(prompt, "langfuse.observation.level", Some("DEBUG"));
     assert_attr(
         prompt,
         "langfuse.observation.input",

@@ -436,14 +436,17 @@ where
     }
 }
 
-/// Raises the level of a record, with the message that came with it.
+/// Raises the level of a record to WARNING or ERROR, with the message that came with it.
 fn raise(data: &mut SpanData, level: Level, message: Option<String>) {
+    if level <= Level::Default {
+        return;
+    }
     if level > data.level {
         data.level = level;
         if message.is_some() {
             data.status_message = message;
         }
-    } else if level == data.level && level > Level::Default && data.status_message.is_none() {
+    } else if level == data.level && data.status_message.is_none() {
         data.status_message = message;
     }
 }

@@ -325,6 +325,7 @@ pub(crate) fn apply_span_fields(
     let mut first_chunk = None;
     let mut completion_start = None;
     let mut severity = Severity::NONE;
+    let mut declared_level = None;
     let mut status_message = None;
     let mut prompt_name = None;
     let mut prompt_version = None;
@@ -376,11 +377,7 @@ pub(crate) fn apply_span_fields(
             }
             Role::FirstChunk => first_chunk = value.number(),
             Role::CompletionStart => completion_start = unix_nanos_of_iso8601(&value.text()),
-            Role::Level => {
-                if let Some(level) = level_named(&value.text()) {
-                    severity.raise(level, None);
-                }
-            }
+            Role::Level => declared_level = level_named(&value.text()),
             Role::StatusCode if value.text().eq_ignore_ascii_case("error") => {
                 severity.raise(Level::Error, None);
             }
@@ -437,6 +434,10 @@ pub(crate) fn apply_span_fields(
         }
     } else if data.status_message.is_none() {
         data.status_message = status_message;
+    }
+    // `langfuse.observation.level` is the level, unless something raised it already.
+    if let (Some(level), Level::Default) = (declared_level, data.level) {
+        data.level = level;
     }
 
     let parameters = parameters_object
