@@ -873,6 +873,15 @@ fn swiftide_and_langfuse_fields_mean_what_langfuse_means() {
 
 // ------------------------------------------------------------------------- filtering
 
+/// Asserts that trace `trace_id` is exactly `outer` > `inner` > `summarize`.
+fn assert_chain_to_summarize(trace_id: &str, outer: &str, inner: &str) {
+    let spans = received(trace_id, 3);
+    let outer = by_name(&spans, outer);
+    let inner = by_name(&spans, inner);
+    assert_child_of(inner, outer);
+    assert_child_of(by_name(&spans, "summarize"), inner);
+}
+
 #[test]
 fn two_bridge_layers_in_one_subscriber_record_each_span_once() {
     server();
@@ -887,11 +896,7 @@ fn two_bridge_layers_in_one_subscriber_record_each_span_once() {
         trace_id = trace_here();
         tracing::info_span!("twice-inner").in_scope(|| summarize(2));
     }
-    let spans = received(&trace_id, 3);
-    let outer = by_name(&spans, "twice-outer");
-    let inner = by_name(&spans, "twice-inner");
-    assert_child_of(inner, outer);
-    assert_child_of(by_name(&spans, "summarize"), inner);
+    assert_chain_to_summarize(&trace_id, "twice-outer", "twice-inner");
 }
 
 #[test]
@@ -910,11 +915,7 @@ fn a_per_layer_filter_leaves_rejected_spans_out_of_the_tree() {
         let _inner = tracing::info_span!("inner").entered();
         summarize(1);
     }
-    let spans = received(&trace_id, 3);
-    let app = by_name(&spans, "app");
-    let inner = by_name(&spans, "inner");
-    assert_child_of(inner, app);
-    assert_child_of(by_name(&spans, "summarize"), inner);
+    assert_chain_to_summarize(&trace_id, "app", "inner");
 }
 
 #[test]
