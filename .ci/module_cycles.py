@@ -706,6 +706,7 @@ LAYERS: dict[str, list[tuple[str, list[str]]]] = {
         ("config", ["config/"]),
         ("gate", ["gate.rs"]),
         ("local", ["local/"]),
+        ("bridge", ["bridge/"]),
         ("lifecycle", ["lifecycle/"]),
         ("front doors", ["lib.rs", "private.rs"]),
     ],

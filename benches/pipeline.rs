@@ -249,16 +249,35 @@ fn observe_case(
     let (Some(guard), Some(started)) = (guard, started) else {
         return;
     };
-    let ran = started.elapsed();
-    let rss = rss();
     let case = format!("{group_name}/{id}");
-    let created = roots * SPANS_PER_ROOT;
+    report_observe(
+        &case,
+        guard,
+        server,
+        roots * SPANS_PER_ROOT,
+        started.elapsed(),
+        (requests_before, bytes_before),
+    );
+}
+
+/// Shuts an observe client down and prints what it delivered of `created` spans; `before` are
+/// the server's counts when the case started.
+fn report_observe(
+    case: &str,
+    guard: observe_runtime::FlushGuard,
+    server: &DiscardServer,
+    created: u64,
+    ran: Duration,
+    before: (u64, u64),
+) {
+    let rss = rss();
+    let (requests_before, bytes_before) = before;
     match guard.shutdown() {
         Ok(report) => {
             let s = report.stats;
             let (requests, bytes) = server.counts();
             delivered(
-                &case,
+                case,
                 format_args!(
                     "created {created}, queued {}, exported {}, dropped {} (queue full {}, \
                      export failed {}, after shutdown {}); server got {} requests, {} bytes; \
@@ -278,7 +297,7 @@ fn observe_case(
             );
         }
         Err(error) => delivered(
-            &case,
+            case,
             format_args!("created {created}; shutdown failed: {error}"),
         ),
     }
@@ -754,12 +773,50 @@ fn encode(c: &mut Criterion) {
     group.finish();
 }
 
+/// The same `tracing` spans through this crate's `tracing_layer()` into the real exporter
+/// (OTLP/HTTP to the local server that discards); capture off, flushed every 50 roots.
+fn bridge(c: &mut Criterion, server: &DiscardServer) {
+    let mut group = c.benchmark_group("otel");
+    let mut guard = None;
+    let before = server.counts();
+    let ran = tracing_case(
+        &mut group,
+        "observe_tracing_layer",
+        || {
+            guard = Some(
+                observe_config(server)
+                    .capture_io(false)
+                    .init()
+                    .expect("observe init"),
+            );
+            tracing_subscriber::registry().with(observe_runtime::tracing_layer())
+        },
+        tracing_root,
+        || {
+            observe_flush();
+            0
+        },
+    );
+    if let (Some(run), Some(guard)) = (ran, guard) {
+        report_observe(
+            "otel/observe_tracing_layer",
+            guard,
+            server,
+            run.roots * SPANS_PER_ROOT,
+            run.ran,
+            before,
+        );
+    }
+    group.finish();
+}
+
 fn recording(c: &mut Criterion) {
     let server = DiscardServer::start();
     enabled_bursty(c, &server);
     sustained(c, &server);
     capture(c, &server);
     otel(c);
+    bridge(c, &server);
 }
 
 criterion_group!(benches, disabled, recording, encode);

@@ -250,7 +250,7 @@ fn a_panic_under_panic_abort_ends_and_sends_the_open_observations_as_errors() {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    support::child::remove_sdk_env(&mut command);
+    support::clear_sdk_environment(&mut command);
     command
         .env("LANGFUSE_PUBLIC_KEY", PUBLIC_KEY)
         .env("LANGFUSE_SECRET_KEY", SECRET_KEY)

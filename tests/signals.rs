@@ -54,12 +54,15 @@ fn signalled(mode: &str, signal: i32) -> (std::process::ExitStatus, usize, FakeL
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
-    support::child::remove_sdk_env(&mut command);
+    support::clear_sdk_environment(&mut command);
     command.env(BASE_URL_ENV, server.base_url());
     let mut child = command.spawn().expect("spawn the child");
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
-    let ready = lines.find(|line| line.as_deref().is_ok_and(|l| l.contains("ready-for-a-signal")));
+    let ready = lines.find(|line| {
+        line.as_deref()
+            .is_ok_and(|l| l.contains("ready-for-a-signal"))
+    });
     assert!(ready.is_some(), "the child did not get ready");
     // SAFETY: kill only sends a signal to the child we started.
     let sent = unsafe { libc::kill(child.id() as libc::pid_t, signal) };

@@ -91,7 +91,7 @@ fn child(name: &str, base_url: &str, dir: &Path) -> Command {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    support::child::remove_sdk_env(&mut command);
+    support::clear_sdk_environment(&mut command);
     command
         .env(NAME_ENV, name)
         .env(BASE_URL_ENV, base_url)

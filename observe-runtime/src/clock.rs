@@ -15,6 +15,12 @@ impl Ticks {
     pub(crate) fn now() -> Self {
         Self(minstant::Instant::now())
     }
+
+    /// The instant `after` this one.
+    #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+    pub(crate) fn after(self, after: Duration) -> Self {
+        Self(self.0 + after)
+    }
 }
 
 /// How long an anchor is trusted before it is taken again.

@@ -32,12 +32,18 @@
 //! [`score_current_observation`], [`score_trace`] for feedback that comes later, and [`Score`]
 //! for comments, metadata, sessions and dataset runs.
 //!
+//! Code already instrumented with `tracing` (your `#[tracing::instrument]` functions, rig, genai,
+//! swiftide) joins the same traces through `tracing_layer()`, a `tracing_subscriber` layer
+//! behind the `tracing` feature that maps the OpenTelemetry GenAI fields to Langfuse's model,
+//! usage, cost, input and output.
+//!
 //! With no keys set, traces are printed to stderr as trees. Traces go to Langfuse as OpenTelemetry
 //! spans over HTTP (OTLP), from one exporter thread that never blocks the program: a full queue
 //! drops and counts ([`stats`]), and shutdown is bounded by `LANGFUSE_SHUTDOWN_TIMEOUT` even with
 //! the backend down.
 
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 // The layers, bottom up; a module never imports one above it (`.ci/module_cycles.py` checks).
 // Leaves:
@@ -58,6 +64,9 @@ mod config;
 mod gate;
 // The user's threads:
 mod local;
+// `tracing` spans as observations:
+#[cfg(feature = "tracing")]
+mod bridge;
 // Start, flush, shutdown:
 mod lifecycle;
 
@@ -68,6 +77,9 @@ pub mod __private;
 #[doc = include_str!("observe.md")]
 pub use observe_macros::observe;
 
+#[cfg(feature = "tracing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tracing")))]
+pub use bridge::{tracing_layer, TracingLayer};
 pub use capture::DEFAULT_FIELD_LIMIT;
 pub use config::{
     Config, ConfigError, DEFAULT_BASE_URL, DEFAULT_MAX_QUEUE, DEFAULT_SPOOL_MAX_BYTES,

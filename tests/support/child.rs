@@ -37,20 +37,6 @@ impl ChildOutput {
     }
 }
 
-/// Removes the configuration variables of the SDK and of OpenTelemetry (and an inherited trace
-/// context) from `command`'s environment.
-pub fn remove_sdk_env(command: &mut Command) {
-    for (name, _) in std::env::vars_os() {
-        let text = name.to_string_lossy();
-        if text.starts_with("LANGFUSE_")
-            || text.starts_with("OTEL_")
-            || matches!(text.as_ref(), "TRACEPARENT" | "TRACESTATE" | "BAGGAGE")
-        {
-            command.env_remove(&name);
-        }
-    }
-}
-
 /// Runs `test_name` of the current test binary alone in a child process with
 /// `OBSERVE_TEST_CHILD_MODE=mode` and `env`; kills it and panics after `timeout`.
 /// Configuration variables of the SDK and of OpenTelemetry are removed from its environment.
@@ -81,7 +67,7 @@ pub fn run_child_with(
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    remove_sdk_env(&mut command);
+    clear_sdk_environment(&mut command);
     prepare(&mut command);
     let mut child = command.spawn().expect("spawn the child test process");
     let stdout = child.stdout.take().expect("piped stdout");
@@ -112,6 +98,51 @@ pub fn run_child_with(
             "child process for {test_name} did not end within {timeout:?}\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}"
         ),
     }
+}
+
+/// Removes the configuration variables of the SDK and of OpenTelemetry (and the trace context
+/// carriers) that this process has from `command`'s environment.
+pub fn clear_sdk_environment(command: &mut Command) {
+    for (name, _) in std::env::vars_os() {
+        let text = name.to_string_lossy();
+        if text.starts_with("LANGFUSE_")
+            || text.starts_with("OTEL_")
+            || matches!(text.as_ref(), "TRACEPARENT" | "TRACESTATE" | "BAGGAGE")
+        {
+            command.env_remove(&name);
+        }
+    }
+}
+
+/// A command that runs the example `name`, built next to this test binary (`cargo test` builds
+/// examples; when only this test was built, it is built here), with piped output, no stdin and
+/// the SDK's variables removed from its environment.
+pub fn example_command(name: &str) -> Command {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("the test binary sits in <target>/<profile>/deps");
+    let binary = profile_dir
+        .join("examples")
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    if !binary.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--example", name])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("run cargo build --example");
+        assert!(status.success(), "cargo build --example {name} failed");
+    }
+    assert!(binary.exists(), "{} was not built", binary.display());
+    let mut command = Command::new(binary);
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    clear_sdk_environment(&mut command);
+    command
 }
 
 fn read_all(mut source: impl Read) -> String {

@@ -16,7 +16,9 @@ pub mod example;
 pub mod received;
 pub mod server;
 
-pub use child::{child_mode, run_child, run_child_with, ChildOutput};
+pub use child::{
+    child_mode, clear_sdk_environment, example_command, run_child, run_child_with, ChildOutput,
+};
 pub use example::run_example;
 pub use received::{by_name, hex, ReceivedSpan, SpanLink};
 pub use server::{Answer, FakeLangfuse, Fault, RecordedRequest, ScoreApi};

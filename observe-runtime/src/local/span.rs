@@ -21,7 +21,7 @@ use crate::record::{Level, ObservationType, SpanData, TraceState};
 use crate::unobserved;
 
 /// Where a new observation goes: its trace and parent.
-type Placement = (Arc<TraceState>, Option<ObservationId>);
+pub(crate) type Placement = (Arc<TraceState>, Option<ObservationId>);
 
 /// Under the current context of this thread, or in a new trace.
 fn placement_here() -> Placement {
@@ -41,7 +41,11 @@ pub(crate) fn open_current(
     (token, options)
 }
 
-fn open_at(placement: Placement, name: Cow<'static, str>, kind: ObservationType) -> SpanCore {
+pub(crate) fn open_at(
+    placement: Placement,
+    name: Cow<'static, str>,
+    kind: ObservationType,
+) -> SpanCore {
     let (trace, parent) = placement;
     let span_id = ObservationId::random();
     // On the exporter thread or inside the mask, nothing is recorded (see `unobserved`).
