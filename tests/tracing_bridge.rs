@@ -771,10 +771,10 @@ fn values_recorded_after_creation_are_merged() {
     }
     let spans = received(&trace_id, 1);
     let step = by_name(&spans, "step 2");
-    let notes = format!(
-        "\"{}… [truncated: 2000 of 3000 bytes cut]\"",
-        "x".repeat(FIELD_LIMIT)
-    );
+    // Cut so that the value as sent, quotes and marker included, fills the field limit.
+    let marker = "… [truncated from 3000 bytes]";
+    let notes = format!("\"{}{marker}\"", "x".repeat(FIELD_LIMIT - marker.len() - 2));
+    assert_eq!(notes.len(), FIELD_LIMIT);
     assert_eq!(
         metadata(step),
         pairs(&[
