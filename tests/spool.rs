@@ -124,6 +124,9 @@ fn spooled_spans_of_a_run_with_the_backend_down_arrive_once_at_the_next_starts()
         record_and_exit();
         return;
     }
+    if child_mode().is_some() {
+        return;
+    }
     let _serial = support::serial();
     let dir = spool_dir("once");
 
@@ -294,4 +297,106 @@ fn a_spool_cap_too_small_for_one_batch_is_refused() {
         "LANGFUSE_SPOOL_MAX_BYTES=\"64k\" is not valid: expected a number of bytes of at least \
          65536, such as 104857600 (100 MiB)"
     );
+}
+
+const RETRIES_TEST: &str = "a_batch_whose_retries_run_out_is_spooled_and_sent_by_the_next_start";
+
+/// The child of the retries test: records a trace against a server that always answers 503,
+/// flushes (the retries run out, the batch goes to the spool), then shuts down with nothing left.
+fn record_until_the_retries_run_out() {
+    let var = |name: &str| std::env::var(name).unwrap_or_else(|_| panic!("{name} is passed"));
+    let guard = Config::default()
+        .public_key(PUBLIC_KEY)
+        .secret_key(SECRET_KEY)
+        .base_url(var(BASE_URL_ENV))
+        .spool_dir(var(SPOOL_ENV))
+        .flush_interval(Duration::from_secs(60))
+        .timeout(Duration::from_secs(2))
+        .shutdown_timeout(Duration::from_secs(60))
+        .init()
+        .expect("init");
+    {
+        let _root = span("retried-root").start();
+        span("retried-child").start().end();
+    }
+    let flushed = guard.flush();
+    assert!(flushed.is_err(), "nothing was delivered: {flushed:?}");
+    let stats = stats();
+    assert_eq!(
+        (
+            stats.spans_spooled,
+            stats.spans_exported,
+            stats.spans_dropped()
+        ),
+        (2, 0, 0),
+        "{stats:?}"
+    );
+    assert_eq!(
+        stats.requests_failed, 6,
+        "six attempts, each a 503: {stats:?}"
+    );
+    guard.shutdown().expect("nothing is left to send");
+}
+
+/// The retries run out while the program runs (not at shutdown): the batch is spooled, and the
+/// next start sends it once.
+#[test]
+fn a_batch_whose_retries_run_out_is_spooled_and_sent_by_the_next_start() {
+    if child_mode().as_deref() == Some("retries") {
+        record_until_the_retries_run_out();
+        return;
+    }
+    if child_mode().is_some() {
+        return;
+    }
+    let _serial = support::serial();
+    let dir = spool_dir("retries");
+    let failing = FakeLangfuse::start(PUBLIC_KEY, SECRET_KEY);
+    failing.set_default_fault(Some(support::Fault::service_unavailable()));
+    let output = run_child_with(
+        RETRIES_TEST,
+        "retries",
+        Duration::from_secs(120),
+        |command| {
+            command
+                .env(BASE_URL_ENV, failing.base_url())
+                .env(SPOOL_ENV, &dir);
+        },
+    );
+    output.assert_success();
+    assert!(
+        output.stderr.contains(
+            "2 span(s) were not delivered (export to "
+        ) && output.stderr.contains(
+            "failed after 6 attempt(s): HTTP 503: Service Unavailable); they were written to the \
+             spool directory and are sent by a later round or the next start"
+        ),
+        "{}",
+        output.stderr
+    );
+    assert_eq!(failing.trace_requests().len(), 6);
+    assert_eq!(files(&dir).len(), 1, "{:?}", files(&dir));
+
+    let server = FakeLangfuse::start(PUBLIC_KEY, SECRET_KEY);
+    let stderr = run("next", &server.base_url(), &dir);
+    assert_eq!(
+        stat_line(&stderr),
+        "child stats: exported=3 spooled=0 from_spool=2 corrupt=0",
+        "{stderr}"
+    );
+    let spans = server.wait_for_spans(5, Duration::from_secs(20));
+    let mut names: Vec<&str> = spans.iter().map(ReceivedSpan::name).collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        [
+            "next-a",
+            "next-b",
+            "next-root",
+            "retried-child",
+            "retried-root"
+        ]
+    );
+    assert!(files(&dir).is_empty());
+    let _ = std::fs::remove_dir_all(&dir);
 }
