@@ -358,12 +358,20 @@ impl FakeLangfuse {
         self.shared.lock().scores.clone()
     }
 
-    /// Waits until at least `count` scores were accepted or `timeout` passed; returns the
-    /// accepted scores either way.
+    /// Waits until at least `count` scores were accepted and every scores request so far has
+    /// its answer recorded (a score is stored before its request is answered), or `timeout`
+    /// passed; returns the accepted scores either way.
     pub fn wait_for_scores(&self, count: usize, timeout: Duration) -> Vec<serde_json::Value> {
-        self.wait_until(timeout, |state| state.scores.len() >= count)
-            .scores
-            .clone()
+        self.wait_until(timeout, |state| {
+            state.scores.len() >= count
+                && state
+                    .requests
+                    .iter()
+                    .filter(|request| request.is_scores())
+                    .all(|request| request.answer != Answer::Pending)
+        })
+        .scores
+        .clone()
     }
 
     /// Every request so far, in arrival order.
