@@ -7,7 +7,7 @@ mod support;
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::ExitStatusExt;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use observe_runtime::{span, Config};
@@ -47,15 +47,10 @@ fn the_child_that_waits_for_a_signal() {
 /// reached the server.
 fn signalled(mode: &str, signal: i32) -> (std::process::ExitStatus, usize, FakeLangfuse) {
     let server = FakeLangfuse::start(PUBLIC_KEY, SECRET_KEY);
-    let mut command = Command::new(std::env::current_exe().unwrap());
+    let mut command = support::child_command(TEST, mode);
     command
-        .args(["--exact", TEST, "--nocapture", "--test-threads=1"])
-        .env(support::child::CHILD_MODE_ENV, mode)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    support::clear_sdk_environment(&mut command);
-    command.env(BASE_URL_ENV, server.base_url());
+        .stderr(Stdio::null())
+        .env(BASE_URL_ENV, server.base_url());
     let mut child = command.spawn().expect("spawn the child");
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();

@@ -7,7 +7,7 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use observe_runtime::{span, stats, Config};
@@ -22,16 +22,7 @@ const NAME_ENV: &str = "OBSERVE_TEST_TRACE_NAME";
 const TEST: &str = "spooled_spans_of_a_run_with_the_backend_down_arrive_once_at_the_next_starts";
 
 fn spool_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "observe-spool-test-{name}-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    support::temp_dir(&format!("spool-{name}"))
 }
 
 fn files(dir: &Path) -> Vec<String> {
@@ -44,18 +35,24 @@ fn files(dir: &Path) -> Vec<String> {
     names
 }
 
-/// The child: records one trace of three spans named after `NAME_ENV`, then shuts down.
-fn record_and_exit() {
+/// A child's configuration: the server and spool directory the parent passes, exports only when
+/// asked, and this shutdown timeout.
+fn child_config(shutdown_timeout: Duration) -> Config {
     let var = |name: &str| std::env::var(name).unwrap_or_else(|_| panic!("{name} is passed"));
-    let name = var(NAME_ENV);
-    let guard = Config::default()
+    Config::default()
         .public_key(PUBLIC_KEY)
         .secret_key(SECRET_KEY)
         .base_url(var(BASE_URL_ENV))
         .spool_dir(var(SPOOL_ENV))
         .flush_interval(Duration::from_secs(60))
         .timeout(Duration::from_secs(2))
-        .shutdown_timeout(Duration::from_millis(1500))
+        .shutdown_timeout(shutdown_timeout)
+}
+
+/// The child: records one trace of three spans named after `NAME_ENV`, then shuts down.
+fn record_and_exit() {
+    let name = std::env::var(NAME_ENV).expect("the parent passes the trace name");
+    let guard = child_config(Duration::from_millis(1500))
         .init()
         .expect("init");
     {
@@ -83,15 +80,7 @@ fn record_and_exit() {
 }
 
 fn child(name: &str, base_url: &str, dir: &Path) -> Command {
-    let executable = std::env::current_exe().unwrap();
-    let mut command = Command::new(executable);
-    command
-        .args(["--exact", TEST, "--nocapture", "--test-threads=1"])
-        .env(support::child::CHILD_MODE_ENV, "record")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    support::clear_sdk_environment(&mut command);
+    let mut command = support::child_command(TEST, "record");
     command
         .env(NAME_ENV, name)
         .env(BASE_URL_ENV, base_url)
@@ -304,17 +293,7 @@ const RETRIES_TEST: &str = "a_batch_whose_retries_run_out_is_spooled_and_sent_by
 /// The child of the retries test: records a trace against a server that always answers 503,
 /// flushes (the retries run out, the batch goes to the spool), then shuts down with nothing left.
 fn record_until_the_retries_run_out() {
-    let var = |name: &str| std::env::var(name).unwrap_or_else(|_| panic!("{name} is passed"));
-    let guard = Config::default()
-        .public_key(PUBLIC_KEY)
-        .secret_key(SECRET_KEY)
-        .base_url(var(BASE_URL_ENV))
-        .spool_dir(var(SPOOL_ENV))
-        .flush_interval(Duration::from_secs(60))
-        .timeout(Duration::from_secs(2))
-        .shutdown_timeout(Duration::from_secs(60))
-        .init()
-        .expect("init");
+    let guard = child_config(Duration::from_secs(60)).init().expect("init");
     {
         let _root = span("retried-root").start();
         span("retried-child").start().end();

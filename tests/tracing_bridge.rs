@@ -145,22 +145,6 @@ fn assert_attr(span: &ReceivedSpan, key: &str, expected: Option<&str>) {
     assert_eq!(span.str_attr(key), expected, "{} of {}", key, span.name());
 }
 
-/// Microseconds since the Unix epoch of an ISO-8601 UTC text `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
-fn iso_micros(text: &str) -> i64 {
-    let number = |range: std::ops::Range<usize>| -> i64 { text[range].parse().expect("digits") };
-    let (year, month, day) = (number(0..4), number(5..7), number(8..10));
-    // Days from civil (proleptic Gregorian).
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let seconds = days * 86_400 + number(11..13) * 3600 + number(14..16) * 60 + number(17..19);
-    seconds * 1_000_000 + number(20..26)
-}
-
 // ------------------------------------------------------------------------------------ rig
 
 #[test]
@@ -375,7 +359,7 @@ fn genai_shaped_spans_take_otel_name_first_chunk_and_trace_attributes() {
         .str_attr("langfuse.observation.completion_start_time")
         .expect("a completion start time");
     let start_micros = (chat.span.start_time_unix_nano / 1_000) as i64;
-    let after = iso_micros(first_chunk) - start_micros;
+    let after = support::iso8601_micros(first_chunk) as i64 - start_micros;
     assert!(
         (after - 250_000).abs() <= 1,
         "completion start {first_chunk} is {after} µs after the start, not 250 ms"

@@ -59,15 +59,7 @@ pub fn run_child_with(
     timeout: Duration,
     prepare: impl FnOnce(&mut Command),
 ) -> ChildOutput {
-    let executable = std::env::current_exe().expect("path of the running test binary");
-    let mut command = Command::new(executable);
-    command
-        .args(["--exact", test_name, "--nocapture", "--test-threads=1"])
-        .env(CHILD_MODE_ENV, mode)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    clear_sdk_environment(&mut command);
+    let mut command = child_command(test_name, mode);
     prepare(&mut command);
     let mut child = command.spawn().expect("spawn the child test process");
     let stdout = child.stdout.take().expect("piped stdout");
@@ -98,6 +90,22 @@ pub fn run_child_with(
             "child process for {test_name} did not end within {timeout:?}\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}"
         ),
     }
+}
+
+/// The command that runs `test_name` of the current test binary alone with
+/// `OBSERVE_TEST_CHILD_MODE=mode`: piped output, no stdin, the SDK's variables removed. For a
+/// test that must act while the child runs (signal it, start two at once); else [`run_child`].
+pub fn child_command(test_name: &str, mode: &str) -> Command {
+    let executable = std::env::current_exe().expect("path of the running test binary");
+    let mut command = Command::new(executable);
+    command
+        .args(["--exact", test_name, "--nocapture", "--test-threads=1"])
+        .env(CHILD_MODE_ENV, mode)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    clear_sdk_environment(&mut command);
+    command
 }
 
 /// Removes the configuration variables of the SDK and of OpenTelemetry (and the trace context

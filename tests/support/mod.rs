@@ -17,7 +17,8 @@ pub mod received;
 pub mod server;
 
 pub use child::{
-    child_mode, clear_sdk_environment, example_command, run_child, run_child_with, ChildOutput,
+    child_command, child_mode, clear_sdk_environment, example_command, run_child, run_child_with,
+    ChildOutput,
 };
 pub use example::run_example;
 pub use received::{by_name, hex, ReceivedSpan, SpanLink};
@@ -158,6 +159,21 @@ pub fn within<T: Send + 'static>(
             panic!("{what} did not finish within {limit:?}: deadlock or unbounded wait")
         }
     }
+}
+
+/// A fresh directory under the target's temporary directory, named after `name` and unique to
+/// this run.
+pub fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "{name}-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("the clock is after 1970")
+            .as_nanos()
+    ));
+    std::fs::create_dir_all(&dir).expect("create a temporary directory");
+    dir
 }
 
 /// Microseconds since the Unix epoch of `2026-11-25T14:44:04.123456Z`.

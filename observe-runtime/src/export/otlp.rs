@@ -585,17 +585,13 @@ impl OtlpSink {
             spool,
         }
     }
-
-    fn encode_gzipped(&mut self, batch: &[FinishedSpan]) -> Result<(), String> {
-        encode(&mut self.body, batch, &self.envelope);
-        gzip(&self.body, &mut self.gzip_buffer)
-    }
 }
 
 impl Sink for OtlpSink {
     fn export(&mut self, batch: Vec<FinishedSpan>, waiter: &mut Waiter) -> Result<(), Failure> {
         self.resume(waiter);
-        self.encode_gzipped(&batch).map_err(Failure::Lost)?;
+        encode(&mut self.body, &batch, &self.envelope);
+        gzip(&self.body, &mut self.gzip_buffer).map_err(Failure::Lost)?;
         match self.transport.post(&self.gzip_buffer, waiter) {
             Ok(()) => Ok(()),
             Err(Delivery::Lost(reason)) => Err(Failure::Lost(reason)),
@@ -630,14 +626,12 @@ impl Sink for OtlpSink {
         }
     }
 
-    fn keep(&mut self, batch: Vec<FinishedSpan>) -> Result<usize, String> {
-        if self.spool.is_none() {
-            return Err("no spool directory is set".into());
-        }
-        self.encode_gzipped(&batch)?;
-        let spool = self.spool.as_mut().expect("checked above");
-        spool.keep(&self.gzip_buffer, batch.len())?;
-        Ok(batch.len())
+    fn keep(&mut self, batch: Vec<FinishedSpan>) -> Option<Result<usize, String>> {
+        let spool = self.spool.as_mut()?;
+        encode(&mut self.body, &batch, &self.envelope);
+        let kept = gzip(&self.body, &mut self.gzip_buffer)
+            .and_then(|()| spool.keep(&self.gzip_buffer, batch.len()));
+        Some(kept.map(|()| batch.len()))
     }
 
     fn export_scores(&mut self, batch: Vec<FinishedScore>, waiter: &mut Waiter) -> ScoresSent {

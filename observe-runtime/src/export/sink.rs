@@ -53,10 +53,10 @@ pub(crate) trait Sink: Send {
     /// exporter starts and between batches.
     fn resume(&mut self, _waiter: &mut Waiter) {}
 
-    /// Writes a batch the shutdown deadline left to the spool; returns how many spans it kept
-    /// (`Err` when there is no spool or it failed: the batch is then lost).
-    fn keep(&mut self, _batch: Vec<FinishedSpan>) -> Result<usize, String> {
-        Err("no spool directory is set".into())
+    /// Writes a batch the shutdown deadline left to the spool; returns how many spans it kept,
+    /// or why it could not (`None`: no spool, the batch is lost).
+    fn keep(&mut self, _batch: Vec<FinishedSpan>) -> Option<Result<usize, String>> {
+        None
     }
 
     /// Asks the server whether the keys are valid.

@@ -475,7 +475,7 @@ impl Worker {
     fn keep(&mut self, spans: Vec<FinishedSpan>) -> bool {
         let count = spans.len();
         match self.sink.keep(spans) {
-            Ok(kept) => {
+            Some(Ok(kept)) => {
                 self.data.done(count);
                 diagnostics::warn(
                     "spooled-at-shutdown",
@@ -486,7 +486,14 @@ impl Worker {
                 );
                 true
             }
-            Err(_) => false,
+            Some(Err(why)) => {
+                diagnostics::error(
+                    "spool-write",
+                    format!("{count} span(s) were not spooled: {why}"),
+                );
+                false
+            }
+            None => false,
         }
     }
 

@@ -43,15 +43,16 @@ impl Ending {
 /// `ending` (an error already recorded on one keeps its level, and its message comes first).
 /// Returns how many were recorded ones.
 pub(crate) fn end_open_observations(ending: &Ending) -> usize {
+    let (level, message) = (ending.level(), ending.message());
     let mut ended = 0;
     for mut core in context::take_all() {
         if let Some(data) = core.data.as_mut() {
-            if data.level < ending.level() {
-                data.level = ending.level();
+            if data.level < level {
+                data.level = level;
             }
             data.status_message = Some(match data.status_message.take() {
-                Some(own) => format!("{own}; {}", ending.message()),
-                None => ending.message(),
+                Some(own) => format!("{own}; {message}"),
+                None => message.clone(),
             });
             ended += 1;
         }
