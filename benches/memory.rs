@@ -107,7 +107,7 @@ fn observe() {
         .secret_key("sk-lf-bench")
         .base_url(server)
         .max_queue(100_000)
-        .flush_at(1_000_000)
+        .flush_at(100_000) // the largest batch allowed, above the 49,995 spans
         .flush_interval(Duration::from_secs(3600))
         .timeout(Duration::from_secs(600))
         .shutdown_timeout(Duration::from_secs(1))
