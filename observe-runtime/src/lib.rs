@@ -58,6 +58,9 @@ mod unobserved;
 mod record;
 // Everything after the hand-over:
 mod export;
+// The public REST API, and prompt management on it:
+mod api;
+mod prompt;
 // Settings:
 mod config;
 // The installed client:
@@ -77,6 +80,7 @@ pub mod __private;
 #[doc = include_str!("observe.md")]
 pub use observe_macros::observe;
 
+pub use api::ApiError;
 #[cfg(feature = "tracing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tracing")))]
 pub use bridge::{tracing_layer, TracingLayer};
@@ -96,6 +100,10 @@ pub use local::score::{score_current_observation, score_current_trace, score_tra
 pub use local::span::{span, ActiveSpan, SpanBuilder};
 pub use local::trace::{current_trace, TraceHandle};
 pub use mask::Mask;
+pub use prompt::{
+    create_prompt, get_prompt, set_prompt_labels, set_prompt_labels_async, ChatMessage,
+    CreatePrompt, Prompt, PromptError, PromptRequest, DEFAULT_PROMPT_CACHE_TTL,
+};
 pub use record::{
     Cost, FinishedScore, FinishedSpan, Level, ObservationType, PromptLink, ScoreValue,
     TraceAttributes, Usage,

@@ -3,6 +3,8 @@
 //! - [`server`]: a fake Langfuse server on 127.0.0.1 that plays the OTLP/HTTP contract of the wire
 //!   document (auth texts, required headers, gzip, protobuf decoded with the official
 //!   `opentelemetry-proto` messages), records every request and injects faults on demand.
+//! - [`prompts`]: the fake server's prompt management (store of versions, fetch, create, label
+//!   update), as Langfuse's public API answers it.
 //! - [`received`]: views on the spans the server accepted and accessors for their attributes.
 //! - [`child`]: re-running one test of the current binary in a child process.
 //! - [`example`]: running one of the examples against the fake server.
@@ -13,6 +15,7 @@
 
 pub mod child;
 pub mod example;
+pub mod prompts;
 pub mod received;
 pub mod server;
 

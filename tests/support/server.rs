@@ -13,11 +13,21 @@
 //!   with one error per rejected score; Langfuse v4.16 takes one object, answers 200 `{"id"}`, and
 //!   refuses an array with a 400 whose validation issue says it expected an object.
 //! - `GET /api/public/projects` (Basic auth) and `GET /api/public/health`.
+//! - Prompt management ([`super::prompts`], Basic auth as above), on a store of prompt versions
+//!   per name that tests seed with [`FakeLangfuse::put_prompt`]:
+//!   - `GET /api/public/v2/prompts/{name}?label=…&version=…`: the name is one percent-encoded
+//!     path segment; the `production` label by default; 400 for both `label` and `version`; 404
+//!     `Prompt not found: '<name>' with label '<label>'` (or `with version <n>`).
+//!   - `POST /api/public/v2/prompts`: a `CreatePromptRequest`; creates the next version.
+//!   - `PATCH /api/public/v2/prompts/{name}/versions/{version}`: `{"newLabels": [...]}`.
 //!
-//! Every request is recorded. Faults (a scripted answer, a delay, a dropped connection, a hang)
-//! apply to the traces route, and separately to the scores route: first the route's script, one
-//! fault per request in order, then its default fault if one is set. Every loop is bounded and
-//! the server stops when dropped.
+//!   `latest` always labels the newest version.
+//!
+//! Every request is recorded (prompt requests with their query and body). Faults (a scripted
+//! answer, a delay, a dropped connection, a hang) apply to the traces route, separately to the
+//! scores route, and separately to the prompt routes: first the route's script, one fault per
+//! request in order, then its default fault if one is set. Every loop is bounded and the server
+//! stops when dropped.
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
@@ -30,6 +40,7 @@ use std::time::{Duration, Instant};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 
+use super::prompts::{self, PromptRoute, PromptStore};
 use super::received::{flatten, links, ReceivedSpan, SpanLink};
 
 pub const TRACES_PATH: &str = "/api/public/otel/v1/traces";
@@ -69,7 +80,8 @@ const MAX_STALL: Duration = Duration::from_secs(120);
 const POLL: Duration = Duration::from_millis(20);
 const READ_POLL: Duration = Duration::from_millis(100);
 
-/// What the server does with one traces request instead of (or before) answering normally.
+/// What the server does with one request (traces, scores or prompts, each with its own script
+/// and default) instead of (or before) answering normally.
 #[derive(Clone, Debug)]
 pub enum Fault {
     /// Answer with this status, these extra headers and this body.
@@ -156,8 +168,10 @@ pub enum Answer {
 pub struct RecordedRequest {
     pub index: usize,
     pub method: String,
-    /// The path without the query string.
+    /// The path without the query string, as sent (still percent-encoded).
     pub path: String,
+    /// The request target as sent: the path and, after `?`, the query string.
+    pub target: String,
     /// Header names in lowercase, in arrival order.
     pub headers: Vec<(String, String)>,
     /// Length of the body as sent (compressed if it was).
@@ -167,8 +181,10 @@ pub struct RecordedRequest {
     /// The export, decoded with the official messages, if the body could be decoded (recorded
     /// even for requests that were then refused or faulted).
     pub decoded: Option<ExportTraceServiceRequest>,
-    /// The body parsed as JSON (scores requests), if it was JSON.
+    /// The body parsed as JSON (scores and prompt requests), if it was JSON.
     pub json: Option<serde_json::Value>,
+    /// The body as text (lossy UTF-8), kept for prompt requests only.
+    pub body: Option<String>,
     pub arrived: Instant,
     pub answer: Answer,
 }
@@ -193,6 +209,43 @@ impl RecordedRequest {
 
     pub fn is_scores(&self) -> bool {
         self.method == "POST" && self.path == SCORES_PATH
+    }
+
+    /// Any request on `/api/public/v2/prompts` or below it, whatever the method.
+    pub fn is_prompt(&self) -> bool {
+        prompts::is_prompt_path(&self.path)
+    }
+
+    /// The query string (without `?`; empty when there is none).
+    pub fn query(&self) -> &str {
+        self.target.split_once('?').map_or("", |(_, query)| query)
+    }
+
+    /// The first value of a query parameter, decoded.
+    pub fn query_param(&self, key: &str) -> Option<String> {
+        prompts::query_param(self.query(), key)
+    }
+
+    /// For a prompt request: the prompt name, decoded from the path (fetch, label update) or
+    /// taken from the JSON body (create).
+    pub fn prompt_name(&self) -> Option<String> {
+        match prompts::route(&self.method, &self.path) {
+            PromptRoute::Get { name } | PromptRoute::UpdateLabels { name, .. } => Some(name),
+            PromptRoute::Create => self
+                .json
+                .as_ref()
+                .and_then(|json| json["name"].as_str())
+                .map(str::to_owned),
+            _ => None,
+        }
+    }
+
+    /// A `GET` of the prompt `name` (any label or version).
+    pub fn is_prompt_fetch_of(&self, name: &str) -> bool {
+        matches!(
+            prompts::route(&self.method, &self.path),
+            PromptRoute::Get { name: fetched } if fetched == name
+        )
     }
 
     /// The scores the request carried (an array's items, or the one object), whatever the
@@ -252,6 +305,9 @@ struct State {
     default_score_fault: Option<Fault>,
     /// Every score accepted, in arrival order, as sent.
     scores: Vec<serde_json::Value>,
+    prompt_script: VecDeque<Fault>,
+    default_prompt_fault: Option<Fault>,
+    prompts: PromptStore,
 }
 
 impl Default for State {
@@ -264,6 +320,9 @@ impl Default for State {
             score_script: VecDeque::new(),
             default_score_fault: None,
             scores: Vec::new(),
+            prompt_script: VecDeque::new(),
+            default_prompt_fault: None,
+            prompts: PromptStore::new(PROJECT_ID),
         }
     }
 }
@@ -372,6 +431,96 @@ impl FakeLangfuse {
         })
         .scores
         .clone()
+    }
+
+    /// Seeds the prompt store with one version: a full `Prompt` JSON object (`name`, `version`,
+    /// `prompt` a string or an array of messages; optional `type`, `labels`, `tags`, `config`,
+    /// `commitMessage`, ...), replacing that name and version if stored. Its labels move away
+    /// from the other versions of the name; `latest` is put on the newest version. Panics without
+    /// `name`, `version` or `prompt`. See [`PromptStore::put`].
+    pub fn put_prompt(&self, prompt: serde_json::Value) {
+        self.shared.lock().prompts.put(prompt);
+    }
+
+    /// Every stored version of the prompt `name`, oldest first (after creates and label updates).
+    pub fn prompt_versions(&self, name: &str) -> Vec<serde_json::Value> {
+        self.shared.lock().prompts.versions(name)
+    }
+
+    /// The stored version `version` of the prompt `name`.
+    pub fn stored_prompt(&self, name: &str, version: i64) -> Option<serde_json::Value> {
+        self.shared.lock().prompts.version(name, version)
+    }
+
+    /// The status a successful `POST /api/public/v2/prompts` answers: 200 (the default, as the
+    /// OpenAPI document says) or 201 (what Langfuse's handler answers).
+    pub fn set_prompt_create_status(&self, status: u16) {
+        self.shared.lock().prompts.create_status = status;
+    }
+
+    /// Appends faults for the next prompt requests (any method), one per request, in order.
+    pub fn script_prompts(&self, faults: impl IntoIterator<Item = Fault>) {
+        self.shared.lock().prompt_script.extend(faults);
+    }
+
+    /// The fault applied to every prompt request once its script is used up (`None`: answer
+    /// normally).
+    pub fn set_default_prompt_fault(&self, fault: Option<Fault>) {
+        self.shared.lock().default_prompt_fault = fault;
+    }
+
+    /// The requests on `/api/public/v2/prompts` and below (fetches, creates, label updates, and
+    /// any other method or sub-path), in arrival order, with `target` (path and query) and
+    /// `body`.
+    pub fn prompt_requests(&self) -> Vec<RecordedRequest> {
+        self.shared
+            .lock()
+            .requests
+            .iter()
+            .filter(|request| request.is_prompt())
+            .cloned()
+            .collect()
+    }
+
+    /// How many prompt requests arrived so far (whatever their answer).
+    pub fn prompt_request_count(&self) -> usize {
+        self.shared
+            .lock()
+            .requests
+            .iter()
+            .filter(|request| request.is_prompt())
+            .count()
+    }
+
+    /// How many `GET /api/public/v2/prompts/{name}` arrived so far for the prompt `name`
+    /// (decoded), any label or version, whatever their answer.
+    pub fn prompt_fetch_count(&self, name: &str) -> usize {
+        self.shared
+            .lock()
+            .requests
+            .iter()
+            .filter(|request| request.is_prompt_fetch_of(name))
+            .count()
+    }
+
+    /// Waits until at least `count` prompt requests arrived and all of them have their answer
+    /// recorded, or `timeout` passed; returns the prompt requests either way.
+    pub fn wait_for_prompt_requests(
+        &self,
+        count: usize,
+        timeout: Duration,
+    ) -> Vec<RecordedRequest> {
+        let state = self.wait_until(timeout, |state| {
+            let mut prompt_requests = state.requests.iter().filter(|r| r.is_prompt());
+            prompt_requests.clone().count() >= count
+                && prompt_requests.all(|request| request.answer != Answer::Pending)
+        });
+        state
+            .requests
+            .iter()
+            .filter(|request| request.is_prompt())
+            .cloned()
+            .collect()
     }
 
     /// Every request so far, in arrival order.
@@ -522,6 +671,8 @@ fn accept_loop(shared: &Arc<Shared>, listener: &TcpListener) {
 struct IncomingRequest {
     method: String,
     path: String,
+    /// The path and the query, as sent.
+    target: String,
     http10: bool,
     headers: Vec<(String, String)>,
     body: Vec<u8>,
@@ -632,20 +783,24 @@ impl Shared {
         request: &IncomingRequest,
         decoded: Option<ExportTraceServiceRequest>,
     ) -> usize {
-        let json = (request.path == SCORES_PATH)
+        let is_prompt = prompts::is_prompt_path(&request.path);
+        let json = (request.path == SCORES_PATH || is_prompt)
             .then(|| serde_json::from_slice(&request.body).ok())
             .flatten();
+        let body = is_prompt.then(|| String::from_utf8_lossy(&request.body).into_owned());
         let mut state = self.lock();
         let index = state.requests.len();
         state.requests.push(RecordedRequest {
             index,
             method: request.method.clone(),
             path: request.path.clone(),
+            target: request.target.clone(),
             headers: request.headers.clone(),
             body_len: request.body.len(),
             body_is_gzip: request.body.starts_with(&[0x1f, 0x8b]),
             decoded,
             json,
+            body,
             arrived: Instant::now(),
             answer: Answer::Pending,
         });
@@ -670,6 +825,9 @@ impl Shared {
         }
         if route == ("POST", SCORES_PATH) {
             return self.handle_scores(request, stream);
+        }
+        if prompts::is_prompt_path(&request.path) {
+            return self.handle_prompts(request, stream);
         }
         let index = self.record(request, None);
         let outcome = match route {
@@ -714,6 +872,16 @@ impl Shared {
             scripted.or_else(|| state.default_score_fault.clone())
         };
         self.apply_fault(index, fault, stream, || self.answer_scores(request))
+    }
+
+    fn handle_prompts(&self, request: &IncomingRequest, stream: &TcpStream) -> Outcome {
+        let index = self.record(request, None);
+        let fault = {
+            let mut state = self.lock();
+            let scripted = state.prompt_script.pop_front();
+            scripted.or_else(|| state.default_prompt_fault.clone())
+        };
+        self.apply_fault(index, fault, stream, || self.answer_prompts(request))
     }
 
     /// Answers the recorded request `index` with `fault`, or normally with `answer`.
@@ -766,6 +934,32 @@ impl Shared {
             return Outcome::error(400, &error);
         }
         Outcome::json(200, serde_json::json!({}))
+    }
+
+    /// What Langfuse answers to a prompt request when nothing goes wrong on its side: the route
+    /// (an unknown sub-path or method is answered before authentication, as Next.js does), the
+    /// Basic auth of `GET /api/public/projects`, then the prompt store.
+    fn answer_prompts(&self, request: &IncomingRequest) -> Outcome {
+        let route = prompts::route(&request.method, &request.path);
+        if matches!(
+            route,
+            PromptRoute::Get { .. } | PromptRoute::Create | PromptRoute::UpdateLabels { .. }
+        ) {
+            if let Err((status, message)) = self.check_auth(&request.headers) {
+                return Outcome::message(status, message);
+            }
+        }
+        let query = request
+            .target
+            .split_once('?')
+            .map_or("", |(_, query)| query);
+        let (status, body) = self.lock().prompts.answer(
+            &route,
+            query,
+            header(&request.headers, "content-type"),
+            &request.body,
+        );
+        Outcome::json(status, body)
     }
 
     /// What Langfuse answers to a scores request when nothing goes wrong on its side; accepted
@@ -1059,6 +1253,7 @@ fn client_gone(stream: &TcpStream) -> bool {
 fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
+        201 => "Created",
         202 => "Accepted",
         207 => "Multi-Status",
         400 => "Bad Request",
@@ -1193,6 +1388,7 @@ impl Connection<'_> {
         Some(IncomingRequest {
             method,
             path,
+            target: target.to_owned(),
             http10: version == "HTTP/1.0",
             headers,
             body,

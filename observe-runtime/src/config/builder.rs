@@ -211,6 +211,35 @@ impl Config {
         self.overridden("LANGFUSE_FLUSH_ON_SIGNALS")
     }
 
+    /// How long a prompt fetched by [`get_prompt`](crate::get_prompt) is served from the cache
+    /// before it is refreshed in the background; zero turns the cache off.
+    /// `LANGFUSE_PROMPT_CACHE_DEFAULT_TTL_SECONDS`, default 60 s. A request's own
+    /// [`cache_ttl`](crate::PromptRequest::cache_ttl) wins.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let config = observe_runtime::Config::default().prompt_cache_ttl(Duration::from_secs(300));
+    /// # drop(config);
+    /// ```
+    pub fn prompt_cache_ttl(mut self, ttl: Duration) -> Self {
+        self.prompt_cache_ttl = ttl;
+        self.overridden("LANGFUSE_PROMPT_CACHE_DEFAULT_TTL_SECONDS")
+    }
+
+    /// Prompts to fetch (their `production` version) in the background as soon as `init` has
+    /// run, so that the first request of a service finds them cached. A prompt that cannot be
+    /// fetched is reported once and fetched again on first use.
+    ///
+    /// ```
+    /// let config = observe_runtime::Config::from_env().prefetch_prompts(["support/answer", "summarise"]);
+    /// # drop(config);
+    /// ```
+    pub fn prefetch_prompts(mut self, names: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.prefetch_prompts
+            .extend(names.into_iter().map(Into::into));
+        self
+    }
+
     /// Where finished spans go (default: Langfuse when keys are set, else the console).
     pub fn exporter(mut self, exporter: Exporter) -> Self {
         self.exporter = Some(exporter);

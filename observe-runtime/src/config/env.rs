@@ -3,6 +3,8 @@
 //! Never fails: a value that cannot be read is kept as a problem for validation to report, so a
 //! builder method can still replace it. Does no cross-setting checks (those are in `validate`).
 
+use std::time::Duration;
+
 use super::bounds;
 use super::error::invalid;
 use super::{Config, ConfigError, MIN_SPOOL_MAX_BYTES};
@@ -210,6 +212,17 @@ fn read_from(get: &dyn Fn(&str) -> Option<String>) -> Config {
         parse_bool,
         "expected true or false",
         |v| config.flush_on_signals = v
+    );
+    parsed!(
+        "LANGFUSE_PROMPT_CACHE_DEFAULT_TTL_SECONDS",
+        |v: &str| v
+            .parse::<f64>()
+            .ok()
+            .filter(|s| (0.0..=86_400.0).contains(s))
+            .map(Duration::from_secs_f64),
+        "expected seconds from 0 (no prompt cache) to 86400 (1 day), how long a fetched \
+         prompt is served before it is refreshed, such as 60",
+        |v| config.prompt_cache_ttl = v
     );
     if let Some(dir) = text("LANGFUSE_SPOOL_DIR", &mut notes) {
         config.spool_dir = (!dir.is_empty()).then(|| dir.into());

@@ -88,6 +88,11 @@ pub struct Config {
     pub(crate) spool_dir: Option<std::path::PathBuf>,
     /// The cap on what the spool holds, in bytes (`LANGFUSE_SPOOL_MAX_BYTES`).
     pub(crate) spool_max_bytes: u64,
+    /// How long a fetched prompt is served before it is refreshed
+    /// (`LANGFUSE_PROMPT_CACHE_DEFAULT_TTL_SECONDS`).
+    pub(crate) prompt_cache_ttl: Duration,
+    /// Prompts fetched in the background at `init`.
+    pub(crate) prefetch_prompts: Vec<String>,
     /// Values from the environment that could not be read: reported by `init` unless a builder
     /// method set the same setting.
     pub(crate) problems: Vec<(&'static str, ConfigError)>,
@@ -127,6 +132,8 @@ impl Default for Config {
             spool_dir: None,
             flush_on_signals: false,
             spool_max_bytes: DEFAULT_SPOOL_MAX_BYTES,
+            prompt_cache_ttl: crate::prompt::DEFAULT_PROMPT_CACHE_TTL,
+            prefetch_prompts: Vec::new(),
             problems: Vec::new(),
             notes: Vec::new(),
         }

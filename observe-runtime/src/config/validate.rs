@@ -88,6 +88,11 @@ impl Config {
             });
         }
 
+        // The REST API (prompts, datasets) needs Langfuse keys, whatever the exporter.
+        let api = target
+            .as_ref()
+            .filter(|target| target.langfuse.is_some())
+            .cloned();
         let sink = match (&self.exporter, target) {
             (Some(Exporter::Memory(memory)), _) => SinkChoice::Memory(memory.clone()),
             (Some(Exporter::Console), _) => SinkChoice::Console,
@@ -138,6 +143,9 @@ impl Config {
             flush_on_signals: self.flush_on_signals,
             spool: self.spool_dir.map(|dir| (dir, self.spool_max_bytes)),
             sink,
+            api,
+            prompt_cache_ttl: self.prompt_cache_ttl,
+            prefetch_prompts: self.prefetch_prompts,
             warnings,
             notes,
         })
@@ -305,6 +313,10 @@ pub(crate) struct Settings {
     /// The spool directory and its cap in bytes, when one is set.
     pub(crate) spool: Option<(std::path::PathBuf, u64)>,
     pub(crate) sink: SinkChoice,
+    /// The Langfuse target of the REST API, when keys are set.
+    pub(crate) api: Option<Target>,
+    pub(crate) prompt_cache_ttl: Duration,
+    pub(crate) prefetch_prompts: Vec<String>,
     pub(crate) warnings: Vec<String>,
     pub(crate) notes: Vec<String>,
 }

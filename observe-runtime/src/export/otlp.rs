@@ -793,6 +793,7 @@ mod tests {
                 release: Some("v2".into()),
                 version: Some("1.2.3".into()),
                 public: Some(false),
+                prompt: None,
             }),
             ..plain("everything")
         };

@@ -11,7 +11,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
 use super::auth::{auth_failure_text, collector_auth_failure_text, AuthCheck, AuthError, Project};
 use super::stats::Counters;
-use super::target::Target;
+use super::target::{LangfuseKeys, Target};
 use super::waiter::Waiter;
 use crate::diagnostics;
 use crate::ids::random_u64;
@@ -21,8 +21,8 @@ const MAX_ATTEMPTS: u32 = 6;
 /// The longest one batch is retried while the pipeline runs (a flush or shutdown deadline can cut
 /// it shorter).
 const RETRY_BUDGET: Duration = Duration::from_secs(60);
-const FIRST_BACKOFF: Duration = Duration::from_millis(500);
-const MAX_BACKOFF: Duration = Duration::from_secs(8);
+pub(crate) const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(8);
 /// Attempts of one batch that may go unanswered (sent, no answer in time) before it is given
 /// up: each such copy may have been stored by a slow server, so every retry risks a duplicate.
 const MAX_UNANSWERED: u32 = 3;
@@ -31,7 +31,7 @@ const MAX_UNANSWERED: u32 = 3;
 const MAX_ATTEMPT_TIME: Duration = Duration::from_secs(60);
 
 /// The `message` or `error` of a JSON body, else the text itself (shortened).
-fn server_message(body: &[u8]) -> String {
+pub(crate) fn server_message(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(body);
     let parsed: Option<serde_json::Value> = serde_json::from_slice(body).ok();
     let from_json = parsed.as_ref().and_then(|value| {
@@ -125,6 +125,40 @@ fn header(name: &str, value: &str) -> Result<(HeaderName, HeaderValue), String> 
     Ok((name, value))
 }
 
+/// The HTTP client of every request to the backend: both time limits, this crate's user agent.
+pub(crate) fn http_client(timeout: Duration) -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .connect_timeout(timeout)
+        .timeout(timeout)
+        .user_agent(concat!("observe-runtime/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| format!("HTTP client: {e}"))
+}
+
+/// The headers every Langfuse request carries: Basic auth (marked sensitive, so it is never
+/// printed), the SDK's name and version, and the public key.
+pub(crate) fn langfuse_headers(keys: &LangfuseKeys) -> Result<HeaderMap, String> {
+    let mut headers = HeaderMap::new();
+    let token = base64::engine::general_purpose::STANDARD
+        .encode(format!("{}:{}", keys.public_key, keys.secret_key));
+    let (name, mut value) = header("authorization", &format!("Basic {token}")).map_err(|_| {
+        "LANGFUSE_PUBLIC_KEY or LANGFUSE_SECRET_KEY has characters HTTP does not allow".to_string()
+    })?;
+    value.set_sensitive(true);
+    headers.insert(name, value);
+    for (name, value) in [
+        ("x-langfuse-sdk-name", "rust"),
+        ("x-langfuse-sdk-version", env!("CARGO_PKG_VERSION")),
+    ] {
+        let (name, value) = header(name, value)?;
+        headers.insert(name, value);
+    }
+    let (name, value) = header("x-langfuse-public-key", &keys.public_key)
+        .map_err(|_| "LANGFUSE_PUBLIC_KEY has characters HTTP does not allow".to_string())?;
+    headers.insert(name, value);
+    Ok(headers)
+}
+
 impl Transport {
     /// Builds the runtime and client; call it on the exporter thread.
     pub(crate) fn new(
@@ -136,12 +170,7 @@ impl Transport {
             .enable_all()
             .build()
             .map_err(|e| format!("tokio runtime: {e}"))?;
-        let http = reqwest::Client::builder()
-            .connect_timeout(timeout)
-            .timeout(timeout)
-            .user_agent(concat!("observe-runtime/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| format!("HTTP client: {e}"))?;
+        let http = http_client(timeout)?;
         let mut headers = HeaderMap::new();
         let add = |headers: &mut HeaderMap, name: &str, value: &str| -> Result<(), String> {
             let (name, value) = header(name, value)?;
@@ -151,26 +180,8 @@ impl Transport {
         add(&mut headers, "content-type", "application/x-protobuf")?;
         add(&mut headers, "content-encoding", "gzip")?;
         if let Some(keys) = &target.langfuse {
-            let token = base64::engine::general_purpose::STANDARD
-                .encode(format!("{}:{}", keys.public_key, keys.secret_key));
-            let (name, mut value) =
-                header("authorization", &format!("Basic {token}")).map_err(|_| {
-                    "LANGFUSE_PUBLIC_KEY or LANGFUSE_SECRET_KEY has characters HTTP does not \
-                     allow"
-                        .to_string()
-                })?;
-            value.set_sensitive(true);
-            headers.insert(name, value);
+            headers.extend(langfuse_headers(keys)?);
             add(&mut headers, "x-langfuse-ingestion-version", "4")?;
-            add(&mut headers, "x-langfuse-sdk-name", "rust")?;
-            add(
-                &mut headers,
-                "x-langfuse-sdk-version",
-                env!("CARGO_PKG_VERSION"),
-            )?;
-            add(&mut headers, "x-langfuse-public-key", &keys.public_key).map_err(|_| {
-                "LANGFUSE_PUBLIC_KEY has characters HTTP does not allow".to_string()
-            })?;
         }
         for (name, value) in &target.headers {
             let (name, mut value) =
@@ -522,7 +533,7 @@ impl Transport {
 }
 
 /// A network error with its causes (reqwest's own text hides "connection refused").
-fn describe(error: &reqwest::Error) -> String {
+pub(crate) fn describe(error: &reqwest::Error) -> String {
     let mut text = error.to_string();
     let mut source = std::error::Error::source(error);
     while let Some(cause) = source {

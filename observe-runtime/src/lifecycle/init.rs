@@ -5,6 +5,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 use super::{flush, hooks, signals, FlushGuard};
+use crate::api::{self, ApiClient};
 use crate::clock::UnixClock;
 use crate::config::{Config, ConfigError, Settings, SinkChoice};
 use crate::diagnostics;
@@ -17,6 +18,7 @@ use crate::export::{queue, Counters, Sink};
 use crate::gate::{self, Client, Destination, ProcessParent};
 use crate::local::buffer;
 use crate::local::context::TraceContext;
+use crate::prompt;
 use crate::record::baggage;
 
 fn child_environment(settings: &Settings) -> Vec<(&'static str, String)> {
@@ -46,6 +48,28 @@ fn child_environment(settings: &Settings) -> Vec<(&'static str, String)> {
     vars
 }
 
+/// The REST client of the Langfuse keys (prompts work with tracing disabled too), a fresh prompt
+/// cache, and the pre-fetch.
+fn install_api(settings: &Settings) {
+    let client =
+        settings
+            .api
+            .as_ref()
+            .and_then(|target| match ApiClient::new(target, settings.timeout) {
+                Ok(client) => Some(Arc::new(client)),
+                Err(why) => {
+                    diagnostics::warn(
+                        "api",
+                        format!("the Langfuse API client is not available: {why}"),
+                    );
+                    None
+                }
+            });
+    api::install(client);
+    prompt::configure(settings.prompt_cache_ttl);
+    prompt::prefetch(&settings.prefetch_prompts);
+}
+
 /// `Config::init`: validate, start the exporter, install the client.
 pub(crate) fn init(config: Config) -> Result<FlushGuard, ConfigError> {
     let traceparent = config.traceparent.clone();
@@ -60,6 +84,7 @@ pub(crate) fn init(config: Config) -> Result<FlushGuard, ConfigError> {
     }
     if !settings.enabled {
         diagnostics::debug(|| "tracing is disabled; nothing will be recorded".into());
+        install_api(&settings);
         return Ok(FlushGuard::disabled());
     }
     // Checked again when installing; this spares starting a thread for nothing.
@@ -125,6 +150,7 @@ pub(crate) fn init(config: Config) -> Result<FlushGuard, ConfigError> {
             "printing traces to stderr".to_string()
         }
     });
+    install_api(&settings);
     let destination = match settings.sink {
         SinkChoice::Memory(memory) => {
             memory.set_collect(buffer::collect_into_installed);

@@ -9,6 +9,7 @@ use super::context;
 use crate::capture;
 use crate::diagnostics;
 use crate::ids::ObservationId;
+use crate::prompt::Prompt;
 use crate::record::{Cost, Level, ObservationType, PromptLink, SpanData, Usage};
 
 /// The observation running on this thread now; see [`current_observation`].
@@ -130,6 +131,32 @@ impl ObservationHandle {
     pub fn completion_start_time(&self, at: SystemTime) -> &Self {
         let nanos = crate::clock::unix_nanos(at);
         self.apply(|span| span.details().completion_start_unix_nanos = Some(nanos))
+    }
+
+    /// Links the running generation to `prompt` (its name and version), so Langfuse shows which
+    /// prompt version produced it and its metrics per version. A fallback prompt
+    /// ([`Prompt::is_fallback`]) is never linked: the call then does nothing.
+    ///
+    /// ```no_run
+    /// use observe_runtime::{current_observation, get_prompt, observe};
+    ///
+    /// #[observe(as_type = "generation")]
+    /// fn summarise(text: &str) -> String {
+    ///     let prompt = get_prompt("summarise").fallback_text("Summarise: {{text}}").fetch().unwrap();
+    ///     current_observation().link_prompt(&prompt).model("gpt-4o");
+    ///     prompt.compile(&serde_json::json!({"text": text})).unwrap()
+    /// }
+    /// ```
+    pub fn link_prompt(&self, prompt: &Prompt) -> &Self {
+        match prompt.link() {
+            Some(link) => self.prompt(link.name, link.version),
+            None => {
+                diagnostics::debug(|| {
+                    format!("prompt {:?} is a fallback: it is not linked", prompt.name())
+                });
+                self
+            }
+        }
     }
 
     /// Links a generation to a Langfuse prompt by name and version.

@@ -8,6 +8,7 @@ use super::context;
 use crate::capture;
 use crate::diagnostics;
 use crate::ids::TraceId;
+use crate::prompt::Prompt;
 use crate::record::{TraceAttributes, TraceState};
 
 /// The trace running on this thread now; see [`current_trace`].
@@ -140,5 +141,35 @@ impl TraceHandle {
     /// Makes the trace public (viewable by link) or not.
     pub fn public(&self, public: bool) -> &Self {
         self.update(|a| a.public = Some(public))
+    }
+
+    /// Links every generation of this trace that ends from now on to `prompt`, unless it links
+    /// one itself ([`ObservationHandle::link_prompt`](crate::ObservationHandle::link_prompt)):
+    /// on every thread and task of the trace, in `tracing` spans the bridge makes generations
+    /// (rig, genai), and in other processes and services through baggage
+    /// (`langfuse_prompt_name`, `langfuse_prompt_version`) where propagation is on. Linking
+    /// another prompt replaces it for what ends after. A fallback prompt is never linked: the call
+    /// then does nothing.
+    ///
+    /// ```no_run
+    /// use observe_runtime::{current_trace, get_prompt, observe};
+    ///
+    /// #[observe(as_type = "agent")]
+    /// fn agent(question: &str) -> Result<String, observe_runtime::PromptError> {
+    ///     let prompt = get_prompt("agent/system").fetch()?;
+    ///     current_trace().link_prompt(&prompt); // every LLM call below carries it
+    ///     Ok(format!("{} {question}", prompt.text().unwrap_or_default()))
+    /// }
+    /// ```
+    pub fn link_prompt(&self, prompt: &Prompt) -> &Self {
+        match prompt.link() {
+            Some(link) => self.update(|a| a.prompt = Some(link)),
+            None => {
+                diagnostics::debug(|| {
+                    format!("prompt {:?} is a fallback: it is not linked", prompt.name())
+                });
+                self
+            }
+        }
     }
 }

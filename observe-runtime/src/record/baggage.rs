@@ -1,9 +1,11 @@
 //! Trace attributes as W3C `baggage` (`key=value,key=value`, values percent-encoded), in the keys
 //! Langfuse's official SDKs use, so that a Python or JavaScript service and this one understand
 //! each other: `langfuse_session_id`, `langfuse_user_id`, `langfuse_trace_name`,
-//! `langfuse_version`, `langfuse_tags` and one `langfuse_metadata_<key>` per metadata key. Plain
+//! `langfuse_version`, `langfuse_tags`, one `langfuse_metadata_<key>` per metadata key, and the
+//! trace-wide prompt link as `langfuse_prompt_name` and `langfuse_prompt_version`. Plain
 //! text in, plain text out: knows nothing of traces or threads.
 
+use super::span::PromptLink;
 use super::trace::TraceAttributes;
 use crate::percent;
 
@@ -17,6 +19,8 @@ const MAX_READ_BYTES: usize = 4 * MAX_BAGGAGE_BYTES;
 
 const PREFIX: &str = "langfuse_";
 const METADATA_PREFIX: &str = "langfuse_metadata_";
+const PROMPT_NAME: &str = "langfuse_prompt_name";
+const PROMPT_VERSION: &str = "langfuse_prompt_version";
 
 /// The `baggage` text of some trace attributes.
 #[derive(Debug, Default, PartialEq)]
@@ -88,6 +92,10 @@ pub(crate) fn encode(attributes: &TraceAttributes) -> Encoded {
         let tags = serde_json::to_string(&attributes.tags).unwrap_or_default();
         add(&mut encoded, "langfuse_tags", &tags);
     }
+    if let Some(prompt) = &attributes.prompt {
+        add(&mut encoded, PROMPT_NAME, &prompt.name);
+        add(&mut encoded, PROMPT_VERSION, &prompt.version.to_string());
+    }
     for (key, json) in &attributes.metadata {
         let name = format!("{METADATA_PREFIX}{key}");
         if !is_token(key) {
@@ -141,6 +149,9 @@ fn decode_tags(text: &str) -> Vec<String> {
 /// ignored, and so is everything past 32 KB or 180 entries.
 pub(crate) fn decode(header: &str) -> Decoded {
     let mut decoded = Decoded::default();
+    // The prompt link needs both entries, in any order.
+    let mut prompt_name = None;
+    let mut prompt_version = None;
     let mut read = 0;
     for (index, entry) in header.split(',').enumerate() {
         read += entry.len() + 1;
@@ -175,6 +186,13 @@ pub(crate) fn decode(header: &str) -> Decoded {
             "langfuse_user_id" => attributes.user_id = Some(value),
             "langfuse_trace_name" => attributes.name = Some(value),
             "langfuse_version" => attributes.version = Some(value),
+            PROMPT_NAME => prompt_name = Some(value),
+            PROMPT_VERSION => match value.parse::<u32>() {
+                Ok(version) if version > 0 => prompt_version = Some(version),
+                _ => decoded.skipped.push(format!(
+                    "{key}: {value:?} is not a prompt version (a whole number from 1)"
+                )),
+            },
             "langfuse_tags" => {
                 for tag in decode_tags(&value) {
                     if !attributes.tags.contains(&tag) {
@@ -192,6 +210,18 @@ pub(crate) fn decode(header: &str) -> Decoded {
             }
         }
     }
+    match (prompt_name, prompt_version) {
+        (Some(name), Some(version)) => {
+            decoded.attributes.prompt = Some(PromptLink { name, version })
+        }
+        (None, None) => {}
+        (Some(_), None) => decoded.skipped.push(format!(
+            "{PROMPT_NAME}: {PROMPT_VERSION} is missing, so no prompt is linked"
+        )),
+        (None, Some(_)) => decoded.skipped.push(format!(
+            "{PROMPT_VERSION}: {PROMPT_NAME} is missing, so no prompt is linked"
+        )),
+    }
     decoded
 }
 
@@ -207,6 +237,9 @@ pub(crate) fn adopt(attributes: &mut TraceAttributes, incoming: &TraceAttributes
         if theirs.is_some() {
             mine.clone_from(theirs);
         }
+    }
+    if incoming.prompt.is_some() {
+        attributes.prompt.clone_from(&incoming.prompt);
     }
     for tag in &incoming.tags {
         if !attributes.tags.contains(tag) {
@@ -237,6 +270,10 @@ mod tests {
             release: Some("1.2.3".into()),
             version: Some("v2".into()),
             public: Some(true),
+            prompt: Some(PromptLink {
+                name: "agent/system".into(),
+                version: 5,
+            }),
         }
     }
 
@@ -247,8 +284,8 @@ mod tests {
             encoded.header,
             "langfuse_session_id=session%207%2C%20part%202,langfuse_user_id=user%40example.com,\
              langfuse_trace_name=chat%20turn,langfuse_version=v2,\
-             langfuse_tags=%5B%22prod%22%2C%22a%2Cb%22%5D,langfuse_metadata_tenant=acme,\
-             langfuse_metadata_attempt=3"
+             langfuse_tags=%5B%22prod%22%2C%22a%2Cb%22%5D,langfuse_prompt_name=agent%2Fsystem,\
+             langfuse_prompt_version=5,langfuse_metadata_tenant=acme,langfuse_metadata_attempt=3"
         );
         assert_eq!(encoded.left_out, vec!["langfuse_metadata_bad key"]);
     }
@@ -267,9 +304,47 @@ mod tests {
                 ("attempt".into(), "\"3\"".into()),
             ],
             version: Some("v2".into()),
+            prompt: Some(PromptLink {
+                name: "agent/system".into(),
+                version: 5,
+            }),
             ..TraceAttributes::default()
         };
         assert_eq!(decoded.attributes, expected);
+    }
+
+    #[test]
+    fn a_prompt_link_needs_both_entries_and_a_version_from_one() {
+        for (header, skipped) in [
+            (
+                "langfuse_prompt_name=a",
+                "langfuse_prompt_name: langfuse_prompt_version is missing, so no prompt is linked",
+            ),
+            (
+                "langfuse_prompt_version=2",
+                "langfuse_prompt_version: langfuse_prompt_name is missing, so no prompt is linked",
+            ),
+        ] {
+            let decoded = decode(header);
+            assert_eq!(decoded.attributes.prompt, None);
+            assert_eq!(decoded.skipped, [skipped]);
+        }
+        let decoded = decode("langfuse_prompt_version=0,langfuse_prompt_name=a");
+        assert_eq!(
+            decoded.skipped,
+            [
+                "langfuse_prompt_version: \"0\" is not a prompt version (a whole number from 1)",
+                "langfuse_prompt_name: langfuse_prompt_version is missing, so no prompt is linked"
+            ]
+        );
+        let decoded = decode("langfuse_prompt_version=3,langfuse_prompt_name=a%2Fb");
+        assert_eq!(
+            decoded.attributes.prompt,
+            Some(PromptLink {
+                name: "a/b".into(),
+                version: 3
+            })
+        );
     }
 
     #[test]

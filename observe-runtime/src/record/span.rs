@@ -164,6 +164,7 @@ impl Record {
     /// The exporters' form: Unix times from `unix_nanos`, the trace attributes resolved.
     pub(crate) fn finish(self, unix_nanos: impl Fn(Ticks) -> u64) -> FinishedSpan {
         let Record { trace, data } = self;
+        let attributes = trace.attributes_at(data.attributes_version);
         let details = data.details.map(|d| *d).unwrap_or_default();
         let start_unix_nanos = unix_nanos(data.start);
         let end_unix_nanos = if data.kind == ObservationType::Event {
@@ -191,9 +192,13 @@ impl Record {
             completion_start_unix_nanos: details
                 .completion_start_unix_nanos
                 .or_else(|| details.first_item.map(&unix_nanos)),
-            prompt: details.prompt,
+            prompt: details.prompt.or_else(|| {
+                (data.kind == ObservationType::Generation)
+                    .then(|| attributes.prompt.clone())
+                    .flatten()
+            }),
             metadata: details.metadata,
-            trace: trace.attributes_at(data.attributes_version),
+            trace: attributes,
         }
     }
 }

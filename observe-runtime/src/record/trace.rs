@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use once_cell::sync::Lazy;
 
+use super::span::PromptLink;
 use crate::ids::{ObservationId, TraceId};
 
 /// Attributes of a whole trace, copied onto every span of it.
@@ -30,6 +31,8 @@ pub struct TraceAttributes {
     pub version: Option<String>,
     /// Whether the trace is public in Langfuse.
     pub public: Option<bool>,
+    /// The prompt every generation of the trace is linked to, unless it links its own.
+    pub prompt: Option<PromptLink>,
 }
 
 static EMPTY: Lazy<Arc<TraceAttributes>> = Lazy::new(Arc::default);
