@@ -703,6 +703,8 @@ LAYERS: dict[str, list[tuple[str, list[str]]]] = {
         ]),
         ("record", ["record/"]),
         ("export", ["export/"]),
+        ("api", ["api/"]),
+        ("prompt", ["prompt/"]),
         ("config", ["config/"]),
         ("gate", ["gate.rs"]),
         ("local", ["local/"]),

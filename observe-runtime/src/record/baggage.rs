@@ -5,7 +5,7 @@
 //! trace-wide prompt link as `langfuse_prompt_name` and `langfuse_prompt_version`. Plain
 //! text in, plain text out: knows nothing of traces or threads.
 
-use super::span::PromptLink;
+use super::prompt::PromptLink;
 use super::trace::TraceAttributes;
 use crate::percent;
 

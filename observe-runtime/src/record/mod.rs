@@ -4,14 +4,16 @@
 
 pub(crate) mod baggage;
 mod kind;
+mod prompt;
 pub(crate) mod score;
 mod span;
 mod trace;
 mod usage;
 
 pub use kind::{Level, ObservationType};
+pub use prompt::PromptLink;
 pub use score::{FinishedScore, ScoreValue};
-pub use span::{FinishedSpan, PromptLink};
+pub use span::FinishedSpan;
 pub use trace::TraceAttributes;
 pub use usage::{Cost, Usage};
 

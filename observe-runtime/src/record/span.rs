@@ -6,18 +6,9 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use super::{Cost, Level, ObservationType, TraceAttributes, TraceState, Usage};
+use super::{Cost, Level, ObservationType, PromptLink, TraceAttributes, TraceState, Usage};
 use crate::clock::Ticks;
 use crate::ids::{ObservationId, TraceId};
-
-/// A prompt a generation was made from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PromptLink {
-    /// The prompt's name in Langfuse.
-    pub name: String,
-    /// The prompt's version.
-    pub version: u32,
-}
 
 /// A finished observation, as exporters receive it.
 #[derive(Debug, Clone)]

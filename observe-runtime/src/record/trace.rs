@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use once_cell::sync::Lazy;
 
-use super::span::PromptLink;
+use super::prompt::PromptLink;
 use crate::ids::{ObservationId, TraceId};
 
 /// Attributes of a whole trace, copied onto every span of it.
