@@ -23,6 +23,14 @@ pub(crate) enum Selector {
 }
 
 impl Selector {
+    /// The selector as a key to look up, without allocating.
+    pub(crate) fn as_key(&self) -> Key<'_> {
+        match self {
+            Self::Label(label) => Key::Label(label),
+            Self::Version(version) => Key::Version(*version),
+        }
+    }
+
     /// `label "production"` or `version 3`, for messages.
     pub(crate) fn describe(&self) -> String {
         match self {
@@ -30,6 +38,13 @@ impl Selector {
             Self::Version(version) => format!("version {version}"),
         }
     }
+}
+
+/// A [`Selector`] borrowed, for lookups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Key<'a> {
+    Label(&'a str),
+    Version(u32),
 }
 
 /// A cached prompt.
@@ -62,10 +77,10 @@ struct Versions {
 }
 
 impl Versions {
-    fn get(&self, selector: &Selector) -> Option<&Arc<Slot>> {
-        match selector {
-            Selector::Label(label) => self.labels.get(label.as_str()),
-            Selector::Version(version) => self.numbers.get(version),
+    fn get(&self, key: Key<'_>) -> Option<&Arc<Slot>> {
+        match key {
+            Key::Label(label) => self.labels.get(label),
+            Key::Version(version) => self.numbers.get(&version),
         }
     }
 
@@ -147,9 +162,9 @@ impl PromptCache {
 
     /// The cached prompt for `name` and `selector`, and whether this caller must refresh it.
     #[inline]
-    pub(crate) fn get(&self, name: &str, selector: &Selector) -> Lookup {
+    pub(crate) fn get(&self, name: &str, key: Key<'_>) -> Lookup {
         let names = self.read();
-        let Some(slot) = names.get(name).and_then(|versions| versions.get(selector)) else {
+        let Some(slot) = names.get(name).and_then(|versions| versions.get(key)) else {
             return Lookup::Miss;
         };
         if Instant::now() < slot.expires {
@@ -190,7 +205,7 @@ impl PromptCache {
             return Report::Nothing;
         };
         if !versions
-            .get(selector)
+            .get(selector.as_key())
             .is_some_and(|slot| Arc::ptr_eq(slot, started))
         {
             return Report::Nothing;
@@ -263,7 +278,7 @@ mod tests {
             prompt(3),
             Duration::from_secs(60),
         );
-        let version_of = |selector: &Selector| match cache.get("p", selector) {
+        let version_of = |selector: &Selector| match cache.get("p", selector.as_key()) {
             Lookup::Fresh(p) => Some(p.version()),
             _ => None,
         };
@@ -278,11 +293,11 @@ mod tests {
         let cache = PromptCache::default();
         let key = Selector::Label("production".into());
         cache.put("p", &key, prompt(1), Duration::ZERO);
-        let Lookup::Refresh(stale, slot) = cache.get("p", &key) else {
+        let Lookup::Refresh(stale, slot) = cache.get("p", key.as_key()) else {
             panic!("the first stale read claims the refresh");
         };
         assert_eq!(stale.version(), 1);
-        assert!(matches!(cache.get("p", &key), Lookup::Stale(_)));
+        assert!(matches!(cache.get("p", key.as_key()), Lookup::Stale(_)));
         assert_eq!(
             cache.refreshed("p", &key, &slot, Refreshed::Failed),
             Report::FirstFailure
@@ -292,27 +307,27 @@ mod tests {
             cache.refreshed("p", &key, &slot, Refreshed::Fetched(prompt(9))),
             Report::Nothing
         );
-        let Lookup::Refresh(_, slot) = cache.get("p", &key) else {
+        let Lookup::Refresh(_, slot) = cache.get("p", key.as_key()) else {
             panic!("a zero TTL retries at once after a failure");
         };
         assert_eq!(
             cache.refreshed("p", &key, &slot, Refreshed::Failed),
             Report::Nothing
         );
-        let Lookup::Refresh(_, slot) = cache.get("p", &key) else {
+        let Lookup::Refresh(_, slot) = cache.get("p", key.as_key()) else {
             panic!("claimable again");
         };
         assert_eq!(
             cache.refreshed("p", &key, &slot, Refreshed::Fetched(prompt(2))),
             Report::Recovered
         );
-        let Lookup::Refresh(_, slot) = cache.get("p", &key) else {
+        let Lookup::Refresh(_, slot) = cache.get("p", key.as_key()) else {
             panic!("claimable again");
         };
         assert_eq!(
             cache.refreshed("p", &key, &slot, Refreshed::NotFound),
             Report::Nothing
         );
-        assert!(matches!(cache.get("p", &key), Lookup::Miss));
+        assert!(matches!(cache.get("p", key.as_key()), Lookup::Miss));
     }
 }

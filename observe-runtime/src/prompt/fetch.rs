@@ -2,13 +2,14 @@
 //! can, fetched now on a miss (bounded attempts and time), refreshed in the background when
 //! stale, with the user's fallback when the first fetch fails. Also the start-up pre-fetch.
 
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use reqwest::Method;
 
-use super::cache::{Lookup, PromptCache, Refreshed, Report, Selector, Slot};
+use super::cache::{Key, Lookup, PromptCache, Refreshed, Report, Selector, Slot};
 use super::types::{Body, ChatMessage};
 use super::{Prompt, PromptError};
 use crate::api::{self, ApiClient, ApiCore, ApiError};
@@ -17,6 +18,9 @@ use crate::percent;
 
 /// The TTL when neither the request nor the configuration sets one (the official SDKs' default).
 pub const DEFAULT_PROMPT_CACHE_TTL: Duration = Duration::from_secs(60);
+
+/// The label asked for when neither a label nor a version is.
+const PRODUCTION: &str = "production";
 
 pub(super) static CACHE: LazyLock<PromptCache> = LazyLock::new(PromptCache::default);
 static DEFAULT_TTL_MILLIS: AtomicU64 = AtomicU64::new(60_000);
@@ -148,7 +152,7 @@ pub(crate) fn prefetch(names: &[String]) {
         let core = api.core().clone();
         let name = name.clone();
         api.spawn(async move {
-            let selector = Selector::Label("production".into());
+            let selector = Selector::Label(PRODUCTION.into());
             let timeout = core.timeout();
             match fetch_from(
                 core,
@@ -180,7 +184,7 @@ pub(crate) fn prefetch(names: &[String]) {
 /// let text = prompt.compile(&serde_json::json!({"text": "..."}))?;
 /// # Ok(()) }
 /// ```
-pub fn get_prompt(name: impl Into<String>) -> PromptRequest {
+pub fn get_prompt<'a>(name: impl Into<Cow<'a, str>>) -> PromptRequest<'a> {
     PromptRequest {
         name: name.into(),
         label: None,
@@ -208,9 +212,9 @@ pub fn get_prompt(name: impl Into<String>) -> PromptRequest {
 /// [`Config::prompt_cache_ttl`]: crate::Config::prompt_cache_ttl
 #[derive(Debug, Clone)]
 #[must_use = "a prompt request does nothing until .fetch() or .fetch_async()"]
-pub struct PromptRequest {
-    name: String,
-    label: Option<String>,
+pub struct PromptRequest<'a> {
+    name: Cow<'a, str>,
+    label: Option<Cow<'a, str>>,
     version: Option<u32>,
     cache_ttl: Option<Duration>,
     fallback: Option<Body>,
@@ -225,9 +229,9 @@ enum Start {
     Failed(Selector, ApiError),
 }
 
-impl PromptRequest {
+impl<'a> PromptRequest<'a> {
     /// The version with this label (`production`, `staging`, `latest`, ...).
-    pub fn label(mut self, label: impl Into<String>) -> Self {
+    pub fn label(mut self, label: impl Into<Cow<'a, str>>) -> Self {
         self.label = Some(label.into());
         self
     }
@@ -272,7 +276,7 @@ impl PromptRequest {
 
     fn selector(&self) -> Result<Selector, PromptError> {
         let invalid = |reason: &str| PromptError::InvalidRequest {
-            name: self.name.clone(),
+            name: self.name.to_string(),
             reason: reason.to_string(),
         };
         if self.name.trim().is_empty() {
@@ -288,9 +292,9 @@ impl PromptRequest {
             (Some(label), None) if label.is_empty() => Err(invalid(
                 "the label is empty; leave it out for \"production\"",
             )),
-            (Some(label), None) => Ok(Selector::Label(label.clone())),
+            (Some(label), None) => Ok(Selector::Label(label.to_string())),
             (None, Some(version)) => Ok(Selector::Version(version)),
-            (None, None) => Ok(Selector::Label("production".into())),
+            (None, None) => Ok(Selector::Label(PRODUCTION.into())),
         }
     }
 
@@ -298,15 +302,34 @@ impl PromptRequest {
         self.cache_ttl.unwrap_or_else(default_ttl)
     }
 
+    /// The cache key asked for, without allocating; `None` when the request is invalid.
+    fn key(&self) -> Option<Key<'_>> {
+        match (&self.label, self.version) {
+            (None, None) => Some(Key::Label(PRODUCTION)),
+            (Some(label), None) if !label.is_empty() => Some(Key::Label(label)),
+            (None, Some(version)) => Some(Key::Version(version)),
+            _ => None,
+        }
+    }
+
     fn start(&self) -> Result<Start, PromptError> {
-        let selector = self.selector()?;
-        let cached = !self.ttl().is_zero();
-        if cached {
-            match CACHE.get(&self.name, &selector) {
+        // Valid requests only: the key borrows the request, so a hit allocates nothing.
+        let Some(key) = self.key().filter(|_| !self.name.trim().is_empty()) else {
+            return Err(match self.selector() {
+                Err(error) => error,
+                Ok(selector) => PromptError::InvalidRequest {
+                    name: self.name.to_string(),
+                    reason: format!("{} cannot be asked for", selector.describe()),
+                },
+            });
+        };
+        if !self.ttl().is_zero() {
+            match CACHE.get(&self.name, key) {
                 Lookup::Fresh(prompt) | Lookup::Stale(prompt) => return Ok(Start::Done(prompt)),
                 Lookup::Refresh(prompt, slot) => {
+                    let selector = self.selector()?;
                     match api::installed() {
-                        Ok(api) => refresh(&api, self.name.clone(), selector, slot),
+                        Ok(api) => refresh(&api, self.name.to_string(), selector, slot),
                         Err(_) => {
                             CACHE.refreshed(&self.name, &selector, &slot, Refreshed::Failed);
                         }
@@ -316,6 +339,7 @@ impl PromptRequest {
                 Lookup::Miss => {}
             }
         }
+        let selector = self.selector()?;
         Ok(match api::installed() {
             Ok(api) => Start::Fetch(api, selector),
             Err(error) => Start::Failed(selector, error),
@@ -331,7 +355,7 @@ impl PromptRequest {
         let timeout = self.timeout.unwrap_or_else(|| core.timeout());
         fetch_from(
             core,
-            self.name.clone(),
+            self.name.to_string(),
             selector.clone(),
             self.attempts,
             timeout,
