@@ -16,7 +16,6 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use observe_runtime::{get_prompt, Config};
 use serde_json::json;
 
-#[allow(dead_code)]
 #[path = "../tests/support/mod.rs"]
 mod support;
 

@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 use tracing_subscriber::layer::SubscriberExt as _;
 
 use support::prompts::{not_found_with_label, BOTH_VERSION_AND_LABEL};
-use support::{by_name, serial, FakeLangfuse, Fault};
+use support::{by_name, child_mode, run_child, serial, FakeLangfuse, Fault};
 
 const PUBLIC_KEY: &str = "pk-lf-prompts";
 const SECRET_KEY: &str = "sk-lf-prompts";
@@ -719,4 +719,58 @@ fn a_trace_wide_link_reaches_child_threads_bridged_spans_and_baggage() {
         remote.int_attr("langfuse.observation.prompt.version"),
         Some(5)
     );
+}
+
+#[test]
+fn a_failing_refresh_is_reported_once_not_per_call() {
+    const BASE_URL: &str = "OBSERVE_TEST_PROMPT_BASE_URL";
+    if child_mode().as_deref() == Some("refresh") {
+        let base_url = std::env::var(BASE_URL).expect("the server's URL");
+        let _guard = Config::default()
+            .public_key(PUBLIC_KEY)
+            .secret_key(SECRET_KEY)
+            .base_url(base_url)
+            .prompt_cache_ttl(Duration::from_millis(100))
+            .init()
+            .unwrap();
+        assert_eq!(get_prompt("summarise").fetch().unwrap().version(), 1);
+        // Two rounds: each claims one refresh, whose three attempts all fail (backoffs of at
+        // most 0.75 s and 1.5 s), while every call gets the cached version.
+        for _ in 0..2 {
+            thread::sleep(Duration::from_millis(150));
+            for _ in 0..20 {
+                assert_eq!(get_prompt("summarise").fetch().unwrap().version(), 1);
+            }
+            thread::sleep(Duration::from_secs(4));
+        }
+        return;
+    }
+    let _serial = serial();
+    let server = FakeLangfuse::start(PUBLIC_KEY, SECRET_KEY);
+    server.put_prompt(text_prompt("summarise", 1, "v1", &["production"]));
+    server.script_prompts([Fault::Delay(Duration::ZERO)]);
+    server.set_default_prompt_fault(Some(Fault::service_unavailable()));
+    let output = run_child(
+        "a_failing_refresh_is_reported_once_not_per_call",
+        "refresh",
+        &[(BASE_URL, &server.base_url())],
+        Duration::from_secs(60),
+    );
+    output.assert_success();
+    let reports: Vec<&str> = output
+        .stderr
+        .lines()
+        .filter(|line| line.contains("could not be refreshed"))
+        .collect();
+    assert_eq!(
+        reports,
+        [format!(
+            "[langfuse] warning: prompt \"summarise\" (label \"production\") could not be \
+             refreshed; the cached version keeps being served and the refresh is retried (said \
+             once until it succeeds): GET {}/api/public/v2/prompts/summarise?label=production \
+             answered HTTP 503: \"Service Unavailable\"",
+            server.base_url()
+        )]
+    );
+    assert_eq!(fetches(&server, "summarise").len(), 1 + 3 + 3);
 }

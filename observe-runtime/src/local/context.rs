@@ -444,8 +444,9 @@ impl TraceContext {
 
     /// Adopts the trace attributes an incoming W3C `baggage` header carries in the keys of the
     /// Langfuse SDKs (`langfuse_session_id`, `langfuse_user_id`, `langfuse_trace_name`,
-    /// `langfuse_version`, `langfuse_tags`, `langfuse_metadata_<key>`): every observation sent
-    /// under this context carries them. Other entries are ignored; a malformed entry is skipped
+    /// `langfuse_version`, `langfuse_tags`, `langfuse_metadata_<key>`, and the trace-wide prompt
+    /// link `langfuse_prompt_name` with `langfuse_prompt_version`): every observation sent under
+    /// this context carries them (the prompt link: every generation). Other entries are ignored; a malformed entry is skipped
     /// and reported once on stderr. Metadata values arrive as strings.
     ///
     /// ```
@@ -472,7 +473,7 @@ impl TraceContext {
     }
 
     /// The trace attributes that travel with this context (session, user, trace name, version,
-    /// tags, and the metadata keys that fit in 8192 bytes), as a W3C `baggage` header value in
+    /// tags, the trace-wide prompt link, and the metadata keys that fit in 8192 bytes), as a W3C `baggage` header value in
     /// the keys of the Langfuse SDKs; empty when there are none. This is the explicit call:
     /// [`apply_to`](Self::apply_to) and `inject` send it only when
     /// [`Config::propagate_attributes`](crate::Config::propagate_attributes) is on.
