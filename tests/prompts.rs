@@ -2,7 +2,8 @@
 //! version and folder name, the errors a user sees, the cache (one request within the TTL, a
 //! stale prompt served at once with exactly one refresh, also under 16 threads, while the server
 //! fails or hangs, eviction on 404), fallbacks, compiling, creating and relabelling, and the link
-//! of generations to a prompt as it arrives on the wire.
+//! of generations to a prompt as it arrives on the wire; and `trace_url`, which shares the REST
+//! client.
 //!
 //! The client is global to the process: every test holds [`support::serial`] and starts its own
 //! client against its own server.
@@ -773,4 +774,24 @@ fn a_failing_refresh_is_reported_once_not_per_call() {
         )]
     );
     assert_eq!(fetches(&server, "summarise").len(), 1 + 3 + 3);
+}
+
+#[test]
+fn trace_urls_ask_for_the_project_once() {
+    let _serial = serial();
+    let (server, _guard) = start();
+    let id: observe_runtime::TraceId = "4bf92f3577b34da6a3ce929d0e0e4736".parse().unwrap();
+    let expected = format!(
+        "{}/project/{}/traces/4bf92f3577b34da6a3ce929d0e0e4736",
+        server.base_url(),
+        support::server::PROJECT_ID
+    );
+    assert_eq!(observe_runtime::trace_url(id), Some(expected.clone()));
+    assert_eq!(observe_runtime::trace_url(id), Some(expected));
+    let asked = server
+        .requests()
+        .iter()
+        .filter(|r| r.path == support::server::PROJECTS_PATH)
+        .count();
+    assert_eq!(asked, 1);
 }

@@ -80,7 +80,7 @@ pub mod __private;
 #[doc = include_str!("observe.md")]
 pub use observe_macros::observe;
 
-pub use api::ApiError;
+pub use api::{trace_url, ApiError};
 #[cfg(feature = "tracing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tracing")))]
 pub use bridge::{tracing_layer, TracingLayer};

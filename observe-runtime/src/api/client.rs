@@ -177,6 +177,8 @@ impl ApiCore {
 pub(crate) struct ApiClient {
     core: Arc<ApiCore>,
     runtime: OnceLock<Result<tokio::runtime::Runtime, String>>,
+    /// The id of the keys' project, once asked (see `trace_url`).
+    pub(crate) project_id: OnceLock<String>,
 }
 
 impl std::fmt::Debug for ApiClient {
@@ -211,11 +213,17 @@ impl ApiClient {
                 http: http_client(timeout)?,
             }),
             runtime: OnceLock::new(),
+            project_id: OnceLock::new(),
         })
     }
 
     pub(crate) fn core(&self) -> &Arc<ApiCore> {
         &self.core
+    }
+
+    /// The base URL of the Langfuse host.
+    pub(crate) fn base_url(&self) -> &str {
+        &self.core.base_url
     }
 
     fn handle(&self) -> Result<tokio::runtime::Handle, ApiError> {

@@ -7,9 +7,11 @@
 
 mod client;
 mod error;
+mod trace_url;
 
 pub(crate) use client::{ApiClient, ApiCore, DEFAULT_ATTEMPTS};
 pub use error::ApiError;
+pub use trace_url::trace_url;
 
 use std::sync::Arc;
 
