@@ -699,17 +699,18 @@ LAYERS: dict[str, list[tuple[str, list[str]]]] = {
     "observe-runtime/src": [
         ("leaves", [
             "capture.rs", "clock.rs", "diagnostics.rs", "ids.rs", "mask.rs", "percent.rs",
-            "unobserved.rs",
+            "python_json.rs", "unobserved.rs",
         ]),
         ("record", ["record/"]),
         ("export", ["export/"]),
         ("api", ["api/"]),
-        ("prompt", ["prompt/"]),
+        ("prompt", ["prompt/", "dataset/"]),
         ("config", ["config/"]),
         ("gate", ["gate.rs"]),
         ("local", ["local/"]),
         ("bridge", ["bridge/"]),
         ("lifecycle", ["lifecycle/"]),
+        ("experiment", ["experiment/"]),
         ("front doors", ["lib.rs", "private.rs"]),
     ],
 }

@@ -53,6 +53,7 @@ mod diagnostics;
 mod ids;
 mod mask;
 mod percent;
+mod python_json;
 mod unobserved;
 // What an ended observation is:
 mod record;
@@ -60,6 +61,7 @@ mod record;
 mod export;
 // The public REST API, and prompt management on it:
 mod api;
+mod dataset;
 mod prompt;
 // Settings:
 mod config;
@@ -72,6 +74,8 @@ mod local;
 mod bridge;
 // Start, flush, shutdown:
 mod lifecycle;
+// Experiments over datasets (they flush at the end):
+mod experiment;
 
 #[doc(hidden)]
 #[path = "private.rs"]
@@ -89,6 +93,14 @@ pub use config::{
     Config, ConfigError, DEFAULT_BASE_URL, DEFAULT_MAX_QUEUE, DEFAULT_SPOOL_MAX_BYTES,
     MAX_QUEUE_LIMIT,
 };
+pub use dataset::{
+    create_dataset, create_dataset_item, get_dataset, get_dataset_async, CreateDataset,
+    CreateDatasetItem, Dataset, DatasetItem,
+};
+pub use experiment::{
+    Evaluation, EvaluatorInput, Experiment, ExperimentData, ExperimentError, ExperimentResult,
+    IntoEvaluations, ItemResult, DEFAULT_TASKS, DEFAULT_THREADS,
+};
 pub use export::{AuthCheck, AuthError, Exporter, MemoryExporter, Project, Stats};
 pub use ids::{IdParseError, ObservationId, TraceId};
 pub use lifecycle::{flush, FlushError, FlushGuard, ShutdownReport};
@@ -105,8 +117,8 @@ pub use prompt::{
     CreatePrompt, Prompt, PromptError, PromptRequest, DEFAULT_PROMPT_CACHE_TTL,
 };
 pub use record::{
-    Cost, FinishedScore, FinishedSpan, Level, ObservationType, PromptLink, ScoreValue,
-    TraceAttributes, Usage,
+    Cost, ExperimentAttributes, FinishedScore, FinishedSpan, Level, ObservationType, PromptLink,
+    ScoreValue, TraceAttributes, Usage,
 };
 
 /// Reads the environment and starts tracing: the same as `Config::from_env().init()`.

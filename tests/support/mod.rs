@@ -5,6 +5,8 @@
 //!   `opentelemetry-proto` messages), records every request and injects faults on demand.
 //! - [`prompts`]: the fake server's prompt management (store of versions, fetch, create, label
 //!   update), as Langfuse's public API answers it.
+//! - [`datasets`]: the fake server's datasets (store of datasets and items, fetch, create or
+//!   update, paged item list, item upsert), as Langfuse's public API answers them.
 //! - [`received`]: views on the spans the server accepted and accessors for their attributes.
 //! - [`child`]: re-running one test of the current binary in a child process.
 //! - [`example`]: running one of the examples against the fake server.
@@ -14,6 +16,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod child;
+pub mod datasets;
 pub mod example;
 pub mod prompts;
 pub mod received;

@@ -604,7 +604,7 @@ fn optional_strings(
 }
 
 /// The body parsed as JSON; a 400 like Next.js + zod answer when it is not JSON.
-fn json_body(content_type: Option<&str>, body: &[u8]) -> Result<Value, (u16, Value)> {
+pub(super) fn json_body(content_type: Option<&str>, body: &[u8]) -> Result<Value, (u16, Value)> {
     let media_type = content_type
         .unwrap_or("")
         .split(';')
@@ -705,11 +705,16 @@ fn refresh_latest(versions: &mut [Value]) {
 }
 
 /// The current time as Langfuse writes it: `2026-11-25T14:44:04.123Z`.
-fn now_iso8601() -> String {
+pub(super) fn now_iso8601() -> String {
     let since_epoch = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
-    let seconds = since_epoch.as_secs() as i64;
+    iso8601_millis(since_epoch.as_millis() as u64)
+}
+
+/// Milliseconds since the Unix epoch as Langfuse writes them: `2026-11-25T14:44:04.123Z`.
+pub(super) fn iso8601_millis(millis: u64) -> String {
+    let seconds = (millis / 1000) as i64;
     let (days, second_of_day) = (seconds.div_euclid(86_400), seconds.rem_euclid(86_400));
     // Civil date from days since 1970-01-01 (proleptic Gregorian calendar).
     let z = days + 719_468;
@@ -726,6 +731,6 @@ fn now_iso8601() -> String {
         second_of_day / 3600,
         second_of_day % 3600 / 60,
         second_of_day % 60,
-        since_epoch.subsec_millis()
+        millis % 1000
     )
 }

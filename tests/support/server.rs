@@ -22,12 +22,22 @@
 //!   - `PATCH /api/public/v2/prompts/{name}/versions/{version}`: `{"newLabels": [...]}`.
 //!
 //!   `latest` always labels the newest version.
+//! - Datasets ([`super::datasets`], Basic auth as above), on a store of datasets and items that
+//!   tests seed with [`FakeLangfuse::put_dataset`] and [`FakeLangfuse::put_dataset_item`]:
+//!   - `GET /api/public/v2/datasets/{datasetName}`: the name is one percent-encoded path
+//!     segment; 404 `Dataset not found`.
+//!   - `POST /api/public/v2/datasets`: a `CreateDatasetRequest`; creates, or updates the dataset
+//!     of that name. `GET /api/public/v2/datasets` lists them.
+//!   - `GET /api/public/dataset-items?datasetName=…&page=…&limit=…`: a page of items, newest
+//!     first, ARCHIVED ones included unless [`FakeLangfuse::set_dataset_items_active_only`];
+//!     `limit` 50 by default, 400 above 100; 404 `Dataset not found`.
+//!   - `POST /api/public/dataset-items`: a `CreateDatasetItemRequest`; upserts by `id`.
 //!
-//! Every request is recorded (prompt requests with their query and body). Faults (a scripted
-//! answer, a delay, a dropped connection, a hang) apply to the traces route, separately to the
-//! scores route, and separately to the prompt routes: first the route's script, one fault per
-//! request in order, then its default fault if one is set. Every loop is bounded and the server
-//! stops when dropped.
+//! Every request is recorded (prompt and dataset requests with their query and body). Faults (a
+//! scripted answer, a delay, a dropped connection, a hang) apply to the traces route, separately
+//! to the scores route, separately to the prompt routes, and separately to the dataset routes:
+//! first the route's script, one fault per request in order, then its default fault if one is
+//! set. Every loop is bounded and the server stops when dropped.
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
@@ -40,6 +50,7 @@ use std::time::{Duration, Instant};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 
+use super::datasets::{self, DatasetRoute, DatasetStore};
 use super::prompts::{self, PromptRoute, PromptStore};
 use super::received::{flatten, links, ReceivedSpan, SpanLink};
 
@@ -80,8 +91,8 @@ const MAX_STALL: Duration = Duration::from_secs(120);
 const POLL: Duration = Duration::from_millis(20);
 const READ_POLL: Duration = Duration::from_millis(100);
 
-/// What the server does with one request (traces, scores or prompts, each with its own script
-/// and default) instead of (or before) answering normally.
+/// What the server does with one request (traces, scores, prompts or datasets, each with its own
+/// script and default) instead of (or before) answering normally.
 #[derive(Clone, Debug)]
 pub enum Fault {
     /// Answer with this status, these extra headers and this body.
@@ -181,9 +192,9 @@ pub struct RecordedRequest {
     /// The export, decoded with the official messages, if the body could be decoded (recorded
     /// even for requests that were then refused or faulted).
     pub decoded: Option<ExportTraceServiceRequest>,
-    /// The body parsed as JSON (scores and prompt requests), if it was JSON.
+    /// The body parsed as JSON (scores, prompt and dataset requests), if it was JSON.
     pub json: Option<serde_json::Value>,
-    /// The body as text (lossy UTF-8), kept for prompt requests only.
+    /// The body as text (lossy UTF-8), kept for prompt and dataset requests only.
     pub body: Option<String>,
     pub arrived: Instant,
     pub answer: Answer,
@@ -248,6 +259,37 @@ impl RecordedRequest {
         )
     }
 
+    /// Any request on `/api/public/v2/datasets` or `/api/public/dataset-items` or below them,
+    /// whatever the method.
+    pub fn is_dataset(&self) -> bool {
+        datasets::is_dataset_path(&self.path)
+    }
+
+    /// For a dataset request: the dataset name, decoded from the path (fetch), taken from the
+    /// query (item list, `datasetName`) or from the JSON body (create: `name`; item create:
+    /// `datasetName`).
+    pub fn dataset_name(&self) -> Option<String> {
+        let from_body = |key: &str| {
+            self.json
+                .as_ref()
+                .and_then(|json| json[key].as_str())
+                .map(str::to_owned)
+        };
+        match datasets::route(&self.method, &self.path) {
+            DatasetRoute::Get { name } => Some(name),
+            DatasetRoute::Create => from_body("name"),
+            DatasetRoute::ListItems => self.query_param("datasetName"),
+            DatasetRoute::CreateItem => from_body("datasetName"),
+            _ => None,
+        }
+    }
+
+    /// A `GET /api/public/dataset-items` (one page) for the dataset `name`.
+    pub fn is_dataset_items_fetch_of(&self, name: &str) -> bool {
+        datasets::route(&self.method, &self.path) == DatasetRoute::ListItems
+            && self.query_param("datasetName").as_deref() == Some(name)
+    }
+
     /// The scores the request carried (an array's items, or the one object), whatever the
     /// answer.
     pub fn scores(&self) -> Vec<serde_json::Value> {
@@ -308,6 +350,9 @@ struct State {
     prompt_script: VecDeque<Fault>,
     default_prompt_fault: Option<Fault>,
     prompts: PromptStore,
+    dataset_script: VecDeque<Fault>,
+    default_dataset_fault: Option<Fault>,
+    datasets: DatasetStore,
 }
 
 impl Default for State {
@@ -323,6 +368,9 @@ impl Default for State {
             prompt_script: VecDeque::new(),
             default_prompt_fault: None,
             prompts: PromptStore::new(PROJECT_ID),
+            dataset_script: VecDeque::new(),
+            default_dataset_fault: None,
+            datasets: DatasetStore::new(PROJECT_ID),
         }
     }
 }
@@ -519,6 +567,109 @@ impl FakeLangfuse {
             .requests
             .iter()
             .filter(|request| request.is_prompt())
+            .cloned()
+            .collect()
+    }
+
+    /// Seeds the dataset store with one dataset: a `Dataset` JSON object (`name`; optional `id`,
+    /// `description`, `metadata`, ...), replacing the dataset of that name if stored (its `id` is
+    /// kept unless one is given). Panics without `name`. See [`DatasetStore::put_dataset`].
+    pub fn put_dataset(&self, dataset: serde_json::Value) {
+        self.shared.lock().datasets.put_dataset(dataset);
+    }
+
+    /// Seeds the dataset store with one item: a `DatasetItem` JSON object (`datasetName` of a
+    /// stored dataset; optional `id`, `status` (ACTIVE by default), `input`, `expectedOutput`,
+    /// `metadata`, `createdAt`, ...), replacing the item of that `id` if stored. Panics without
+    /// `datasetName` or when no dataset has that name. See [`DatasetStore::put_item`].
+    pub fn put_dataset_item(&self, item: serde_json::Value) {
+        self.shared.lock().datasets.put_item(item);
+    }
+
+    /// The stored dataset `name` (after creates and updates).
+    pub fn stored_dataset(&self, name: &str) -> Option<serde_json::Value> {
+        self.shared.lock().datasets.dataset(name)
+    }
+
+    /// Every stored dataset, newest first (the order of `GET /api/public/v2/datasets`).
+    pub fn datasets(&self) -> Vec<serde_json::Value> {
+        self.shared.lock().datasets.datasets()
+    }
+
+    /// Every stored item of the dataset `name`, ARCHIVED ones included, newest first (the order
+    /// of `GET /api/public/dataset-items`).
+    pub fn dataset_items(&self, name: &str) -> Vec<serde_json::Value> {
+        self.shared.lock().datasets.items(name)
+    }
+
+    /// Whether `GET /api/public/dataset-items` leaves ARCHIVED items out, as Langfuse does since
+    /// April 2026 (every v4); false (the default) lists them too, as older Langfuse does.
+    pub fn set_dataset_items_active_only(&self, active_only: bool) {
+        self.shared.lock().datasets.items_active_only = active_only;
+    }
+
+    /// Appends faults for the next dataset requests (any method, datasets or items), one per
+    /// request, in order.
+    pub fn script_datasets(&self, faults: impl IntoIterator<Item = Fault>) {
+        self.shared.lock().dataset_script.extend(faults);
+    }
+
+    /// The fault applied to every dataset request once its script is used up (`None`: answer
+    /// normally).
+    pub fn set_default_dataset_fault(&self, fault: Option<Fault>) {
+        self.shared.lock().default_dataset_fault = fault;
+    }
+
+    /// The requests on `/api/public/v2/datasets`, `/api/public/dataset-items` and below them
+    /// (fetches, lists, creates, and any other method or sub-path), in arrival order, with
+    /// `target` (path and query) and `body`.
+    pub fn dataset_requests(&self) -> Vec<RecordedRequest> {
+        self.shared
+            .lock()
+            .requests
+            .iter()
+            .filter(|request| request.is_dataset())
+            .cloned()
+            .collect()
+    }
+
+    /// How many dataset requests arrived so far (whatever their answer).
+    pub fn dataset_request_count(&self) -> usize {
+        self.shared
+            .lock()
+            .requests
+            .iter()
+            .filter(|request| request.is_dataset())
+            .count()
+    }
+
+    /// How many `GET /api/public/dataset-items` (pages) arrived so far for the dataset `name`
+    /// (`datasetName`, decoded), whatever their answer.
+    pub fn dataset_items_fetch_count(&self, name: &str) -> usize {
+        self.shared
+            .lock()
+            .requests
+            .iter()
+            .filter(|request| request.is_dataset_items_fetch_of(name))
+            .count()
+    }
+
+    /// Waits until at least `count` dataset requests arrived and all of them have their answer
+    /// recorded, or `timeout` passed; returns the dataset requests either way.
+    pub fn wait_for_dataset_requests(
+        &self,
+        count: usize,
+        timeout: Duration,
+    ) -> Vec<RecordedRequest> {
+        let state = self.wait_until(timeout, |state| {
+            let mut dataset_requests = state.requests.iter().filter(|r| r.is_dataset());
+            dataset_requests.clone().count() >= count
+                && dataset_requests.all(|request| request.answer != Answer::Pending)
+        });
+        state
+            .requests
+            .iter()
+            .filter(|request| request.is_dataset())
             .cloned()
             .collect()
     }
@@ -783,11 +934,12 @@ impl Shared {
         request: &IncomingRequest,
         decoded: Option<ExportTraceServiceRequest>,
     ) -> usize {
-        let is_prompt = prompts::is_prompt_path(&request.path);
-        let json = (request.path == SCORES_PATH || is_prompt)
+        let keeps_body =
+            prompts::is_prompt_path(&request.path) || datasets::is_dataset_path(&request.path);
+        let json = (request.path == SCORES_PATH || keeps_body)
             .then(|| serde_json::from_slice(&request.body).ok())
             .flatten();
-        let body = is_prompt.then(|| String::from_utf8_lossy(&request.body).into_owned());
+        let body = keeps_body.then(|| String::from_utf8_lossy(&request.body).into_owned());
         let mut state = self.lock();
         let index = state.requests.len();
         state.requests.push(RecordedRequest {
@@ -828,6 +980,9 @@ impl Shared {
         }
         if prompts::is_prompt_path(&request.path) {
             return self.handle_prompts(request, stream);
+        }
+        if datasets::is_dataset_path(&request.path) {
+            return self.handle_datasets(request, stream);
         }
         let index = self.record(request, None);
         let outcome = match route {
@@ -882,6 +1037,16 @@ impl Shared {
             scripted.or_else(|| state.default_prompt_fault.clone())
         };
         self.apply_fault(index, fault, stream, || self.answer_prompts(request))
+    }
+
+    fn handle_datasets(&self, request: &IncomingRequest, stream: &TcpStream) -> Outcome {
+        let index = self.record(request, None);
+        let fault = {
+            let mut state = self.lock();
+            let scripted = state.dataset_script.pop_front();
+            scripted.or_else(|| state.default_dataset_fault.clone())
+        };
+        self.apply_fault(index, fault, stream, || self.answer_datasets(request))
     }
 
     /// Answers the recorded request `index` with `fault`, or normally with `answer`.
@@ -954,6 +1119,36 @@ impl Shared {
             .split_once('?')
             .map_or("", |(_, query)| query);
         let (status, body) = self.lock().prompts.answer(
+            &route,
+            query,
+            header(&request.headers, "content-type"),
+            &request.body,
+        );
+        Outcome::json(status, body)
+    }
+
+    /// What Langfuse answers to a dataset request when nothing goes wrong on its side: the route
+    /// (an unknown sub-path or method is answered before authentication, as Next.js does), the
+    /// Basic auth of `GET /api/public/projects`, then the dataset store.
+    fn answer_datasets(&self, request: &IncomingRequest) -> Outcome {
+        let route = datasets::route(&request.method, &request.path);
+        if matches!(
+            route,
+            DatasetRoute::Get { .. }
+                | DatasetRoute::List
+                | DatasetRoute::Create
+                | DatasetRoute::ListItems
+                | DatasetRoute::CreateItem
+        ) {
+            if let Err((status, message)) = self.check_auth(&request.headers) {
+                return Outcome::message(status, message);
+            }
+        }
+        let query = request
+            .target
+            .split_once('?')
+            .map_or("", |(_, query)| query);
+        let (status, body) = self.lock().datasets.answer(
             &route,
             query,
             header(&request.headers, "content-type"),
@@ -1261,6 +1456,7 @@ fn reason(status: u16) -> &'static str {
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        409 => "Conflict",
         413 => "Payload Too Large",
         429 => "Too Many Requests",
         500 => "Internal Server Error",

@@ -12,6 +12,7 @@ mod trace_url;
 pub(crate) use client::{ApiClient, ApiCore, DEFAULT_ATTEMPTS};
 pub use error::ApiError;
 pub use trace_url::trace_url;
+pub(crate) use trace_url::{project_id, project_id_async};
 
 use std::sync::Arc;
 
@@ -23,6 +24,14 @@ static INSTALLED: ArcSwapOption<ApiClient> = ArcSwapOption::const_empty();
 /// Makes `client` the one REST calls use (`None`: no Langfuse keys are configured).
 pub(crate) fn install(client: Option<Arc<ApiClient>>) {
     INSTALLED.store(client);
+}
+
+/// Removes `client` if it is the installed one (its guard was dropped).
+pub(crate) fn uninstall(client: &Arc<ApiClient>) {
+    let current = INSTALLED.load();
+    if current.as_ref().is_some_and(|c| Arc::ptr_eq(c, client)) {
+        INSTALLED.compare_and_swap(&*current, None);
+    }
 }
 
 /// The REST client, or why there is none.

@@ -4,7 +4,9 @@
 use reqwest::Method;
 use serde::Deserialize;
 
-use super::{installed, ApiClient, ApiError};
+use std::sync::Arc;
+
+use super::{installed, ApiClient, ApiCore, ApiError};
 use crate::diagnostics;
 use crate::ids::TraceId;
 
@@ -18,27 +20,39 @@ struct ProjectId {
     id: String,
 }
 
-fn project_id(api: &ApiClient) -> Result<String, ApiError> {
+/// Asks which project the keys belong to; runs on the client's runtime.
+async fn ask_project_id(core: Arc<ApiCore>) -> Result<String, ApiError> {
+    let mut request = core.request(Method::GET, "/api/public/projects");
+    request.attempts = 1;
+    let response = core.send(request).await?;
+    let projects: Projects = response.json()?;
+    projects
+        .data
+        .into_iter()
+        .next()
+        .map(|project| project.id)
+        .ok_or_else(|| ApiError::InvalidResponse {
+            method: "GET".into(),
+            url: response.url.clone(),
+            reason: "the keys belong to no project".into(),
+        })
+}
+
+/// The id of the keys' project, asked once per client (blocking on the first call).
+pub(crate) fn project_id(api: &ApiClient) -> Result<String, ApiError> {
     if let Some(id) = api.project_id.get() {
         return Ok(id.clone());
     }
-    let core = api.core().clone();
-    let id = api.block_on(async move {
-        let mut request = core.request(Method::GET, "/api/public/projects");
-        request.attempts = 1;
-        let response = core.send(request).await?;
-        let projects: Projects = response.json()?;
-        projects
-            .data
-            .into_iter()
-            .next()
-            .map(|project| project.id)
-            .ok_or_else(|| ApiError::InvalidResponse {
-                method: "GET".into(),
-                url: response.url.clone(),
-                reason: "the keys belong to no project".into(),
-            })
-    })?;
+    let id = api.block_on(ask_project_id(api.core().clone()))?;
+    Ok(api.project_id.get_or_init(|| id).clone())
+}
+
+/// [`project_id`] without blocking the executor.
+pub(crate) async fn project_id_async(api: &ApiClient) -> Result<String, ApiError> {
+    if let Some(id) = api.project_id.get() {
+        return Ok(id.clone());
+    }
+    let id = api.run(ask_project_id(api.core().clone())).await?;
     Ok(api.project_id.get_or_init(|| id).clone())
 }
 

@@ -11,7 +11,7 @@
 //! (collector/trace/v1, trace/v1, common/v1, resource/v1).
 
 use crate::record::FinishedSpan;
-use crate::record::{Level, ObservationType};
+use crate::record::{ExperimentAttributes, Level, ObservationType};
 
 /// The protobuf wire format, written into a `Vec<u8>`.
 mod wire {
@@ -439,7 +439,64 @@ fn attributes(out: &mut Vec<u8>, record: &FinishedSpan, envelope: &Envelope) {
         attribute(out, "langfuse.release", Value::Str(release));
     }
     optional(out, "langfuse.version", &trace.version);
-    optional(out, "langfuse.environment", &envelope.environment);
+    match &trace.experiment {
+        Some(experiment) => {
+            experiment_attributes(out, experiment, record.experiment_item);
+            attribute(
+                out,
+                "langfuse.environment",
+                Value::Str(EXPERIMENT_ENVIRONMENT),
+            );
+        }
+        None => optional(out, "langfuse.environment", &envelope.environment),
+    }
+}
+
+/// The environment of every span of an experiment item, as the Python SDK sends it.
+const EXPERIMENT_ENVIRONMENT: &str = "sdk-experiment";
+
+/// The experiment attributes of the Python SDK 5.x, on every span of an item's trace; the run's
+/// description and the item's expected output only on its run and task observations.
+fn experiment_attributes(out: &mut Vec<u8>, experiment: &ExperimentAttributes, item_span: bool) {
+    attribute(out, "langfuse.experiment.id", Value::Str(&experiment.id));
+    attribute(
+        out,
+        "langfuse.experiment.name",
+        Value::Str(&experiment.name),
+    );
+    optional(out, "langfuse.experiment.metadata", &experiment.metadata);
+    optional(
+        out,
+        "langfuse.experiment.dataset.id",
+        &experiment.dataset_id,
+    );
+    attribute(
+        out,
+        "langfuse.experiment.item.id",
+        Value::Str(&experiment.item_id),
+    );
+    optional(
+        out,
+        "langfuse.experiment.item.metadata",
+        &experiment.item_metadata,
+    );
+    optional(
+        out,
+        "langfuse.experiment.item.root_observation_id",
+        &experiment.item_root_observation_id,
+    );
+    if item_span {
+        optional(
+            out,
+            "langfuse.experiment.description",
+            &experiment.description,
+        );
+        optional(
+            out,
+            "langfuse.experiment.item.expected_output",
+            &experiment.item_expected_output,
+        );
+    }
 }
 
 /// The OTLP `Span` of a finished observation, as a `ScopeSpans.spans` field. Fields holding
@@ -521,6 +578,21 @@ fn trace_attributes_size(trace: &crate::record::TraceAttributes) -> usize {
         + text(&trace.release)
         + text(&trace.version)
         + trace.tags.iter().map(|t| t.len() + 8).sum::<usize>()
+        + trace.experiment.as_ref().map_or(0, |e| {
+            512 + e.id.len()
+                + e.name.len()
+                + e.item_id.len()
+                + [
+                    &e.description,
+                    &e.metadata,
+                    &e.dataset_id,
+                    &e.item_metadata,
+                    &e.item_expected_output,
+                ]
+                .iter()
+                .map(|text| text.as_ref().map_or(0, String::len))
+                .sum::<usize>()
+        })
         + trace
             .metadata
             .iter()
@@ -709,6 +781,7 @@ fn bench_batch(spans: usize) -> (Vec<FinishedSpan>, Envelope) {
                     ("source".into(), "\"wiki\"".into()),
                 ],
                 trace: trace.clone(),
+                experiment_item: false,
             }
         })
         .collect();
@@ -750,6 +823,7 @@ mod tests {
             prompt: None,
             metadata: Vec::new(),
             trace: Arc::new(TraceAttributes::default()),
+            experiment_item: false,
         }
     }
 
@@ -794,6 +868,7 @@ mod tests {
                 version: Some("1.2.3".into()),
                 public: Some(false),
                 prompt: None,
+                experiment: None,
             }),
             ..plain("everything")
         };
@@ -877,8 +952,36 @@ mod tests {
             metadata: vec![("big".into(), "z".repeat(130))],
             ..plain("long")
         };
+        let experiment = Arc::new(crate::record::ExperimentAttributes {
+            id: "c44fdad8f2839b02".into(),
+            name: "nightly é/run".into(),
+            description: Some("every question".into()),
+            metadata: Some("{\"model\": \"gpt-4o\"}".into()),
+            dataset_id: Some("ds-123".into()),
+            item_id: "item-1".into(),
+            item_metadata: None,
+            item_expected_output: Some("4".into()),
+            item_root_observation_id: Some("0000000000000007".into()),
+        });
+        let experiment_task = FinishedSpan {
+            experiment_item: true,
+            trace: Arc::new(TraceAttributes {
+                experiment: Some(experiment.clone()),
+                ..Default::default()
+            }),
+            ..plain("experiment-item-task")
+        };
+        let experiment_child = FinishedSpan {
+            trace: Arc::new(TraceAttributes {
+                experiment: Some(experiment),
+                ..Default::default()
+            }),
+            ..plain("inside the task")
+        };
         vec![
             everything,
+            experiment_task,
+            experiment_child,
             nothing,
             prompt_not_generation,
             error,
@@ -1349,7 +1452,52 @@ mod prost_reference {
         if let Some(version) = &trace.version {
             attributes.push(string("langfuse.version", version.as_str()));
         }
-        if let Some(environment) = &envelope.environment {
+        if let Some(experiment) = &trace.experiment {
+            let optional = |attributes: &mut Vec<KeyValue>, key: &str, value: &Option<String>| {
+                if let Some(value) = value {
+                    attributes.push(string(key, value.as_str()));
+                }
+            };
+            attributes.push(string("langfuse.experiment.id", experiment.id.as_str()));
+            attributes.push(string("langfuse.experiment.name", experiment.name.as_str()));
+            optional(
+                &mut attributes,
+                "langfuse.experiment.metadata",
+                &experiment.metadata,
+            );
+            optional(
+                &mut attributes,
+                "langfuse.experiment.dataset.id",
+                &experiment.dataset_id,
+            );
+            attributes.push(string(
+                "langfuse.experiment.item.id",
+                experiment.item_id.as_str(),
+            ));
+            optional(
+                &mut attributes,
+                "langfuse.experiment.item.metadata",
+                &experiment.item_metadata,
+            );
+            optional(
+                &mut attributes,
+                "langfuse.experiment.item.root_observation_id",
+                &experiment.item_root_observation_id,
+            );
+            if record.experiment_item {
+                optional(
+                    &mut attributes,
+                    "langfuse.experiment.description",
+                    &experiment.description,
+                );
+                optional(
+                    &mut attributes,
+                    "langfuse.experiment.item.expected_output",
+                    &experiment.item_expected_output,
+                );
+            }
+            attributes.push(string("langfuse.environment", "sdk-experiment"));
+        } else if let Some(environment) = &envelope.environment {
             attributes.push(string("langfuse.environment", environment.as_str()));
         }
 

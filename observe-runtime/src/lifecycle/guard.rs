@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::flush::{self, FlushError, ShutdownReport};
+use crate::api::{self, ApiClient};
 use crate::export::Stats;
 use crate::gate::Client;
 
@@ -22,6 +23,8 @@ use crate::gate::Client;
 #[must_use = "dropping the guard shuts tracing down; keep it alive in main"]
 pub struct FlushGuard {
     client: Option<Arc<Client>>,
+    /// The REST client of this `init` (prompts, datasets), uninstalled with the guard.
+    api: Option<Arc<ApiClient>>,
 }
 
 impl fmt::Debug for FlushGuard {
@@ -33,14 +36,22 @@ impl fmt::Debug for FlushGuard {
 }
 
 impl FlushGuard {
-    pub(crate) fn new(client: Arc<Client>) -> Self {
+    pub(crate) fn new(client: Arc<Client>, api: Option<Arc<ApiClient>>) -> Self {
         Self {
             client: Some(client),
+            api,
         }
     }
 
-    pub(crate) fn disabled() -> Self {
-        Self { client: None }
+    pub(crate) fn disabled(api: Option<Arc<ApiClient>>) -> Self {
+        Self { client: None, api }
+    }
+
+    /// The REST client ends with the guard.
+    fn release_api(&mut self) {
+        if let Some(api) = self.api.take() {
+            api::uninstall(&api);
+        }
     }
 
     /// Whether tracing is on under this guard (`false` when disabled by configuration).
@@ -59,6 +70,7 @@ impl FlushGuard {
 
     /// Flushes and stops the exporter, within the shutdown timeout.
     pub fn shutdown(mut self) -> Result<ShutdownReport, FlushError> {
+        self.release_api();
         match self.client.take() {
             Some(client) => flush::shutdown(&client),
             None => Ok(ShutdownReport {
@@ -79,6 +91,7 @@ impl FlushGuard {
 
 impl Drop for FlushGuard {
     fn drop(&mut self) {
+        self.release_api();
         if let Some(client) = self.client.take() {
             let _ = flush::shutdown(&client);
         }

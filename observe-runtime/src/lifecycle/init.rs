@@ -50,7 +50,7 @@ fn child_environment(settings: &Settings) -> Vec<(&'static str, String)> {
 
 /// The REST client of the Langfuse keys (prompts work with tracing disabled too), a fresh prompt
 /// cache, and the pre-fetch.
-fn install_api(settings: &Settings) {
+fn install_api(settings: &Settings) -> Option<Arc<ApiClient>> {
     let client =
         settings
             .api
@@ -65,9 +65,10 @@ fn install_api(settings: &Settings) {
                     None
                 }
             });
-    api::install(client);
+    api::install(client.clone());
     prompt::configure(settings.prompt_cache_ttl);
     prompt::prefetch(&settings.prefetch_prompts);
+    client
 }
 
 /// `Config::init`: validate, start the exporter, install the client.
@@ -84,8 +85,8 @@ pub(crate) fn init(config: Config) -> Result<FlushGuard, ConfigError> {
     }
     if !settings.enabled {
         diagnostics::debug(|| "tracing is disabled; nothing will be recorded".into());
-        install_api(&settings);
-        return Ok(FlushGuard::disabled());
+        let api = install_api(&settings);
+        return Ok(FlushGuard::disabled(api));
     }
     // Checked again when installing; this spares starting a thread for nothing.
     if gate::is_installed() {
@@ -150,7 +151,7 @@ pub(crate) fn init(config: Config) -> Result<FlushGuard, ConfigError> {
             "printing traces to stderr".to_string()
         }
     });
-    install_api(&settings);
+    let api = install_api(&settings);
     let destination = match settings.sink {
         SinkChoice::Memory(memory) => {
             memory.set_collect(buffer::collect_into_installed);
@@ -220,6 +221,9 @@ pub(crate) fn init(config: Config) -> Result<FlushGuard, ConfigError> {
     if gate::install(client.clone()).is_err() {
         // Another init won the race: stop what was started for this one.
         let _ = flush::shutdown(&client);
+        if let Some(api) = &api {
+            api::uninstall(api);
+        }
         return Err(ConfigError::AlreadyInitialized);
     }
     hooks::register_exit_hook();
@@ -227,7 +231,7 @@ pub(crate) fn init(config: Config) -> Result<FlushGuard, ConfigError> {
     if flush_on_signals {
         signals::install();
     }
-    Ok(FlushGuard::new(client))
+    Ok(FlushGuard::new(client, api))
 }
 
 impl Config {

@@ -159,6 +159,12 @@ impl ObservationHandle {
         }
     }
 
+    /// Marks an experiment item's run or task observation (it carries the run's description and
+    /// the item's expected output).
+    pub(crate) fn experiment_item(&self) -> &Self {
+        self.apply(|span| span.details().experiment_item = true)
+    }
+
     /// Links a generation to a Langfuse prompt by name and version.
     ///
     /// Only a generation can carry a prompt link (Langfuse drops any other observation that has

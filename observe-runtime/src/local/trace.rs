@@ -9,7 +9,7 @@ use crate::capture;
 use crate::diagnostics;
 use crate::ids::TraceId;
 use crate::prompt::Prompt;
-use crate::record::{TraceAttributes, TraceState};
+use crate::record::{ExperimentAttributes, TraceAttributes, TraceState};
 
 /// The trace running on this thread now; see [`current_trace`].
 ///
@@ -141,6 +141,11 @@ impl TraceHandle {
     /// Makes the trace public (viewable by link) or not.
     pub fn public(&self, public: bool) -> &Self {
         self.update(|a| a.public = Some(public))
+    }
+
+    /// Makes the trace an experiment item's (every span that ends from now on carries it).
+    pub(crate) fn experiment(&self, experiment: Arc<ExperimentAttributes>) -> &Self {
+        self.update(|a| a.experiment = Some(experiment))
     }
 
     /// Links every generation of this trace that ends from now on to `prompt`, unless it links

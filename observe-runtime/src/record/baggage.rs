@@ -274,6 +274,7 @@ mod tests {
                 name: "agent/system".into(),
                 version: 5,
             }),
+            experiment: None,
         }
     }
 

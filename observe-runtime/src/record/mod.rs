@@ -3,6 +3,7 @@
 //! the form the hot path writes and the form exporters read, and scores. Imports only the leaves.
 
 pub(crate) mod baggage;
+mod experiment;
 mod kind;
 mod prompt;
 pub(crate) mod score;
@@ -10,6 +11,7 @@ mod span;
 mod trace;
 mod usage;
 
+pub use experiment::ExperimentAttributes;
 pub use kind::{Level, ObservationType};
 pub use prompt::PromptLink;
 pub use score::{FinishedScore, ScoreValue};

@@ -54,6 +54,9 @@ pub struct FinishedSpan {
     pub metadata: Vec<(String, String)>,
     /// The trace attributes when the span ended.
     pub trace: Arc<TraceAttributes>,
+    /// An experiment item's run or task observation: it also carries the run's description and
+    /// the item's expected output.
+    pub experiment_item: bool,
 }
 
 /// What most observations never set, kept out of line so the record stays small.
@@ -66,6 +69,8 @@ pub(crate) struct Details {
     pub(crate) completion_start_unix_nanos: Option<u64>,
     pub(crate) prompt: Option<PromptLink>,
     pub(crate) metadata: Vec<(String, String)>,
+    /// An experiment item's run or task observation.
+    pub(crate) experiment_item: bool,
     /// When the first item of a streamed result came (set by the stream wrapper; an explicit
     /// `completion_start_unix_nanos` wins).
     pub(crate) first_item: Option<Ticks>,
@@ -190,6 +195,7 @@ impl Record {
             }),
             metadata: details.metadata,
             trace: attributes,
+            experiment_item: details.experiment_item,
         }
     }
 }

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use once_cell::sync::Lazy;
 
+use super::experiment::ExperimentAttributes;
 use super::prompt::PromptLink;
 use crate::ids::{ObservationId, TraceId};
 
@@ -33,6 +34,9 @@ pub struct TraceAttributes {
     pub public: Option<bool>,
     /// The prompt every generation of the trace is linked to, unless it links its own.
     pub prompt: Option<PromptLink>,
+    /// The experiment the trace is an item of (its spans then go to the `sdk-experiment`
+    /// environment).
+    pub experiment: Option<Arc<ExperimentAttributes>>,
 }
 
 static EMPTY: Lazy<Arc<TraceAttributes>> = Lazy::new(Arc::default);
