@@ -25,8 +25,8 @@ use crate::record::PromptLink;
 /// assert_eq!(history.placeholder_name(), Some("history"));
 /// assert_eq!(system.placeholder_name(), None);
 /// assert_eq!(
-///     serde_json::to_string(&history).unwrap(),
-///     r#"{"type":"placeholder","name":"history"}"#
+///     serde_json::to_value(&history).unwrap(),
+///     serde_json::json!({"type": "placeholder", "name": "history"})
 /// );
 /// ```
 #[derive(Debug, Clone, PartialEq)]
