@@ -446,7 +446,13 @@ impl TraceContext {
     /// Langfuse SDKs (`langfuse_session_id`, `langfuse_user_id`, `langfuse_trace_name`,
     /// `langfuse_version`, `langfuse_tags`, `langfuse_metadata_<key>`, and the trace-wide prompt
     /// link `langfuse_prompt_name` with `langfuse_prompt_version`): every observation sent under
-    /// this context carries them (the prompt link: every generation). Other entries are ignored; a malformed entry is skipped
+    /// this context carries them (the prompt link: every generation).
+    ///
+    /// Values are read as the official SDKs write them: percent-encoded (this SDK, the JS SDK),
+    /// or form-encoded as the Python SDK's propagator writes them, where `+` is a space (a value
+    /// is taken as form-encoded only when every other character in it is one that form encoding
+    /// leaves as is, so a raw `+` in `mailto:a+b@x` stays a plus). Tags may be a JSON array or a
+    /// Python list's text (`['a', 'b']`). Other entries are ignored; a malformed entry is skipped
     /// and reported once on stderr. Metadata values arrive as strings.
     ///
     /// ```

@@ -127,22 +127,72 @@ impl Decoded {
     }
 }
 
-/// Tags as sent: a JSON array of strings (this SDK), a Python list's text (`['a', 'b']`), or a
-/// comma-separated list.
+/// The strings of a Python list's text (`['a', "it's"]`, as `str(list)` writes it), escapes
+/// read; `None` when the text is not such a list.
+fn python_list(text: &str) -> Option<Vec<String>> {
+    let inner = text.trim().strip_prefix('[')?.strip_suffix(']')?;
+    let mut tags = Vec::new();
+    let mut chars = inner.trim().chars().peekable();
+    while let Some(quote) = chars.next() {
+        if quote != '\'' && quote != '"' {
+            return None;
+        }
+        let mut tag = String::new();
+        loop {
+            match chars.next()? {
+                '\\' => match chars.next()? {
+                    'n' => tag.push('\n'),
+                    't' => tag.push('\t'),
+                    'r' => tag.push('\r'),
+                    other => tag.push(other),
+                },
+                c if c == quote => break,
+                c => tag.push(c),
+            }
+        }
+        tags.push(tag);
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        match chars.next() {
+            None => break,
+            Some(',') => {
+                while chars.peek().is_some_and(|c| c.is_whitespace()) {
+                    chars.next();
+                }
+            }
+            Some(_) => return None,
+        }
+    }
+    Some(tags)
+}
+
+/// Tags as sent: a JSON array of strings (this SDK, the JS SDK), a Python list's text
+/// (`['a', 'b']`, the Python SDK), or a comma-separated list.
 fn decode_tags(text: &str) -> Vec<String> {
     if let Ok(tags) = serde_json::from_str::<Vec<String>>(text) {
         return tags;
     }
-    let inner = text
-        .strip_prefix('[')
-        .and_then(|t| t.strip_suffix(']'))
-        .unwrap_or(text);
-    inner
-        .split(',')
+    if let Some(tags) = python_list(text) {
+        return tags.into_iter().filter(|tag| !tag.is_empty()).collect();
+    }
+    text.split(',')
         .map(|tag| tag.trim().trim_matches(|c| c == '\'' || c == '"'))
         .filter(|tag| !tag.is_empty())
         .map(str::to_string)
         .collect()
+}
+
+/// A value as the Python SDK's propagator writes it: form encoding (`urllib.parse.quote_plus`),
+/// where `+` is a space and every other character but letters, digits and `_.-~` is escaped.
+/// Only such a value has its `+` read as a space; in any other (a raw `:` or `/`, as Go's and
+/// Java's propagators leave them) a `+` stays a plus. Our encoder and the JS SDK's escape a plus
+/// as `%2B`, so their values read the same either way.
+fn is_form_encoded(raw: &str) -> bool {
+    raw.contains('+')
+        && raw.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-' | b'~' | b'%' | b'+')
+        })
 }
 
 /// Reads the Langfuse entries of a `baggage` header; other entries (another vendor's) are
@@ -170,7 +220,13 @@ pub(crate) fn decode(header: &str) -> Decoded {
         if !key.starts_with(PREFIX) {
             continue;
         }
-        let Some(value) = percent::decode(value.trim()) else {
+        let raw = value.trim();
+        let raw = if is_form_encoded(raw) {
+            std::borrow::Cow::Owned(raw.replace('+', " "))
+        } else {
+            std::borrow::Cow::Borrowed(raw)
+        };
+        let Some(value) = percent::decode(&raw) else {
             decoded.skipped.push(format!(
                 "{key}: the value is not valid percent-encoded UTF-8"
             ));
@@ -312,6 +368,67 @@ mod tests {
             ..TraceAttributes::default()
         };
         assert_eq!(decoded.attributes, expected);
+    }
+
+    #[test]
+    fn reads_what_the_python_sdk_writes() {
+        // `propagate_attributes(session_id="chat 42", tags=["interop", "py", "it's"],
+        // metadata={"tier": "a+b c"}, as_baggage=True)` through OpenTelemetry's W3C propagator.
+        let decoded = decode(
+            "langfuse_session_id=chat+42,\
+             langfuse_tags=%5B%27interop%27%2C+%27py%27%2C+%22it%27s%22%5D,\
+             langfuse_metadata_tier=a%2Bb+c,langfuse_prompt_name=team%2Fsummarise,\
+             langfuse_prompt_version=3",
+        );
+        assert!(decoded.skipped.is_empty(), "{:?}", decoded.skipped);
+        let attributes = decoded.attributes;
+        assert_eq!(attributes.session_id.as_deref(), Some("chat 42"));
+        assert_eq!(attributes.tags, ["interop", "py", "it's"]);
+        assert_eq!(
+            attributes.metadata,
+            [("tier".to_string(), "\"a+b c\"".to_string())]
+        );
+        assert_eq!(
+            attributes.prompt,
+            Some(PromptLink {
+                name: "team/summarise".into(),
+                version: 3
+            })
+        );
+    }
+
+    #[test]
+    fn a_plus_is_a_space_only_in_form_encoding() {
+        // The JS SDK (`encodeURIComponent`) and this one escape both.
+        assert_eq!(
+            decode("langfuse_user_id=a%2Bb%20c")
+                .attributes
+                .user_id
+                .as_deref(),
+            Some("a+b c")
+        );
+        // A value with a raw `:` was not form-encoded: its `+` is a plus.
+        assert_eq!(
+            decode("langfuse_user_id=mailto:a+b@example.com")
+                .attributes
+                .user_id
+                .as_deref(),
+            Some("mailto:a+b@example.com")
+        );
+        assert_eq!(
+            decode("langfuse_user_id=a+b").attributes.user_id.as_deref(),
+            Some("a b")
+        );
+    }
+
+    #[test]
+    fn python_lists_with_quotes_and_commas_inside_are_read_whole() {
+        assert_eq!(
+            decode_tags(r#"['a, b', "it's", 'back\\slash']"#),
+            ["a, b", "it's", "back\\slash"]
+        );
+        assert_eq!(decode_tags("[]"), Vec::<String>::new());
+        assert_eq!(decode_tags("x, y"), ["x", "y"]);
     }
 
     #[test]
