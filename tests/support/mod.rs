@@ -7,6 +7,7 @@
 //!   update), as Langfuse's public API answers it.
 //! - [`datasets`]: the fake server's datasets (store of datasets and items, fetch, create or
 //!   update, paged item list, item upsert), as Langfuse's public API answers them.
+//! - [`python`]: the official Python SDK as a peer, in a virtual environment of its own.
 //! - [`received`]: views on the spans the server accepted and accessors for their attributes.
 //! - [`child`]: re-running one test of the current binary in a child process.
 //! - [`example`]: running one of the examples against the fake server.
@@ -19,6 +20,7 @@ pub mod child;
 pub mod datasets;
 pub mod example;
 pub mod prompts;
+pub mod python;
 pub mod received;
 pub mod server;
 

@@ -102,11 +102,9 @@ pub(crate) fn encode(attributes: &TraceAttributes) -> Encoded {
             encoded.left_out.push(name);
             continue;
         }
-        // A string travels as itself (what the official SDKs send); anything else as JSON text.
-        match serde_json::from_str::<String>(json) {
-            Ok(text) => add(&mut encoded, &name, &text),
-            Err(_) => add(&mut encoded, &name, json),
-        }
+        // JSON text, as the Python SDK 5.x sends every metadata value (so `"123"` and `123`
+        // stay apart).
+        add(&mut encoded, &name, json);
     }
     encoded
 }
@@ -260,7 +258,12 @@ pub(crate) fn decode(header: &str) -> Decoded {
                 let Some(name) = key.strip_prefix(METADATA_PREFIX).filter(|k| !k.is_empty()) else {
                     continue;
                 };
-                let json = serde_json::Value::String(value).to_string();
+                // JSON text as the Python SDK 5.x writes it; anything else (an older or
+                // another writer's plain text) is a string.
+                let json = match serde_json::from_str::<serde_json::Value>(&value) {
+                    Ok(_) => value,
+                    Err(_) => serde_json::Value::String(value).to_string(),
+                };
                 attributes.metadata.retain(|(k, _)| k != name);
                 attributes.metadata.push((name.to_string(), json));
             }
@@ -342,7 +345,8 @@ mod tests {
             "langfuse_session_id=session%207%2C%20part%202,langfuse_user_id=user%40example.com,\
              langfuse_trace_name=chat%20turn,langfuse_version=v2,\
              langfuse_tags=%5B%22prod%22%2C%22a%2Cb%22%5D,langfuse_prompt_name=agent%2Fsystem,\
-             langfuse_prompt_version=5,langfuse_metadata_tenant=acme,langfuse_metadata_attempt=3"
+             langfuse_prompt_version=5,langfuse_metadata_tenant=%22acme%22,\
+             langfuse_metadata_attempt=3"
         );
         assert_eq!(encoded.left_out, vec!["langfuse_metadata_bad key"]);
     }
@@ -358,7 +362,7 @@ mod tests {
             tags: vec!["prod".into(), "a,b".into()],
             metadata: vec![
                 ("tenant".into(), "\"acme\"".into()),
-                ("attempt".into(), "\"3\"".into()),
+                ("attempt".into(), "3".into()),
             ],
             version: Some("v2".into()),
             prompt: Some(PromptLink {
@@ -373,11 +377,13 @@ mod tests {
     #[test]
     fn reads_what_the_python_sdk_writes() {
         // `propagate_attributes(session_id="chat 42", tags=["interop", "py", "it's"],
-        // metadata={"tier": "a+b c"}, as_baggage=True)` through OpenTelemetry's W3C propagator.
+        // metadata={"tier": "a+b c"}, as_baggage=True)` through OpenTelemetry's W3C propagator
+        // (metadata values are JSON text since the Python SDK 5).
         let decoded = decode(
             "langfuse_session_id=chat+42,\
              langfuse_tags=%5B%27interop%27%2C+%27py%27%2C+%22it%27s%22%5D,\
-             langfuse_metadata_tier=a%2Bb+c,langfuse_prompt_name=team%2Fsummarise,\
+             langfuse_metadata_tier=%22a%2Bb+c%22,langfuse_metadata_plain=a+b,\
+             langfuse_prompt_name=team%2Fsummarise,\
              langfuse_prompt_version=3",
         );
         assert!(decoded.skipped.is_empty(), "{:?}", decoded.skipped);
@@ -386,7 +392,11 @@ mod tests {
         assert_eq!(attributes.tags, ["interop", "py", "it's"]);
         assert_eq!(
             attributes.metadata,
-            [("tier".to_string(), "\"a+b c\"".to_string())]
+            [
+                ("tier".to_string(), "\"a+b c\"".to_string()),
+                // Plain text (an older or another writer's) is a string.
+                ("plain".to_string(), "\"a b\"".to_string()),
+            ]
         );
         assert_eq!(
             attributes.prompt,
@@ -528,6 +538,7 @@ mod tests {
         assert_eq!(mine.user_id.as_deref(), Some("them"));
         assert_eq!(mine.release.as_deref(), Some("r"));
         assert_eq!(mine.tags, vec!["a", "b"]);
-        assert_eq!(mine.metadata, vec![("k".to_string(), "\"2\"".to_string())]);
+        // JSON text, as the Python SDK 5.x writes metadata values.
+        assert_eq!(mine.metadata, vec![("k".to_string(), "2".to_string())]);
     }
 }
