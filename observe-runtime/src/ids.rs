@@ -24,8 +24,31 @@ pub struct TraceId([u8; 16]);
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ObservationId([u8; 8]);
 
+/// Both ids are sent and read as their lowercase hex text (`"4bf92f35…"`), strictly: a text that
+/// `FromStr` refuses is a deserialize error naming it.
+macro_rules! hex_serde {
+    ($id:ty) => {
+        impl serde::Serialize for $id {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.collect_str(self)
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $id {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let text = std::borrow::Cow::<'de, str>::deserialize(deserializer)?;
+                text.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+hex_serde!(TraceId);
+hex_serde!(ObservationId);
+
 /// Why a text is not a valid id.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct IdParseError {
     kind: &'static str,
     expected_len: usize,

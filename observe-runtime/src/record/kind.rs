@@ -4,6 +4,7 @@ use std::fmt;
 
 /// The kind of an observation, as Langfuse shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
 pub enum ObservationType {
     /// A unit of work (the default).
     #[default]
@@ -68,6 +69,7 @@ impl fmt::Display for ObservationType {
 
 /// The severity of an observation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
+#[non_exhaustive]
 pub enum Level {
     /// Detail for debugging.
     Debug,

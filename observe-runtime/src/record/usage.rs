@@ -197,6 +197,22 @@ impl Usage {
     }
 }
 
+/// Written as Langfuse's usage object (`{"input", "output", "total", <details>}`), which
+/// `Deserialize` reads back to the same value.
+impl serde::Serialize for Usage {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(3 + self.details.len()))?;
+        map.serialize_entry("input", &self.input)?;
+        map.serialize_entry("output", &self.output)?;
+        map.serialize_entry("total", &self.total_tokens())?;
+        for (key, value) in &self.details {
+            map.serialize_entry(key, value)?;
+        }
+        map.end()
+    }
+}
+
 /// A non-negative integer count (an integral float such as `12.0` too).
 fn count(value: Option<&Value>) -> Option<u64> {
     let value = value?;
