@@ -3,7 +3,7 @@
 //!
 //! The same binary runs as the coordinator and, started again with `--worker <n>`, as each
 //! worker. The coordinator sets the session and user, then hands each worker its trace context
-//! with [`TraceContext::apply_to`]: `TRACEPARENT` (the trace and the coordinator's span), `BAGGAGE`
+//! with [`TraceContext::apply_to_with_keys`]: `TRACEPARENT` (the trace and the coordinator's span), `BAGGAGE`
 //! (session, user, tags) and the coordinator's `LANGFUSE_*` settings. A worker's plain `init()`
 //! picks all of it up: its observations land under the coordinator's span, in the coordinator's
 //! session, for the same user. In Langfuse this is one trace with one subtree per worker.
@@ -40,7 +40,7 @@ fn coordinate(workers: usize) -> Result<usize, String> {
             let mut command = Command::new(&executable);
             command.args(["--worker", &shard.to_string()]);
             if let Some(context) = &context {
-                context.apply_to(&mut command);
+                context.apply_to_with_keys(&mut command);
             }
             command
                 .spawn()

@@ -541,19 +541,44 @@ impl TraceContext {
     /// user, tags, ...) in `BAGGAGE` (see [`to_baggage`](Self::to_baggage); not when
     /// [`Config::propagate_attributes`](crate::Config::propagate_attributes) is off), and the
     /// `LANGFUSE_*` settings of the running client that neither the command nor this process's
-    /// environment already sets, so that a worker process reports into the same trace, under the
-    /// same session and user, with a plain `init()`.
+    /// environment already sets (base URL, environment, release, sample rate), **but not the
+    /// keys**, not even those this process inherited: a program started this way, such as a tool
+    /// that runs generated code, does not get the secret key unless the command sets it. For your own worker processes, which report into the
+    /// same trace with a plain `init()`, use [`apply_to_with_keys`](Self::apply_to_with_keys).
     ///
     /// ```no_run
     /// # fn demo() -> std::io::Result<()> {
-    /// let mut command = std::process::Command::new("worker");
+    /// let mut command = std::process::Command::new("python3");
+    /// command.args(["-c", "print('untrusted code')"]);
     /// if let Some(context) = observe_runtime::TraceContext::current() {
-    ///     context.apply_to(&mut command);
+    ///     context.apply_to(&mut command); // the trace, not the keys
     /// }
     /// command.status()?;
     /// # Ok(()) }
     /// ```
     pub fn apply_to(&self, command: &mut std::process::Command) {
+        self.apply(command, false);
+    }
+
+    /// [`apply_to`](Self::apply_to) with `LANGFUSE_PUBLIC_KEY` and `LANGFUSE_SECRET_KEY` too (when
+    /// neither the command nor this process's environment sets them), for a worker process of
+    /// yours that reports into the same trace with a plain `init()`.
+    ///
+    /// ```no_run
+    /// # fn demo() -> std::io::Result<()> {
+    /// let mut command = std::process::Command::new("worker");
+    /// if let Some(context) = observe_runtime::TraceContext::current() {
+    ///     context.apply_to_with_keys(&mut command);
+    /// }
+    /// command.status()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn apply_to_with_keys(&self, command: &mut std::process::Command) {
+        self.apply(command, true);
+    }
+
+    fn apply(&self, command: &mut std::process::Command, with_keys: bool) {
+        const KEYS: [&str; 2] = ["LANGFUSE_PUBLIC_KEY", "LANGFUSE_SECRET_KEY"];
         command.env("TRACEPARENT", self.to_traceparent());
         if let Some(baggage) = self.baggage_to_send() {
             command.env("BAGGAGE", baggage);
@@ -564,8 +589,25 @@ impl TraceContext {
                 .map(|(k, _)| k.to_string_lossy().into_owned())
                 .collect();
             for (name, value) in &client.child_environment {
-                if !already.iter().any(|k| k == name) && std::env::var_os(name).is_none() {
+                let key = KEYS.contains(name);
+                if (with_keys || !key)
+                    && !already.iter().any(|k| k == name)
+                    && std::env::var_os(name).is_none()
+                {
                     command.env(name, value);
+                }
+            }
+        }
+        if !with_keys {
+            // Not even inherited from this process's environment, unless the command sets them.
+            let set: Vec<String> = command
+                .get_envs()
+                .filter(|(_, value)| value.is_some())
+                .map(|(k, _)| k.to_string_lossy().into_owned())
+                .collect();
+            for key in KEYS {
+                if !set.iter().any(|k| k == key) {
+                    command.env_remove(key);
                 }
             }
         }
