@@ -1,10 +1,11 @@
-//! Turning the user's values into JSON text: `Serialize` → `Debug` → a placeholder naming the
-//! type, picked without bounds on the user's function (autoref specialization), bounded in size,
+//! Turning the user's values into JSON text: `Serialize` → `Debug` (unless
+//! `LANGFUSE_CAPTURE_DEBUG=false`) → a placeholder naming the type, picked without bounds on the user's function (autoref specialization), bounded in size,
 //! and never panicking into the user's program. Runs only for recorded observations.
 
 use std::fmt::{self, Write as _};
 use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::Serialize;
 
@@ -364,7 +365,22 @@ fn bounded_text(formatted: (String, Option<usize>), limit: usize) -> String {
     }
 }
 
+/// Whether a value that is not `Serialize` is captured through its `Debug` text
+/// (`LANGFUSE_CAPTURE_DEBUG`, on by default); off, it is a placeholder naming its type, since
+/// `Debug` can print secrets (a client's headers, a configuration struct).
+static CAPTURE_DEBUG: AtomicBool = AtomicBool::new(true);
+
+/// Sets [`CAPTURE_DEBUG`] (at `init`).
+pub(crate) fn set_capture_debug(on: bool) {
+    CAPTURE_DEBUG.store(on, Ordering::Relaxed);
+}
+
+/// A captured value through its `Debug` text, as a JSON string (a placeholder when Debug
+/// capture is off).
 pub(crate) fn debug_json<T: fmt::Debug + ?Sized>(value: &T, limit: usize) -> String {
+    if !CAPTURE_DEBUG.load(Ordering::Relaxed) {
+        return placeholder::<T>(": not Serialize, and Debug capture is off");
+    }
     match format_bounded(limit, "Debug", |out| write!(out, "{value:?}")) {
         Ok((text, total)) => {
             let json = json_string(&text);

@@ -211,6 +211,20 @@ impl Config {
         self.overridden("LANGFUSE_FLUSH_ON_SIGNALS")
     }
 
+    /// Whether an argument or return value that is not `Serialize` is captured by its `Debug`
+    /// text (the default) or as a placeholder naming its type; `LANGFUSE_CAPTURE_DEBUG`. `Debug`
+    /// can print secrets (a client with an `Authorization` header, a settings struct): turn it off
+    /// when such values pass through observed functions, or `skip(..)` them.
+    ///
+    /// ```
+    /// let config = observe_runtime::Config::from_env().capture_debug(false);
+    /// # drop(config);
+    /// ```
+    pub fn capture_debug(mut self, capture: bool) -> Self {
+        self.capture_debug = capture;
+        self.overridden("LANGFUSE_CAPTURE_DEBUG")
+    }
+
     /// How long a prompt fetched by [`get_prompt`](crate::get_prompt) is served from the cache
     /// before it is refreshed in the background; zero turns the cache off.
     /// `LANGFUSE_PROMPT_CACHE_DEFAULT_TTL_SECONDS`, default 60 s. A request's own

@@ -91,6 +91,9 @@ pub struct Config {
     /// How long a fetched prompt is served before it is refreshed
     /// (`LANGFUSE_PROMPT_CACHE_DEFAULT_TTL_SECONDS`).
     pub(crate) prompt_cache_ttl: Duration,
+    /// Whether values that are not `Serialize` are captured by their `Debug` text
+    /// (`LANGFUSE_CAPTURE_DEBUG`).
+    pub(crate) capture_debug: bool,
     /// Prompts fetched in the background at `init`.
     pub(crate) prefetch_prompts: Vec<String>,
     /// Values from the environment that could not be read: reported by `init` unless a builder
@@ -134,6 +137,7 @@ impl Default for Config {
             spool_max_bytes: DEFAULT_SPOOL_MAX_BYTES,
             prompt_cache_ttl: crate::prompt::DEFAULT_PROMPT_CACHE_TTL,
             prefetch_prompts: Vec::new(),
+            capture_debug: true,
             problems: Vec::new(),
             notes: Vec::new(),
         }

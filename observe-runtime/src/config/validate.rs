@@ -145,6 +145,7 @@ impl Config {
             sink,
             api,
             prompt_cache_ttl: self.prompt_cache_ttl,
+            capture_debug: self.capture_debug,
             prefetch_prompts: self.prefetch_prompts,
             warnings,
             notes,
@@ -316,6 +317,7 @@ pub(crate) struct Settings {
     /// The Langfuse target of the REST API, when keys are set.
     pub(crate) api: Option<Target>,
     pub(crate) prompt_cache_ttl: Duration,
+    pub(crate) capture_debug: bool,
     pub(crate) prefetch_prompts: Vec<String>,
     pub(crate) warnings: Vec<String>,
     pub(crate) notes: Vec<String>,

@@ -635,8 +635,9 @@ pub(crate) fn apply_score_mask(mask: &Mask, limit: usize, score: &mut FinishedSc
     }
 }
 
-/// Runs the user's mask over every captured value of a span; what it returns is held to the field
-/// limit again (a mask may make a value longer).
+/// Runs the user's mask over every captured value of a span (input, output, observation and trace
+/// metadata, and the status message, an error's text); what it returns is held to the field limit
+/// again (a mask may make a value longer).
 pub(crate) fn apply_mask(mask: &Mask, limit: usize, span: &mut FinishedSpan) {
     if let Some(input) = &mut span.input {
         masked_within(mask, limit, input);
@@ -646,6 +647,18 @@ pub(crate) fn apply_mask(mask: &Mask, limit: usize, span: &mut FinishedSpan) {
     }
     for (_, value) in &mut span.metadata {
         masked_within(mask, limit, value);
+    }
+    // Status messages are error texts: they can quote what failed, secrets included.
+    if let Some(message) = &mut span.status_message {
+        let mut json = capture::json_string(message);
+        masked_within(mask, limit, &mut json);
+        *message = serde_json::from_str::<String>(&json).unwrap_or(json);
+    }
+    if !span.trace.metadata.is_empty() {
+        let trace = std::sync::Arc::make_mut(&mut span.trace);
+        for (_, value) in &mut trace.metadata {
+            masked_within(mask, limit, value);
+        }
     }
 }
 

@@ -77,6 +77,7 @@ pub(crate) fn init(config: Config) -> Result<FlushGuard, ConfigError> {
     let baggage = config.baggage.clone();
     let settings = config.validate()?;
     diagnostics::set_debug(settings.debug);
+    crate::capture::set_capture_debug(settings.capture_debug);
     for note in &settings.notes {
         diagnostics::note(note);
     }
