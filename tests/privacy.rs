@@ -24,7 +24,7 @@ fn init(capture_debug: bool, memory: &MemoryExporter) -> observe_runtime::FlushG
     Config::default()
         .exporter(Exporter::Memory(memory.clone()))
         .capture_debug(capture_debug)
-        .mask(|value| redact(value))
+        .mask(redact)
         .init()
         .expect("init")
 }
