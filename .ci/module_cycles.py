@@ -698,7 +698,7 @@ def find_crates(root: str) -> list[Crate]:
 LAYERS: dict[str, list[tuple[str, list[str]]]] = {
     "observe-runtime/src": [
         ("leaves", [
-            "capture.rs", "clock.rs", "diagnostics.rs", "ids.rs", "mask.rs", "percent.rs",
+            "capture.rs", "clock.rs", "diagnostics.rs", "ids.rs", "mask.rs", "media.rs", "percent.rs",
             "python_json.rs", "unobserved.rs",
         ]),
         ("record", ["record/"]),

@@ -221,10 +221,24 @@ pub(crate) fn placeholder<T: ?Sized>(why: &str) -> String {
     json_string(&format!("<{}{why}>", std::any::type_name::<T>()))
 }
 
+/// A value as JSON text, at most `limit` bytes, with the media found in it (as attachments of
+/// `field`).
+pub(crate) fn serialize_json_with_media<T: Serialize + ?Sized>(
+    value: &T,
+    limit: usize,
+    field: crate::media::MediaField,
+) -> (String, Vec<crate::media::MediaAttachment>) {
+    let mut out = JsonOut::new(limit);
+    out.write_serialize(value);
+    let media = out.take_media(field);
+    (out.take_text(), media)
+}
+
 /// A value as JSON text, at most `limit` bytes: a larger value becomes a JSON string holding its
 /// beginning and a marker giving its size.
 pub(crate) fn serialize_json<T: Serialize + ?Sized>(value: &T, limit: usize) -> String {
     let mut out = JsonOut::new(limit);
+    out.detect_media = false;
     out.write_serialize(value);
     out.take_text()
 }
@@ -240,13 +254,33 @@ thread_local! {
 pub struct JsonOut {
     buffer: Vec<u8>,
     limit: usize,
+    /// Media found in what was written (its references are in the text).
+    media: crate::media::Found,
+    /// Whether media is looked for (only where its attachments are kept).
+    detect_media: bool,
 }
 
 impl JsonOut {
     pub(crate) fn new(limit: usize) -> Self {
         let mut buffer = SCRATCH.try_with(|s| s.take()).unwrap_or_default();
         buffer.clear();
-        Self { buffer, limit }
+        Self {
+            buffer,
+            limit,
+            media: crate::media::Found::default(),
+            detect_media: true,
+        }
+    }
+
+    /// The media found in what was written so far, as attachments of `field`.
+    pub(crate) fn take_media(
+        &mut self,
+        field: crate::media::MediaField,
+    ) -> Vec<crate::media::MediaAttachment> {
+        if self.media.is_empty() {
+            return Vec::new();
+        }
+        std::mem::take(&mut self.media).into_attachments(field)
     }
 
     pub(crate) fn push_byte(&mut self, byte: u8) {
@@ -277,7 +311,37 @@ impl JsonOut {
             limit: self.limit,
             total: 0,
         };
-        let result = catch_unwind(AssertUnwindSafe(|| serde_json::to_writer(&mut out, value)));
+        let media = &mut self.media;
+        let found_before = media.len();
+        let detect_media = self.detect_media;
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            if detect_media && crate::media::enabled() {
+                // Media is replaced by its reference as it is written, before any limit.
+                let result = crate::media::collecting(media, |found| {
+                    let formatter = crate::media::MediaFormatter::new(found, Vec::new());
+                    let mut serializer =
+                        serde_json::Serializer::with_formatter(&mut out, formatter);
+                    value.serialize(&mut serializer)
+                });
+                if media.hints.is_empty() {
+                    return result;
+                }
+                // A `data` field came before the field naming its type (the sorted keys of a
+                // `serde_json::Value`): once more, knowing which.
+                let hints = std::mem::take(&mut media.hints);
+                media.truncate(found_before);
+                out.buffer.truncate(out.start);
+                out.total = 0;
+                crate::media::collecting(media, |found| {
+                    let formatter = crate::media::MediaFormatter::new(found, hints);
+                    let mut serializer =
+                        serde_json::Serializer::with_formatter(&mut out, formatter);
+                    value.serialize(&mut serializer)
+                })
+            } else {
+                serde_json::to_writer(&mut out, value)
+            }
+        }));
         let total = out.total;
         match result {
             Ok(Ok(())) if total <= self.limit => {}

@@ -1,4 +1,4 @@
-//! Time for spans: a cheap monotonic reading on the hot path ([`Ticks`], the CPU's time-stamp
+//! Time for spans and their texts: a cheap monotonic reading on the hot path ([`Ticks`], the CPU's time-stamp
 //! counter where it is reliable, else the monotonic clock), and its conversion to Unix time off
 //! the hot path ([`UnixClock`]), re-anchored to the wall clock every second so that long runs
 //! keep wall-clock accuracy. Knows nothing about spans.
@@ -61,6 +61,40 @@ pub(crate) fn unix_nanos(at: SystemTime) -> u64 {
     at.duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos().min(u64::MAX as u128) as u64)
         .unwrap_or(0)
+}
+
+/// A Unix time in nanoseconds as ISO-8601 UTC (`2026-11-25T14:44:04.123456Z`), always 27 ASCII
+/// bytes (a `u64` of nanoseconds ends in 2554).
+pub(crate) fn iso8601(unix_nanos: u64) -> [u8; 27] {
+    let seconds = unix_nanos / 1_000_000_000;
+    let micros = (unix_nanos % 1_000_000_000) / 1_000;
+    let days = (seconds / 86_400) as i64;
+    let rest = seconds % 86_400;
+    // Civil date from days since 1970-01-01 (proleptic Gregorian calendar).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let mut text = *b"0000-00-00T00:00:00.000000Z";
+    let mut put = |at: usize, digits: usize, mut value: u64| {
+        for byte in text[at..at + digits].iter_mut().rev() {
+            *byte = b'0' + (value % 10) as u8;
+            value /= 10;
+        }
+    };
+    put(0, 4, year as u64);
+    put(5, 2, month as u64);
+    put(8, 2, day as u64);
+    put(11, 2, rest / 3600);
+    put(14, 2, rest % 3600 / 60);
+    put(17, 2, rest % 60);
+    put(20, 6, micros);
+    text
 }
 
 #[cfg(test)]

@@ -52,6 +52,7 @@ mod clock;
 mod diagnostics;
 mod ids;
 mod mask;
+mod media;
 mod percent;
 mod python_json;
 mod unobserved;
@@ -112,6 +113,7 @@ pub use local::score::{score_current_observation, score_current_trace, score_tra
 pub use local::span::{span, ActiveSpan, SpanBuilder};
 pub use local::trace::{current_trace, TraceHandle};
 pub use mask::Mask;
+pub use media::{Media, MediaAttachment, MediaField};
 pub use prompt::{
     create_prompt, get_prompt, set_prompt_labels, set_prompt_labels_async, ChatMessage,
     CreatePrompt, Prompt, PromptError, PromptRequest, DEFAULT_PROMPT_CACHE_TTL,

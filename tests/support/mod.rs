@@ -7,6 +7,9 @@
 //!   update), as Langfuse's public API answers it.
 //! - [`datasets`]: the fake server's datasets (store of datasets and items, fetch, create or
 //!   update, paged item list, item upsert), as Langfuse's public API answers them.
+//! - [`media`]: the fake server's media uploads (store of media records, upload URL, presigned
+//!   upload checked as S3 checks it, upload report, fetch), as Langfuse and its storage answer
+//!   them; a std-only SHA-256.
 //! - [`python`]: the official Python SDK as a peer, in a virtual environment of its own.
 //! - [`received`]: views on the spans the server accepted and accessors for their attributes.
 //! - [`child`]: re-running one test of the current binary in a child process.
@@ -19,6 +22,7 @@
 pub mod child;
 pub mod datasets;
 pub mod example;
+pub mod media;
 pub mod prompts;
 pub mod python;
 pub mod received;

@@ -32,12 +32,27 @@
 //!     first, ARCHIVED ones included unless [`FakeLangfuse::set_dataset_items_active_only`];
 //!     `limit` 50 by default, 400 above 100; 404 `Dataset not found`.
 //!   - `POST /api/public/dataset-items`: a `CreateDatasetItemRequest`; upserts by `id`.
+//! - Media uploads ([`super::media`]), the three steps on this one server, on a store of media
+//!   records (one per media id) that tests read with [`FakeLangfuse::media_records`]:
+//!   - `POST /api/public/media` (Basic auth as above): a `GetMediaUploadUrlRequest`; 200
+//!     `{"uploadUrl": "<base URL>/upload/<mediaId>?signature=…", "mediaId"}`, `uploadUrl` null
+//!     when that content was uploaded already; 400 with the zod issues of a bad body.
+//!   - `PUT /upload/<mediaId>?…` (no auth: a presigned URL), as S3 answers it: `Content-Type`,
+//!     `x-amz-checksum-sha256`, the body's length and SHA-256 checked against the registration;
+//!     200, or 400 (403 for a URL not issued) with an XML `<Error>` naming the failed check. Up
+//!     to 64 MiB, kept without a copy.
+//!   - `PATCH /api/public/media/{mediaId}` (Basic auth): a `PatchMediaBody`; 204; 404
+//!     `Media asset <mediaId> not found in project proj-test`.
+//!   - `GET /api/public/media/{mediaId}` (Basic auth): the `GetMediaResponse`; 404 as Langfuse
+//!     answers before a successful upload was reported.
 //!
-//! Every request is recorded (prompt and dataset requests with their query and body). Faults (a
-//! scripted answer, a delay, a dropped connection, a hang) apply to the traces route, separately
-//! to the scores route, separately to the prompt routes, and separately to the dataset routes:
-//! first the route's script, one fault per request in order, then its default fault if one is
-//! set. Every loop is bounded and the server stops when dropped.
+//! Every request is recorded (prompt, dataset and media API requests with their query and body;
+//! uploads with their headers and body length only). Faults (a scripted answer, a delay, a
+//! dropped connection, a hang) apply to the traces route, separately to the scores route,
+//! separately to the prompt routes, separately to the dataset routes, separately to the media API
+//! routes and separately to the upload route: first the route's script, one fault per request in
+//! order, then its default fault if one is set. Every loop is bounded and the server stops when
+//! dropped.
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
@@ -51,6 +66,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 
 use super::datasets::{self, DatasetRoute, DatasetStore};
+use super::media::{self, MediaRoute, MediaStore};
 use super::prompts::{self, PromptRoute, PromptStore};
 use super::received::{flatten, links, ReceivedSpan, SpanLink};
 
@@ -81,6 +97,7 @@ pub const PROJECT_NAME: &str = "Test Project";
 pub const SERVER_VERSION: &str = "4.16.0";
 
 const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// The largest body read (a larger one closes the connection): media uploads reach 40 MB.
 const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
 const MAX_CONNECTIONS: usize = 4096;
 const MAX_REQUESTS_PER_CONNECTION: usize = 10_000;
@@ -91,8 +108,8 @@ const MAX_STALL: Duration = Duration::from_secs(120);
 const POLL: Duration = Duration::from_millis(20);
 const READ_POLL: Duration = Duration::from_millis(100);
 
-/// What the server does with one request (traces, scores, prompts or datasets, each with its own
-/// script and default) instead of (or before) answering normally.
+/// What the server does with one request (traces, scores, prompts, datasets, media API or media
+/// uploads, each with its own script and default) instead of (or before) answering normally.
 #[derive(Clone, Debug)]
 pub enum Fault {
     /// Answer with this status, these extra headers and this body.
@@ -148,6 +165,14 @@ impl Fault {
     pub fn bad_request(message: &str) -> Self {
         Self::respond(400, serde_json::json!({ "error": message }).to_string())
     }
+
+    /// An answer as S3 gives it to an upload: this status, `Content-Type: application/xml` and
+    /// `<Error><Code>code</Code><Message>message</Message></Error>` (e.g. 403 `AccessDenied`
+    /// `Request has expired`, 500 `InternalError`, 503 `SlowDown`).
+    pub fn s3_error(status: u16, code: &str, message: &str) -> Self {
+        Self::respond(status, media::s3_error_xml(code, message))
+            .with_header("content-type", "application/xml")
+    }
 }
 
 /// Which generation of Langfuse the scores route plays (the wire document, section 4).
@@ -192,9 +217,10 @@ pub struct RecordedRequest {
     /// The export, decoded with the official messages, if the body could be decoded (recorded
     /// even for requests that were then refused or faulted).
     pub decoded: Option<ExportTraceServiceRequest>,
-    /// The body parsed as JSON (scores, prompt and dataset requests), if it was JSON.
+    /// The body parsed as JSON (scores, prompt, dataset and media API requests), if it was JSON.
     pub json: Option<serde_json::Value>,
-    /// The body as text (lossy UTF-8), kept for prompt and dataset requests only.
+    /// The body as text (lossy UTF-8), kept for prompt, dataset and media API requests only (an
+    /// upload's body is not kept here: see [`FakeLangfuse::uploaded_bytes`]).
     pub body: Option<String>,
     pub arrived: Instant,
     pub answer: Answer,
@@ -290,6 +316,39 @@ impl RecordedRequest {
             && self.query_param("datasetName").as_deref() == Some(name)
     }
 
+    /// Any request on `/api/public/media` or below it (registrations, PATCHes, GETs, and any
+    /// other method or sub-path).
+    pub fn is_media(&self) -> bool {
+        media::is_media_path(&self.path)
+    }
+
+    /// Any request on `/upload` or below it (the presigned upload URLs), whatever the method.
+    pub fn is_media_upload(&self) -> bool {
+        media::is_upload_path(&self.path)
+    }
+
+    /// A `POST /api/public/media`.
+    pub fn is_media_registration(&self) -> bool {
+        self.method == "POST" && self.path == media::MEDIA_PATH
+    }
+
+    /// For a media request: the media id, from the path (PATCH, GET, upload) or derived from the
+    /// body's `sha256Hash` (registration).
+    pub fn media_id(&self) -> Option<String> {
+        if let Some(id) = media::upload_media_id(&self.path) {
+            return Some(id.to_owned());
+        }
+        match media::route(&self.method, &self.path) {
+            MediaRoute::Get { media_id } | MediaRoute::Patch { media_id } => Some(media_id),
+            MediaRoute::Register => self
+                .json
+                .as_ref()
+                .and_then(|json| json["sha256Hash"].as_str())
+                .map(media::media_id_of),
+            _ => None,
+        }
+    }
+
     /// The scores the request carried (an array's items, or the one object), whatever the
     /// answer.
     pub fn scores(&self) -> Vec<serde_json::Value> {
@@ -353,10 +412,16 @@ struct State {
     dataset_script: VecDeque<Fault>,
     default_dataset_fault: Option<Fault>,
     datasets: DatasetStore,
+    media_script: VecDeque<Fault>,
+    default_media_fault: Option<Fault>,
+    media_upload_script: VecDeque<Fault>,
+    default_media_upload_fault: Option<Fault>,
+    media: MediaStore,
 }
 
-impl Default for State {
-    fn default() -> Self {
+impl State {
+    /// The state of a fresh server at `base_url`.
+    fn new(base_url: &str) -> Self {
         State {
             requests: Vec::new(),
             script: VecDeque::new(),
@@ -371,6 +436,11 @@ impl Default for State {
             dataset_script: VecDeque::new(),
             default_dataset_fault: None,
             datasets: DatasetStore::new(PROJECT_ID),
+            media_script: VecDeque::new(),
+            default_media_fault: None,
+            media_upload_script: VecDeque::new(),
+            default_media_upload_fault: None,
+            media: MediaStore::new(PROJECT_ID, base_url),
         }
     }
 }
@@ -387,7 +457,7 @@ impl FakeLangfuse {
             public_key: public_key.to_owned(),
             secret_key: secret_key.to_owned(),
             stop: AtomicBool::new(false),
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State::new(&format!("http://{address}"))),
             changed: Condvar::new(),
             connections: Mutex::new(Vec::new()),
         });
@@ -674,6 +744,105 @@ impl FakeLangfuse {
             .collect()
     }
 
+    /// Appends faults for the next media API requests (`/api/public/media` and below: any
+    /// method), one per request, in order. Uploads have their own: [`Self::script_media_uploads`].
+    pub fn script_media(&self, faults: impl IntoIterator<Item = Fault>) {
+        self.shared.lock().media_script.extend(faults);
+    }
+
+    /// The fault applied to every media API request once its script is used up (`None`: answer
+    /// normally).
+    pub fn set_default_media_fault(&self, fault: Option<Fault>) {
+        self.shared.lock().default_media_fault = fault;
+    }
+
+    /// Appends faults for the next uploads (`/upload` and below: any method), one per request,
+    /// in order; [`Fault::s3_error`] answers as S3 does.
+    pub fn script_media_uploads(&self, faults: impl IntoIterator<Item = Fault>) {
+        self.shared.lock().media_upload_script.extend(faults);
+    }
+
+    /// The fault applied to every upload once its script is used up (`None`: answer normally).
+    pub fn set_default_media_upload_fault(&self, fault: Option<Fault>) {
+        self.shared.lock().default_media_upload_fault = fault;
+    }
+
+    /// The status a successful `POST /api/public/media` answers: 200 (the default, as the
+    /// OpenAPI document says) or 201 (what Langfuse's handler answers).
+    pub fn set_media_upload_url_status(&self, status: u16) {
+        self.shared.lock().media.upload_url_status = status;
+    }
+
+    /// Seeds a media record of `bytes` as uploaded and reported (PATCH status 200), so that a
+    /// registration of the same content gets `uploadUrl: null`; returns its media id. See
+    /// [`MediaStore::put_uploaded`].
+    pub fn put_uploaded_media(&self, content_type: &str, bytes: Vec<u8>) -> String {
+        self.shared.lock().media.put_uploaded(content_type, bytes)
+    }
+
+    /// Every media record, in the order first registered: `mediaId`, `sha256Hash`,
+    /// `contentType`, `contentLength`, `registrations` (distinct `{traceId, observationId,
+    /// field}`), `uploadUrlCount`, `uploadCount` (successful uploads), `uploadedLength` (or null),
+    /// `patch` (the last PATCH body accepted, as sent, or null) and `patches`. See
+    /// [`MediaStore::records`].
+    pub fn media_records(&self) -> Vec<serde_json::Value> {
+        self.shared.lock().media.records()
+    }
+
+    /// The media record `media_id` (see [`Self::media_records`]).
+    pub fn media_record(&self, media_id: &str) -> Option<serde_json::Value> {
+        self.shared.lock().media.record(media_id)
+    }
+
+    /// The body of the last successful upload of `media_id`.
+    pub fn uploaded_bytes(&self, media_id: &str) -> Option<Vec<u8>> {
+        self.shared.lock().media.uploaded_bytes(media_id)
+    }
+
+    /// The media API requests and the uploads, in arrival order, with `target` and headers; API
+    /// requests with `body` and `json`, uploads with `body_len` only.
+    pub fn media_requests(&self) -> Vec<RecordedRequest> {
+        self.shared
+            .lock()
+            .requests
+            .iter()
+            .filter(|request| request.is_media() || request.is_media_upload())
+            .cloned()
+            .collect()
+    }
+
+    /// How many `PUT`s arrived on upload URLs so far (whatever their answer).
+    pub fn media_upload_count(&self) -> usize {
+        self.shared
+            .lock()
+            .requests
+            .iter()
+            .filter(|request| request.is_media_upload() && request.method == "PUT")
+            .count()
+    }
+
+    /// How many `POST /api/public/media` arrived so far (whatever their answer).
+    pub fn media_registration_count(&self) -> usize {
+        self.shared
+            .lock()
+            .requests
+            .iter()
+            .filter(|request| request.is_media_registration())
+            .count()
+    }
+
+    /// Waits until at least `count` media requests (API and uploads) arrived and all of them
+    /// have their answer recorded, or `timeout` passed; returns the media requests either way.
+    pub fn wait_for_media_requests(&self, count: usize, timeout: Duration) -> Vec<RecordedRequest> {
+        let is_media = |request: &&RecordedRequest| request.is_media() || request.is_media_upload();
+        let state = self.wait_until(timeout, |state| {
+            let mut media_requests = state.requests.iter().filter(is_media);
+            media_requests.clone().count() >= count
+                && media_requests.all(|request| request.answer != Answer::Pending)
+        });
+        state.requests.iter().filter(is_media).cloned().collect()
+    }
+
     /// Every request so far, in arrival order.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.shared.lock().requests.clone()
@@ -881,11 +1050,11 @@ fn serve_connection(shared: &Shared, stream: TcpStream) {
         stop: &shared.stop,
     };
     for _ in 0..MAX_REQUESTS_PER_CONNECTION {
-        let Some(request) = connection.read_request() else {
+        let Some(mut request) = connection.read_request() else {
             return;
         };
         let keep_alive = request.keep_alive();
-        match shared.handle(&request, &connection.stream) {
+        match shared.handle(&mut request, &connection.stream) {
             Outcome::Send {
                 status,
                 headers,
@@ -934,8 +1103,9 @@ impl Shared {
         request: &IncomingRequest,
         decoded: Option<ExportTraceServiceRequest>,
     ) -> usize {
-        let keeps_body =
-            prompts::is_prompt_path(&request.path) || datasets::is_dataset_path(&request.path);
+        let keeps_body = prompts::is_prompt_path(&request.path)
+            || datasets::is_dataset_path(&request.path)
+            || media::is_media_path(&request.path);
         let json = (request.path == SCORES_PATH || keeps_body)
             .then(|| serde_json::from_slice(&request.body).ok())
             .flatten();
@@ -969,8 +1139,9 @@ impl Shared {
     }
 
     /// Records the request and decides the answer. The answer is recorded before it is written,
-    /// so a client that saw a 200 always finds its spans among the accepted ones.
-    fn handle(&self, request: &IncomingRequest, stream: &TcpStream) -> Outcome {
+    /// so a client that saw a 200 always finds its spans among the accepted ones. An accepted
+    /// upload's body moves out of `request` into the media store.
+    fn handle(&self, request: &mut IncomingRequest, stream: &TcpStream) -> Outcome {
         let route = (request.method.as_str(), request.path.as_str());
         if route == ("POST", TRACES_PATH) {
             return self.handle_traces(request, stream);
@@ -983,6 +1154,12 @@ impl Shared {
         }
         if datasets::is_dataset_path(&request.path) {
             return self.handle_datasets(request, stream);
+        }
+        if media::is_media_path(&request.path) {
+            return self.handle_media(request, stream);
+        }
+        if media::is_upload_path(&request.path) {
+            return self.handle_media_upload(request, stream);
         }
         let index = self.record(request, None);
         let outcome = match route {
@@ -1047,6 +1224,26 @@ impl Shared {
             scripted.or_else(|| state.default_dataset_fault.clone())
         };
         self.apply_fault(index, fault, stream, || self.answer_datasets(request))
+    }
+
+    fn handle_media(&self, request: &IncomingRequest, stream: &TcpStream) -> Outcome {
+        let index = self.record(request, None);
+        let fault = {
+            let mut state = self.lock();
+            let scripted = state.media_script.pop_front();
+            scripted.or_else(|| state.default_media_fault.clone())
+        };
+        self.apply_fault(index, fault, stream, || self.answer_media(request))
+    }
+
+    fn handle_media_upload(&self, request: &mut IncomingRequest, stream: &TcpStream) -> Outcome {
+        let index = self.record(request, None);
+        let fault = {
+            let mut state = self.lock();
+            let scripted = state.media_upload_script.pop_front();
+            scripted.or_else(|| state.default_media_upload_fault.clone())
+        };
+        self.apply_fault(index, fault, stream, || self.answer_media_upload(request))
     }
 
     /// Answers the recorded request `index` with `fault`, or normally with `answer`.
@@ -1155,6 +1352,80 @@ impl Shared {
             &request.body,
         );
         Outcome::json(status, body)
+    }
+
+    /// What Langfuse answers to a media API request when nothing goes wrong on its side: the
+    /// route (an unknown sub-path or method is answered before authentication, as Next.js does),
+    /// the Basic auth of `GET /api/public/projects`, then the media store; 204 without a body.
+    fn answer_media(&self, request: &IncomingRequest) -> Outcome {
+        let route = media::route(&request.method, &request.path);
+        if matches!(
+            route,
+            MediaRoute::Register | MediaRoute::Get { .. } | MediaRoute::Patch { .. }
+        ) {
+            if let Err((status, message)) = self.check_auth(&request.headers) {
+                return Outcome::message(status, message);
+            }
+        }
+        let (status, body) = self.lock().media.answer(
+            &route,
+            header(&request.headers, "content-type"),
+            &request.body,
+        );
+        if status == 204 {
+            return Outcome::Send {
+                status,
+                headers: Vec::new(),
+                body: String::new(),
+            };
+        }
+        Outcome::json(status, body)
+    }
+
+    /// What the storage answers to an upload when nothing goes wrong on its side: the URL must
+    /// be one issued, then [`media::ExpectedUpload::check`] runs without the lock (it hashes up
+    /// to 64 MiB), then the body moves into the store without a copy.
+    fn answer_media_upload(&self, request: &mut IncomingRequest) -> Outcome {
+        let query = request
+            .target
+            .split_once('?')
+            .map_or("", |(_, query)| query);
+        let expected = self
+            .lock()
+            .media
+            .expected_upload(&request.method, &request.path, query);
+        let checked = expected.and_then(|expected| {
+            expected
+                .check(
+                    header(&request.headers, "content-type"),
+                    header(&request.headers, "x-amz-checksum-sha256"),
+                    &request.body,
+                )
+                .map(|()| expected)
+        });
+        match checked {
+            Ok(expected) => {
+                let body = std::mem::take(&mut request.body);
+                self.lock().media.store_upload(&expected, body);
+                Outcome::Send {
+                    status: 200,
+                    headers: vec![
+                        ("content-type".to_owned(), "application/xml".to_owned()),
+                        ("etag".to_owned(), format!("\"{}\"", expected.media_id)),
+                        (
+                            "x-amz-checksum-sha256".to_owned(),
+                            expected.sha256_hash.clone(),
+                        ),
+                    ],
+                    body: String::new(),
+                }
+            }
+            Err(error) => Outcome::Send {
+                status: error.status,
+                headers: vec![("content-type".to_owned(), "application/xml".to_owned())],
+                body: error.xml(),
+            },
+        }
     }
 
     /// What Langfuse answers to a scores request when nothing goes wrong on its side; accepted
@@ -1450,6 +1721,7 @@ fn reason(status: u16) -> &'static str {
         200 => "OK",
         201 => "Created",
         202 => "Accepted",
+        204 => "No Content",
         207 => "Multi-Status",
         400 => "Bad Request",
         401 => "Unauthorized",
@@ -1474,12 +1746,19 @@ fn write_response(
     body: &str,
     keep_alive: bool,
 ) -> io::Result<()> {
-    let mut head = format!(
-        "HTTP/1.1 {status} {}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: {}\r\nconnection: {}\r\n",
-        reason(status),
-        body.len(),
-        if keep_alive { "keep-alive" } else { "close" },
-    );
+    let mut head = format!("HTTP/1.1 {status} {}\r\n", reason(status));
+    // A 204 has neither body nor content headers; a `content-type` among `headers` replaces the
+    // JSON default.
+    if status != 204 {
+        if header(headers, "content-type").is_none() {
+            head.push_str("content-type: application/json; charset=utf-8\r\n");
+        }
+        head.push_str(&format!("content-length: {}\r\n", body.len()));
+    }
+    head.push_str(&format!(
+        "connection: {}\r\n",
+        if keep_alive { "keep-alive" } else { "close" }
+    ));
     for (name, value) in headers {
         head.push_str(&format!("{name}: {value}\r\n"));
     }
@@ -1537,13 +1816,18 @@ impl Connection<'_> {
         }
     }
 
+    /// The next `length` bytes. The buffer is grown once to hold them and then becomes them:
+    /// only the bytes after them (a pipelined request) are copied, never a large body.
     fn take(&mut self, length: usize) -> Option<Vec<u8>> {
+        self.buffer
+            .reserve(length.saturating_sub(self.buffer.len()));
         while self.buffer.len() < length {
             if !self.fill() {
                 return None;
             }
         }
-        Some(self.buffer.drain(..length).collect())
+        let rest = self.buffer.split_off(length);
+        Some(std::mem::replace(&mut self.buffer, rest))
     }
 
     fn read_request(&mut self) -> Option<IncomingRequest> {
@@ -1569,6 +1853,14 @@ impl Connection<'_> {
             .collect();
         let chunked = header(&headers, "transfer-encoding")
             .is_some_and(|value| value.to_ascii_lowercase().contains("chunked"));
+        if header(&headers, "expect")
+            .is_some_and(|value| value.eq_ignore_ascii_case("100-continue"))
+        {
+            // curl asks before sending a large upload (and waits a second when not answered).
+            self.stream
+                .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                .ok()?;
+        }
         let body = if chunked {
             self.read_chunked()?
         } else {

@@ -211,6 +211,21 @@ impl Config {
         self.overridden("LANGFUSE_FLUSH_ON_SIGNALS")
     }
 
+    /// Whether images, audio and documents in captured values (`data:` URIs, Anthropic's and
+    /// Gemini's base64 blocks, [`Media`](crate::Media) values) are uploaded to Langfuse and
+    /// replaced by media references (the default with Langfuse, the console and the memory
+    /// exporter; never with a generic OpenTelemetry collector); `LANGFUSE_MEDIA_UPLOAD_ENABLED`.
+    /// Off, they stay text within the field limit.
+    ///
+    /// ```
+    /// let config = observe_runtime::Config::from_env().media_upload(false);
+    /// # drop(config);
+    /// ```
+    pub fn media_upload(mut self, upload: bool) -> Self {
+        self.media_upload = upload;
+        self.overridden("LANGFUSE_MEDIA_UPLOAD_ENABLED")
+    }
+
     /// Whether an argument or return value that is not `Serialize` is captured by its `Debug`
     /// text (the default) or as a placeholder naming its type; `LANGFUSE_CAPTURE_DEBUG`. `Debug`
     /// can print secrets (a client with an `Authorization` header, a settings struct): turn it off

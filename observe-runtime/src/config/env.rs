@@ -182,6 +182,12 @@ fn read_from(get: &dyn Fn(&str) -> Option<String>) -> Config {
         |v| config.capture_io = v
     );
     parsed!(
+        "LANGFUSE_MEDIA_UPLOAD_ENABLED",
+        parse_bool,
+        "expected true or false",
+        |v| config.media_upload = v
+    );
+    parsed!(
         "LANGFUSE_CAPTURE_DEBUG",
         parse_bool,
         "expected true or false",

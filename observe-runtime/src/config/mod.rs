@@ -91,6 +91,8 @@ pub struct Config {
     /// How long a fetched prompt is served before it is refreshed
     /// (`LANGFUSE_PROMPT_CACHE_DEFAULT_TTL_SECONDS`).
     pub(crate) prompt_cache_ttl: Duration,
+    /// Whether media in captured values is uploaded (`LANGFUSE_MEDIA_UPLOAD_ENABLED`).
+    pub(crate) media_upload: bool,
     /// Whether values that are not `Serialize` are captured by their `Debug` text
     /// (`LANGFUSE_CAPTURE_DEBUG`).
     pub(crate) capture_debug: bool,
@@ -138,6 +140,7 @@ impl Default for Config {
             prompt_cache_ttl: crate::prompt::DEFAULT_PROMPT_CACHE_TTL,
             prefetch_prompts: Vec::new(),
             capture_debug: true,
+            media_upload: true,
             problems: Vec::new(),
             notes: Vec::new(),
         }

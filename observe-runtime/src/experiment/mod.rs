@@ -313,7 +313,7 @@ impl Experiment {
             let nanos = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos() as u64);
-            let time = crate::export::otlp::iso8601(nanos);
+            let time = crate::clock::iso8601(nanos);
             format!("{} - {}", self.name, String::from_utf8_lossy(&time))
         });
         let dataset_id = items.iter().find_map(|item| item.dataset_id.clone());

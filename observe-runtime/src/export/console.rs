@@ -84,11 +84,22 @@ fn line(span: &FinishedSpan) -> String {
     if let Some(usd) = span.cost.as_ref().and_then(Cost::total_usd) {
         text.push_str(&format!(" cost=${usd:.6}"));
     }
+    // Media shows as `<image/png 312 KB>`, not as its reference.
+    let shown = |value: &str| {
+        let mut value = value.to_string();
+        for media in &span.media {
+            value = value.replace(
+                &media.reference,
+                &crate::media::describe(&media.content_type, media.bytes.len()),
+            );
+        }
+        value
+    };
     if let Some(input) = &span.input {
-        text.push_str(&format!(" input={}", preview(input)));
+        text.push_str(&format!(" input={}", preview(&shown(input))));
     }
     if let Some(output) = &span.output {
-        text.push_str(&format!(" output={}", preview(output)));
+        text.push_str(&format!(" output={}", preview(&shown(output))));
     }
     text
 }

@@ -4,6 +4,7 @@
 
 pub(crate) mod auth;
 pub(crate) mod console;
+pub(crate) mod media_upload;
 pub(crate) mod memory;
 pub(crate) mod otlp;
 pub(crate) mod queue;

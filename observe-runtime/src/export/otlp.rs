@@ -10,6 +10,8 @@
 //! Field numbers and types are those of the official opentelemetry-proto files
 //! (collector/trace/v1, trace/v1, common/v1, resource/v1).
 
+use super::media_upload::MediaUploader;
+use crate::clock::iso8601;
 use crate::record::FinishedSpan;
 use crate::record::{ExperimentAttributes, Level, ObservationType};
 
@@ -293,40 +295,6 @@ impl Envelope {
             release,
         }
     }
-}
-
-/// A Unix time in nanoseconds as ISO-8601 UTC (`2026-11-25T14:44:04.123456Z`), always 27 ASCII
-/// bytes (a `u64` of nanoseconds ends in 2554).
-pub(crate) fn iso8601(unix_nanos: u64) -> [u8; 27] {
-    let seconds = unix_nanos / 1_000_000_000;
-    let micros = (unix_nanos % 1_000_000_000) / 1_000;
-    let days = (seconds / 86_400) as i64;
-    let rest = seconds % 86_400;
-    // Civil date from days since 1970-01-01 (proleptic Gregorian calendar).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let mut text = *b"0000-00-00T00:00:00.000000Z";
-    let mut put = |at: usize, digits: usize, mut value: u64| {
-        for byte in text[at..at + digits].iter_mut().rev() {
-            *byte = b'0' + (value % 10) as u8;
-            value /= 10;
-        }
-    };
-    put(0, 4, year as u64);
-    put(5, 2, month as u64);
-    put(8, 2, day as u64);
-    put(11, 2, rest / 3600);
-    put(14, 2, rest % 3600 / 60);
-    put(17, 2, rest % 60);
-    put(20, 6, micros);
-    text
 }
 
 /// A span attribute.
@@ -639,6 +607,8 @@ use crate::record::FinishedScore;
 /// The OTLP/HTTP sink: encode, gzip, post; with a spool, what cannot be delivered is kept on disk.
 pub(crate) struct OtlpSink {
     transport: Transport,
+    /// Uploads the media of each batch before it is sent.
+    media: MediaUploader,
     envelope: Envelope,
     /// The protobuf of the current request; kept between requests.
     body: Vec<u8>,
@@ -650,6 +620,7 @@ pub(crate) struct OtlpSink {
 impl OtlpSink {
     pub(crate) fn new(transport: Transport, envelope: Envelope, spool: Option<Spool>) -> Self {
         Self {
+            media: MediaUploader::new(transport.counters()),
             transport,
             envelope,
             body: Vec::new(),
@@ -662,6 +633,9 @@ impl OtlpSink {
 impl Sink for OtlpSink {
     fn export(&mut self, batch: Vec<FinishedSpan>, waiter: &mut Waiter) -> Result<(), Failure> {
         self.resume(waiter);
+        if batch.iter().any(|span| !span.media.is_empty()) {
+            self.media.upload(&self.transport, &batch, waiter);
+        }
         encode(&mut self.body, &batch, &self.envelope);
         gzip(&self.body, &mut self.gzip_buffer).map_err(Failure::Lost)?;
         match self.transport.post(&self.gzip_buffer, waiter) {
@@ -782,6 +756,7 @@ fn bench_batch(spans: usize) -> (Vec<FinishedSpan>, Envelope) {
                 ],
                 trace: trace.clone(),
                 experiment_item: false,
+                media: Vec::new(),
             }
         })
         .collect();
@@ -824,6 +799,7 @@ mod tests {
             metadata: Vec::new(),
             trace: Arc::new(TraceAttributes::default()),
             experiment_item: false,
+            media: Vec::new(),
         }
     }
 

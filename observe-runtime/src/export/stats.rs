@@ -89,6 +89,16 @@ pub struct Stats {
     pub requests_unanswered: u64,
     /// Requests refused with 401 or 403.
     pub auth_failures: u64,
+    /// Media uploaded to Langfuse (images, audio, documents found in captured values).
+    pub media_uploaded: u64,
+    /// Media not uploaded again: sent earlier by this process, or already stored by Langfuse.
+    pub media_deduplicated: u64,
+    /// Media whose upload failed (its reference stays in the value).
+    pub media_failed: u64,
+    /// Bytes of media uploaded.
+    pub media_bytes_uploaded: u64,
+    /// Media left out of captured values because the pending media filled their memory budget.
+    pub media_dropped_over_budget: u64,
     /// The last error, as logged.
     pub last_error: Option<String>,
 }
@@ -144,6 +154,10 @@ pub(crate) struct Counters {
     pub(crate) requests_failed: AtomicU64,
     pub(crate) requests_unanswered: AtomicU64,
     pub(crate) auth_failures: AtomicU64,
+    pub(crate) media_uploaded: AtomicU64,
+    pub(crate) media_deduplicated: AtomicU64,
+    pub(crate) media_failed: AtomicU64,
+    pub(crate) media_bytes_uploaded: AtomicU64,
     last_error: Mutex<Option<String>>,
 }
 
@@ -190,6 +204,11 @@ impl Counters {
             requests_failed: get(&self.requests_failed),
             requests_unanswered: get(&self.requests_unanswered),
             auth_failures: get(&self.auth_failures),
+            media_uploaded: get(&self.media_uploaded),
+            media_deduplicated: get(&self.media_deduplicated),
+            media_failed: get(&self.media_failed),
+            media_bytes_uploaded: get(&self.media_bytes_uploaded),
+            media_dropped_over_budget: crate::media::over_budget(),
             last_error: match self.last_error.lock() {
                 Ok(last) => last.clone(),
                 Err(poisoned) => poisoned.into_inner().clone(),

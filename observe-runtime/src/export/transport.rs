@@ -236,6 +236,11 @@ impl Transport {
         self.scores.is_some()
     }
 
+    /// The counters requests are counted in.
+    pub(crate) fn counters(&self) -> Arc<Counters> {
+        self.counters.clone()
+    }
+
     /// Keeps `text` as the last error `stats()` shows.
     pub(crate) fn note_error(&self, text: &str) {
         self.counters.set_last_error(text);
@@ -284,6 +289,59 @@ impl Transport {
                         body: body.to_vec(),
                     }),
                 },
+            }
+        })
+    }
+
+    /// A JSON request to Langfuse's public API (`{base}{path}`), with the keys; `None` for a
+    /// generic collector.
+    pub(crate) fn api_request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> Option<reqwest::RequestBuilder> {
+        let (_, headers) = self.scores.as_ref()?;
+        Some(
+            self.http
+                .request(method, format!("{}{}", self.target.base_url, path))
+                .headers(headers.clone())
+                .body(body.to_string()),
+        )
+    }
+
+    /// A request to a URL the API handed out (a presigned upload URL): no keys.
+    pub(crate) fn plain_request(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+    ) -> reqwest::RequestBuilder {
+        self.http.request(method, url)
+    }
+
+    /// Sends `request` once within the waiter's deadline (at most the configured timeout):
+    /// its status and body, or why there was none.
+    pub(crate) fn send_once(
+        &self,
+        request: reqwest::RequestBuilder,
+        waiter: &Waiter,
+    ) -> Result<(u16, Vec<u8>), String> {
+        let Some(time) = self.attempt_time(waiter, self.timeout) else {
+            return Err("the flush or shutdown deadline passed".into());
+        };
+        let request = request.timeout(time);
+        self.runtime.block_on(async {
+            match tokio::time::timeout(time, async {
+                let response = request.send().await?;
+                let status = response.status().as_u16();
+                let body = response.bytes().await?;
+                Ok::<_, reqwest::Error>((status, body.to_vec()))
+            })
+            .await
+            {
+                Err(_) => Err(format!("no answer within {time:?}")),
+                Ok(Err(error)) => Err(describe(&error)),
+                Ok(Ok(answer)) => Ok(answer),
             }
         })
     }

@@ -78,6 +78,9 @@ pub(crate) fn init(config: Config) -> Result<FlushGuard, ConfigError> {
     let settings = config.validate()?;
     diagnostics::set_debug(settings.debug);
     crate::capture::set_capture_debug(settings.capture_debug);
+    // A generic collector has no media API: media stays text there.
+    let collector = matches!(&settings.sink, SinkChoice::Otlp(target) if target.langfuse.is_none());
+    crate::media::set_enabled(settings.media_upload && !collector);
     for note in &settings.notes {
         diagnostics::note(note);
     }

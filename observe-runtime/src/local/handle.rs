@@ -9,6 +9,7 @@ use super::context;
 use crate::capture;
 use crate::diagnostics;
 use crate::ids::ObservationId;
+use crate::media::MediaField;
 use crate::prompt::Prompt;
 use crate::record::{Cost, Level, ObservationType, PromptLink, SpanData, Usage};
 
@@ -58,18 +59,29 @@ impl ObservationHandle {
     fn apply_json(
         &self,
         value: &impl Serialize,
+        field: MediaField,
         change: impl FnOnce(&mut SpanData, String),
     ) -> &Self {
         if let Some(limit) = self.limit() {
-            let json = capture::serialize_json(value, limit);
-            self.apply(|span| change(span, json));
+            let (json, media) = capture::serialize_json_with_media(value, limit, field);
+            self.apply(|span| {
+                change(span, json);
+                if !media.is_empty() {
+                    let details = span.details();
+                    // A value set again replaces the media of the one before.
+                    if field != MediaField::Metadata {
+                        details.media.retain(|m| m.field != field);
+                    }
+                    details.media.extend(media);
+                }
+            });
         }
         self
     }
 
     /// Sets the input (any `Serialize` value, sent as JSON).
     pub fn input(&self, value: impl Serialize) -> &Self {
-        self.apply_json(&value, |span, json| {
+        self.apply_json(&value, MediaField::Input, |span, json| {
             span.input = Some(json);
             span.explicit_input = true;
         })
@@ -77,7 +89,7 @@ impl ObservationHandle {
 
     /// Sets the output (any `Serialize` value, sent as JSON).
     pub fn output(&self, value: impl Serialize) -> &Self {
-        self.apply_json(&value, |span, json| {
+        self.apply_json(&value, MediaField::Output, |span, json| {
             span.output = Some(json);
             span.explicit_output = true;
         })
@@ -86,7 +98,7 @@ impl ObservationHandle {
     /// Adds a metadata key (filterable in Langfuse); the value is sent as JSON.
     pub fn metadata(&self, key: impl Into<String>, value: impl Serialize) -> &Self {
         let key = key.into();
-        self.apply_json(&value, move |span, json| {
+        self.apply_json(&value, MediaField::Metadata, move |span, json| {
             let metadata = &mut span.details().metadata;
             metadata.retain(|(k, _)| *k != key);
             metadata.push((key, json));
@@ -112,7 +124,7 @@ impl ObservationHandle {
 
     /// Sets the model parameters (a JSON object such as `{"temperature": 0.2}`).
     pub fn model_parameters(&self, parameters: impl Serialize) -> &Self {
-        self.apply_json(&parameters, |span, json| {
+        self.apply_json(&parameters, MediaField::Metadata, |span, json| {
             span.details().model_parameters = Some(json)
         })
     }

@@ -12,6 +12,7 @@ use super::context;
 use super::span::{self, SpanCore};
 use crate::capture::{self, JsonOut};
 use crate::gate;
+use crate::media::MediaField;
 use crate::record::{Level, ObservationType, SpanData};
 
 /// Static description of an observed function.
@@ -254,7 +255,13 @@ impl Drop for InputWriter<'_> {
         self.out.push_byte(b'}');
         // Each argument is bounded on its own; the object as a whole is bounded too.
         let text = capture::bound_field(self.out.take_text(), self.observed.limit);
-        self.observed.with_data(|data| data.input = Some(text));
+        let media = self.out.take_media(MediaField::Input);
+        self.observed.with_data(|data| {
+            data.input = Some(text);
+            if !media.is_empty() {
+                data.details().media.extend(media);
+            }
+        });
     }
 }
 
@@ -274,7 +281,13 @@ impl OutputWriter<'_> {
 impl Drop for OutputWriter<'_> {
     fn drop(&mut self) {
         let text = self.out.take_text();
-        self.observed.with_data(|data| data.output = Some(text));
+        let media = self.out.take_media(MediaField::Output);
+        self.observed.with_data(|data| {
+            data.output = Some(text);
+            if !media.is_empty() {
+                data.details().media.extend(media);
+            }
+        });
     }
 }
 

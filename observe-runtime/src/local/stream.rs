@@ -283,6 +283,10 @@ impl<F> StreamState<F> {
             if !text.is_empty() {
                 self.collected.push(&text, limit);
             }
+            let media = out.take_media(crate::media::MediaField::Output);
+            if !media.is_empty() {
+                observed.with_data(|data| data.details().media.extend(media));
+            }
         }
         if let Some(message) = recorder.error {
             self.errors += 1;

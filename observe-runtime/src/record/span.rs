@@ -9,6 +9,7 @@ use std::sync::Arc;
 use super::{Cost, Level, ObservationType, PromptLink, TraceAttributes, TraceState, Usage};
 use crate::clock::Ticks;
 use crate::ids::{ObservationId, TraceId};
+use crate::media::MediaAttachment;
 
 /// A finished observation, as exporters receive it.
 #[derive(Debug, Clone)]
@@ -57,6 +58,9 @@ pub struct FinishedSpan {
     /// An experiment item's run or task observation: it also carries the run's description and
     /// the item's expected output.
     pub experiment_item: bool,
+    /// The media its input, output and metadata refer to (`@@@langfuseMedia:…@@@`), with their
+    /// bytes, uploaded by the exporter.
+    pub media: Vec<MediaAttachment>,
 }
 
 /// What most observations never set, kept out of line so the record stays small.
@@ -71,6 +75,8 @@ pub(crate) struct Details {
     pub(crate) metadata: Vec<(String, String)>,
     /// An experiment item's run or task observation.
     pub(crate) experiment_item: bool,
+    /// Media found in its input, output or metadata, to upload.
+    pub(crate) media: Vec<MediaAttachment>,
     /// When the first item of a streamed result came (set by the stream wrapper; an explicit
     /// `completion_start_unix_nanos` wins).
     pub(crate) first_item: Option<Ticks>,
@@ -196,6 +202,7 @@ impl Record {
             metadata: details.metadata,
             trace: attributes,
             experiment_item: details.experiment_item,
+            media: details.media,
         }
     }
 }

@@ -1,0 +1,188 @@
+//! Uploading the media of a batch before its spans are sent, from the exporter thread: for each
+//! media item of each span, `POST /api/public/media` registers it for its trace, observation and
+//! field; when Langfuse does not have the bytes yet, `PUT` to the URL it gave, then `PATCH
+//! /api/public/media/{id}` with the outcome (also after an upload answered with an error). Bytes already
+//! uploaded by this process are not sent again. 408, 429, 5xx and network errors are retried
+//! with the exporter's backoff, within the flush or shutdown deadline; a failure loses only the
+//! upload (the reference stays in the span) and is counted.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use super::stats::Counters;
+use super::transport::{server_message, Transport, FIRST_BACKOFF};
+use super::waiter::Waiter;
+use crate::diagnostics;
+use crate::media::MediaAttachment;
+use crate::record::FinishedSpan;
+
+/// Attempts of one registration or upload, the first included.
+const ATTEMPTS: u32 = 3;
+/// Media ids remembered as uploaded, at most (then forgotten, and Langfuse's own check applies).
+const REMEMBERED: usize = 100_000;
+
+pub(crate) struct MediaUploader {
+    uploaded: HashSet<String>,
+    counters: Arc<Counters>,
+}
+
+fn retryable(status: u16) -> bool {
+    matches!(status, 408 | 429 | 500 | 502 | 503 | 504)
+}
+
+/// The ISO-8601 time now.
+fn now_text() -> String {
+    let nanos = crate::clock::unix_nanos(std::time::SystemTime::now());
+    String::from_utf8_lossy(&crate::clock::iso8601(nanos)).into_owned()
+}
+
+impl MediaUploader {
+    pub(crate) fn new(counters: Arc<Counters>) -> Self {
+        MediaUploader {
+            uploaded: HashSet::new(),
+            counters,
+        }
+    }
+
+    /// Sends `make()`'s request until it is answered with something not worth retrying, at most
+    /// [`ATTEMPTS`] times.
+    fn send(
+        transport: &Transport,
+        waiter: &mut Waiter,
+        make: impl Fn() -> Option<reqwest::RequestBuilder>,
+    ) -> Result<(u16, Vec<u8>), String> {
+        let mut last = Err(String::from("the flush or shutdown deadline passed"));
+        for attempt in 0..ATTEMPTS {
+            if attempt > 0 && !waiter.sleep(FIRST_BACKOFF.saturating_mul(1 << (attempt - 1))) {
+                break;
+            }
+            let request = make().ok_or("the exporter does not send to Langfuse")?;
+            match transport.send_once(request, waiter) {
+                Ok((status, body)) if !retryable(status) => return Ok((status, body)),
+                answer => last = answer,
+            }
+        }
+        // The last answer (a 5xx after the retries), or why there was none.
+        last
+    }
+
+    /// Uploads the media of `spans` that Langfuse does not have yet.
+    pub(crate) fn upload(
+        &mut self,
+        transport: &Transport,
+        spans: &[FinishedSpan],
+        waiter: &mut Waiter,
+    ) {
+        for span in spans {
+            for media in &span.media {
+                if let Err(reason) = self.one(transport, span, media, waiter) {
+                    Counters::add(&self.counters.media_failed, 1);
+                    let text = format!(
+                        "the {} of observation {} ({} bytes) could not be uploaded, its reference \
+                         stays: {reason}",
+                        media.content_type,
+                        span.span_id,
+                        media.bytes.len()
+                    );
+                    self.counters.set_last_error(text.clone());
+                    diagnostics::warn("media upload", text);
+                }
+            }
+        }
+    }
+
+    fn one(
+        &mut self,
+        transport: &Transport,
+        span: &FinishedSpan,
+        media: &MediaAttachment,
+        waiter: &mut Waiter,
+    ) -> Result<(), String> {
+        let registration = json!({
+            "traceId": span.trace_id.to_string(),
+            "observationId": span.span_id.to_string(),
+            "contentType": media.content_type,
+            "contentLength": media.bytes.len(),
+            "sha256Hash": media.sha256,
+            "field": media.field.as_str(),
+        });
+        let (status, body) = Self::send(transport, waiter, || {
+            transport.api_request(Method::POST, "/api/public/media", &registration)
+        })?;
+        if !(200..=299).contains(&status) {
+            return Err(format!(
+                "registering it answered HTTP {status}: {:?}",
+                server_message(&body)
+            ));
+        }
+        let answer: Value = serde_json::from_slice(&body).unwrap_or_default();
+        let media_id = answer
+            .get("mediaId")
+            .and_then(Value::as_str)
+            .unwrap_or(&media.media_id)
+            .to_string();
+        let upload_url = answer.get("uploadUrl").and_then(Value::as_str);
+        let Some(upload_url) = upload_url.filter(|_| !self.uploaded.contains(&media.media_id))
+        else {
+            Counters::add(&self.counters.media_deduplicated, 1);
+            return Ok(());
+        };
+        let started = Instant::now();
+        let google = upload_url.contains("storage.googleapis.com");
+        let uploaded = Self::send(transport, waiter, || {
+            let mut request = transport
+                .plain_request(Method::PUT, upload_url)
+                .header("content-type", &media.content_type)
+                .body(bytes::Bytes::from_owner(media.bytes.clone()));
+            if !google {
+                request = request
+                    .header("x-amz-checksum-sha256", &media.sha256)
+                    .header("x-ms-blob-type", "BlockBlob");
+            }
+            Some(request)
+        });
+        let elapsed = started.elapsed().min(Duration::from_secs(3600));
+        // The outcome is reported whenever the upload got an answer, failed or not.
+        let (outcome, answer) = match &uploaded {
+            Ok((status, _)) if (200..=299).contains(status) => (Ok(()), Some((*status, None))),
+            Ok((status, body)) => {
+                let message = server_message(body);
+                (
+                    Err(format!("the upload answered HTTP {status}: {message:?}")),
+                    Some((*status, Some(format!("HTTP {status}: {message}")))),
+                )
+            }
+            Err(reason) => (Err(format!("the upload got no answer: {reason}")), None),
+        };
+        if let Some((status, error)) = answer {
+            let mut patch = json!({
+                "uploadedAt": now_text(),
+                "uploadHttpStatus": status,
+                "uploadTimeMs": elapsed.as_millis() as u64,
+            });
+            if let Some(error) = error {
+                patch["uploadHttpError"] = Value::String(error);
+            }
+            let path = format!("/api/public/media/{media_id}");
+            let _ = Self::send(transport, waiter, || {
+                transport.api_request(Method::PATCH, &path, &patch)
+            });
+        }
+        if outcome.is_ok() {
+            if self.uploaded.len() >= REMEMBERED {
+                self.uploaded.clear();
+            }
+            self.uploaded.insert(media.media_id.clone());
+            Counters::add(&self.counters.media_uploaded, 1);
+            Counters::add(
+                &self.counters.media_bytes_uploaded,
+                media.bytes.len() as u64,
+            );
+        }
+        outcome
+    }
+}
