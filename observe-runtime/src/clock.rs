@@ -1,7 +1,7 @@
-//! Time for spans and their texts: a cheap monotonic reading on the hot path ([`Ticks`], the CPU's time-stamp
-//! counter where it is reliable, else the monotonic clock), and its conversion to Unix time off
-//! the hot path ([`UnixClock`]), re-anchored to the wall clock every second so that long runs
-//! keep wall-clock accuracy. Knows nothing about spans.
+//! Time for spans: a cheap monotonic reading on the hot path ([`Ticks`], the CPU's time-stamp
+//! counter where it is reliable, else the monotonic clock), its conversion to Unix time off the
+//! hot path ([`UnixClock`]), re-anchored to the wall clock every second so that long runs keep
+//! wall-clock accuracy, and Unix times as ISO-8601 text. Knows nothing about spans.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
