@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use observe_runtime::{span, stats, Config};
+use observe_runtime::{span, stats, Config, FlushError};
 
 use support::{child_mode, run_child_with, FakeLangfuse, ReceivedSpan};
 
@@ -299,7 +299,17 @@ fn record_until_the_retries_run_out() {
         span("retried-child").start().end();
     }
     let flushed = guard.flush();
-    assert!(flushed.is_err(), "nothing was delivered: {flushed:?}");
+    assert_eq!(
+        flushed,
+        Err(FlushError::ExportFailed {
+            reason: format!(
+                "export to {}/api/public/otel/v1/traces failed after 6 attempt(s): HTTP 503: \
+                 Service Unavailable",
+                std::env::var(BASE_URL_ENV).expect("the parent passes the server URL"),
+            )
+        }),
+        "nothing was delivered: the retries ran out"
+    );
     let stats = stats();
     assert_eq!(
         (

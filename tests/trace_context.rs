@@ -260,11 +260,21 @@ fn malformed_traceparents_are_refused_with_the_reason() {
          id is not 32 lowercase hex characters, not all zero; expected \"00-<32 lowercase hex trace \
          id>-<16 lowercase hex parent id>-<2 hex flags>\""
     );
-    assert!(TraceContext::from_traceparent(
-        "00-00000000000000000000000000000000-00f067aa0ba902b7-01"
-    )
-    .is_err());
-    assert!(TraceContext::from_traceparent("garbage").is_err());
+    assert_eq!(
+        TraceContext::from_traceparent("00-00000000000000000000000000000000-00f067aa0ba902b7-01")
+            .unwrap_err()
+            .to_string(),
+        "invalid traceparent \"00-00000000000000000000000000000000-00f067aa0ba902b7-01\": the trace \
+         id is not 32 lowercase hex characters, not all zero; expected \"00-<32 lowercase hex trace \
+         id>-<16 lowercase hex parent id>-<2 hex flags>\""
+    );
+    assert_eq!(
+        TraceContext::from_traceparent("garbage")
+            .unwrap_err()
+            .to_string(),
+        "invalid traceparent \"garbage\": it has 1 part(s) separated by '-', not 4; expected \
+         \"00-<32 lowercase hex trace id>-<16 lowercase hex parent id>-<2 hex flags>\""
+    );
 }
 
 #[test]
