@@ -184,7 +184,8 @@ fn spooled_spans_of_a_run_with_the_backend_down_arrive_once_at_the_next_starts()
     );
 
     let spans = server.wait_for_spans(18, Duration::from_secs(20));
-    std::thread::sleep(Duration::from_millis(300));
+    // Nothing more comes (a second copy of a spooled batch).
+    support::wait_until_quiet(&server, || {});
     let accepted = server.accepted_spans();
     let mut copies: BTreeMap<String, usize> = BTreeMap::new();
     for span in &accepted {
