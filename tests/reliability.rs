@@ -65,12 +65,12 @@ fn report() {
     );
 }
 
-/// The child's part: one scenario, chosen by the mode.
+/// The child's part: one scenario, chosen by the mode. Run by `reliability_table` in a child
+/// process, never alone.
 #[test]
+#[ignore = "the child process of reliability_table; it runs it"]
 fn reliability_child() {
-    let Some(mode) = child_mode() else {
-        return; // only a child process runs this
-    };
+    let mode = child_mode().expect("run by reliability_table, with OBSERVE_TEST_CHILD_MODE set");
     let var = |name: &str| std::env::var(name).ok();
     let mut config = Config::default()
         .public_key(PUBLIC_KEY)
@@ -208,13 +208,10 @@ fn received(server: &FakeLangfuse) -> (usize, usize) {
     (ids.len(), total - ids.len())
 }
 
-/// Waits until `count` distinct spans arrived (or a few seconds passed).
+/// Waits until `count` spans arrived (or a few seconds passed) and nothing more comes.
 fn settle(server: &FakeLangfuse, count: usize) -> (usize, usize) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while received(server).0 < count && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    std::thread::sleep(Duration::from_millis(100));
+    server.wait_for_spans(count, Duration::from_secs(10));
+    support::wait_until_quiet(server, || {});
     received(server)
 }
 
