@@ -14,9 +14,10 @@
 
 pub mod child;
 pub mod example;
-pub mod quiet;
 pub mod received;
 pub mod server;
+
+pub mod quiet;
 
 pub use child::{
     child_command, child_mode, clear_sdk_environment, example_command, run_child, run_child_with,
