@@ -406,3 +406,25 @@ fn a_context_binds_closures_to_its_trace_on_other_threads() {
     }
     guard.shutdown().expect("shutdown");
 }
+
+#[test]
+fn malformed_ids_are_refused_with_the_reason() {
+    let trace: observe_runtime::IdParseError = "6F9619FF-8B86-D011-B42D-00C04FC964FF"
+        .parse::<observe_runtime::TraceId>()
+        .unwrap_err();
+    assert_eq!(
+        trace.to_string(),
+        "\"6F9619FF-8B86-D011-B42D-00C04FC964FF\" is not a valid trace id: expected 32 lowercase \
+         hex characters, not all zero (use TraceId::from_external for ids from other systems, \
+         such as UUIDs)"
+    );
+    let observation: observe_runtime::IdParseError = "0000000000000000"
+        .parse::<observe_runtime::ObservationId>()
+        .unwrap_err();
+    assert_eq!(
+        observation.to_string(),
+        "\"0000000000000000\" is not a valid observation id: expected 16 lowercase hex \
+         characters, not all zero (use TraceId::from_external for ids from other systems, such \
+         as UUIDs)"
+    );
+}
