@@ -9,13 +9,15 @@
 //! spans: an iteration count `n` runs `ceil(n / 101)` roots, so the time shown is the time per
 //! span (elapsed / (roots × 101)). "bursty" flushes outside the timed region every 50 roots, so
 //! the exporter never falls behind; "sustained" never flushes, and what the pipeline could not
-//! keep up with is dropped (observe) or buffered (fastrace). After each case a `delivered` line
-//! says how many spans were created and how many arrived: a case that drops most of its spans
-//! measures dropping.
+//! keep up with is dropped (observe) or buffered (fastrace): its time is the caller's cost under
+//! overload, not a throughput. After each case a `delivered` line says how many spans were
+//! created and how many arrived (for observe, as the local server decoded and counted them): a
+//! case that drops most of its spans measures dropping.
 //!
 //! `sustained/fastrace` needs memory: fastrace buffers without bound what its collector has not
 //! taken yet, several GB in a 5-second measurement.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::hint::black_box;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -27,6 +29,7 @@ use std::time::{Duration, Instant};
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
 use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Subscriber};
@@ -134,51 +137,121 @@ fn delivered(case: &str, text: std::fmt::Arguments<'_>) {
 // A local OTLP endpoint that discards
 
 /// A std-only HTTP/1.1 server on 127.0.0.1: a thread per connection, keep-alive; reads each
-/// request's `Content-Length` body and answers `200` with `{}`.
+/// request's `Content-Length` body, decodes it (gunzip when `Content-Encoding: gzip`, then the
+/// official `opentelemetry-proto` messages), counts the spans it holds per trace, and answers
+/// `200` with `{}`. What a case delivered is this count, not the SDK's own.
 struct DiscardServer {
     url: String,
-    requests: Arc<AtomicU64>,
-    bytes: Arc<AtomicU64>,
+    received: Arc<Received>,
+}
+
+/// What the server received.
+#[derive(Default)]
+struct Received {
+    requests: AtomicU64,
+    bytes: AtomicU64,
+    spans: AtomicU64,
+    /// Bodies that did not decode as an OTLP export.
+    undecodable: AtomicU64,
+    /// Spans received per trace id, since the last [`DiscardServer::take_traces`].
+    per_trace: Mutex<HashMap<Vec<u8>, u64>>,
+}
+
+/// The server's counts when a case starts or ends.
+#[derive(Clone, Copy)]
+struct ServerCounts {
+    requests: u64,
+    bytes: u64,
+    spans: u64,
+    undecodable: u64,
 }
 
 impl DiscardServer {
     fn start() -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the discard server");
         let url = format!("http://{}", listener.local_addr().expect("local address"));
-        let requests = Arc::new(AtomicU64::new(0));
-        let bytes = Arc::new(AtomicU64::new(0));
-        let (r, b) = (requests.clone(), bytes.clone());
+        let received = Arc::new(Received::default());
+        let shared = received.clone();
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
-                let (r, b) = (r.clone(), b.clone());
+                let received = shared.clone();
                 std::thread::spawn(move || {
-                    let _ = serve(stream, &r, &b);
+                    let _ = serve(stream, &received);
                 });
             }
         });
-        Self {
-            url,
-            requests,
-            bytes,
+        Self { url, received }
+    }
+
+    /// Requests, body bytes, spans and undecodable bodies received so far.
+    fn counts(&self) -> ServerCounts {
+        let r = &self.received;
+        ServerCounts {
+            requests: r.requests.load(Ordering::Relaxed),
+            bytes: r.bytes.load(Ordering::Relaxed),
+            spans: r.spans.load(Ordering::Relaxed),
+            undecodable: r.undecodable.load(Ordering::Relaxed),
         }
     }
 
-    /// Requests and body bytes received so far.
-    fn counts(&self) -> (u64, u64) {
-        (
-            self.requests.load(Ordering::Relaxed),
-            self.bytes.load(Ordering::Relaxed),
-        )
+    /// Traces received whole (`SPANS_PER_ROOT` spans) and in part since the last call; forgets
+    /// them.
+    fn take_traces(&self) -> (u64, u64) {
+        let per_trace = std::mem::take(
+            &mut *self
+                .received
+                .per_trace
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        );
+        let whole = per_trace
+            .values()
+            .filter(|&&spans| spans == SPANS_PER_ROOT)
+            .count() as u64;
+        (whole, per_trace.len() as u64 - whole)
     }
 }
 
-fn serve(stream: TcpStream, requests: &AtomicU64, bytes: &AtomicU64) -> std::io::Result<()> {
+/// Decodes one export body and counts its spans, per trace; `None` if it is not an OTLP export.
+fn count_spans(body: &[u8], gzip: bool, received: &Received) -> Option<u64> {
+    use prost::Message as _;
+    let plain;
+    let bytes = if gzip {
+        let mut out = Vec::with_capacity(body.len() * 8);
+        flate2::read::MultiGzDecoder::new(body)
+            .read_to_end(&mut out)
+            .ok()?;
+        plain = out;
+        plain.as_slice()
+    } else {
+        body
+    };
+    let export = ExportTraceServiceRequest::decode(bytes).ok()?;
+    let mut spans = 0;
+    let mut per_trace = received
+        .per_trace
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    for span in export
+        .resource_spans
+        .iter()
+        .flat_map(|resource| &resource.scope_spans)
+        .flat_map(|scope| &scope.spans)
+    {
+        spans += 1;
+        *per_trace.entry(span.trace_id.clone()).or_insert(0) += 1;
+    }
+    Some(spans)
+}
+
+fn serve(stream: TcpStream, received: &Received) -> std::io::Result<()> {
     let mut writer = stream.try_clone()?;
     let mut reader = BufReader::with_capacity(1 << 16, stream);
     let mut line = String::new();
     let mut body = Vec::new();
     loop {
         let mut length = 0usize;
+        let mut gzip = false;
         let mut head_lines = 0;
         loop {
             line.clear();
@@ -196,13 +269,20 @@ fn serve(stream: TcpStream, requests: &AtomicU64, bytes: &AtomicU64) -> std::io:
             if let Some((name, value)) = text.split_once(':') {
                 if name.eq_ignore_ascii_case("content-length") {
                     length = value.trim().parse().unwrap_or(0);
+                } else if name.eq_ignore_ascii_case("content-encoding") {
+                    gzip = value.trim().eq_ignore_ascii_case("gzip");
                 }
             }
         }
         body.resize(length, 0);
         reader.read_exact(&mut body)?;
-        requests.fetch_add(1, Ordering::Relaxed);
-        bytes.fetch_add(length as u64, Ordering::Relaxed);
+        // Counted before the answer: when the client has its answer, the count holds it.
+        match count_spans(&body, gzip, received) {
+            Some(spans) => received.spans.fetch_add(spans, Ordering::Relaxed),
+            None => received.undecodable.fetch_add(1, Ordering::Relaxed),
+        };
+        received.requests.fetch_add(1, Ordering::Relaxed);
+        received.bytes.fetch_add(length as u64, Ordering::Relaxed);
         writer.write_all(
             b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}",
         )?;
@@ -237,7 +317,8 @@ fn observe_case(
 ) {
     let mut guard = None;
     let mut roots = 0;
-    let (requests_before, bytes_before) = server.counts();
+    let before = server.counts();
+    server.take_traces();
     let mut started = None;
     group.bench_function(id, |b| {
         if guard.is_none() {
@@ -256,51 +337,59 @@ fn observe_case(
         server,
         roots * SPANS_PER_ROOT,
         started.elapsed(),
-        (requests_before, bytes_before),
+        before,
     );
 }
 
-/// Shuts an observe client down and prints what it delivered of `created` spans; `before` are
-/// the server's counts when the case started.
+/// Shuts an observe client down and prints what the server received of `created` spans
+/// (decoded and counted there), then the SDK's own counts beside it; `before` are the server's
+/// counts when the case started.
 fn report_observe(
     case: &str,
     guard: observe_runtime::FlushGuard,
     server: &DiscardServer,
     created: u64,
     ran: Duration,
-    before: (u64, u64),
+    before: ServerCounts,
 ) {
     let rss = rss();
-    let (requests_before, bytes_before) = before;
-    match guard.shutdown() {
+    let shutdown = guard.shutdown();
+    let after = server.counts();
+    let received = after.spans - before.spans;
+    let (whole, partial) = server.take_traces();
+    let verdict = if received == created {
+        "all received".to_string()
+    } else {
+        format!("{} not received", created.saturating_sub(received))
+    };
+    let sdk = match &shutdown {
         Ok(report) => {
-            let s = report.stats;
-            let (requests, bytes) = server.counts();
-            delivered(
-                case,
-                format_args!(
-                    "created {created}, queued {}, exported {}, dropped {} (queue full {}, \
-                     export failed {}, after shutdown {}); server got {} requests, {} bytes; \
-                     shutdown took {:?}; case ran {ran:.1?}, {rss}",
-                    s.spans_queued,
-                    s.spans_exported,
-                    s.spans_dropped_queue_full
-                        + s.spans_dropped_export_failed
-                        + s.spans_dropped_after_shutdown,
-                    s.spans_dropped_queue_full,
-                    s.spans_dropped_export_failed,
-                    s.spans_dropped_after_shutdown,
-                    requests - requests_before,
-                    bytes - bytes_before,
-                    report.elapsed,
-                ),
-            );
+            let s = &report.stats;
+            format!(
+                "SDK says queued {}, exported {}, dropped {} (queue full {}, export failed {}, \
+                 after shutdown {}); shutdown took {:?}",
+                s.spans_queued,
+                s.spans_exported,
+                s.spans_dropped(),
+                s.spans_dropped_queue_full,
+                s.spans_dropped_export_failed,
+                s.spans_dropped_after_shutdown,
+                report.elapsed,
+            )
         }
-        Err(error) => delivered(
-            case,
-            format_args!("created {created}; shutdown failed: {error}"),
+        Err(error) => format!("shutdown failed: {error}"),
+    };
+    delivered(
+        case,
+        format_args!(
+            "created {created}, server received {received} ({verdict}; {whole} traces whole, \
+             {partial} in part) in {} requests, {} bytes, {} undecodable; {sdk}; case ran \
+             {ran:.1?}, {rss}",
+            after.requests - before.requests,
+            after.bytes - before.bytes,
+            after.undecodable - before.undecodable,
         ),
-    }
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -779,6 +868,7 @@ fn bridge(c: &mut Criterion, server: &DiscardServer) {
     let mut group = c.benchmark_group("otel");
     let mut guard = None;
     let before = server.counts();
+    server.take_traces();
     let ran = tracing_case(
         &mut group,
         "observe_tracing_layer",

@@ -283,8 +283,9 @@ fn collector_mode_sends_the_spans_of_langfuse_mode_with_the_configured_headers()
     );
 
     let requests = collector.trace_requests();
-    assert!(
-        !requests.is_empty(),
+    assert_eq!(
+        requests.len(),
+        1,
         "collector mode sent no traces request to {TRACES_PATH}; requests seen: {:?}",
         collector
             .requests()
@@ -381,8 +382,9 @@ fn collector_mode_sends_the_spans_of_langfuse_mode_with_the_configured_headers()
         ),
     ]);
     let requests = unauthorized.trace_requests();
-    assert!(
-        !requests.is_empty(),
+    assert_eq!(
+        requests.len(),
+        1,
         "OTEL_EXPORTER_OTLP_ENDPOINT + /v1/traces reaches {TRACES_PATH}; requests seen: {:?}\n{output}",
         unauthorized
             .requests()

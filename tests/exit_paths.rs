@@ -52,7 +52,7 @@ fn spans_of_child(test: &str, mode: &str, count: usize) -> (Vec<ReceivedSpan>, S
     );
     let spans = server.wait_for_spans(count, WAIT);
     // Nothing more comes (a duplicate, a second copy of an open one).
-    std::thread::sleep(Duration::from_millis(200));
+    support::wait_until_quiet(&server, || {});
     assert_eq!(
         server.accepted_spans().len(),
         count,

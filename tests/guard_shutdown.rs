@@ -9,8 +9,9 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use observe_runtime::{span, stats, Config, FlushError};
+use observe_runtime::{span, stats, Config, ConfigError, FlushError, Stats};
 
+use support::server::TRACES_PATH;
 use support::within;
 use support::{by_name, FakeLangfuse, Fault, ReceivedSpan};
 
@@ -34,6 +35,13 @@ fn config(base_url: &str) -> Config {
         .release("rel-1")
         .service_name("svc")
         .debug(false)
+}
+
+fn statuses(requests: &[support::RecordedRequest]) -> Vec<String> {
+    requests
+        .iter()
+        .map(|request| format!("{:?}", request.answer))
+        .collect()
 }
 
 fn names(spans: &[ReceivedSpan]) -> Vec<&str> {
@@ -176,14 +184,14 @@ fn process_exit_still_delivers_spans() {
     );
 }
 
-/// Shuts a client for `base_url` down with two spans waiting; checks the time and the report.
-fn shutdown_reports_loss_within_timeout(base_url: String) {
-    let guard = config(&base_url)
+/// Shuts a client for `base_url` down with two spans waiting; checks the time and returns the
+/// reason the shutdown reports (it must be an export failure) and the final counters.
+fn shutdown_reports_loss_within_timeout(base_url: &str) -> (String, Stats) {
+    let guard = config(base_url)
         .timeout(Duration::from_secs(30))
         .shutdown_timeout(Duration::from_secs(1))
         .init()
         .expect("init");
-    let before = stats();
     root_with_child("lost", "lost-child");
     let (result, took) = within(Duration::from_secs(30), "shutdown", move || {
         let started = Instant::now();
@@ -194,31 +202,21 @@ fn shutdown_reports_loss_within_timeout(base_url: String) {
         took < Duration::from_secs(5),
         "shutdown_timeout 1 s: shutdown took {took:?}"
     );
-    match result {
-        Ok(report) => assert!(
-            report.stats.spans_dropped_export_failed >= before.spans_dropped_export_failed + 2,
-            "a shutdown that could not deliver reports the loss: {:?}",
-            report.stats
-        ),
-        Err(FlushError::NotRunning) => {
-            panic!("shutdown of a live client answered NotRunning instead of reporting the loss")
-        }
-        Err(error) => {
-            // Timeout or ExportFailed: the caller learns that spans were not delivered, and where
-            // they were going.
-            let text = error.to_string();
-            assert!(
-                matches!(error, FlushError::Timeout { .. }) || text.contains(&base_url),
-                "the error names the host {base_url}: {text}"
-            );
-        }
-    }
+    let reason = match result {
+        Err(FlushError::ExportFailed { reason }) => reason,
+        other => panic!("a shutdown that could not deliver reports ExportFailed: {other:?}"),
+    };
     let after = stats();
     assert_eq!(
-        after.spans_queued, 2,
+        (
+            after.spans_created,
+            after.spans_queued,
+            after.spans_exported
+        ),
+        (2, 2, 0),
         "stats() still tells the shut-down client's numbers: {after:?}"
     );
-    assert_eq!(after.spans_exported, 0, "{after:?}");
+    (reason, after)
 }
 
 #[test]
@@ -226,18 +224,62 @@ fn shutdown_with_a_hanging_backend_ends_within_the_timeout() {
     let _serial = support::serial();
     let server = FakeLangfuse::start(PUBLIC_KEY, SECRET_KEY);
     server.set_default_fault(Some(Fault::Hang));
-    shutdown_reports_loss_within_timeout(server.base_url());
-    assert!(
-        !server.trace_requests().is_empty(),
-        "the export was attempted"
+    let (reason, after) = shutdown_reports_loss_within_timeout(&server.base_url());
+    // The one attempt is cut by the shutdown deadline (its time allowance is what was left).
+    let prefix = format!(
+        "export to {}{TRACES_PATH} got no answer to 1 of 1 attempt(s) (the server may have \
+         stored them): no answer within ",
+        server.base_url()
     );
+    assert!(
+        reason.starts_with(&prefix)
+            && reason.ends_with("ms; the flush or shutdown deadline came first"),
+        "{reason}"
+    );
+    assert_eq!(after.last_error.as_deref(), Some(reason.as_str()));
+    assert_eq!(
+        (
+            after.spans_unanswered,
+            after.spans_dropped(),
+            after.requests_unanswered,
+            after.requests_failed,
+            after.requests_retried
+        ),
+        (2, 0, 1, 0, 0),
+        "sent without an answer: counted as unanswered, not as lost: {after:?}"
+    );
+    assert_eq!(statuses(&server.trace_requests()), ["Hung"]);
     assert!(server.accepted_spans().is_empty());
 }
 
 #[test]
 fn shutdown_with_refused_connections_ends_within_the_timeout() {
     let _serial = support::serial();
-    shutdown_reports_loss_within_timeout(support::refusing_base_url());
+    let base_url = support::refusing_base_url();
+    let (reason, after) = shutdown_reports_loss_within_timeout(&base_url);
+    // Refused at once, retried once after 500-750 ms; the next backoff (at least 1 s) passes the
+    // 1 s deadline.
+    let url = format!("{base_url}{TRACES_PATH}");
+    assert_eq!(
+        reason,
+        format!(
+            "export to {url} failed after 2 attempt(s): error sending request for url ({url}): \
+             client error (Connect): tcp connect error: Connection refused (os error 111); the \
+             flush or shutdown deadline came first"
+        )
+    );
+    assert_eq!(after.last_error.as_deref(), Some(reason.as_str()));
+    assert_eq!(
+        (
+            after.spans_dropped_shutdown_deadline,
+            after.spans_dropped(),
+            after.spans_unanswered,
+            after.requests_failed,
+            after.requests_retried
+        ),
+        (2, 2, 0, 2, 1),
+        "{after:?}"
+    );
 }
 
 #[test]
@@ -313,9 +355,16 @@ fn a_second_init_while_one_is_live_is_an_error() {
     let _serial = support::serial();
     let server = FakeLangfuse::start(PUBLIC_KEY, SECRET_KEY);
     let first = config(&server.base_url()).init().expect("first init");
-    let second = config(&server.base_url()).init();
-    assert!(second.is_err(), "a second init while one is live fails");
-    drop(second);
+    let second = config(&server.base_url())
+        .init()
+        .expect_err("a second init while one is live fails");
+    assert_eq!(second, ConfigError::AlreadyInitialized);
+    assert_eq!(
+        second.to_string(),
+        "observe_runtime is already initialized: the FlushGuard of an earlier init() is still \
+         alive; keep that one guard for the whole program (or shut it down before calling init \
+         again)"
+    );
 
     span("still-first-client").start().end();
     first.shutdown().expect("shutdown");

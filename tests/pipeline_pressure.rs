@@ -168,13 +168,10 @@ fn print_counts(test: &str, stats: &Stats, tree: &Tree) {
     );
 }
 
-/// Waits until what was in flight when shutdown returned has been answered (or abandoned).
+/// Waits until what was in flight when shutdown returned has been answered (or abandoned) and
+/// nothing more comes.
 fn settle(server: &FakeLangfuse) {
-    thread::sleep(Duration::from_millis(400));
-    let until = Instant::now() + Duration::from_secs(3);
-    while server.has_pending_trace_request() && Instant::now() < until {
-        thread::sleep(Duration::from_millis(20));
-    }
+    support::wait_until_quiet(server, || {});
 }
 
 /// What the server accepted, as links and as a tree, with the counts printed.

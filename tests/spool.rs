@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use observe_runtime::{span, stats, Config};
+use observe_runtime::{span, stats, Config, FlushError};
 
 use support::{child_mode, run_child_with, FakeLangfuse, ReceivedSpan};
 
@@ -184,7 +184,8 @@ fn spooled_spans_of_a_run_with_the_backend_down_arrive_once_at_the_next_starts()
     );
 
     let spans = server.wait_for_spans(18, Duration::from_secs(20));
-    std::thread::sleep(Duration::from_millis(300));
+    // Nothing more comes (a second copy of a spooled batch).
+    support::wait_until_quiet(&server, || {});
     let accepted = server.accepted_spans();
     let mut copies: BTreeMap<String, usize> = BTreeMap::new();
     for span in &accepted {
@@ -299,7 +300,17 @@ fn record_until_the_retries_run_out() {
         span("retried-child").start().end();
     }
     let flushed = guard.flush();
-    assert!(flushed.is_err(), "nothing was delivered: {flushed:?}");
+    assert_eq!(
+        flushed,
+        Err(FlushError::ExportFailed {
+            reason: format!(
+                "export to {}/api/public/otel/v1/traces failed after 6 attempt(s): HTTP 503: \
+                 Service Unavailable",
+                std::env::var(BASE_URL_ENV).expect("the parent passes the server URL"),
+            )
+        }),
+        "nothing was delivered: the retries ran out"
+    );
     let stats = stats();
     assert_eq!(
         (

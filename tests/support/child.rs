@@ -99,7 +99,15 @@ pub fn child_command(test_name: &str, mode: &str) -> Command {
     let executable = std::env::current_exe().expect("path of the running test binary");
     let mut command = Command::new(executable);
     command
-        .args(["--exact", test_name, "--nocapture", "--test-threads=1"])
+        // A child's entry point is `#[ignore]`d, so that a plain `cargo test` lists it as
+        // skipped instead of passing it without doing anything.
+        .args([
+            "--exact",
+            test_name,
+            "--include-ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD_MODE_ENV, mode)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

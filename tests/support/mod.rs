@@ -14,6 +14,7 @@
 //! - [`received`]: views on the spans the server accepted and accessors for their attributes.
 //! - [`child`]: re-running one test of the current binary in a child process.
 //! - [`example`]: running one of the examples against the fake server.
+//! - [`quiet`]: waiting until the fake server receives nothing more, instead of a fixed sleep.
 //! - [`serial`]: the lock that serializes tests, because the client is global to the process.
 //!
 //! This module must not depend on the runtime crate: it describes Langfuse, not the SDK.
@@ -28,11 +29,14 @@ pub mod python;
 pub mod received;
 pub mod server;
 
+pub mod quiet;
+
 pub use child::{
     child_command, child_mode, clear_sdk_environment, example_command, run_child, run_child_with,
     ChildOutput,
 };
 pub use example::run_example;
+pub use quiet::{wait_until_quiet, RETRY_INTERVAL};
 pub use received::{by_name, hex, ReceivedSpan, SpanLink};
 pub use server::{Answer, FakeLangfuse, Fault, RecordedRequest, ScoreApi};
 

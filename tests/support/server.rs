@@ -877,6 +877,20 @@ impl FakeLangfuse {
             .collect()
     }
 
+    /// How many requests (of any route) arrived so far.
+    pub fn request_count(&self) -> usize {
+        self.shared.lock().requests.len()
+    }
+
+    /// Whether some request (of any route) is still waiting for its answer.
+    pub fn has_pending_request(&self) -> bool {
+        self.shared
+            .lock()
+            .requests
+            .iter()
+            .any(|request| request.answer == Answer::Pending)
+    }
+
     /// Whether some traces request is still waiting for its answer (a delay running).
     pub fn has_pending_trace_request(&self) -> bool {
         self.shared
