@@ -347,3 +347,37 @@ fn a_prompt_compiles_to_the_same_text_in_both_clients() {
     drop(guard);
     assert_eq!(python, json!({"version": 4, "compiled": rust}));
 }
+
+#[test]
+fn media_references_are_the_same() {
+    let Some(peer) = peer() else { return };
+    let _serial = serial();
+    let server = FakeLangfuse::start(PUBLIC_KEY, SECRET_KEY);
+    // Lengths and contents whose hashes hold `+` and `/` (made URL-safe in the id).
+    let uris: Vec<String> = (1..40usize)
+        .map(|n| {
+            let bytes: Vec<u8> = (0..n * 37).map(|i| (i * 7 + n) as u8).collect();
+            let kind = ["image/png", "audio/wav", "application/pdf"][n % 3];
+            format!("data:{kind};base64,{}", support::base64_encode(&bytes))
+        })
+        .collect();
+    let python = peer.run(
+        &server,
+        &["media-refs"],
+        &[],
+        Some(&json!(uris).to_string()),
+    );
+    let memory = observe_runtime::MemoryExporter::new();
+    let guard = Config::default()
+        .exporter(observe_runtime::Exporter::Memory(memory.clone()))
+        .init()
+        .expect("init");
+    #[observe]
+    fn attach(uris: &[String]) {
+        let _ = uris;
+    }
+    attach(&uris);
+    drop(guard);
+    let input: Value = serde_json::from_str(memory.spans()[0].input.as_deref().unwrap()).unwrap();
+    assert_eq!(input["uris"], python);
+}

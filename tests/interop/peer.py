@@ -12,6 +12,7 @@ stdout as one JSON document.
   experiment-ids    _create_experiment_id for the cases read as JSON from stdin
   item-ids          the local experiment item id of each input read as JSON from stdin
   prompt N V        get_prompt(N).compile(**V), V as JSON
+  media-refs        the media reference of each data URI read as JSON from stdin
 """
 
 import json
@@ -90,6 +91,12 @@ def main(argv):
         from langfuse._client.utils import get_sha256_hash_hex
 
         result = [get_sha256_hash_hex(_serialize(value))[:16] for value in json.load(sys.stdin)]
+    elif command == "media-refs":
+        from langfuse.media import LangfuseMedia
+
+        result = [
+            LangfuseMedia(base64_data_uri=uri)._reference_string for uri in json.load(sys.stdin)
+        ]
     elif command == "prompt":
         prompt = client().get_prompt(argv[2])
         result = {"version": prompt.version, "compiled": prompt.compile(**json.loads(argv[3]))}
