@@ -7,12 +7,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use once_cell::sync::Lazy;
+use std::sync::LazyLock;
 
 static DEBUG: AtomicBool = AtomicBool::new(false);
 /// The same subject is repeated at most once a minute.
 const REPEAT_AFTER: Duration = Duration::from_secs(60);
-static LAST: Lazy<Mutex<HashMap<String, Option<Instant>>>> = Lazy::new(Default::default);
+static LAST: LazyLock<Mutex<HashMap<String, Option<Instant>>>> = LazyLock::new(Default::default);
 
 pub(crate) fn set_debug(on: bool) {
     DEBUG.store(on, Ordering::Relaxed);

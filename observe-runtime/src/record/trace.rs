@@ -6,7 +6,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
-use once_cell::sync::Lazy;
+use std::sync::LazyLock;
 
 use super::experiment::ExperimentAttributes;
 use super::prompt::PromptLink;
@@ -39,7 +39,7 @@ pub struct TraceAttributes {
     pub experiment: Option<Arc<ExperimentAttributes>>,
 }
 
-static EMPTY: Lazy<Arc<TraceAttributes>> = Lazy::new(Arc::default);
+static EMPTY: LazyLock<Arc<TraceAttributes>> = LazyLock::new(Arc::default);
 
 /// Past this many versions a change updates the newest one in place: a loop that sets an attribute
 /// between every two spans cannot grow memory without bound (the spans that ended meanwhile then
