@@ -7,6 +7,8 @@
 //!   update), as Langfuse's public API answers it.
 //! - [`datasets`]: the fake server's datasets (store of datasets and items, fetch, create or
 //!   update, paged item list, item upsert), as Langfuse's public API answers them.
+//! - [`openai`]: a fake OpenAI-compatible server (JSON answers, server-sent events with delays,
+//!   connections cut mid-stream) for the async-openai layer.
 //! - [`received`]: views on the spans the server accepted and accessors for their attributes.
 //! - [`child`]: re-running one test of the current binary in a child process.
 //! - [`example`]: running one of the examples against the fake server.
@@ -18,6 +20,7 @@
 pub mod child;
 pub mod datasets;
 pub mod example;
+pub mod openai;
 pub mod prompts;
 pub mod received;
 pub mod server;
