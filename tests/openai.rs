@@ -558,3 +558,165 @@ async fn an_embedding_call_is_an_embedding_under_a_tracing_span() {
         ])
     );
 }
+
+fn response_object(status: &str, output: Value, usage: Value) -> Value {
+    json!({
+        "id": "resp_1", "object": "response", "created_at": 1700000000, "status": status,
+        "model": "gpt-4.1-mini-2025-04-14", "output": output, "usage": usage,
+        "tools": [], "parallel_tool_calls": true, "tool_choice": "auto"
+    })
+}
+
+fn response_message(text: &str) -> Value {
+    json!([{"type": "message", "id": "msg_1", "role": "assistant", "status": "completed",
+            "content": [{"type": "output_text", "text": text, "annotations": []}]}])
+}
+
+fn response_usage() -> Value {
+    json!({"input_tokens": 40, "output_tokens": 12, "total_tokens": 52,
+           "input_tokens_details": {"cached_tokens": 8},
+           "output_tokens_details": {"reasoning_tokens": 2}})
+}
+
+fn create_response(body: Value) -> CreateResponse {
+    serde_json::from_value(body).expect("a responses request")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_responses_call_outside_any_trace_starts_its_own() {
+    let openai = FakeOpenAi::start([Reply::json(response_object(
+        "completed",
+        response_message("Oslo is cold."),
+        response_usage(),
+    ))]);
+    let client = client(&openai, ObserveLayer::new());
+    let request = create_response(json!({
+        "model": "gpt-4.1-mini", "instructions": "Answer in one sentence.",
+        "input": "Weather in Oslo?", "max_output_tokens": 50
+    }));
+    let answer = client
+        .responses()
+        .create(request)
+        .await
+        .expect("a response");
+    assert_eq!(answer.id, "resp_1");
+    let generation = loop_for_generation("resp_1-trace", |span| {
+        span.name() == "OpenAI-generation"
+            && span.str_attr("langfuse.observation.model.name") == Some("gpt-4.1-mini-2025-04-14")
+            && span
+                .str_attr("langfuse.observation.output")
+                .is_some_and(|o| o.contains("Oslo is cold."))
+    });
+    assert_eq!(generation.parent_span_id(), "", "a root: its own trace");
+    assert_eq!(
+        observation(&generation),
+        expect(&[
+            ("type", json!("generation")),
+            ("model.name", json!("gpt-4.1-mini-2025-04-14")),
+            ("model.parameters", json!({"max_output_tokens": 50})),
+            (
+                "input",
+                json!({"instructions": "Answer in one sentence.", "input": "Weather in Oslo?"})
+            ),
+            ("output", response_message("Oslo is cold.")),
+            (
+                "usage_details",
+                json!({"input": 32, "input_cached_tokens": 8, "output": 10,
+                                     "output_reasoning_tokens": 2, "total": 52})
+            ),
+        ])
+    );
+}
+
+/// The one span accepted so far that `matches` (waiting for it), for calls made outside any
+/// trace of the test's own.
+fn loop_for_generation(what: &str, matches: impl Fn(&ReceivedSpan) -> bool) -> ReceivedSpan {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        observe_runtime::flush().expect("flush");
+        let mut found: Vec<ReceivedSpan> = server()
+            .accepted_spans()
+            .into_iter()
+            .filter(|span| matches(span))
+            .collect();
+        if found.len() == 1 {
+            return found.remove(0);
+        }
+        assert!(found.len() < 2, "{what}: more than one span matches");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: no span arrived"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[observe(name = "responder")]
+async fn stream_response(client: &Client<OpenAIConfig>) -> (String, String) {
+    let request = create_response(json!({
+        "model": "gpt-4.1-mini", "input": [{"role": "user", "content": "Say hi"}],
+        "stream": true, "temperature": 0.5
+    }));
+    let mut stream = client
+        .responses()
+        .create_stream(request)
+        .await
+        .expect("a stream");
+    let mut kinds = Vec::new();
+    while let Some(event) = stream.next().await {
+        let event = serde_json::to_value(event.expect("an event")).unwrap();
+        kinds.push(event["type"].as_str().unwrap_or_default().to_string());
+    }
+    (kinds.join(","), trace_here())
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_streamed_responses_call_takes_the_final_response() {
+    let delta = |n: u64, text: &str| {
+        json!({"type": "response.output_text.delta", "sequence_number": n, "item_id": "msg_1",
+               "output_index": 0, "content_index": 0, "delta": text})
+    };
+    let openai = FakeOpenAi::start([Reply::response_events(
+        &[
+            json!({"type": "response.created", "sequence_number": 0,
+                   "response": response_object("in_progress", json!([]), Value::Null)}),
+            delta(1, "Hi "),
+            delta(2, "there."),
+            json!({"type": "response.completed", "sequence_number": 3,
+                   "response": response_object("completed", response_message("Hi there."), response_usage())}),
+        ],
+        STEP,
+    )]);
+    let client = client(&openai, ObserveLayer::new());
+    let (kinds, trace) = stream_response(&client).await;
+    assert_eq!(
+        kinds,
+        "response.created,response.output_text.delta,response.output_text.delta,response.completed"
+    );
+    let spans = received(&trace, 2);
+    let parent = by_name(&spans, "responder");
+    let generation = by_name(&spans, "OpenAI-generation");
+    assert_eq!(generation.parent_span_id(), parent.span_id());
+    assert_eq!(
+        observation(generation),
+        expect(&[
+            ("type", json!("generation")),
+            ("model.name", json!("gpt-4.1-mini-2025-04-14")),
+            ("model.parameters", json!({"temperature": 0.5})),
+            // As sent: async-openai adds the item type.
+            (
+                "input",
+                json!([{"role": "user", "content": "Say hi", "type": "message"}])
+            ),
+            ("output", response_message("Hi there.")),
+            (
+                "usage_details",
+                json!({"input": 32, "input_cached_tokens": 8, "output": 10,
+                                     "output_reasoning_tokens": 2, "total": 52})
+            ),
+        ])
+    );
+    assert!(generation
+        .str_attr("langfuse.observation.completion_start_time")
+        .is_some());
+}

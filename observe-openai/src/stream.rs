@@ -288,7 +288,7 @@ impl ResponsesState {
                 answer
             }
             None => Answer {
-                output: (!self.text.is_empty()).then(|| Value::String(self.text)),
+                output: (!self.text.is_empty()).then_some(Value::String(self.text)),
                 error: self.error,
                 ..Answer::default()
             },
