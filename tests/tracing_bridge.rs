@@ -1200,3 +1200,47 @@ fn the_example_runs_without_credentials_and_prints_the_tree() {
         "{stderr}"
     );
 }
+
+// ------------------------------------------------------------------------- loose ends
+
+#[test]
+fn json_text_of_any_type_in_inputs_and_outputs_is_shown_as_json() {
+    server();
+    let _subscriber = bridged();
+    let trace_id;
+    {
+        let _agent =
+            tracing::info_span!("invoke_agent", gen_ai.operation.name = "invoke_agent").entered();
+        trace_id = trace_here();
+        // What rig records for a `String` tool result: the JSON of the string, quotes included.
+        tracing::info_span!(
+            "execute_tool",
+            gen_ai.operation.name = "execute_tool",
+            gen_ai.tool.name = "search",
+            gen_ai.tool.call.arguments = "42",
+            gen_ai.tool.call.result = r#""3 documents""#,
+        )
+        .in_scope(|| {});
+        tracing::info_span!(
+            "plain",
+            gen_ai.prompt = "not JSON: \"quoted\" words",
+            gen_ai.completion = "true",
+        )
+        .in_scope(|| {});
+    }
+    let spans = received(&trace_id, 3);
+    let tool = by_name(&spans, "execute_tool");
+    assert_attr(tool, "langfuse.observation.input", Some("42"));
+    assert_attr(
+        tool,
+        "langfuse.observation.output",
+        Some(r#""3 documents""#),
+    );
+    let plain = by_name(&spans, "plain");
+    assert_attr(
+        plain,
+        "langfuse.observation.input",
+        Some(r#""not JSON: \"quoted\" words""#),
+    );
+    assert_attr(plain, "langfuse.observation.output", Some("true"));
+}

@@ -420,10 +420,10 @@ pub(crate) fn apply_span_fields(
     }
     if capture_io {
         if let (Some(value), false) = (input.get(), data.explicit_input) {
-            data.input = Some(value.json_text());
+            data.input = Some(value.io_json_text());
         }
         if let (Some(value), false) = (output.get(), data.explicit_output) {
-            data.output = Some(value.json_text());
+            data.output = Some(value.io_json_text());
         }
     }
     let status_message = status_message.or(severity.message.take());
