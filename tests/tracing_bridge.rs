@@ -1244,3 +1244,46 @@ fn json_text_of_any_type_in_inputs_and_outputs_is_shown_as_json() {
     );
     assert_attr(plain, "langfuse.observation.output", Some("true"));
 }
+
+#[test]
+fn two_bridge_layers_in_one_subscriber_record_warn_and_error_events_once() {
+    server();
+    let _subscriber = tracing::subscriber::set_default(
+        tracing_subscriber::registry()
+            .with(tracing_layer())
+            .with(tracing_layer()),
+    );
+    let trace_id;
+    {
+        let _root = tracing::info_span!("doubled").entered();
+        trace_id = trace_here();
+        for attempt in 1..=2u32 {
+            tracing::warn!(attempt, "retrying");
+        }
+        tracing::error!("gave up");
+    }
+    {
+        // Under an observation of this crate, with no bridged span current.
+        let _root = observe_runtime::span("observed-root").start();
+        let observed_trace = trace_here();
+        tracing::warn!("slow");
+        drop(_root);
+        let spans = received(&observed_trace, 2);
+        let root = by_name(&spans, "observed-root");
+        assert_child_of(by_name(&spans, "slow"), root);
+        assert_attr(root, "langfuse.observation.level", Some("WARNING"));
+    }
+    let spans = received(&trace_id, 4);
+    let root = by_name(&spans, "doubled");
+    let retries: Vec<&ReceivedSpan> = spans.iter().filter(|s| s.name() == "retrying").collect();
+    assert_eq!(retries.len(), 2, "one event per warn!, not one per layer");
+    let mut attempts: Vec<Vec<(String, String)>> = retries.iter().map(|s| metadata(s)).collect();
+    attempts.sort();
+    assert_eq!(
+        attempts,
+        [pairs(&[("attempt", "1")]), pairs(&[("attempt", "2")])]
+    );
+    assert_child_of(by_name(&spans, "gave up"), root);
+    assert_attr(root, "langfuse.observation.level", Some("ERROR"));
+    assert_attr(root, "langfuse.observation.status_message", Some("gave up"));
+}

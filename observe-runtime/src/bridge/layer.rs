@@ -47,6 +47,9 @@ const EVENT_NAME_CHARS: usize = 200;
 #[derive(Debug, Clone, Default)]
 pub struct TracingLayer {
     info_events: bool,
+    /// Another bridge layer is below this one in the same subscriber: that one records the
+    /// events (spans are recorded by the first layer that sees them).
+    duplicate: bool,
 }
 
 /// A layer for `tracing_subscriber` that sends `tracing` spans to Langfuse as observations of
@@ -191,6 +194,12 @@ impl<S> Layer<S> for TracingLayer
 where
     S: Subscriber + for<'lookup> LookupSpan<'lookup>,
 {
+    fn on_layer(&mut self, subscriber: &mut S) {
+        // SAFETY: the pointer is only tested for presence, never dereferenced.
+        let below = unsafe { subscriber.downcast_raw(std::any::TypeId::of::<TracingLayer>()) };
+        self.duplicate = below.is_some();
+    }
+
     fn on_new_span(&self, attributes: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
         if !gate::enabled() || ignored(attributes.metadata()) {
             return;
@@ -332,7 +341,7 @@ where
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
         let metadata = event.metadata();
-        if !gate::enabled() || ignored(metadata) {
+        if self.duplicate || !gate::enabled() || ignored(metadata) {
             return;
         }
         let level = match *metadata.level() {
