@@ -1287,3 +1287,40 @@ fn two_bridge_layers_in_one_subscriber_record_warn_and_error_events_once() {
     assert_attr(root, "langfuse.observation.level", Some("ERROR"));
     assert_attr(root, "langfuse.observation.status_message", Some("gave up"));
 }
+
+#[test]
+fn follows_from_names_the_other_observation_in_metadata() {
+    server();
+    let _subscriber = bridged();
+    let trace_id;
+    let (first_id, second_id);
+    {
+        let _root = tracing::info_span!("pipeline").entered();
+        trace_id = trace_here();
+        let first = tracing::info_span!("produce");
+        first_id = first.in_scope(|| observe_runtime::current_observation_id().unwrap());
+        let other_trace = tracing::info_span!(parent: None, "elsewhere");
+        second_id = other_trace.in_scope(|| {
+            (
+                trace_here(),
+                observe_runtime::current_observation_id().unwrap(),
+            )
+        });
+        let consumer = tracing::info_span!("consume");
+        consumer.follows_from(&first);
+        consumer.follows_from(&other_trace);
+        consumer.in_scope(|| {});
+    }
+    let spans = received(&trace_id, 3);
+    let consume = by_name(&spans, "consume");
+    let expected = serde_json::json!([
+        {"trace_id": trace_id, "observation_id": first_id.to_string()},
+        {"trace_id": second_id.0, "observation_id": second_id.1.to_string()},
+    ])
+    .to_string();
+    assert_eq!(
+        metadata(consume),
+        pairs(&[("follows_from", expected.as_str())])
+    );
+    assert_eq!(metadata(by_name(&spans, "produce")), vec![]);
+}
