@@ -1324,3 +1324,43 @@ fn follows_from_names_the_other_observation_in_metadata() {
     );
     assert_eq!(metadata(by_name(&spans, "produce")), vec![]);
 }
+
+#[test]
+fn swiftide_trace_input_and_output_set_the_traces_masked() {
+    server();
+    let _subscriber = bridged();
+    let trace_id;
+    {
+        let span = tracing::info_span!(
+            "query_pipeline",
+            langfuse.trace.input = r#"{"question":"What is RAG?","key":"sk-live-1"}"#,
+            langfuse.trace.output = Empty,
+        );
+        let _span = span.enter();
+        trace_id = trace_here();
+        tracing::info_span!("retrieve").in_scope(|| {});
+        span.record("langfuse.trace.output", r#"{"answer":"retrieval"}"#);
+    }
+    let spans = received(&trace_id, 2);
+    let root = by_name(&spans, "query_pipeline");
+    assert_attr(
+        root,
+        "langfuse.trace.input",
+        Some(r#"{"key":"[redacted]","question":"What is RAG?"}"#),
+    );
+    assert_attr(
+        root,
+        "langfuse.trace.output",
+        Some(r#"{"answer":"retrieval"}"#),
+    );
+    // The child ended before the output was known: it carries the input only.
+    let child = by_name(&spans, "retrieve");
+    assert_attr(
+        child,
+        "langfuse.trace.input",
+        Some(r#"{"key":"[redacted]","question":"What is RAG?"}"#),
+    );
+    assert_attr(child, "langfuse.trace.output", None);
+    assert_attr(root, "langfuse.observation.input", None);
+    assert_eq!(metadata(root), vec![]);
+}

@@ -647,6 +647,12 @@ pub(crate) fn apply_mask(mask: &Mask, limit: usize, span: &mut FinishedSpan) {
     for (_, value) in &mut span.metadata {
         masked_within(mask, limit, value);
     }
+    if span.trace.input.is_some() || span.trace.output.is_some() {
+        let trace = Arc::make_mut(&mut span.trace);
+        for value in [&mut trace.input, &mut trace.output].into_iter().flatten() {
+            masked_within(mask, limit, value);
+        }
+    }
 }
 
 fn masked_within(mask: &Mask, limit: usize, json: &mut String) {
