@@ -388,6 +388,12 @@ async fn a_stream_dropped_before_done_is_a_warning_with_what_came() {
     let client = client(&openai, ObserveLayer::new());
     let (items, trace) = stream_all(&client, Some(2)).await;
     assert_eq!(items, ["", "Let me "]);
+    let sent = openai.requests()[0].json();
+    assert_eq!(
+        sent.get("stream_options"),
+        None,
+        "include_usage is off by default"
+    );
     let spans = received(&trace, 2);
     let generation = by_name(&spans, "OpenAI-generation");
     assert_eq!(
@@ -719,4 +725,44 @@ async fn a_streamed_responses_call_takes_the_final_response() {
     assert!(generation
         .str_attr("langfuse.observation.completion_start_time")
         .is_some());
+}
+
+#[observe(name = "lister")]
+async fn list_models(api_base: String) -> (String, String) {
+    use observe_openai::async_openai::error::OpenAIError;
+    use observe_openai::async_openai::middleware::{HttpRequestFactory, ReqwestService};
+    use tower::{Layer as _, Service as _};
+
+    let mut service = ObserveLayer::new().layer(ReqwestService::new(reqwest::Client::new()));
+    let url = format!("{api_base}/models");
+    let factory = HttpRequestFactory::new(move || {
+        let url = url.clone();
+        async move {
+            reqwest::Client::new()
+                .get(url)
+                .build()
+                .map_err(OpenAIError::Reqwest)
+        }
+    });
+    futures::future::poll_fn(|cx| service.poll_ready(cx))
+        .await
+        .expect("ready");
+    let response = service.call(factory).await.expect("a response");
+    let body = response.text().await.expect("a body");
+    (body, trace_here())
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn other_endpoints_pass_through_untouched_and_unrecorded() {
+    let openai = FakeOpenAi::start([Reply::json(json!({"object": "list", "data": []}))]);
+    let _ = server();
+    let (body, trace) = list_models(openai.api_base()).await;
+    assert_eq!(body, r#"{"data":[],"object":"list"}"#);
+    let sent = openai.requests();
+    assert_eq!(
+        (sent[0].method.as_str(), sent[0].path.as_str()),
+        ("GET", "/v1/models")
+    );
+    let spans = received(&trace, 1);
+    assert_eq!(spans[0].name(), "lister");
 }
