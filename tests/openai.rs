@@ -766,3 +766,62 @@ async fn other_endpoints_pass_through_untouched_and_unrecorded() {
     let spans = received(&trace, 1);
     assert_eq!(spans[0].name(), "lister");
 }
+
+const CAPTURE_TEST: &str = "capture_off_keeps_messages_and_answers_out";
+
+#[test]
+fn capture_off_keeps_messages_and_answers_out() {
+    if support::child_mode().as_deref() == Some("capture-off") {
+        let server = FakeLangfuse::start(PUBLIC_KEY, SECRET_KEY);
+        let guard = Config::from_env()
+            .public_key(PUBLIC_KEY)
+            .secret_key(SECRET_KEY)
+            .base_url(server.base_url())
+            .init()
+            .expect("init");
+        let openai = FakeOpenAi::start([Reply::json(chat_answer())]);
+        let client = observe_openai::client(
+            OpenAIConfig::new()
+                .with_api_base(openai.api_base())
+                .with_api_key("sk-test"),
+        );
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        let (answer, trace) = runtime.block_on(ask(&client));
+        assert_eq!(answer, Ok("Paris.".to_string()));
+        guard.flush().expect("flush");
+        let spans: Vec<ReceivedSpan> = server
+            .wait_for_spans(2, WAIT)
+            .into_iter()
+            .filter(|span| span.trace_id() == trace)
+            .collect();
+        let generation = by_name(&spans, "OpenAI-generation");
+        assert_eq!(
+            observation(generation),
+            expect(&[
+                ("type", json!("generation")),
+                ("model.name", json!("gpt-4o-mini-2024-07-18")),
+                ("model.parameters", json!({"temperature": 2.5})),
+                (
+                    "usage_details",
+                    json!({"input": 176, "input_cached_tokens": 1024, "output": 30, "total": 1230})
+                ),
+            ])
+        );
+        return;
+    }
+    let child = support::run_child(
+        CAPTURE_TEST,
+        "capture-off",
+        &[("LANGFUSE_OBSERVE_DECORATOR_IO_CAPTURE_ENABLED", "false")],
+        Duration::from_secs(60),
+    );
+    child.assert_success();
+    assert!(
+        child.stdout.contains("test result: ok. 1 passed"),
+        "{}",
+        child.stdout
+    );
+}
