@@ -713,6 +713,13 @@ LAYERS: dict[str, list[tuple[str, list[str]]]] = {
         ("experiment", ["experiment/"]),
         ("front doors", ["lib.rs", "private.rs"]),
     ],
+    "observe-openai/src": [
+        ("requests and prices", ["endpoint.rs", "price.rs"]),
+        ("call", ["call.rs"]),
+        ("stream", ["stream.rs"]),
+        ("layer", ["layer.rs"]),
+        ("front door", ["lib.rs"]),
+    ],
 }
 
 

@@ -1200,3 +1200,167 @@ fn the_example_runs_without_credentials_and_prints_the_tree() {
         "{stderr}"
     );
 }
+
+// ------------------------------------------------------------------------- loose ends
+
+#[test]
+fn json_text_of_any_type_in_inputs_and_outputs_is_shown_as_json() {
+    server();
+    let _subscriber = bridged();
+    let trace_id;
+    {
+        let _agent =
+            tracing::info_span!("invoke_agent", gen_ai.operation.name = "invoke_agent").entered();
+        trace_id = trace_here();
+        // What rig records for a `String` tool result: the JSON of the string, quotes included.
+        tracing::info_span!(
+            "execute_tool",
+            gen_ai.operation.name = "execute_tool",
+            gen_ai.tool.name = "search",
+            gen_ai.tool.call.arguments = "42",
+            gen_ai.tool.call.result = r#""3 documents""#,
+        )
+        .in_scope(|| {});
+        tracing::info_span!(
+            "plain",
+            gen_ai.prompt = "not JSON: \"quoted\" words",
+            gen_ai.completion = "true",
+        )
+        .in_scope(|| {});
+    }
+    let spans = received(&trace_id, 3);
+    let tool = by_name(&spans, "execute_tool");
+    assert_attr(tool, "langfuse.observation.input", Some("42"));
+    assert_attr(
+        tool,
+        "langfuse.observation.output",
+        Some(r#""3 documents""#),
+    );
+    let plain = by_name(&spans, "plain");
+    assert_attr(
+        plain,
+        "langfuse.observation.input",
+        Some(r#""not JSON: \"quoted\" words""#),
+    );
+    assert_attr(plain, "langfuse.observation.output", Some("true"));
+}
+
+#[test]
+fn two_bridge_layers_in_one_subscriber_record_warn_and_error_events_once() {
+    server();
+    let _subscriber = tracing::subscriber::set_default(
+        tracing_subscriber::registry()
+            .with(tracing_layer())
+            .with(tracing_layer()),
+    );
+    let trace_id;
+    {
+        let _root = tracing::info_span!("doubled").entered();
+        trace_id = trace_here();
+        for attempt in 1..=2u32 {
+            tracing::warn!(attempt, "retrying");
+        }
+        tracing::error!("gave up");
+    }
+    {
+        // Under an observation of this crate, with no bridged span current.
+        let _root = observe_runtime::span("observed-root").start();
+        let observed_trace = trace_here();
+        tracing::warn!("slow");
+        drop(_root);
+        let spans = received(&observed_trace, 2);
+        let root = by_name(&spans, "observed-root");
+        assert_child_of(by_name(&spans, "slow"), root);
+        assert_attr(root, "langfuse.observation.level", Some("WARNING"));
+    }
+    let spans = received(&trace_id, 4);
+    let root = by_name(&spans, "doubled");
+    let retries: Vec<&ReceivedSpan> = spans.iter().filter(|s| s.name() == "retrying").collect();
+    assert_eq!(retries.len(), 2, "one event per warn!, not one per layer");
+    let mut attempts: Vec<Vec<(String, String)>> = retries.iter().map(|s| metadata(s)).collect();
+    attempts.sort();
+    assert_eq!(
+        attempts,
+        [pairs(&[("attempt", "1")]), pairs(&[("attempt", "2")])]
+    );
+    assert_child_of(by_name(&spans, "gave up"), root);
+    assert_attr(root, "langfuse.observation.level", Some("ERROR"));
+    assert_attr(root, "langfuse.observation.status_message", Some("gave up"));
+}
+
+#[test]
+fn follows_from_names_the_other_observation_in_metadata() {
+    server();
+    let _subscriber = bridged();
+    let trace_id;
+    let (first_id, second_id);
+    {
+        let _root = tracing::info_span!("pipeline").entered();
+        trace_id = trace_here();
+        let first = tracing::info_span!("produce");
+        first_id = first.in_scope(|| observe_runtime::current_observation_id().unwrap());
+        let other_trace = tracing::info_span!(parent: None, "elsewhere");
+        second_id = other_trace.in_scope(|| {
+            (
+                trace_here(),
+                observe_runtime::current_observation_id().unwrap(),
+            )
+        });
+        let consumer = tracing::info_span!("consume");
+        consumer.follows_from(&first);
+        consumer.follows_from(&other_trace);
+        consumer.in_scope(|| {});
+    }
+    let spans = received(&trace_id, 3);
+    let consume = by_name(&spans, "consume");
+    let expected = serde_json::json!([
+        {"trace_id": trace_id, "observation_id": first_id.to_string()},
+        {"trace_id": second_id.0, "observation_id": second_id.1.to_string()},
+    ])
+    .to_string();
+    assert_eq!(
+        metadata(consume),
+        pairs(&[("follows_from", expected.as_str())])
+    );
+    assert_eq!(metadata(by_name(&spans, "produce")), vec![]);
+}
+
+#[test]
+fn swiftide_trace_input_and_output_set_the_traces_masked() {
+    server();
+    let _subscriber = bridged();
+    let trace_id;
+    {
+        let span = tracing::info_span!(
+            "query_pipeline",
+            langfuse.trace.input = r#"{"question":"What is RAG?","key":"sk-live-1"}"#,
+            langfuse.trace.output = Empty,
+        );
+        let _span = span.enter();
+        trace_id = trace_here();
+        tracing::info_span!("retrieve").in_scope(|| {});
+        span.record("langfuse.trace.output", r#"{"answer":"retrieval"}"#);
+    }
+    let spans = received(&trace_id, 2);
+    let root = by_name(&spans, "query_pipeline");
+    assert_attr(
+        root,
+        "langfuse.trace.input",
+        Some(r#"{"key":"[redacted]","question":"What is RAG?"}"#),
+    );
+    assert_attr(
+        root,
+        "langfuse.trace.output",
+        Some(r#"{"answer":"retrieval"}"#),
+    );
+    // The child ended before the output was known: it carries the input only.
+    let child = by_name(&spans, "retrieve");
+    assert_attr(
+        child,
+        "langfuse.trace.input",
+        Some(r#"{"key":"[redacted]","question":"What is RAG?"}"#),
+    );
+    assert_attr(child, "langfuse.trace.output", None);
+    assert_attr(root, "langfuse.observation.input", None);
+    assert_eq!(metadata(root), vec![]);
+}

@@ -110,7 +110,7 @@ pub use local::fanout::{bind, bind_each, task, thread};
 pub use local::future::{FutureExt, InContext};
 pub use local::handle::{current_observation, ObservationHandle};
 pub use local::score::{score_current_observation, score_current_trace, score_trace, Score};
-pub use local::span::{span, ActiveSpan, SpanBuilder};
+pub use local::span::{span, ActiveSpan, DetachedSpan, EnteredSpan, SpanBuilder};
 pub use local::trace::{current_trace, TraceHandle};
 pub use mask::Mask;
 pub use media::{Media, MediaAttachment, MediaField};

@@ -116,13 +116,14 @@ pub fn child_command(test_name: &str, mode: &str) -> Command {
     command
 }
 
-/// Removes the configuration variables of the SDK and of OpenTelemetry (and the trace context
+/// Removes the configuration variables of the SDK, of OpenTelemetry and of OpenAI (and the trace context
 /// carriers) that this process has from `command`'s environment.
 pub fn clear_sdk_environment(command: &mut Command) {
     for (name, _) in std::env::vars_os() {
         let text = name.to_string_lossy();
         if text.starts_with("LANGFUSE_")
             || text.starts_with("OTEL_")
+            || text.starts_with("OPENAI_")
             || matches!(text.as_ref(), "TRACEPARENT" | "TRACESTATE" | "BAGGAGE")
         {
             command.env_remove(&name);
@@ -132,7 +133,7 @@ pub fn clear_sdk_environment(command: &mut Command) {
 
 /// A command that runs the example `name`, built next to this test binary (`cargo test` builds
 /// examples; when only this test was built, it is built here), with piped output, no stdin and
-/// the SDK's variables removed from its environment.
+/// the SDK's variables (and `OPENAI_*`) removed from its environment.
 pub fn example_command(name: &str) -> Command {
     let exe = std::env::current_exe().expect("the test binary's path");
     let profile_dir = exe

@@ -10,6 +10,8 @@
 //! - [`media`]: the fake server's media uploads (store of media records, upload URL, presigned
 //!   upload checked as S3 checks it, upload report, fetch), as Langfuse and its storage answer
 //!   them; a std-only SHA-256.
+//! - [`openai`]: a fake OpenAI-compatible server (JSON answers, server-sent events with delays,
+//!   connections cut mid-stream) for the async-openai layer.
 //! - [`python`]: the official Python SDK as a peer, in a virtual environment of its own.
 //! - [`received`]: views on the spans the server accepted and accessors for their attributes.
 //! - [`child`]: re-running one test of the current binary in a child process.
@@ -24,6 +26,7 @@ pub mod child;
 pub mod datasets;
 pub mod example;
 pub mod media;
+pub mod openai;
 pub mod prompts;
 pub mod python;
 pub mod received;

@@ -61,6 +61,20 @@ impl FieldValue {
         }
     }
 
+    /// The value as JSON text for an input or output: text that is JSON of any type as it is
+    /// (a JSON string such as `"3 documents"`, with its quotes, shows as `3 documents`), other
+    /// text as a JSON string.
+    pub(crate) fn io_json_text(&self) -> String {
+        match self {
+            FieldValue::Text(text)
+                if serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok() =>
+            {
+                text.clone()
+            }
+            other => other.json_text(),
+        }
+    }
+
     /// A non-negative integer (a token count): integers, integral floats and numeric text.
     pub(crate) fn count(&self) -> Option<u64> {
         match self {
@@ -227,7 +241,20 @@ mod tests {
             plain.to_json_parsed(),
             serde_json::Value::String("42".into())
         );
+        assert_eq!(
+            plain.io_json_text(),
+            "42",
+            "any JSON, for inputs and outputs"
+        );
+        let quoted = FieldValue::Text(r#""3 documents""#.into());
+        assert_eq!(quoted.io_json_text(), r#""3 documents""#);
+        assert_eq!(quoted.json_text(), r#""\"3 documents\"""#);
+        assert_eq!(
+            FieldValue::Text("3 documents".into()).io_json_text(),
+            r#""3 documents""#
+        );
         let broken = FieldValue::Text("[not json".into());
+        assert_eq!(broken.io_json_text(), r#""[not json""#);
         assert_eq!(
             broken.to_json_parsed(),
             serde_json::Value::String("[not json".into())

@@ -17,7 +17,7 @@ use tracing_subscriber::registry::{LookupSpan, SpanRef};
 use super::fields::Fields;
 use super::mapping::{self, Severity};
 use crate::gate;
-use crate::ids::ObservationId;
+use crate::ids::{ObservationId, TraceId};
 use crate::local::context::{self, SpanCore};
 use crate::local::origin::new_root_trace;
 use crate::local::span::{self as local_span, Placement};
@@ -47,6 +47,9 @@ const EVENT_NAME_CHARS: usize = 200;
 #[derive(Debug, Clone, Default)]
 pub struct TracingLayer {
     info_events: bool,
+    /// Another bridge layer is below this one in the same subscriber: that one records the
+    /// events (spans are recorded by the first layer that sees them).
+    duplicate: bool,
 }
 
 /// A layer for `tracing_subscriber` that sends `tracing` spans to Langfuse as observations of
@@ -97,6 +100,8 @@ struct Bridged {
     fields: Fields,
     /// The level raised by the events inside it.
     severity: Severity,
+    /// The observations it follows from (`Span::follows_from`): trace and observation ids.
+    follows: Vec<(TraceId, ObservationId)>,
 }
 
 thread_local! {
@@ -191,6 +196,12 @@ impl<S> Layer<S> for TracingLayer
 where
     S: Subscriber + for<'lookup> LookupSpan<'lookup>,
 {
+    fn on_layer(&mut self, subscriber: &mut S) {
+        // SAFETY: the pointer is only tested for presence, never dereferenced.
+        let below = unsafe { subscriber.downcast_raw(std::any::TypeId::of::<TracingLayer>()) };
+        self.duplicate = below.is_some();
+    }
+
     fn on_new_span(&self, attributes: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
         if !gate::enabled() || ignored(attributes.metadata()) {
             return;
@@ -219,6 +230,7 @@ where
             data,
             fields: Fields::default(),
             severity: Severity::NONE,
+            follows: Vec::new(),
         };
         if bridged.recording {
             let limit = bridged.trace.options.field_limit;
@@ -309,11 +321,27 @@ where
             data,
             fields,
             severity,
+            follows,
             ..
         } = bridged;
         let Some(mut data) = data else {
             return;
         };
+        if !follows.is_empty() {
+            let named: Vec<serde_json::Value> = follows
+                .iter()
+                .map(|(trace_id, span_id)| {
+                    serde_json::json!({
+                        "trace_id": trace_id.to_string(),
+                        "observation_id": span_id.to_string(),
+                    })
+                })
+                .collect();
+            let json = serde_json::Value::Array(named).to_string();
+            let metadata = &mut data.details().metadata;
+            metadata.retain(|(key, _)| key != "follows_from");
+            metadata.push(("follows_from".to_string(), json));
+        }
         let options = trace.options;
         mapping::apply_span_fields(
             &fields,
@@ -330,9 +358,29 @@ where
         });
     }
 
+    fn on_follows_from(&self, id: &Id, follows: &Id, ctx: Context<'_, S>) {
+        let Some(other) = ctx.span(follows).and_then(|span| {
+            span.extensions()
+                .get::<Bridged>()
+                .map(|b| (b.trace.trace_id, b.span_id))
+        }) else {
+            return;
+        };
+        let Some(span) = ctx.span(id) else {
+            return;
+        };
+        let mut extensions = span.extensions_mut();
+        if let Some(bridged) = extensions.get_mut::<Bridged>() {
+            // A second bridge layer of the same subscriber sees the same call: once is enough.
+            if bridged.recording && !bridged.follows.contains(&other) {
+                bridged.follows.push(other);
+            }
+        }
+    }
+
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
         let metadata = event.metadata();
-        if !gate::enabled() || ignored(metadata) {
+        if self.duplicate || !gate::enabled() || ignored(metadata) {
             return;
         }
         let level = match *metadata.level() {

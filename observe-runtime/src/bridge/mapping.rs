@@ -63,6 +63,9 @@ enum Role<'a> {
     TraceName,
     Tags,
     TraceMetadataKey(&'a str),
+    /// `langfuse.trace.input` / `.output` (swiftide): the trace's own input and output.
+    TraceInput,
+    TraceOutput,
     Release,
     Version,
     Public,
@@ -154,6 +157,8 @@ fn langfuse_role(rest: &str) -> Role<'_> {
         "release" => Role::Release,
         "version" => Role::Version,
         "trace.public" | "public" => Role::Public,
+        "trace.input" => Role::TraceInput,
+        "trace.output" => Role::TraceOutput,
         _ => {
             if let Some(key) = rest.strip_prefix("trace.metadata.") {
                 Role::TraceMetadataKey(key)
@@ -174,6 +179,8 @@ fn is_trace_role(role: Role<'_>) -> bool {
             | Role::TraceName
             | Role::Tags
             | Role::TraceMetadataKey(_)
+            | Role::TraceInput
+            | Role::TraceOutput
             | Role::Release
             | Role::Version
             | Role::Public
@@ -191,7 +198,12 @@ pub(crate) fn apply_trace_fields(fields: &Fields, names: &[&'static str], trace:
             continue;
         };
         let limit = trace.options.field_limit;
+        if matches!(role, Role::TraceInput | Role::TraceOutput) && !trace.options.capture_io {
+            continue;
+        }
         trace.update(|a| match role {
+            Role::TraceInput => a.input = Some(capture::bound_field(value.io_json_text(), limit)),
+            Role::TraceOutput => a.output = Some(capture::bound_field(value.io_json_text(), limit)),
             Role::Session => a.session_id = Some(value.text()),
             Role::User => a.user_id = Some(value.text()),
             Role::TraceName => a.name = Some(value.text()),
@@ -420,10 +432,10 @@ pub(crate) fn apply_span_fields(
     }
     if capture_io {
         if let (Some(value), false) = (input.get(), data.explicit_input) {
-            data.input = Some(value.json_text());
+            data.input = Some(value.io_json_text());
         }
         if let (Some(value), false) = (output.get(), data.explicit_output) {
-            data.output = Some(value.json_text());
+            data.output = Some(value.io_json_text());
         }
     }
     let status_message = status_message.or(severity.message.take());

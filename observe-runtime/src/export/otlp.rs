@@ -403,6 +403,8 @@ fn attributes(out: &mut Vec<u8>, record: &FinishedSpan, envelope: &Envelope) {
     if let Some(public) = trace.public {
         attribute(out, "langfuse.trace.public", Value::Bool(public));
     }
+    optional(out, "langfuse.trace.input", &trace.input);
+    optional(out, "langfuse.trace.output", &trace.output);
     if let Some(release) = trace.release.as_ref().or(envelope.release.as_ref()) {
         attribute(out, "langfuse.release", Value::Str(release));
     }
@@ -843,6 +845,8 @@ mod tests {
                 release: Some("v2".into()),
                 version: Some("1.2.3".into()),
                 public: Some(false),
+                input: Some("\"the question\"".into()),
+                output: Some("{\"answer\":42}".into()),
                 prompt: None,
                 experiment: None,
             }),
@@ -1421,6 +1425,12 @@ mod prost_reference {
         }
         if let Some(public) = trace.public {
             attributes.push(boolean("langfuse.trace.public", public));
+        }
+        if let Some(input) = &trace.input {
+            attributes.push(string("langfuse.trace.input", input.as_str()));
+        }
+        if let Some(output) = &trace.output {
+            attributes.push(string("langfuse.trace.output", output.as_str()));
         }
         if let Some(release) = trace.release.as_ref().or(envelope.release.as_ref()) {
             attributes.push(string("langfuse.release", release.as_str()));

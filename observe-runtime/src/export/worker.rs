@@ -654,9 +654,13 @@ pub(crate) fn apply_mask(mask: &Mask, limit: usize, span: &mut FinishedSpan) {
         masked_within(mask, limit, &mut json);
         *message = serde_json::from_str::<String>(&json).unwrap_or(json);
     }
-    if !span.trace.metadata.is_empty() {
-        let trace = std::sync::Arc::make_mut(&mut span.trace);
+    let trace = &span.trace;
+    if !trace.metadata.is_empty() || trace.input.is_some() || trace.output.is_some() {
+        let trace = Arc::make_mut(&mut span.trace);
         for (_, value) in &mut trace.metadata {
+            masked_within(mask, limit, value);
+        }
+        for value in [&mut trace.input, &mut trace.output].into_iter().flatten() {
             masked_within(mask, limit, value);
         }
     }

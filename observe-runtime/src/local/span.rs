@@ -165,6 +165,137 @@ impl SpanBuilder {
     }
 }
 
+impl SpanBuilder {
+    /// Opens the observation without making it current: it is placed under what is current
+    /// here and now (or starts a trace), and becomes current only inside
+    /// [`DetachedSpan::enter`]. For observations owned by a future or a stream that may be
+    /// polled on other threads (middleware, HTTP bodies): enter it for each poll, never across
+    /// an `.await`.
+    ///
+    /// ```
+    /// use observe_runtime::{current_observation, span, ObservationType};
+    /// let mut call = span("llm").as_type(ObservationType::Generation).start_detached();
+    /// // ... later, maybe on another thread ...
+    /// call.in_scope(|| {
+    ///     current_observation().model("gpt-4o");
+    /// });
+    /// call.end();
+    /// ```
+    pub fn start_detached(self) -> DetachedSpan {
+        if !gate::enabled() {
+            return DetachedSpan { core: None };
+        }
+        let placement = self.placement.unwrap_or_else(placement_here);
+        let mut core = open_at(placement, self.name, self.kind);
+        if let Some(data) = core.data.as_mut() {
+            if let Some(input) = self.input {
+                data.input = Some(input);
+                data.explicit_input = true;
+            }
+        }
+        DetachedSpan { core: Some(core) }
+    }
+}
+
+/// An open observation that is current nowhere until [entered](DetachedSpan::enter); see
+/// [`SpanBuilder::start_detached`]. It is `Send`: a future or a stream can own it and enter it
+/// on each poll. Dropping it (or [`DetachedSpan::end`]) ends the observation.
+#[must_use = "the observation ends when this value is dropped"]
+pub struct DetachedSpan {
+    core: Option<SpanCore>,
+}
+
+impl std::fmt::Debug for DetachedSpan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DetachedSpan")
+            .field("id", &self.id())
+            .finish()
+    }
+}
+
+impl DetachedSpan {
+    /// Makes the observation current on this thread until the returned guard drops:
+    /// [`crate::current_observation`] then reaches it, and observations opened meanwhile
+    /// become its children.
+    pub fn enter(&mut self) -> EnteredSpan<'_> {
+        let token = self.core.take().map(context::push).unwrap_or(0);
+        EnteredSpan {
+            span: self,
+            token,
+            _not_send: PhantomData,
+        }
+    }
+
+    /// Runs `f` with the observation current (see [`DetachedSpan::enter`]).
+    pub fn in_scope<R>(&mut self, f: impl FnOnce() -> R) -> R {
+        let _entered = self.enter();
+        f()
+    }
+
+    /// The id of the observation, when it is recorded.
+    pub fn id(&self) -> Option<ObservationId> {
+        self.core.as_ref()?.data.as_ref().map(|data| data.span_id)
+    }
+
+    /// Whether the observation is recorded (a client is installed and the trace is sampled).
+    pub fn is_recording(&self) -> bool {
+        self.core.as_ref().is_some_and(|core| core.data.is_some())
+    }
+
+    /// Whether inputs and outputs are to be captured (the `capture_io` setting), as
+    /// `#[observe]` decides it; false when the observation is not recorded.
+    pub fn captures_io(&self) -> bool {
+        self.core
+            .as_ref()
+            .is_some_and(|core| core.data.is_some() && core.trace.options.capture_io)
+    }
+
+    /// The size limit of one captured field in bytes (0 when the observation is not recorded).
+    pub fn field_limit(&self) -> usize {
+        self.core
+            .as_ref()
+            .filter(|core| core.data.is_some())
+            .map_or(0, |core| core.trace.options.field_limit)
+    }
+
+    /// Ends the observation now.
+    pub fn end(self) {}
+}
+
+impl Drop for DetachedSpan {
+    fn drop(&mut self) {
+        if let Some(core) = self.core.take() {
+            close(core);
+        }
+    }
+}
+
+/// A [`DetachedSpan`] made current on this thread until this guard drops; see
+/// [`DetachedSpan::enter`]. A panic while it is held marks the observation ERROR.
+#[must_use = "the observation is current only while this guard lives"]
+#[derive(Debug)]
+pub struct EnteredSpan<'a> {
+    span: &'a mut DetachedSpan,
+    token: u64,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl Drop for EnteredSpan<'_> {
+    fn drop(&mut self) {
+        if self.token == 0 {
+            return;
+        }
+        let mut core = context::remove(std::mem::take(&mut self.token));
+        if std::thread::panicking() {
+            if let Some(data) = core.as_mut().and_then(|core| core.data.as_mut()) {
+                data.level = Level::Error;
+                data.status_message = Some(panic_message());
+            }
+        }
+        self.span.core = core;
+    }
+}
+
 /// A running manual observation: current on this thread until it is dropped or [`ActiveSpan::end`]ed.
 ///
 /// It stays on the thread that started it (it is not `Send`); to carry a trace into other threads

@@ -329,6 +329,8 @@ mod tests {
             release: Some("1.2.3".into()),
             version: Some("v2".into()),
             public: Some(true),
+            input: None,
+            output: None,
             prompt: Some(PromptLink {
                 name: "agent/system".into(),
                 version: 5,

@@ -32,6 +32,10 @@ pub struct TraceAttributes {
     pub version: Option<String>,
     /// Whether the trace is public in Langfuse.
     pub public: Option<bool>,
+    /// The trace's input as JSON text (else Langfuse shows the root observation's).
+    pub input: Option<String>,
+    /// The trace's output as JSON text (else Langfuse shows the root observation's).
+    pub output: Option<String>,
     /// The prompt every generation of the trace is linked to, unless it links its own.
     pub prompt: Option<PromptLink>,
     /// The experiment the trace is an item of (its spans then go to the `sdk-experiment`

@@ -1,0 +1,295 @@
+//! `observe_openai`'s own cost: the same async-openai client with and without `ObserveLayer`,
+//! both against an OpenAI-compatible server in this benchmark on 127.0.0.1 (keep-alive, one
+//! thread per connection): a non-streamed chat completion per call, and a streamed one of
+//! `CHUNKS` chunks (throughput in chunks, so criterion's time is per chunk). The observed client
+//! records into the in-memory exporter, cleared after each sample; capture on (input and output
+//! serialized).
+//!
+//! `cargo bench --bench openai`
+//!
+//! After each case a `delivered` line gives the calls made, the generations recorded and the
+//! server's requests, so a case that recorded nothing (or called nothing) would show.
+
+use std::hint::black_box;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use futures::StreamExt as _;
+use observe_openai::async_openai::config::OpenAIConfig;
+use observe_openai::async_openai::middleware::{retry::OpenAIRetryLayer, ReqwestService};
+use observe_openai::async_openai::types::chat::CreateChatCompletionRequest;
+use observe_openai::async_openai::Client;
+use observe_openai::ObserveLayer;
+use observe_runtime::{Config, Exporter, MemoryExporter};
+use serde_json::json;
+
+/// Chunks in one streamed answer.
+const CHUNKS: u64 = 500;
+
+fn answer() -> String {
+    json!({
+        "id": "chatcmpl-1", "object": "chat.completion", "created": 1700000000,
+        "model": "gpt-4o-mini-2024-07-18",
+        "choices": [{"index": 0, "finish_reason": "stop",
+                     "message": {"role": "assistant", "content": "Paris is the capital of France."}}],
+        "usage": {"prompt_tokens": 1200, "completion_tokens": 30, "total_tokens": 1230,
+                  "prompt_tokens_details": {"cached_tokens": 1024}}
+    })
+    .to_string()
+}
+
+/// The whole streamed body, HTTP chunks included: `CHUNKS` deltas, a usage chunk, `[DONE]`.
+fn stream_body() -> Vec<u8> {
+    let mut body = Vec::new();
+    let mut event = |data: String| {
+        let event = format!("data: {data}\n\n");
+        body.extend_from_slice(format!("{:x}\r\n{event}\r\n", event.len()).as_bytes());
+    };
+    for i in 0..CHUNKS {
+        event(
+            json!({"id": "chatcmpl-2", "object": "chat.completion.chunk", "created": 1700000000,
+                   "model": "gpt-4o-mini-2024-07-18",
+                   "choices": [{"index": 0, "delta": {"content": format!(" token{i}")},
+                                "finish_reason": null}]})
+            .to_string(),
+        );
+    }
+    event(
+        json!({"id": "chatcmpl-2", "object": "chat.completion.chunk", "created": 1700000000,
+               "model": "gpt-4o-mini-2024-07-18", "choices": [],
+               "usage": {"prompt_tokens": 20, "completion_tokens": 500, "total_tokens": 520}})
+        .to_string(),
+    );
+    event("[DONE]".to_string());
+    body.extend_from_slice(b"0\r\n\r\n");
+    body
+}
+
+/// Starts the server; returns its API base and its request counter.
+fn start_server() -> (String, Arc<AtomicU64>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let address = listener.local_addr().expect("address");
+    let requests = Arc::new(AtomicU64::new(0));
+    let counter = requests.clone();
+    let answer = Arc::new(answer());
+    let stream = Arc::new(stream_body());
+    std::thread::spawn(move || {
+        for connection in listener.incoming().flatten() {
+            let (counter, answer, stream) = (counter.clone(), answer.clone(), stream.clone());
+            std::thread::spawn(move || serve(connection, &counter, &answer, &stream));
+        }
+    });
+    (format!("http://{address}/v1"), requests)
+}
+
+/// Answers requests on one connection until the client closes it.
+fn serve(connection: TcpStream, requests: &AtomicU64, answer: &str, stream: &[u8]) {
+    let _ = connection.set_nodelay(true);
+    let mut reader = BufReader::new(connection.try_clone().expect("clone"));
+    let mut out = connection;
+    loop {
+        let mut length = 0usize;
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        loop {
+            line.clear();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            let header = line.trim_end();
+            if header.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = header.split_once(':') {
+                if name.eq_ignore_ascii_case("content-length") {
+                    length = value.trim().parse().unwrap_or(0);
+                }
+            }
+        }
+        let mut body = vec![0; length];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        requests.fetch_add(1, Ordering::Relaxed);
+        let streamed = body.windows(13).any(|w| w == b"\"stream\":true");
+        let written = if streamed {
+            out.write_all(
+                b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n",
+            )
+            .and_then(|()| out.write_all(stream))
+        } else {
+            out.write_all(
+                format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{answer}",
+                    answer.len()
+                )
+                .as_bytes(),
+            )
+        };
+        if written.is_err() {
+            return;
+        }
+    }
+}
+
+fn request(stream: bool) -> CreateChatCompletionRequest {
+    serde_json::from_value(json!({
+        "model": "gpt-4o-mini", "stream": stream, "temperature": 0.2, "max_completion_tokens": 64,
+        "messages": [{"role": "system", "content": "Be brief."},
+                     {"role": "user", "content": "Capital of France?"}]
+    }))
+    .expect("a request")
+}
+
+async fn call(client: &Client<OpenAIConfig>) {
+    let answer = client
+        .chat()
+        .create(request(false))
+        .await
+        .expect("an answer");
+    black_box(answer);
+}
+
+async fn stream(client: &Client<OpenAIConfig>) {
+    let mut stream = client
+        .chat()
+        .create_stream(request(true))
+        .await
+        .expect("a stream");
+    let mut chunks = 0u64;
+    while let Some(chunk) = stream.next().await {
+        black_box(chunk.expect("a chunk"));
+        chunks += 1;
+    }
+    assert_eq!(chunks, CHUNKS + 1, "the deltas and the usage chunk");
+}
+
+fn openai(c: &mut Criterion) {
+    let memory = MemoryExporter::new();
+    let _guard = Config::default()
+        .exporter(Exporter::Memory(memory.clone()))
+        .init()
+        .expect("init");
+    let (api_base, requests) = start_server();
+    let config = OpenAIConfig::new()
+        .with_api_base(api_base)
+        .with_api_key("sk-bench");
+    let http = reqwest::Client::new();
+    let plain = Client::with_config(config.clone()).with_http_service(
+        tower::ServiceBuilder::new()
+            .layer(OpenAIRetryLayer::default())
+            .service(ReqwestService::new(http.clone())),
+    );
+    let observed = Client::with_config(config).with_http_service(
+        tower::ServiceBuilder::new()
+            .layer(ObserveLayer::new())
+            .layer(OpenAIRetryLayer::default())
+            .service(ReqwestService::new(http)),
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+
+    let mut group = c.benchmark_group("openai");
+    for (case, streamed) in [("call", false), ("stream", true)] {
+        if streamed {
+            group.throughput(Throughput::Elements(CHUNKS));
+        } else {
+            group.throughput(Throughput::Elements(1));
+        }
+        for (name, client) in [("plain", &plain), ("observed", &observed)] {
+            let id = format!("{case}/{name}");
+            let calls = AtomicU64::new(0);
+            let recorded = AtomicU64::new(0);
+            let before = requests.load(Ordering::Relaxed);
+            let started = Instant::now();
+            group.bench_function(&id, |b| {
+                b.iter_custom(|iterations| {
+                    let elapsed = runtime.block_on(async {
+                        let started = Instant::now();
+                        for _ in 0..iterations {
+                            if streamed {
+                                stream(client).await;
+                            } else {
+                                call(client).await;
+                            }
+                        }
+                        started.elapsed()
+                    });
+                    calls.fetch_add(iterations, Ordering::Relaxed);
+                    observe_runtime::flush().expect("flush");
+                    recorded.fetch_add(memory.spans().len() as u64, Ordering::Relaxed);
+                    memory.clear();
+                    elapsed
+                })
+            });
+            eprintln!(
+                "delivered {id}: {} calls, {} generations recorded, {} requests answered, {:.1} s",
+                calls.load(Ordering::Relaxed),
+                recorded.load(Ordering::Relaxed),
+                requests.load(Ordering::Relaxed) - before,
+                started.elapsed().as_secs_f64()
+            );
+        }
+    }
+    group.finish();
+
+    // Paired: blocks of the same work with and without the layer, one after the other, so that
+    // what the shared machine does meanwhile hits both alike; the median of the differences.
+    for (case, streamed, block) in [("call", false, 400u32), ("stream", true, 20u32)] {
+        let mut differences = Vec::new();
+        let mut plain_times = Vec::new();
+        for _ in 0..15 {
+            let time = |client: &Client<OpenAIConfig>| {
+                runtime.block_on(async {
+                    let started = Instant::now();
+                    for _ in 0..block {
+                        if streamed {
+                            stream(client).await;
+                        } else {
+                            call(client).await;
+                        }
+                    }
+                    started.elapsed().as_secs_f64() / f64::from(block)
+                })
+            };
+            let plain_time = time(&plain);
+            let observed_time = time(&observed);
+            differences.push(observed_time - plain_time);
+            plain_times.push(plain_time);
+            observe_runtime::flush().expect("flush");
+            memory.clear();
+        }
+        let median = |values: &mut Vec<f64>| {
+            values.sort_by(f64::total_cmp);
+            values[values.len() / 2]
+        };
+        let difference = median(&mut differences);
+        let plain_time = median(&mut plain_times);
+        let per_chunk = if streamed {
+            format!(", {:.0} ns per chunk", difference * 1e9 / CHUNKS as f64)
+        } else {
+            String::new()
+        };
+        eprintln!(
+            "paired {case}: plain {:.1} µs, layer adds {:.2} µs ({:.1} %){per_chunk}",
+            plain_time * 1e6,
+            difference * 1e6,
+            difference / plain_time * 100.0
+        );
+    }
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().measurement_time(Duration::from_secs(5));
+    targets = openai
+}
+criterion_main!(benches);

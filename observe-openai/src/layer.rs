@@ -1,0 +1,229 @@
+//! [`ObserveLayer`] and its service: which requests are recorded, the request rebuilt once for
+//! the first attempt (with `stream_options.include_usage` when asked), attempts counted, and
+//! the response read once and rebuilt (or its body wrapped when streamed).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use async_openai::error::OpenAIError;
+use async_openai::middleware::HttpRequestFactory;
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use observe_runtime::TraceContext;
+use reqwest::{Request, Response};
+
+use crate::call::{Call, Options};
+use crate::endpoint::{with_usage_requested, Endpoint};
+use crate::price::Price;
+use crate::stream::ObservedBody;
+
+/// A [`tower::Layer`] that records async-openai calls as Langfuse generations; see the
+/// [crate docs](crate). Place it outside async-openai's retry layer.
+///
+/// ```
+/// use observe_openai::{ObserveLayer, Price};
+/// let layer = ObserveLayer::new()
+///     .include_usage(true)
+///     .price("gpt-4o-mini", Price::new(0.15, 0.60).cached_input(0.075));
+/// # let _ = layer;
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct ObserveLayer {
+    options: Options,
+}
+
+impl ObserveLayer {
+    /// The layer with default options: no request is changed, and Langfuse prices the
+    /// generations from their model names.
+    pub fn new() -> ObserveLayer {
+        ObserveLayer::default()
+    }
+
+    /// Adds `stream_options: {"include_usage": true}` to streamed chat completion requests
+    /// that do not set `include_usage` themselves, so that the token counts of streams are
+    /// known. The server then sends one more chunk, with the usage and no choices.
+    pub fn include_usage(mut self, include: bool) -> ObserveLayer {
+        self.options.include_usage = include;
+        self
+    }
+
+    /// Prices for a model (the answer's model name, else the request's): the generations of
+    /// that model carry a cost computed from their usage instead of Langfuse's own prices.
+    pub fn price(mut self, model: impl Into<String>, price: Price) -> ObserveLayer {
+        self.options.prices.insert(model.into(), price);
+        self
+    }
+
+    /// Prices for several models; see [`ObserveLayer::price`].
+    pub fn prices(
+        mut self,
+        prices: impl IntoIterator<Item = (impl Into<String>, Price)>,
+    ) -> ObserveLayer {
+        for (model, price) in prices {
+            self.options.prices.insert(model.into(), price);
+        }
+        self
+    }
+}
+
+impl<S> tower::Layer<S> for ObserveLayer {
+    type Service = ObserveService<S>;
+
+    fn layer(&self, inner: S) -> ObserveService<S> {
+        ObserveService {
+            inner,
+            options: Arc::new(self.options.clone()),
+        }
+    }
+}
+
+/// The service [`ObserveLayer`] puts around async-openai's HTTP service.
+#[derive(Debug, Clone)]
+pub struct ObserveService<S> {
+    inner: S,
+    options: Arc<Options>,
+}
+
+type CallFuture = Pin<Box<dyn Future<Output = Result<Response, OpenAIError>> + Send + 'static>>;
+
+impl<S> tower::Service<HttpRequestFactory> for ObserveService<S>
+where
+    S: tower::Service<HttpRequestFactory, Response = Response> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<OpenAIError>,
+    S: Clone,
+{
+    type Response = Response;
+    type Error = OpenAIError;
+    type Future = CallFuture;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), OpenAIError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, factory: HttpRequestFactory) -> CallFuture {
+        // The service made ready goes into the future; a clone stays for the next call.
+        let ready = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, ready);
+        // What is current where the call is made: the generation goes under it.
+        let context = TraceContext::current();
+        Box::pin(observe_call(inner, factory, self.options.clone(), context))
+    }
+}
+
+async fn observe_call<S>(
+    mut inner: S,
+    factory: HttpRequestFactory,
+    options: Arc<Options>,
+    context: Option<TraceContext>,
+) -> Result<Response, OpenAIError>
+where
+    S: tower::Service<HttpRequestFactory, Response = Response>,
+    S::Error: Into<OpenAIError>,
+{
+    let first = factory.build().await?;
+    let Some(endpoint) = Endpoint::of(first.method(), first.url().path()) else {
+        let replay = replay(factory, first, None, Arc::default());
+        return inner.call(replay).await.map_err(Into::into);
+    };
+    let body = first.body().and_then(reqwest::Body::as_bytes);
+    let replacement = match (endpoint, options.include_usage, body) {
+        (Endpoint::Chat, true, Some(body)) => with_usage_requested(body).map(Bytes::from),
+        _ => None,
+    };
+    let attempts = Arc::new(AtomicU32::new(0));
+    let call = {
+        let _current = context.as_ref().map(TraceContext::attach);
+        Call::open(endpoint, body, options, attempts.clone())
+    };
+    let replay = replay(factory, first, replacement, attempts);
+    let result = inner.call(replay).await.map_err(Into::into);
+    let Some(call) = call else {
+        return result;
+    };
+    let response = match result {
+        Ok(response) => response,
+        Err(error) => {
+            call.failed(error_message(&error));
+            return Err(error);
+        }
+    };
+    let status = response.status();
+    let streamed = status.is_success()
+        && response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|value| value.starts_with("text/event-stream"));
+    let (parts, body) = http::Response::from(response).into_parts();
+    if streamed {
+        let observed = ObservedBody::new(body.into_data_stream(), call);
+        let body = reqwest::Body::wrap_stream(observed);
+        return Ok(Response::from(http::Response::from_parts(parts, body)));
+    }
+    let bytes = match body.collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(error) => {
+            call.failed(format!("reading the answer failed: {error}"));
+            return Err(OpenAIError::Reqwest(error));
+        }
+    };
+    if status.is_success() {
+        call.answered(&bytes);
+    } else {
+        call.http_error(status, &bytes);
+    }
+    Ok(Response::from(http::Response::from_parts(
+        parts,
+        reqwest::Body::from(bytes),
+    )))
+}
+
+/// The status message of a failed call: the server's message for an API error.
+fn error_message(error: &OpenAIError) -> String {
+    match error {
+        OpenAIError::ApiError(api) => {
+            format!(
+                "HTTP {}: {}",
+                api.status_code.as_u16(),
+                api.api_error.message
+            )
+        }
+        other => other.to_string(),
+    }
+}
+
+/// A factory for the inner service: the request already built for the first attempt, rebuilt
+/// for the next ones; each attempt counted, and the body replaced when asked.
+fn replay(
+    factory: HttpRequestFactory,
+    first: Request,
+    body: Option<Bytes>,
+    attempts: Arc<AtomicU32>,
+) -> HttpRequestFactory {
+    let first = Arc::new(Mutex::new(Some(first)));
+    HttpRequestFactory::new(move || {
+        let factory = factory.clone();
+        let first = first.clone();
+        let body = body.clone();
+        let attempts = attempts.clone();
+        async move {
+            attempts.fetch_add(1, Ordering::Relaxed);
+            let built = first
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .take();
+            let mut request = match built {
+                Some(request) => request,
+                None => factory.build().await?,
+            };
+            if let Some(body) = body {
+                *request.body_mut() = Some(reqwest::Body::from(body));
+            }
+            Ok(request)
+        }
+    })
+}
