@@ -711,6 +711,7 @@ LAYERS: dict[str, list[tuple[str, list[str]]]] = {
         ("bridge", ["bridge/"]),
         ("lifecycle", ["lifecycle/"]),
         ("experiment", ["experiment/"]),
+        ("testing", ["testing.rs"]),
         ("front doors", ["lib.rs", "private.rs"]),
     ],
     "observe-openai/src": [

@@ -3,6 +3,8 @@
 //! finished records and scores to the client's destination. Installing and removing the client is the
 //! lifecycle's business; this module only holds it.
 
+use std::cell::Cell;
+use std::num::NonZeroU64;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
@@ -19,7 +21,8 @@ use crate::mask::Mask;
 use crate::record::score::ScoreProblem;
 use crate::record::{FinishedScore, Record, TraceAttributes, TraceOptions};
 
-/// Is a client installed and running? The only thing the hot path reads when tracing is off.
+/// Is a client installed and running, or a capture scope open? The only thing the hot path
+/// reads when tracing is off.
 static ACTIVE: AtomicBool = AtomicBool::new(false);
 /// The installed client: read without a lock when a trace starts.
 static CLIENT: ArcSwapOption<Client> = ArcSwapOption::const_empty();
@@ -123,6 +126,7 @@ impl Client {
             capture_io: self.capture_io,
             field_limit: self.field_limit,
             epoch,
+            scope: None,
         }
     }
 
@@ -245,7 +249,7 @@ pub(crate) fn uninstall(client: &Arc<Client>) {
         .as_ref()
         .is_some_and(|c| Arc::ptr_eq(c, client))
     {
-        ACTIVE.store(false, Ordering::Release);
+        ACTIVE.store(!lock_scopes().is_empty(), Ordering::Release);
         CLIENT.store(None);
         EPOCH.fetch_add(1, Ordering::AcqRel);
     }
@@ -261,5 +265,93 @@ pub(crate) fn latest_counters() -> Option<Arc<Counters>> {
     match LATEST_COUNTERS.read() {
         Ok(value) => value.clone(),
         Err(poisoned) => poisoned.into_inner().clone(),
+    }
+}
+
+/// The open capture scopes (`testing::capture`): clients that are not installed, each taking
+/// the traces started on a thread inside it. Read only when such a trace starts or ends.
+static SCOPES: RwLock<Vec<(NonZeroU64, Arc<Client>)>> = RwLock::new(Vec::new());
+static NEXT_SCOPE: AtomicU64 = AtomicU64::new(1);
+
+thread_local! {
+    /// The capture scope this thread runs inside, if any.
+    static THREAD_SCOPE: Cell<Option<NonZeroU64>> = const { Cell::new(None) };
+}
+
+fn lock_scopes() -> std::sync::RwLockReadGuard<'static, Vec<(NonZeroU64, Arc<Client>)>> {
+    match SCOPES.read() {
+        Ok(scopes) => scopes,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+/// Opens a capture scope taking the traces started inside it; the gate is open while it is.
+pub(crate) fn open_scope(client: Arc<Client>) -> NonZeroU64 {
+    let _install = install_lock();
+    let id = NonZeroU64::new(NEXT_SCOPE.fetch_add(1, Ordering::Relaxed)).unwrap_or(NonZeroU64::MIN);
+    match SCOPES.write() {
+        Ok(mut scopes) => scopes.push((id, client)),
+        Err(poisoned) => poisoned.into_inner().push((id, client)),
+    }
+    ACTIVE.store(true, Ordering::Release);
+    id
+}
+
+/// Closes a capture scope: what its traces finish afterwards is not recorded.
+pub(crate) fn close_scope(id: NonZeroU64) {
+    let _install = install_lock();
+    let empty = {
+        let mut scopes = match SCOPES.write() {
+            Ok(scopes) => scopes,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        scopes.retain(|(scope, _)| *scope != id);
+        scopes.is_empty()
+    };
+    ACTIVE.store(!empty || CLIENT.load().is_some(), Ordering::Release);
+}
+
+/// The client of an open capture scope.
+pub(crate) fn scope_client(id: NonZeroU64) -> Option<Arc<Client>> {
+    lock_scopes()
+        .iter()
+        .find(|(scope, _)| *scope == id)
+        .map(|(_, client)| client.clone())
+}
+
+/// Makes `scope` this thread's capture scope; returns the one it replaces.
+pub(crate) fn enter_scope(scope: Option<NonZeroU64>) -> Option<NonZeroU64> {
+    THREAD_SCOPE
+        .try_with(|current| current.replace(scope))
+        .ok()
+        .flatten()
+}
+
+/// The capture scope this thread runs inside, if any.
+pub(crate) fn thread_scope() -> Option<NonZeroU64> {
+    THREAD_SCOPE.try_with(Cell::get).ok().flatten()
+}
+
+/// The client a trace starting on this thread records to: its capture scope's when it runs
+/// inside one (with the scope), else the installed one.
+pub(crate) fn client_here() -> Option<(Arc<Client>, Option<NonZeroU64>)> {
+    if !enabled() {
+        return None;
+    }
+    match thread_scope() {
+        Some(scope) => scope_client(scope).map(|client| (client, Some(scope))),
+        None => CLIENT.load_full().map(|client| (client, None)),
+    }
+}
+
+/// The client for what belongs to `scope` (a trace's), else to this thread's scope, else the
+/// installed client.
+pub(crate) fn client_for(scope: Option<NonZeroU64>) -> Option<Arc<Client>> {
+    if !enabled() {
+        return None;
+    }
+    match scope.or_else(thread_scope) {
+        Some(scope) => scope_client(scope),
+        None => CLIENT.load_full(),
     }
 }

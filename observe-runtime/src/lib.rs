@@ -77,6 +77,8 @@ mod bridge;
 mod lifecycle;
 // Experiments over datasets (they flush at the end):
 mod experiment;
+// Testing the user's own application: per-test capture scopes.
+pub mod testing;
 
 #[doc(hidden)]
 #[path = "private.rs"]

@@ -14,7 +14,7 @@ use crate::export::otlp::{Envelope, OtlpSink};
 use crate::export::spool::Spool;
 use crate::export::transport::Transport;
 use crate::export::worker::{self, WorkerSettings};
-use crate::export::{queue, Counters, Sink};
+use crate::export::{queue, Counters, MemoryExporter, Sink};
 use crate::gate::{self, Client, Destination, ProcessParent};
 use crate::local::buffer;
 use crate::local::context::TraceContext;
@@ -205,8 +205,7 @@ pub(crate) fn init(config: Config) -> Result<FlushGuard, ConfigError> {
             }
         }
     };
-    let sample_below = (settings.sample_rate < 1.0)
-        .then_some((settings.sample_rate * 18_446_744_073_709_551_616.0) as u64);
+    let sample_below = sample_below(settings.sample_rate);
     let client = Arc::new(Client {
         sample_below,
         capture_io: settings.capture_io,
@@ -243,4 +242,38 @@ impl Config {
     pub fn init(self) -> Result<FlushGuard, ConfigError> {
         init(self)
     }
+}
+
+/// A client for a capture scope (`testing::capture`): the configuration's sampling, capture,
+/// field limit and mask, spans and scores kept in `memory`; never installed, no exporter thread,
+/// no hooks, nothing read from the environment but what `config` holds.
+pub(crate) fn scope_client(
+    config: Config,
+    memory: MemoryExporter,
+) -> Result<Arc<Client>, ConfigError> {
+    let settings = config.validate()?;
+    let sample_below = sample_below(settings.sample_rate);
+    Ok(Arc::new(Client {
+        sample_below,
+        capture_io: settings.capture_io,
+        field_limit: settings.max_field_bytes,
+        shutdown_timeout: settings.shutdown_timeout,
+        mask: settings.mask,
+        child_environment: Vec::new(),
+        process_parent: None,
+        propagate_attributes: settings.propagate_attributes,
+        destination: Destination::Memory {
+            memory,
+            clock: Mutex::new(UnixClock::new()),
+        },
+        environment: settings.environment,
+        takes_scores: true,
+        counters: Arc::new(Counters::default()),
+        stopped: AtomicBool::new(false),
+    }))
+}
+
+/// Traces whose sampling value is below this are kept (`None`: all are).
+fn sample_below(sample_rate: f64) -> Option<u64> {
+    (sample_rate < 1.0).then_some((sample_rate * 18_446_744_073_709_551_616.0) as u64)
 }

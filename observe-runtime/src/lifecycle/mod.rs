@@ -12,6 +12,7 @@ mod signals;
 pub(crate) use flush::auth_check;
 pub use flush::{flush, FlushError, ShutdownReport};
 pub use guard::FlushGuard;
+pub(crate) use init::scope_client;
 
 use crate::export::Stats;
 use crate::gate;

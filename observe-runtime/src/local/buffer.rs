@@ -128,6 +128,9 @@ thread_local! {
 /// this thread) or when it is full.
 #[inline]
 pub(crate) fn admit(trace: Arc<TraceState>, data: &mut Option<SpanData>, idle: bool) -> Admission {
+    if let Some(scope) = trace.options.scope {
+        return hand_to_scope(scope, trace, data);
+    }
     let mut trace = Some(trace);
     let outcome = LOCAL.try_with(|local| {
         let (Some(trace), Some(must_pass), Some(root)) = (
@@ -181,6 +184,22 @@ pub(crate) fn admit(trace: Arc<TraceState>, data: &mut Option<SpanData>, idle: b
 
 fn hand_over_alone(trace: Arc<TraceState>, data: &mut Option<SpanData>) -> Admission {
     match (gate::installed(), data.take()) {
+        (Some(client), Some(data)) => {
+            client.accept(vec![Record { trace, data }], 0);
+            Admission::Admitted
+        }
+        _ => Admission::NoClient,
+    }
+}
+
+/// A record of a capture scope's trace goes to the scope at once, never into a buffer.
+#[cold]
+fn hand_to_scope(
+    scope: std::num::NonZeroU64,
+    trace: Arc<TraceState>,
+    data: &mut Option<SpanData>,
+) -> Admission {
+    match (gate::scope_client(scope), data.take()) {
         (Some(client), Some(data)) => {
             client.accept(vec![Record { trace, data }], 0);
             Admission::Admitted

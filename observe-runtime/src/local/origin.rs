@@ -13,14 +13,18 @@ use crate::record::{TraceOptions, TraceState};
 /// How a trace is recorded under the client installed now.
 fn options_now(trace_id: TraceId, upstream_sampled: Option<bool>) -> TraceOptions {
     let epoch = gate::epoch();
-    match gate::installed() {
-        Some(client) => client.trace_options(trace_id, upstream_sampled, epoch),
+    match gate::client_here() {
+        Some((client, scope)) => TraceOptions {
+            scope,
+            ..client.trace_options(trace_id, upstream_sampled, epoch)
+        },
         None => TraceOptions {
             sampled: upstream_sampled.unwrap_or(true),
             recording: false,
             capture_io: false,
             field_limit: capture::DEFAULT_FIELD_LIMIT,
             epoch,
+            scope: None,
         },
     }
 }
@@ -38,15 +42,16 @@ pub(crate) fn new_trace(
 /// `trace` bound to the client installed now, when it was bound under another one (or none):
 /// a context made before `init`, or under a client that has stopped since.
 pub(crate) fn rebound(trace: &TraceState) -> Option<Arc<TraceState>> {
-    (trace.options.epoch != gate::epoch())
+    // A trace of a capture scope stays in it.
+    (trace.options.scope.is_none() && trace.options.epoch != gate::epoch())
         .then(|| trace.rebound(options_now(trace.trace_id, trace.upstream_sampled)))
 }
 
 /// A new trace for an observation opened with nothing current: a child of the process's
 /// `TRACEPARENT` (with the attributes of its `BAGGAGE`) when there is one, else a fresh random
-/// trace.
+/// trace (always inside a capture scope).
 pub(crate) fn new_root_trace() -> (Arc<TraceState>, Option<ObservationId>) {
-    let Some(client) = gate::installed() else {
+    let Some((client, None)) = gate::client_here() else {
         return (new_trace(TraceId::random(), None, None), None);
     };
     let Some(parent) = &client.process_parent else {

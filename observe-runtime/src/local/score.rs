@@ -3,6 +3,8 @@
 //! builder for everything else. Decides what a score belongs to, applies the sampling decision,
 //! and hands the checked score to the client; never waits on the network.
 
+use std::num::NonZeroU64;
+
 use serde::Serialize;
 
 use super::context;
@@ -123,6 +125,8 @@ pub struct Score {
     sampled_here: bool,
     /// Asked for what runs now while nothing recorded does: `send` does nothing.
     nothing_current: bool,
+    /// The capture scope of the trace taken from what runs now.
+    scope: Option<NonZeroU64>,
 }
 
 impl Score {
@@ -133,6 +137,7 @@ impl Score {
             draft: ScoreDraft::new(name.into(), value.into()),
             sampled_here: false,
             nothing_current: false,
+            scope: None,
         }
     }
 
@@ -141,6 +146,7 @@ impl Score {
         self.draft.observation_id = observation_id;
         self.sampled_here = false;
         self.nothing_current = false;
+        self.scope = None;
         self
     }
 
@@ -174,6 +180,7 @@ impl Score {
     fn current(self, trace_id: TraceId, observation_id: Option<ObservationId>) -> Self {
         let mut score = self.on_trace(trace_id, observation_id);
         score.sampled_here = true;
+        score.scope = context::current_trace_state().and_then(|trace| trace.options.scope);
         score
     }
 
@@ -205,7 +212,7 @@ impl Score {
     /// Adds a metadata key; the value is sent as JSON (and goes through the mask, like captured
     /// values).
     pub fn metadata(mut self, key: impl Into<String>, value: impl Serialize) -> Self {
-        let Some(client) = gate::installed() else {
+        let Some(client) = gate::client_for(self.scope) else {
             return self;
         };
         let key = key.into();
@@ -233,7 +240,7 @@ impl Score {
     /// Hands the score to the exporter; returns at once. A score on a sampled-out trace is
     /// dropped, as its trace was.
     pub fn send(self) {
-        let Some(client) = gate::installed() else {
+        let Some(client) = gate::client_for(self.scope) else {
             return;
         };
         // Nothing current, or on the exporter thread or inside the mask (see `unobserved`).

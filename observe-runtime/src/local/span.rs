@@ -25,7 +25,14 @@ pub(crate) type Placement = (Arc<TraceState>, Option<ObservationId>);
 
 /// Under the current context of this thread, or in a new trace.
 fn placement_here() -> Placement {
-    context::current_parent().unwrap_or_else(new_root_trace)
+    match context::current_parent() {
+        // Inside a capture scope, what no client records starts a trace of the scope.
+        Some((trace, _)) if !trace.is_recording() && gate::thread_scope().is_some() => {
+            new_root_trace()
+        }
+        Some(placement) => placement,
+        None => new_root_trace(),
+    }
 }
 
 /// Opens an observation under the current context of this thread (or a new trace) and makes it

@@ -3,6 +3,7 @@
 //! once per trace as numbered versions. A span notes the version current when it ends, one atomic
 //! load; the exporter resolves it. Plain data: knows nothing of thread-locals or export.
 
+use std::num::NonZeroU64;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -61,6 +62,9 @@ pub(crate) struct TraceOptions {
     /// The gate epoch these options were decided under: when it has changed, a client was
     /// installed or removed since, and the trace must be bound again before it records.
     pub(crate) epoch: u64,
+    /// The capture scope (`testing::capture`) the trace was started in: its spans and scores go
+    /// to that scope, never to the installed client.
+    pub(crate) scope: Option<NonZeroU64>,
 }
 
 /// The state of one trace in this process.
@@ -194,6 +198,7 @@ mod tests {
             capture_io: true,
             field_limit: 1000,
             epoch: 0,
+            scope: None,
         };
         TraceState::new(TraceId::from_seed("t"), None, None, options)
     }
