@@ -9,6 +9,7 @@ use crate::gate;
 const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 const BAGGAGE: HeaderName = HeaderName::from_static("baggage");
 
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 impl TraceContext {
     /// Writes this context into outgoing request headers: `traceparent`, and `baggage` with the
     /// trace attributes unless [`Config::propagate_attributes`](crate::Config::propagate_attributes)
