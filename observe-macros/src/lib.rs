@@ -8,6 +8,8 @@
 //!   `Result`, a future built in the body;
 //! - `expand.rs` generates the instrumented function.
 
+#![forbid(unsafe_code)]
+
 mod attr;
 mod expand;
 mod shape;

@@ -39,6 +39,7 @@
 //! switches, masking, sampling and field limits apply as for `#[observe]`.
 
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
 mod call;
 mod endpoint;

@@ -43,6 +43,8 @@
 //! the backend down.
 
 #![warn(missing_docs)]
+// Three FFI and downcast calls are allowed where they are, each with its SAFETY note.
+#![deny(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 // The layers, bottom up; a module never imports one above it (`.ci/module_cycles.py` checks).

@@ -196,6 +196,7 @@ impl<S> Layer<S> for TracingLayer
 where
     S: Subscriber + for<'lookup> LookupSpan<'lookup>,
 {
+    #[allow(unsafe_code)]
     fn on_layer(&mut self, subscriber: &mut S) {
         // SAFETY: the pointer is only tested for presence, never dereferenced.
         let below = unsafe { subscriber.downcast_raw(std::any::TypeId::of::<TracingLayer>()) };

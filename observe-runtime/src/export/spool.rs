@@ -323,6 +323,7 @@ fn unix_nanos() -> u128 {
 }
 
 /// Whether process `pid` runs (on other systems than Unix: assumed, so claims are left alone).
+#[allow(unsafe_code)]
 fn process_lives(pid: u32) -> bool {
     if pid == std::process::id() {
         return true;

@@ -26,6 +26,7 @@ pub(crate) fn register_exit_hook() {
             });
         }
         // SAFETY: `at_exit` is a plain `extern "C" fn` that never unwinds (panics are caught).
+        #[allow(unsafe_code)]
         unsafe {
             libc::atexit(at_exit);
         }
