@@ -128,11 +128,30 @@ fn header(name: &str, value: &str) -> Result<(HeaderName, HeaderValue), String> 
 /// The HTTP client of every request to the backend: both time limits, this crate's user agent.
 pub(crate) fn http_client(timeout: Duration) -> Result<reqwest::Client, String> {
     reqwest::Client::builder()
+        .tls_backend_preconfigured(tls_config()?)
         .connect_timeout(timeout)
         .timeout(timeout)
         .user_agent(concat!("observe-runtime/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| format!("HTTP client: {e}"))
+}
+
+/// TLS for this crate's clients: rustls with the ring provider and the platform's certificate
+/// verifier (the system's roots), configured here and not installed process-wide, so the
+/// program's own rustls provider (or none) stays its choice.
+fn tls_config() -> Result<rustls::ClientConfig, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = rustls_platform_verifier::Verifier::new(provider.clone())
+        .map_err(|e| format!("TLS certificate verifier: {e}"))?;
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS configuration: {e}"))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
+    // The clients speak HTTP/1.1 only, as reqwest's own configuration would say.
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
 }
 
 /// The headers every Langfuse request carries: Basic auth (marked sensitive, so it is never
@@ -605,6 +624,15 @@ pub(crate) fn describe(error: &reqwest::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_http_client_builds_with_its_own_tls_provider() {
+        // No process-wide rustls provider is installed here: building must not need one.
+        assert!(rustls::crypto::CryptoProvider::get_default().is_none());
+        let client = http_client(Duration::from_secs(1));
+        assert!(client.is_ok(), "{:?}", client.err());
+        assert!(rustls::crypto::CryptoProvider::get_default().is_none());
+    }
 
     #[test]
     fn server_messages_come_from_json_or_text() {
