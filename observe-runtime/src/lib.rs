@@ -109,13 +109,14 @@ pub use experiment::{
 pub use export::{AuthCheck, AuthError, Exporter, MemoryExporter, Project, Stats};
 pub use ids::{IdParseError, ObservationId, TraceId};
 pub use lifecycle::{flush, FlushError, FlushGuard, ShutdownReport};
-pub use local::context::{ContextGuard, TraceContext, TraceparentError};
+pub use local::context::{ContextGuard, TraceContext};
 pub use local::fanout::{bind, bind_each, task, thread};
 pub use local::future::{FutureExt, InContext};
 pub use local::handle::{current_observation, ObservationHandle};
 pub use local::score::{score_current_observation, score_current_trace, score_trace, Score};
 pub use local::span::{span, ActiveSpan, DetachedSpan, EnteredSpan, SpanBuilder};
 pub use local::trace::{current_trace, TraceHandle};
+pub use local::w3c::TraceparentError;
 pub use mask::Mask;
 pub use media::{Media, MediaAttachment, MediaField};
 pub use prompt::{

@@ -18,9 +18,9 @@ use super::fields::Fields;
 use super::mapping::{self, Severity};
 use crate::gate;
 use crate::ids::{ObservationId, TraceId};
-use crate::local::context::{self, SpanCore};
 use crate::local::origin::new_root_trace;
 use crate::local::span::{self as local_span, Placement};
+use crate::local::stack::{self, SpanCore, Token};
 use crate::record::{Level, ObservationType, SpanData, TraceState};
 use crate::unobserved;
 
@@ -106,7 +106,7 @@ struct Bridged {
 
 thread_local! {
     /// The spans entered on this thread through the layer: tracing id and context token.
-    static ENTERED: RefCell<Vec<(u64, u64)>> = const { RefCell::new(Vec::new()) };
+    static ENTERED: RefCell<Vec<(u64, Token)>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Whether `tracing` data from there must never be recorded: the exporter's HTTP stack or the
@@ -163,10 +163,10 @@ where
     if let Some(placement) = explicit.as_ref().and_then(adopted_by) {
         return placement;
     }
-    if let Some(here) = context::current_parent() {
+    if let Some(here) = stack::current_parent() {
         if let Some(parent) = here.1 {
             // Its record is on this thread's stack (when it is recorded here).
-            context::with_span_data(parent, |data| data.shared = true);
+            stack::with_span_data(parent, |data| data.shared = true);
         }
         return here;
     }
@@ -187,7 +187,7 @@ where
     let bridged = extensions.get_mut::<Bridged>()?;
     match bridged.data.as_mut() {
         Some(data) => data.shared = true,
-        None => context::with_span_data(bridged.span_id, |data| data.shared = true),
+        None => stack::with_span_data(bridged.span_id, |data| data.shared = true),
     }
     Some((bridged.trace.clone(), Some(bridged.span_id)))
 }
@@ -272,12 +272,12 @@ where
             return;
         };
         // The record moves onto the stack only if the push succeeds.
-        let token = context::push_with(|| SpanCore {
+        let token = stack::push_with(|| SpanCore {
             trace: bridged.trace.clone(),
             span_id: Some(bridged.span_id),
             data: bridged.data.take(),
         });
-        if token != 0 {
+        if let Some(token) = token {
             let _ = ENTERED.try_with(|entered| {
                 if let Ok(mut entered) = entered.try_borrow_mut() {
                     entered.push((id.into_u64(), token));
@@ -299,7 +299,7 @@ where
         let Some(token) = token else {
             return;
         };
-        let Some(data) = context::remove(token).and_then(|core| core.data) else {
+        let Some(data) = stack::remove(token).and_then(|core| core.data) else {
             return;
         };
         if let Some(span) = ctx.span(id) {
@@ -419,7 +419,7 @@ where
                 }
                 None => {
                     if let Some(id) = placement.1 {
-                        context::with_span_data(id, |data| raise(data, level, text.clone()));
+                        stack::with_span_data(id, |data| raise(data, level, text.clone()));
                     }
                 }
             }
@@ -470,7 +470,7 @@ where
         }
     }
     let current = ctx.lookup_current().and_then(nearest);
-    match context::current_parent() {
+    match stack::current_parent() {
         Some(here) => {
             // The span entered here when it is what is current, else an observation inside it.
             let span = current.filter(|span| {

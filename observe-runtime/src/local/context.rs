@@ -1,275 +1,21 @@
-//! The trace context: a thread-local stack of what is running (our observations and attached
-//! contexts), the [`TraceContext`] handle that carries a trace to other threads, tasks and
-//! processes. No lock and no allocation on push and pop once the stack has grown; user code is
-//! never called while the stack is borrowed.
+//! The [`TraceContext`] handle that carries a trace to other threads, tasks, processes and
+//! services, and the [`ContextGuard`] that keeps one current. The W3C text forms are read and
+//! written in [`w3c`](super::w3c); what is current lives on the thread's [`stack`](super::stack).
 
-use std::cell::RefCell;
 use std::fmt;
 use std::marker::PhantomData;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
 use super::origin::{new_trace, rebound};
+use super::stack::{self, SpanCore, Token};
+use super::w3c::{self, TraceparentError};
 use crate::diagnostics;
 use crate::gate;
 use crate::ids::{ObservationId, TraceId};
 use crate::record::baggage;
-use crate::record::{SpanData, TraceState};
-
-/// An open observation: the trace it belongs to, its id, and (when recorded) its data.
-pub(crate) struct SpanCore {
-    pub(crate) trace: Arc<TraceState>,
-    pub(crate) span_id: Option<ObservationId>,
-    pub(crate) data: Option<SpanData>,
-}
-
-struct Frame {
-    token: u64,
-    core: SpanCore,
-}
-
-/// This thread's stack of what is current, and the token the next push gets.
-struct Stack {
-    frames: Vec<Frame>,
-    next_token: u64,
-    /// Frames that hold a recorded observation.
-    recording: usize,
-}
-
-impl std::ops::Deref for Stack {
-    type Target = Vec<Frame>;
-    fn deref(&self) -> &Vec<Frame> {
-        &self.frames
-    }
-}
-
-impl std::ops::DerefMut for Stack {
-    fn deref_mut(&mut self) -> &mut Vec<Frame> {
-        &mut self.frames
-    }
-}
-
-/// Recorded observations still open on a thread when its thread-locals were destroyed: at
-/// `exit`, glibc destroys the exiting thread's before the exit hooks run, and a thread may end
-/// with a guard leaked. Kept for the exit hook, up to [`LEFT_OPEN_LIMIT`].
-static LEFT_OPEN: Mutex<Vec<SpanCore>> = Mutex::new(Vec::new());
-const LEFT_OPEN_LIMIT: usize = 4096;
-
-fn left_open() -> MutexGuard<'static, Vec<SpanCore>> {
-    match LEFT_OPEN.lock() {
-        Ok(left) => left,
-        Err(poisoned) => poisoned.into_inner(),
-    }
-}
-
-impl Drop for Stack {
-    fn drop(&mut self) {
-        if self.recording == 0 {
-            return;
-        }
-        let mut left = left_open();
-        for frame in self.frames.drain(..).rev() {
-            if frame.core.data.is_some() && left.len() < LEFT_OPEN_LIMIT {
-                left.push(frame.core);
-            }
-        }
-    }
-}
-
-thread_local! {
-    static STACK: RefCell<Stack> = const {
-        RefCell::new(Stack {
-            frames: Vec::new(),
-            next_token: 1,
-            recording: 0,
-        })
-    };
-}
-
-/// Makes `core` current; returns the token that takes it back.
-pub(crate) fn push(core: SpanCore) -> u64 {
-    push_with(move || core)
-}
-
-/// Makes what `make` builds current, building it in its place on the stack; returns the token
-/// that takes it back (0 when the stack cannot be reached).
-#[inline]
-pub(crate) fn push_with(make: impl FnOnce() -> SpanCore) -> u64 {
-    STACK
-        .try_with(|stack| {
-            let Ok(mut stack) = stack.try_borrow_mut() else {
-                return 0;
-            };
-            let token = stack.next_token;
-            stack.next_token = token.wrapping_add(1).max(1);
-            let core = make();
-            stack.recording += usize::from(core.data.is_some());
-            stack.frames.push(Frame { token, core });
-            token
-        })
-        .unwrap_or(0)
-}
-
-/// Takes back what `push` made current (usually the top of the stack).
-pub(crate) fn remove(token: u64) -> Option<SpanCore> {
-    if token == 0 {
-        return None;
-    }
-    STACK
-        .try_with(|stack| {
-            let mut stack = stack.try_borrow_mut().ok()?;
-            let core = if stack.last().is_some_and(|f| f.token == token) {
-                stack.frames.pop()?.core
-            } else {
-                let index = stack.iter().rposition(|f| f.token == token)?;
-                #[cfg(debug_assertions)]
-                warn_out_of_order();
-                stack.frames.remove(index).core
-            };
-            stack.recording -= usize::from(core.data.is_some());
-            Some(core)
-        })
-        .ok()
-        .flatten()
-}
-
-/// Takes everything off this thread's stack, top first, then the recorded observations left
-/// open by threads whose thread-locals are gone (the process is ending: the guards that would
-/// have taken them back will not run, or will find nothing).
-pub(crate) fn take_all() -> Vec<SpanCore> {
-    let mut all = STACK
-        .try_with(|stack| {
-            let Ok(mut stack) = stack.try_borrow_mut() else {
-                return Vec::new();
-            };
-            stack.recording = 0;
-            stack.frames.drain(..).rev().map(|f| f.core).collect()
-        })
-        .unwrap_or_default();
-    all.append(&mut left_open());
-    all
-}
-
-/// A guard ended while what was made current after it still is: usually a guard held across an
-/// `.await` on a thread shared by tasks.
-#[cfg(debug_assertions)]
-fn warn_out_of_order() {
-    crate::diagnostics::warn_once(
-        "guards-out-of-order",
-        "an observation or attached context ended while one made current after it was still \
-         current: a guard (ActiveSpan, ContextGuard) was probably held across an .await; \
-         observations of other tasks may have landed under it. Use #[observe] on the async fn \
-         or FutureExt::in_context instead (reported once, in debug builds only)",
-    );
-}
-
-fn with_top<R>(f: impl FnOnce(&Frame) -> R) -> Option<R> {
-    STACK
-        .try_with(|stack| stack.try_borrow().ok()?.last().map(f))
-        .ok()
-        .flatten()
-}
-
-/// The trace and parent observation a new observation opened here hangs under.
-pub(crate) fn current_parent() -> Option<(Arc<TraceState>, Option<ObservationId>)> {
-    with_top(|f| (f.core.trace.clone(), f.core.span_id))
-}
-
-pub(crate) fn current_trace_state() -> Option<Arc<TraceState>> {
-    with_top(|f| f.core.trace.clone())
-}
-
-/// The recorded trace running on this thread, and the observation running in it when that one
-/// is ours and recorded (both read from the same frame).
-pub(crate) fn current_recording_ids() -> Option<(TraceId, Option<ObservationId>)> {
-    with_top(|f| {
-        f.core.trace.is_recording().then(|| {
-            (
-                f.core.trace.trace_id,
-                f.core.data.as_ref().map(|d| d.span_id),
-            )
-        })
-    })
-    .flatten()
-}
-
-/// The id of the current observation when it is ours and recorded.
-pub(crate) fn current_recording_span_id() -> Option<ObservationId> {
-    with_top(|f| f.core.data.as_ref().map(|d| d.span_id)).flatten()
-}
-
-pub(crate) fn current_field_limit() -> Option<usize> {
-    with_top(|f| {
-        f.core
-            .trace
-            .is_recording()
-            .then_some(f.core.trace.options.field_limit)
-    })
-    .flatten()
-}
-
-/// Whether a recorded observation is open on this thread (else what it buffered may go).
-pub(crate) fn has_open_recording() -> bool {
-    STACK
-        .try_with(|stack| stack.try_borrow().map(|s| s.recording > 0).unwrap_or(true))
-        .unwrap_or(false)
-}
-
-/// Notes on the open observation `parent` of this thread, if it is one, that a child of it was
-/// admitted to the queue: it must then be admitted too.
-pub(crate) fn mark_child_admitted(parent: ObservationId) {
-    let _ = STACK.try_with(|stack| {
-        let Ok(mut stack) = stack.try_borrow_mut() else {
-            return;
-        };
-        if let Some(data) = stack
-            .iter_mut()
-            .rev()
-            .filter_map(|f| f.core.data.as_mut())
-            .find(|d| d.span_id == parent)
-        {
-            data.child_admitted = true;
-        }
-    });
-}
-
-pub(crate) fn span_id_of(token: u64) -> Option<ObservationId> {
-    with_data_of(token, |data| data.span_id)
-}
-
-/// Runs `f` on the data of the recorded observation `push` returned `token` for, if it is on
-/// this thread's stack; `f` must not call user code.
-pub(crate) fn with_data_of<R>(token: u64, f: impl FnOnce(&mut SpanData) -> R) -> Option<R> {
-    STACK
-        .try_with(|stack| {
-            let mut stack = stack.try_borrow_mut().ok()?;
-            let frame = match stack.last_mut() {
-                Some(top) if top.token == token => top,
-                _ => stack.iter_mut().rev().find(|f| f.token == token)?,
-            };
-            frame.core.data.as_mut().map(f)
-        })
-        .ok()
-        .flatten()
-}
-
-/// Changes the data of a recorded observation of this thread.
-pub(crate) fn with_span_data(id: ObservationId, change: impl FnOnce(&mut SpanData)) {
-    let _ = STACK.try_with(|stack| {
-        let Ok(mut stack) = stack.try_borrow_mut() else {
-            return;
-        };
-        let data = stack
-            .iter_mut()
-            .rev()
-            .filter_map(|f| f.core.data.as_mut())
-            .find(|d| d.span_id == id);
-        if let Some(data) = data {
-            change(data);
-        }
-    });
-}
+use crate::record::TraceState;
 
 /// A handle on a running trace and observation: `Clone + Send + Sync`, for carrying the trace to
 /// other threads, tasks ([`FutureExt::in_context`](crate::FutureExt::in_context)), processes
@@ -308,35 +54,6 @@ impl fmt::Debug for TraceContext {
     }
 }
 
-/// Why a `traceparent` header was refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TraceparentError {
-    value: String,
-    reason: String,
-}
-
-impl fmt::Display for TraceparentError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "invalid traceparent {:?}: {}; expected \"00-<32 lowercase hex trace id>-<16 lowercase hex \
-             parent id>-<2 hex flags>\"",
-            self.value, self.reason
-        )
-    }
-}
-
-impl std::error::Error for TraceparentError {}
-
-impl TraceparentError {
-    pub(crate) fn new(value: &str, reason: impl Into<String>) -> Self {
-        TraceparentError {
-            value: value.chars().take(100).collect(),
-            reason: reason.into(),
-        }
-    }
-}
-
 impl TraceContext {
     fn new(trace: Arc<TraceState>, span_id: Option<ObservationId>) -> TraceContext {
         TraceContext {
@@ -364,19 +81,8 @@ impl TraceContext {
 
     /// The trace and observation running on this thread, if any.
     pub fn current() -> Option<TraceContext> {
-        STACK
-            .try_with(|stack| {
-                let mut stack = stack.try_borrow_mut().ok()?;
-                let top = stack.last_mut()?;
-                // Children may now end on other threads: the observation is always sent, so
-                // that they never arrive without it.
-                if let Some(data) = top.core.data.as_mut() {
-                    data.shared = true;
-                }
-                Some(TraceContext::new(top.core.trace.clone(), top.core.span_id))
-            })
-            .ok()
-            .flatten()
+        let (trace, span_id) = stack::share_top()?;
+        Some(TraceContext::new(trace, span_id))
     }
 
     /// A context whose next observation starts (or joins) the given trace, for example an id
@@ -396,48 +102,9 @@ impl TraceContext {
     /// assert!(TraceContext::from_traceparent("00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01").is_err());
     /// ```
     pub fn from_traceparent(header: &str) -> Result<TraceContext, TraceparentError> {
-        let error = |reason: &str| TraceparentError::new(header, reason);
-        let parts: Vec<&str> = header.trim().split('-').collect();
-        if parts.len() < 4 {
-            return Err(error(&format!(
-                "it has {} part(s) separated by '-', not 4",
-                parts.len()
-            )));
-        }
-        if parts[0].len() != 2 || !parts[0].bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(error("the version is not two hex characters"));
-        }
-        if parts[0] == "ff" {
-            return Err(error("version ff is invalid in the W3C format"));
-        }
-        if parts[0] == "00" && parts.len() != 4 {
-            let lengths: Vec<usize> = parts.iter().map(|p| p.len()).collect();
-            if lengths.len() >= 6 && lengths[1..6] == [8, 4, 4, 4, 12] {
-                return Err(error(&format!(
-                    "the trace id {:?} is a UUID with dashes; write it as 32 lowercase hex \
-                     characters without them (TraceId::from_external turns any id into a trace \
-                     id)",
-                    parts[1..6].join("-")
-                )));
-            }
-            return Err(error(&format!(
-                "version 00 has exactly 4 parts separated by '-' (version, trace id, parent id, \
-                 flags), this one has {}",
-                parts.len()
-            )));
-        }
-        let trace_id: TraceId = parts[1]
-            .parse()
-            .map_err(|_| error("the trace id is not 32 lowercase hex characters, not all zero"))?;
-        let parent: ObservationId = parts[2]
-            .parse()
-            .map_err(|_| error("the parent id is not 16 lowercase hex characters, not all zero"))?;
-        let flags = u8::from_str_radix(parts[3], 16)
-            .ok()
-            .filter(|_| parts[3].len() == 2 && parts[3].bytes().all(|b| !b.is_ascii_uppercase()))
-            .ok_or_else(|| error("the flags are not two lowercase hex characters"))?;
+        let (trace_id, parent, sampled) = w3c::parse_traceparent(header)?;
         Ok(TraceContext::new(
-            new_trace(trace_id, Some(parent), Some(flags & 1 == 1)),
+            new_trace(trace_id, Some(parent), Some(sampled)),
             Some(parent),
         ))
     }
@@ -509,12 +176,7 @@ impl TraceContext {
         // fresh id that no observation has (the W3C format needs one).
         let span_id = self.span_id.unwrap_or_else(ObservationId::random);
         let trace = self.bound();
-        format!(
-            "00-{}-{}-{}",
-            trace.trace_id,
-            span_id,
-            if trace.options.sampled { "01" } else { "00" }
-        )
+        w3c::traceparent(trace.trace_id, span_id, trace.options.sampled)
     }
 
     /// The context passed to this process in the `TRACEPARENT` environment variable, if any,
@@ -630,7 +292,7 @@ impl TraceContext {
 
     /// Makes this context current on this thread until the guard drops.
     pub fn attach(&self) -> ContextGuard {
-        let token = push(SpanCore {
+        let token = stack::push(SpanCore {
             trace: self.bound(),
             span_id: self.span_id,
             data: None,
@@ -652,13 +314,15 @@ impl TraceContext {
 #[must_use = "the context is current only while this guard lives"]
 #[derive(Debug)]
 pub struct ContextGuard {
-    token: u64,
+    token: Option<Token>,
     _not_send: PhantomData<*const ()>,
 }
 
 impl Drop for ContextGuard {
     fn drop(&mut self) {
         // An attached context ends nothing: it only stops being current.
-        drop(remove(self.token));
+        if let Some(token) = self.token {
+            drop(stack::remove(token));
+        }
     }
 }

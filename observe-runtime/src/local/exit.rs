@@ -7,10 +7,10 @@
 //! by a future or stream that is not being polled on this thread now, is not (the stack is
 //! thread-local, and the registry holds only finished records). At `exit`, glibc destroys the
 //! exiting thread's thread-locals before the exit hooks run; the stack then keeps its open
-//! observations for the hook (see [`context::take_all`]).
+//! observations for the hook (see [`stack::take_all`]).
 
-use super::context;
 use super::span;
+use super::stack;
 use crate::record::Level;
 
 /// How the process is ending.
@@ -45,7 +45,7 @@ impl Ending {
 pub(crate) fn end_open_observations(ending: &Ending) -> usize {
     let (level, message) = (ending.level(), ending.message());
     let mut ended = 0;
-    for mut core in context::take_all() {
+    for mut core in stack::take_all() {
         if let Some(data) = core.data.as_mut() {
             if data.level < level {
                 data.level = level;

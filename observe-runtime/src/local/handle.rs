@@ -5,7 +5,7 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
-use super::context;
+use super::stack;
 use crate::capture;
 use crate::diagnostics;
 use crate::ids::ObservationId;
@@ -35,7 +35,7 @@ pub struct ObservationHandle {
 /// ```
 pub fn current_observation() -> ObservationHandle {
     ObservationHandle {
-        span_id: context::current_recording_span_id(),
+        span_id: stack::current_recording_span_id(),
     }
 }
 
@@ -47,13 +47,13 @@ impl ObservationHandle {
 
     fn apply(&self, change: impl FnOnce(&mut SpanData)) -> &Self {
         if let Some(id) = self.span_id {
-            context::with_span_data(id, change);
+            stack::with_span_data(id, change);
         }
         self
     }
 
     fn limit(&self) -> Option<usize> {
-        self.span_id.and_then(|_| context::current_field_limit())
+        self.span_id.and_then(|_| stack::current_field_limit())
     }
 
     fn apply_json(

@@ -3,7 +3,8 @@
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
-use super::context::{TraceContext, TraceparentError};
+use super::context::TraceContext;
+use super::w3c::TraceparentError;
 use crate::gate;
 
 const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");

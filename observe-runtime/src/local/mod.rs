@@ -1,5 +1,6 @@
 //! The local layer: what runs on the user's threads. The stack of what is current
-//! ([`context`]), opening and ending observations ([`span`]), the handles on the running trace and
+//! ([`stack`]), the [`context`] handle that carries a trace elsewhere and its W3C text forms
+//! ([`w3c`]), opening and ending observations ([`span`]), the handles on the running trace and
 //! observation, scores on what runs now ([`score`]), the attribute's observation and future
 //! wrappers, the per-thread buffers that finished records wait in ([`buffer`]), and what is still
 //! open when the process ends without unwinding ([`exit`]). Imports the
@@ -17,5 +18,7 @@ pub(crate) mod observed;
 pub(crate) mod origin;
 pub(crate) mod score;
 pub(crate) mod span;
+pub(crate) mod stack;
 pub(crate) mod stream;
 pub(crate) mod trace;
+pub(crate) mod w3c;

@@ -8,8 +8,8 @@ use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use super::context;
 use super::span::{self, SpanCore};
+use super::stack::{self, Token};
 use crate::capture::{self, JsonOut};
 use crate::gate;
 use crate::media::MediaField;
@@ -45,7 +45,7 @@ pub fn start(meta: &'static FnMeta) -> Option<Observed> {
 /// body detaches it (the future may move to another thread between polls).
 pub struct Observed {
     /// Its place on this thread's stack (0: not there).
-    token: u64,
+    token: Option<Token>,
     /// The observation itself while it is not on the stack (boxed: the handle stays small, so
     /// that code which never opens one pays nothing for its size).
     detached: Option<Box<SpanCore>>,
@@ -79,31 +79,27 @@ impl Observed {
     pub(crate) fn with_data<R>(&mut self, f: impl FnOnce(&mut SpanData) -> R) -> Option<R> {
         match &mut self.detached {
             Some(core) => core.data.as_mut().map(f),
-            None if self.token != 0 => context::with_data_of(self.token, f),
-            None => None,
+            None => self.token.and_then(|token| stack::with_data_of(token, f)),
         }
     }
 
     /// Takes the observation off the stack, for a future that may be polled elsewhere.
     fn detach(&mut self) {
-        if self.token != 0 {
-            self.detached = context::remove(std::mem::take(&mut self.token)).map(Box::new);
+        if let Some(token) = self.token.take() {
+            self.detached = stack::remove(token).map(Box::new);
         }
     }
 
     /// Makes a detached observation current on this thread until [`Self::leave`] with the
-    /// token returned (0: nothing was made current).
-    pub(crate) fn enter(&mut self) -> u64 {
-        match self.detached.take() {
-            Some(core) => context::push(*core),
-            None => 0,
-        }
+    /// token returned (none: nothing was made current).
+    pub(crate) fn enter(&mut self) -> Option<Token> {
+        stack::push(*self.detached.take()?)
     }
 
     /// Takes back what [`Self::enter`] made current.
-    pub(crate) fn leave(&mut self, token: u64) {
-        if token != 0 {
-            self.detached = context::remove(token).map(Box::new);
+    pub(crate) fn leave(&mut self, token: Option<Token>) {
+        if let Some(token) = token {
+            self.detached = stack::remove(token).map(Box::new);
         }
     }
 
@@ -199,7 +195,7 @@ impl Observed {
 impl Drop for Observed {
     #[inline]
     fn drop(&mut self) {
-        if self.token != 0 || self.detached.is_some() {
+        if self.token.is_some() || self.detached.is_some() {
             self.end();
         }
     }
@@ -220,8 +216,7 @@ impl Observed {
         }
         let core = match self.detached.take() {
             Some(core) => Some(*core),
-            None if self.token != 0 => context::remove(std::mem::take(&mut self.token)),
-            None => None,
+            None => self.token.take().and_then(stack::remove),
         };
         if let Some(core) = core {
             span::close(core);
@@ -355,9 +350,9 @@ pin_project_lite::pin_project! {
                 return;
             };
             if let Some(core) = observed.detached.take() {
-                let token = context::push(*core);
+                let token = stack::push(*core);
                 this.future.set(None);
-                observed.detached = context::remove(token).map(Box::new);
+                observed.detached = token.and_then(stack::remove).map(Box::new);
             }
             if !std::thread::panicking() {
                 observed.cancel();
@@ -380,9 +375,9 @@ impl<F: Future> Future for Instrumented<F> {
         let Some(core) = observed.detached.take() else {
             return future.poll(cx).map(|output| (output, None));
         };
-        let token = context::push(*core);
+        let token = stack::push(*core);
         let result = catch_unwind(AssertUnwindSafe(|| future.poll(cx)));
-        observed.detached = context::remove(token).map(Box::new);
+        observed.detached = token.and_then(stack::remove).map(Box::new);
         match result {
             Ok(Poll::Pending) => Poll::Pending,
             Ok(Poll::Ready(output)) => Poll::Ready((output, this.observed.take())),

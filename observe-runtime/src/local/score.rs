@@ -7,7 +7,7 @@ use std::num::NonZeroU64;
 
 use serde::Serialize;
 
-use super::context;
+use super::stack;
 use crate::capture;
 use crate::gate;
 use crate::ids::{random_u64, ObservationId, TraceId};
@@ -162,7 +162,7 @@ impl Score {
 
     /// Belongs to the trace running on this thread; with none recorded, `send` does nothing.
     pub fn current_trace(self) -> Self {
-        match context::current_recording_ids() {
+        match stack::current_recording_ids() {
             Some((trace_id, _)) => self.current(trace_id, None),
             None => self.nothing_current(),
         }
@@ -171,7 +171,7 @@ impl Score {
     /// Belongs to the observation running on this thread; with none recorded, `send` does
     /// nothing.
     pub fn current_observation(self) -> Self {
-        match context::current_recording_ids() {
+        match stack::current_recording_ids() {
             Some((trace_id, Some(observation_id))) => self.current(trace_id, Some(observation_id)),
             _ => self.nothing_current(),
         }
@@ -180,7 +180,7 @@ impl Score {
     fn current(self, trace_id: TraceId, observation_id: Option<ObservationId>) -> Self {
         let mut score = self.on_trace(trace_id, observation_id);
         score.sampled_here = true;
-        score.scope = context::current_trace_state().and_then(|trace| trace.options.scope);
+        score.scope = stack::current_trace_state().and_then(|trace| trace.options.scope);
         score
     }
 

@@ -9,9 +9,9 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use super::buffer::{self, Admission};
-use super::context;
-pub(crate) use super::context::SpanCore;
 use super::origin::new_root_trace;
+pub(crate) use super::stack::SpanCore;
+use super::stack::{self, Token};
 use crate::capture;
 use crate::clock::Ticks;
 use crate::export::Counters;
@@ -25,7 +25,7 @@ pub(crate) type Placement = (Arc<TraceState>, Option<ObservationId>);
 
 /// Under the current context of this thread, or in a new trace.
 fn placement_here() -> Placement {
-    match context::current_parent() {
+    match stack::current_parent() {
         // Inside a capture scope, what no client records starts a trace of the scope.
         Some((trace, _)) if !trace.is_recording() && gate::thread_scope().is_some() => {
             new_root_trace()
@@ -41,10 +41,10 @@ fn placement_here() -> Placement {
 pub(crate) fn open_current(
     name: Cow<'static, str>,
     kind: ObservationType,
-) -> (u64, crate::record::TraceOptions) {
+) -> (Option<Token>, crate::record::TraceOptions) {
     let placement = placement_here();
     let options = placement.0.options;
-    let token = context::push_with(move || open_at(placement, name, kind));
+    let token = stack::push_with(move || open_at(placement, name, kind));
     (token, options)
 }
 
@@ -76,11 +76,11 @@ pub(crate) fn close(mut core: SpanCore) {
     data.end = Ticks::now();
     data.attributes_version = core.trace.note_version();
     let parent = data.parent_span_id.filter(|_| !data.is_local_root);
-    let idle = !context::has_open_recording();
+    let idle = !stack::has_open_recording();
     match buffer::admit(core.trace, &mut core.data, idle) {
         Admission::Admitted => {
             if let (Some(parent), false) = (parent, idle) {
-                context::mark_child_admitted(parent);
+                stack::mark_child_admitted(parent);
             }
         }
         Admission::Dropped => {}
@@ -166,7 +166,7 @@ impl SpanBuilder {
             }
         }
         ActiveSpan {
-            token: Some(context::push(core)),
+            token: stack::push(core),
             _not_send: PhantomData,
         }
     }
@@ -225,7 +225,7 @@ impl DetachedSpan {
     /// [`crate::current_observation`] then reaches it, and observations opened meanwhile
     /// become its children.
     pub fn enter(&mut self) -> EnteredSpan<'_> {
-        let token = self.core.take().map(context::push).unwrap_or(0);
+        let token = self.core.take().and_then(stack::push);
         EnteredSpan {
             span: self,
             token,
@@ -283,16 +283,16 @@ impl Drop for DetachedSpan {
 #[derive(Debug)]
 pub struct EnteredSpan<'a> {
     span: &'a mut DetachedSpan,
-    token: u64,
+    token: Option<Token>,
     _not_send: PhantomData<*const ()>,
 }
 
 impl Drop for EnteredSpan<'_> {
     fn drop(&mut self) {
-        if self.token == 0 {
+        let Some(token) = self.token.take() else {
             return;
-        }
-        let mut core = context::remove(std::mem::take(&mut self.token));
+        };
+        let mut core = stack::remove(token);
         if std::thread::panicking() {
             if let Some(data) = core.as_mut().and_then(|core| core.data.as_mut()) {
                 data.level = Level::Error;
@@ -316,14 +316,14 @@ impl Drop for EnteredSpan<'_> {
 #[must_use = "the observation ends when this guard is dropped"]
 #[derive(Debug)]
 pub struct ActiveSpan {
-    token: Option<u64>,
+    token: Option<Token>,
     _not_send: PhantomData<*const ()>,
 }
 
 impl ActiveSpan {
     /// The id of the observation, when it is recorded.
     pub fn id(&self) -> Option<ObservationId> {
-        self.token.and_then(context::span_id_of)
+        self.token.and_then(stack::span_id_of)
     }
 
     /// Ends the observation now.
@@ -335,7 +335,7 @@ impl Drop for ActiveSpan {
         let Some(token) = self.token.take() else {
             return;
         };
-        if let Some(mut core) = context::remove(token) {
+        if let Some(mut core) = stack::remove(token) {
             if std::thread::panicking() {
                 if let Some(data) = core.data.as_mut() {
                     data.level = Level::Error;

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::context;
+use super::stack;
 use crate::capture;
 use crate::diagnostics;
 use crate::ids::TraceId;
@@ -40,7 +40,7 @@ impl std::fmt::Debug for TraceHandle {
 /// ```
 pub fn current_trace() -> TraceHandle {
     TraceHandle {
-        trace: context::current_trace_state().filter(|trace| trace.is_recording()),
+        trace: stack::current_trace_state().filter(|trace| trace.is_recording()),
     }
 }
 
