@@ -25,6 +25,43 @@ const ATTEMPTS: u32 = 3;
 /// Media ids remembered as uploaded, at most (then forgotten, and Langfuse's own check applies).
 const REMEMBERED: usize = 100_000;
 
+/// One media item to register and upload, with the observation it belongs to.
+#[derive(Clone)]
+pub(crate) struct Upload {
+    pub(crate) trace_id: String,
+    pub(crate) observation_id: String,
+    pub(crate) media: MediaAttachment,
+}
+
+/// The media of `spans`, in order.
+pub(crate) fn uploads_of(spans: &[FinishedSpan]) -> Vec<Upload> {
+    spans
+        .iter()
+        .flat_map(|span| {
+            span.media.iter().map(|media| Upload {
+                trace_id: span.trace_id.to_string(),
+                observation_id: span.span_id.to_string(),
+                media: media.clone(),
+            })
+        })
+        .collect()
+}
+
+/// Why an upload failed, and whether trying again later may help.
+struct Failed {
+    reason: String,
+    later: bool,
+}
+
+impl Failed {
+    fn later(reason: String) -> Self {
+        Failed {
+            reason,
+            later: true,
+        }
+    }
+}
+
 pub(crate) struct MediaUploader {
     uploaded: HashSet<String>,
     counters: Arc<Counters>,
@@ -70,41 +107,50 @@ impl MediaUploader {
         last
     }
 
-    /// Uploads the media of `spans` that Langfuse does not have yet.
+    /// Uploads the media Langfuse does not have yet; returns those worth trying again later
+    /// (no answer, a 408, 429 or 5xx, or the deadline came), for the spool.
     pub(crate) fn upload(
         &mut self,
         transport: &Transport,
-        spans: &[FinishedSpan],
+        uploads: Vec<Upload>,
         waiter: &mut Waiter,
-    ) {
-        for span in spans {
-            for media in &span.media {
-                if let Err(reason) = self.one(transport, span, media, waiter) {
-                    Counters::add(&self.counters.media_failed, 1);
-                    let text = format!(
-                        "the {} of observation {} ({} bytes) could not be uploaded, its reference \
-                         stays: {reason}",
-                        media.content_type,
-                        span.span_id,
-                        media.bytes.len()
-                    );
-                    self.counters.set_last_error(text.clone());
-                    diagnostics::warn("media upload", text);
+    ) -> Vec<Upload> {
+        let mut later = Vec::new();
+        for upload in uploads {
+            if let Err(failure) = self.one(transport, &upload, waiter) {
+                self.report(&upload, &failure);
+                if failure.later {
+                    later.push(upload);
                 }
             }
         }
+        later
+    }
+
+    /// Counts and reports a failed upload.
+    fn report(&self, upload: &Upload, failure: &Failed) {
+        Counters::add(&self.counters.media_failed, 1);
+        let text = format!(
+            "the {} of observation {} ({} bytes) could not be uploaded, its reference stays: {}",
+            upload.media.content_type,
+            upload.observation_id,
+            upload.media.bytes.len(),
+            failure.reason
+        );
+        self.counters.set_last_error(text.clone());
+        diagnostics::warn("media upload", text);
     }
 
     fn one(
         &mut self,
         transport: &Transport,
-        span: &FinishedSpan,
-        media: &MediaAttachment,
+        upload: &Upload,
         waiter: &mut Waiter,
-    ) -> Result<(), String> {
+    ) -> Result<(), Failed> {
+        let media = &upload.media;
         let registration = json!({
-            "traceId": span.trace_id.to_string(),
-            "observationId": span.span_id.to_string(),
+            "traceId": upload.trace_id,
+            "observationId": upload.observation_id,
             "contentType": media.content_type,
             "contentLength": media.bytes.len(),
             "sha256Hash": media.sha256,
@@ -112,12 +158,16 @@ impl MediaUploader {
         });
         let (status, body) = Self::send(transport, waiter, || {
             transport.api_request(Method::POST, "/api/public/media", &registration)
-        })?;
+        })
+        .map_err(Failed::later)?;
         if !(200..=299).contains(&status) {
-            return Err(format!(
-                "registering it answered HTTP {status}: {:?}",
-                server_message(&body)
-            ));
+            return Err(Failed {
+                reason: format!(
+                    "registering it answered HTTP {status}: {:?}",
+                    server_message(&body)
+                ),
+                later: retryable(status),
+            });
         }
         let answer: Value = serde_json::from_slice(&body).unwrap_or_default();
         let media_id = answer
@@ -152,11 +202,17 @@ impl MediaUploader {
             Ok((status, body)) => {
                 let message = server_message(body);
                 (
-                    Err(format!("the upload answered HTTP {status}: {message:?}")),
+                    Err(Failed {
+                        reason: format!("the upload answered HTTP {status}: {message:?}"),
+                        later: retryable(*status),
+                    }),
                     Some((*status, Some(format!("HTTP {status}: {message}")))),
                 )
             }
-            Err(reason) => (Err(format!("the upload got no answer: {reason}")), None),
+            Err(reason) => (
+                Err(Failed::later(format!("the upload got no answer: {reason}"))),
+                None,
+            ),
         };
         if let Some((status, error)) = answer {
             let mut patch = json!({
