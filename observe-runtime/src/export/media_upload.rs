@@ -2,20 +2,27 @@
 //! media item of each span, `POST /api/public/media` registers it for its trace, observation and
 //! field; when Langfuse does not have the bytes yet, `PUT` to the URL it gave, then `PATCH
 //! /api/public/media/{id}` with the outcome (also after an upload answered with an error). Bytes already
-//! uploaded by this process are not sent again. 408, 429, 5xx and network errors are retried
-//! with the exporter's backoff, within the flush or shutdown deadline; a failure loses only the
-//! upload (the reference stays in the span) and is counted.
+//! uploaded by this process are not sent again. Up to [`CONCURRENCY`] distinct contents go at
+//! once, on the exporter's own runtime; the items of one content go one after the other, so that
+//! it is uploaded once. 408, 429, 5xx and network errors are retried with the exporter's
+//! backoff, within the flush or shutdown deadline (a flush or shutdown that comes meanwhile
+//! tightens it); a failure loses only the upload (the reference stays in the span) and is
+//! counted.
 
-use std::collections::HashSet;
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use futures_util::future::{select, Either};
+use futures_util::stream::{self, StreamExt as _};
 
 use reqwest::Method;
 use serde_json::{json, Value};
 
 use super::stats::Counters;
 use super::transport::{server_message, Transport, FIRST_BACKOFF};
-use super::waiter::Waiter;
+use super::waiter::{Control, Waiter};
 use crate::diagnostics;
 use crate::media::MediaAttachment;
 use crate::record::FinishedSpan;
@@ -24,6 +31,10 @@ use crate::record::FinishedSpan;
 const ATTEMPTS: u32 = 3;
 /// Media ids remembered as uploaded, at most (then forgotten, and Langfuse's own check applies).
 const REMEMBERED: usize = 100_000;
+/// Distinct contents uploaded at once, at most.
+const CONCURRENCY: usize = 4;
+/// How often control messages (a flush, a shutdown) are looked for while uploads run.
+const CONTROL_POLL: Duration = Duration::from_millis(20);
 
 /// One media item to register and upload, with the observation it belongs to.
 #[derive(Clone)]
@@ -77,6 +88,15 @@ fn now_text() -> String {
     String::from_utf8_lossy(&crate::clock::iso8601(nanos)).into_owned()
 }
 
+/// What the uploads of one round share: the deadline (tightened when a flush or shutdown
+/// arrives) and the contents uploaded.
+struct Round<'a> {
+    transport: &'a Transport,
+    deadline: Cell<Option<Instant>>,
+    uploaded: RefCell<HashSet<String>>,
+    counters: &'a Counters,
+}
+
 impl MediaUploader {
     pub(crate) fn new(counters: Arc<Counters>) -> Self {
         MediaUploader {
@@ -85,39 +105,51 @@ impl MediaUploader {
         }
     }
 
-    /// Sends `make()`'s request until it is answered with something not worth retrying, at most
-    /// [`ATTEMPTS`] times.
-    fn send(
-        transport: &Transport,
-        waiter: &mut Waiter,
-        make: impl Fn() -> Option<reqwest::RequestBuilder>,
-    ) -> Result<(u16, Vec<u8>), String> {
-        let mut last = Err(String::from("the flush or shutdown deadline passed"));
-        for attempt in 0..ATTEMPTS {
-            if attempt > 0 && !waiter.sleep(FIRST_BACKOFF.saturating_mul(1 << (attempt - 1))) {
-                break;
-            }
-            let request = make().ok_or("the exporter does not send to Langfuse")?;
-            match transport.send_once(request, waiter) {
-                Ok((status, body)) if !retryable(status) => return Ok((status, body)),
-                answer => last = answer,
-            }
-        }
-        // The last answer (a 5xx after the retries), or why there was none.
-        last
-    }
-
-    /// Uploads the media Langfuse does not have yet; returns those worth trying again later
-    /// (no answer, a 408, 429 or 5xx, or the deadline came), for the spool.
+    /// Uploads the media Langfuse does not have yet, up to [`CONCURRENCY`] contents at once;
+    /// returns those worth trying again later (no answer, a 408, 429 or 5xx, or the deadline
+    /// came), for the spool.
     pub(crate) fn upload(
         &mut self,
         transport: &Transport,
         uploads: Vec<Upload>,
         waiter: &mut Waiter,
     ) -> Vec<Upload> {
-        let mut later = Vec::new();
+        if uploads.is_empty() {
+            return uploads;
+        }
+        // One group per content, in order of first appearance.
+        let mut groups: Vec<Vec<Upload>> = Vec::new();
+        let mut group_of: HashMap<String, usize> = HashMap::new();
         for upload in uploads {
-            if let Err(failure) = self.one(transport, &upload, waiter) {
+            match group_of.get(&upload.media.media_id) {
+                Some(&index) => groups[index].push(upload),
+                None => {
+                    group_of.insert(upload.media.media_id.clone(), groups.len());
+                    groups.push(vec![upload]);
+                }
+            }
+        }
+        let round = Round {
+            transport,
+            deadline: Cell::new(waiter.deadline),
+            uploaded: RefCell::new(std::mem::take(&mut self.uploaded)),
+            counters: &self.counters,
+        };
+        let results = transport.block_on(async {
+            let uploads = stream::iter(groups)
+                .map(|group| round.group(group))
+                .buffer_unordered(CONCURRENCY)
+                .collect::<Vec<_>>();
+            let watch = watch_control(waiter, &round.deadline);
+            match select(Box::pin(uploads), Box::pin(watch)).await {
+                Either::Left((results, _)) => results,
+                Either::Right((never, _)) => match never {},
+            }
+        });
+        self.uploaded = round.uploaded.into_inner();
+        let mut later = Vec::new();
+        for (upload, result) in results.into_iter().flatten() {
+            if let Err(failure) = result {
                 self.report(&upload, &failure);
                 if failure.later {
                     later.push(upload);
@@ -140,13 +172,73 @@ impl MediaUploader {
         self.counters.set_last_error(text.clone());
         diagnostics::warn("media upload", text);
     }
+}
 
-    fn one(
-        &mut self,
-        transport: &Transport,
-        upload: &Upload,
-        waiter: &mut Waiter,
-    ) -> Result<(), Failed> {
+/// Takes in the control messages that arrive while uploads run, each tightening the deadline
+/// (they are handled once the uploads are done). Never ends.
+async fn watch_control(
+    waiter: &mut Waiter,
+    deadline: &Cell<Option<Instant>>,
+) -> std::convert::Infallible {
+    loop {
+        tokio::time::sleep(CONTROL_POLL).await;
+        while let Ok(message) = waiter.control.try_recv() {
+            if !matches!(message, Control::AuthCheck { .. }) {
+                waiter.tighten(message.deadline());
+                deadline.set(waiter.deadline);
+            }
+            waiter.pending.push_back(message);
+        }
+    }
+}
+
+impl Round<'_> {
+    /// The items of one content, one after the other: the first uploads the bytes, the others
+    /// only register them for their observations.
+    async fn group(&self, group: Vec<Upload>) -> Vec<(Upload, Result<(), Failed>)> {
+        let mut results = Vec::with_capacity(group.len());
+        for upload in group {
+            let result = self.one(&upload).await;
+            results.push((upload, result));
+        }
+        results
+    }
+
+    /// Sends `make()`'s request until it is answered with something not worth retrying, at most
+    /// [`ATTEMPTS`] times, before the deadline.
+    async fn send(
+        &self,
+        make: impl Fn() -> Option<reqwest::RequestBuilder>,
+    ) -> Result<(u16, Vec<u8>), String> {
+        let mut last = Err(String::from("the flush or shutdown deadline passed"));
+        for attempt in 0..ATTEMPTS {
+            if attempt > 0 {
+                let backoff = FIRST_BACKOFF.saturating_mul(1 << (attempt - 1));
+                if self
+                    .deadline
+                    .get()
+                    .is_some_and(|deadline| deadline < Instant::now() + backoff)
+                {
+                    break;
+                }
+                tokio::time::sleep(backoff).await;
+            }
+            let request = make().ok_or("the exporter does not send to Langfuse")?;
+            match self
+                .transport
+                .send_before(request, self.deadline.get())
+                .await
+            {
+                Ok((status, body)) if !retryable(status) => return Ok((status, body)),
+                answer => last = answer,
+            }
+        }
+        // The last answer (a 5xx after the retries), or why there was none.
+        last
+    }
+
+    async fn one(&self, upload: &Upload) -> Result<(), Failed> {
+        let transport = self.transport;
         let media = &upload.media;
         let registration = json!({
             "traceId": upload.trace_id,
@@ -156,10 +248,10 @@ impl MediaUploader {
             "sha256Hash": media.sha256,
             "field": media.field.as_str(),
         });
-        let (status, body) = Self::send(transport, waiter, || {
-            transport.api_request(Method::POST, "/api/public/media", &registration)
-        })
-        .map_err(Failed::later)?;
+        let (status, body) = self
+            .send(|| transport.api_request(Method::POST, "/api/public/media", &registration))
+            .await
+            .map_err(Failed::later)?;
         if !(200..=299).contains(&status) {
             return Err(Failed {
                 reason: format!(
@@ -176,25 +268,27 @@ impl MediaUploader {
             .unwrap_or(&media.media_id)
             .to_string();
         let upload_url = answer.get("uploadUrl").and_then(Value::as_str);
-        let Some(upload_url) = upload_url.filter(|_| !self.uploaded.contains(&media.media_id))
-        else {
+        let known = self.uploaded.borrow().contains(&media.media_id);
+        let Some(upload_url) = upload_url.filter(|_| !known) else {
             Counters::add(&self.counters.media_deduplicated, 1);
             return Ok(());
         };
         let started = Instant::now();
         let google = upload_url.contains("storage.googleapis.com");
-        let uploaded = Self::send(transport, waiter, || {
-            let mut request = transport
-                .plain_request(Method::PUT, upload_url)
-                .header("content-type", &media.content_type)
-                .body(bytes::Bytes::from_owner(media.bytes.clone()));
-            if !google {
-                request = request
-                    .header("x-amz-checksum-sha256", &media.sha256)
-                    .header("x-ms-blob-type", "BlockBlob");
-            }
-            Some(request)
-        });
+        let uploaded = self
+            .send(|| {
+                let mut request = transport
+                    .plain_request(Method::PUT, upload_url)
+                    .header("content-type", &media.content_type)
+                    .body(bytes::Bytes::from_owner(media.bytes.clone()));
+                if !google {
+                    request = request
+                        .header("x-amz-checksum-sha256", &media.sha256)
+                        .header("x-ms-blob-type", "BlockBlob");
+                }
+                Some(request)
+            })
+            .await;
         let elapsed = started.elapsed().min(Duration::from_secs(3600));
         // The outcome is reported whenever the upload got an answer, failed or not.
         let (outcome, answer) = match &uploaded {
@@ -224,15 +318,16 @@ impl MediaUploader {
                 patch["uploadHttpError"] = Value::String(error);
             }
             let path = format!("/api/public/media/{media_id}");
-            let _ = Self::send(transport, waiter, || {
-                transport.api_request(Method::PATCH, &path, &patch)
-            });
+            let _ = self
+                .send(|| transport.api_request(Method::PATCH, &path, &patch))
+                .await;
         }
         if outcome.is_ok() {
-            if self.uploaded.len() >= REMEMBERED {
-                self.uploaded.clear();
+            let mut uploaded = self.uploaded.borrow_mut();
+            if uploaded.len() >= REMEMBERED {
+                uploaded.clear();
             }
-            self.uploaded.insert(media.media_id.clone());
+            uploaded.insert(media.media_id.clone());
             Counters::add(&self.counters.media_uploaded, 1);
             Counters::add(
                 &self.counters.media_bytes_uploaded,
