@@ -211,16 +211,15 @@ fn bridged_gen_ai_messages_carry_their_media() {
     let large = large_png();
     let messages = json!([{"role": "user", "content": [
         {"type": "text", "text": "What is this?"},
-        {"type": "image_url", "image_url": {
-            "url": format!("data:image/png;base64,{}", base64_encode(&large))
-        }}
+        {"type": "image_url", "image_url": {"url": format!("data:image/png;base64,{PNG_BASE64}")}}
     ]}])
     .to_string();
-    assert!(messages.len() > 4000, "past the field limit of 1024 bytes");
-    let block = json!({"type": "image", "source": {
-        "type": "base64", "media_type": "image/png", "data": PNG_BASE64
-    }})
-    .to_string();
+    let audio =
+        json!({"type": "input_audio", "input_audio": {"data": WAV_BASE64, "format": "wav"}})
+            .to_string();
+    // Recorded with `%`, through `Debug`, past the field limit of 1024 bytes.
+    let answer = format!("data:image/png;base64,{}", base64_encode(&large));
+    assert!(answer.len() > 4000);
     let spans = with_memory(true, || {
         let subscriber = tracing_subscriber::registry().with(observe_runtime::tracing_layer());
         tracing::subscriber::with_default(subscriber, || {
@@ -228,14 +227,11 @@ fn bridged_gen_ai_messages_carry_their_media() {
                 "chat",
                 gen_ai.operation.name = "chat",
                 gen_ai.request.model = "gpt-4o",
-                gen_ai.system_instructions = block.as_str(),
+                gen_ai.system_instructions = audio.as_str(),
                 gen_ai.input.messages = messages.as_str(),
                 gen_ai.completion = tracing::field::Empty,
             );
-            chat.record(
-                "gen_ai.completion",
-                tracing::field::display(format!("data:audio/wav;base64,{WAV_BASE64}")),
-            );
+            chat.record("gen_ai.completion", tracing::field::display(&answer));
         });
     });
     let span = &spans[0];
@@ -244,7 +240,8 @@ fn bridged_gen_ai_messages_carry_their_media() {
         span.input.as_deref(),
         Some(
             format!(
-                r#"[{{"content":[{{"text":"What is this?","type":"text"}},{{"image_url":{{"url":"@@@langfuseMedia:type=image/png|id={LARGE_PNG_ID}|source=base64_data_uri@@@"}},"type":"image_url"}}],"role":"user"}}]"#
+                r#"[{{"content":[{{"text":"What is this?","type":"text"}},{{"image_url":{{"url":"{}"}},"type":"image_url"}}],"role":"user"}}]"#,
+                png_reference("base64_data_uri")
             )
             .as_str()
         )
@@ -252,8 +249,10 @@ fn bridged_gen_ai_messages_carry_their_media() {
     assert_eq!(
         span.output.as_deref(),
         Some(
-            format!(r#""@@@langfuseMedia:type=audio/wav|id={WAV_ID}|source=base64_data_uri@@@""#)
-                .as_str()
+            format!(
+                r#""@@@langfuseMedia:type=image/png|id={LARGE_PNG_ID}|source=base64_data_uri@@@""#
+            )
+            .as_str()
         )
     );
     assert_eq!(
@@ -261,8 +260,7 @@ fn bridged_gen_ai_messages_carry_their_media() {
         [(
             "gen_ai.system_instructions".to_string(),
             format!(
-                r#"{{"source":{{"data":"{}","media_type":"image/png","type":"base64"}},"type":"image"}}"#,
-                png_reference("base64_data_uri")
+                r#"{{"input_audio":{{"data":"@@@langfuseMedia:type=audio/wav|id={WAV_ID}|source=base64_data_uri@@@","format":"wav"}},"type":"input_audio"}}"#
             )
         )]
     );
@@ -274,9 +272,9 @@ fn bridged_gen_ai_messages_carry_their_media() {
     assert_eq!(
         found,
         [
-            (MediaField::Metadata, "image/png", PNG),
-            (MediaField::Input, "image/png", large.as_slice()),
-            (MediaField::Output, "audio/wav", WAV),
+            (MediaField::Metadata, "audio/wav", WAV),
+            (MediaField::Input, "image/png", PNG),
+            (MediaField::Output, "image/png", large.as_slice()),
         ]
     );
 }
