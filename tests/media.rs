@@ -197,3 +197,84 @@ fn setters_replace_media_too() {
 fn base64_encode(bytes: &[u8]) -> String {
     support::base64_encode(bytes)
 }
+
+/// 3000 bytes, more than the field limit once in base64 (its hash computed with Python's
+/// hashlib).
+fn large_png() -> Vec<u8> {
+    (0..3000).map(|i| (i % 251) as u8).collect()
+}
+const LARGE_PNG_ID: &str = "6MpL-D9WFSwBZJ-IvXyRsV";
+
+#[test]
+fn bridged_gen_ai_messages_carry_their_media() {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    let large = large_png();
+    let messages = json!([{"role": "user", "content": [
+        {"type": "text", "text": "What is this?"},
+        {"type": "image_url", "image_url": {"url": format!("data:image/png;base64,{PNG_BASE64}")}}
+    ]}])
+    .to_string();
+    let audio =
+        json!({"type": "input_audio", "input_audio": {"data": WAV_BASE64, "format": "wav"}})
+            .to_string();
+    // Recorded with `%`, through `Debug`, past the field limit of 1024 bytes.
+    let answer = format!("data:image/png;base64,{}", base64_encode(&large));
+    assert!(answer.len() > 4000);
+    let spans = with_memory(true, || {
+        let subscriber = tracing_subscriber::registry().with(observe_runtime::tracing_layer());
+        tracing::subscriber::with_default(subscriber, || {
+            let chat = tracing::info_span!(
+                "chat",
+                gen_ai.operation.name = "chat",
+                gen_ai.request.model = "gpt-4o",
+                gen_ai.system_instructions = audio.as_str(),
+                gen_ai.input.messages = messages.as_str(),
+                gen_ai.completion = tracing::field::Empty,
+            );
+            chat.record("gen_ai.completion", tracing::field::display(&answer));
+        });
+    });
+    let span = &spans[0];
+    assert_eq!(span.name, "chat");
+    assert_eq!(
+        span.input.as_deref(),
+        Some(
+            format!(
+                r#"[{{"content":[{{"text":"What is this?","type":"text"}},{{"image_url":{{"url":"{}"}},"type":"image_url"}}],"role":"user"}}]"#,
+                png_reference("base64_data_uri")
+            )
+            .as_str()
+        )
+    );
+    assert_eq!(
+        span.output.as_deref(),
+        Some(
+            format!(
+                r#""@@@langfuseMedia:type=image/png|id={LARGE_PNG_ID}|source=base64_data_uri@@@""#
+            )
+            .as_str()
+        )
+    );
+    assert_eq!(
+        span.metadata,
+        [(
+            "gen_ai.system_instructions".to_string(),
+            format!(
+                r#"{{"input_audio":{{"data":"@@@langfuseMedia:type=audio/wav|id={WAV_ID}|source=base64_data_uri@@@","format":"wav"}},"type":"input_audio"}}"#
+            )
+        )]
+    );
+    let found: Vec<(MediaField, &str, &[u8])> = span
+        .media
+        .iter()
+        .map(|m| (m.field, m.content_type.as_str(), &*m.bytes))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            (MediaField::Metadata, "audio/wav", WAV),
+            (MediaField::Input, "image/png", PNG),
+            (MediaField::Output, "image/png", large.as_slice()),
+        ]
+    );
+}

@@ -184,3 +184,56 @@ fn a_large_image_is_uploaded_once_and_the_span_stays_small() {
     assert_eq!(record["uploadedLength"], json!(big.len()));
     assert_eq!(record["contentType"], json!("image/jpeg"));
 }
+
+#[observe(as_type = "generation")]
+fn compare(images: Vec<Media>) -> usize {
+    images.len()
+}
+
+#[test]
+fn distinct_images_upload_four_at_once_and_duplicates_once() {
+    let _serial = serial();
+    let server = FakeLangfuse::start(PUBLIC_KEY, SECRET_KEY);
+    // Each upload waits at the server until four are in flight at once.
+    server.hold_media_uploads_until(4);
+    let guard = init(&server, 1.0);
+    let images: Vec<Vec<u8>> = (0..6u8)
+        .map(|n| [PNG, &[b'#', b'0' + n]].concat())
+        .collect();
+    let mut captured: Vec<Media> = images
+        .iter()
+        .map(|bytes| Media::new(bytes.clone(), "image/png"))
+        .collect();
+    captured.push(Media::new(images[0].clone(), "image/png"));
+    captured.push(Media::new(images[5].clone(), "image/png"));
+    assert_eq!(compare(captured), 8);
+    guard.flush().expect("flush");
+
+    assert_eq!(
+        server.peak_media_uploads_in_flight(),
+        4,
+        "four uploads at once, never more"
+    );
+    assert_eq!(server.media_upload_count(), 6, "each content once");
+    assert_eq!(server.media_registration_count(), 8);
+    let records = server.media_records();
+    assert_eq!(records.len(), 6);
+    for record in &records {
+        assert_eq!(record["uploadCount"], json!(1), "{record}");
+        assert_eq!(record["patch"]["uploadHttpStatus"], json!(200), "{record}");
+    }
+    let stats = stats();
+    assert_eq!(
+        (
+            stats.media_uploaded,
+            stats.media_deduplicated,
+            stats.media_failed,
+            stats.media_bytes_uploaded
+        ),
+        (6, 2, 0, 6 * (PNG.len() as u64 + 2))
+    );
+    let spans = server.wait_for_spans(1, WAIT);
+    let input = spans[0].json_attr("langfuse.observation.input").unwrap();
+    assert_eq!(input["images"].as_array().map(Vec::len), Some(8));
+    drop(guard);
+}

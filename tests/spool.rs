@@ -390,3 +390,125 @@ fn a_batch_whose_retries_run_out_is_spooled_and_sent_by_the_next_start() {
     assert!(files(&dir).is_empty());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+const MEDIA_TEST: &str = "the_media_of_a_spooled_batch_are_uploaded_when_it_is_sent_again";
+/// Computed with Python's hashlib for `PNG`.
+const PNG: &[u8] = b"\x89PNG\r\n\x1a\nspooled image";
+const PNG_SHA256: &str = "J/sf1MfiLw3nHkz1V00Q1YfWF9OvQqhLMPW0fha97fE=";
+const PNG_ID: &str = "J_sf1MfiLw3nHkz1V00Q1Y";
+
+/// The child of the media test: with `NAME_ENV` set, records a generation with an image; then
+/// shuts down and prints its media counts.
+fn record_an_image_and_exit() {
+    #[observe_runtime::observe(as_type = "generation")]
+    fn look(image: observe_runtime::Media) -> &'static str {
+        let _ = image;
+        "a cat"
+    }
+    let guard = child_config(Duration::from_millis(1500))
+        .init()
+        .expect("init");
+    if std::env::var(NAME_ENV).is_ok() {
+        look(observe_runtime::Media::new(PNG, "image/png"));
+    }
+    let _ = guard.shutdown();
+    let stats = stats();
+    eprintln!(
+        "child stats: spooled={} from_spool={} media_uploaded={} media_failed={} \
+         media_bytes_uploaded={}",
+        stats.spans_spooled,
+        stats.spans_exported_from_spool,
+        stats.media_uploaded,
+        stats.media_failed,
+        stats.media_bytes_uploaded
+    );
+}
+
+/// The backend is down when a generation with an image ends: the batch goes to the spool with
+/// the image's bytes, and the next start registers, uploads and reports the image before it
+/// sends the span that refers to it.
+#[test]
+fn the_media_of_a_spooled_batch_are_uploaded_when_it_is_sent_again() {
+    if child_mode().as_deref() == Some("media") {
+        record_an_image_and_exit();
+        return;
+    }
+    if child_mode().is_some() {
+        return;
+    }
+    let _serial = support::serial();
+    let dir = spool_dir("media");
+    let down = support::refusing_base_url();
+    let output = run_child_with(MEDIA_TEST, "media", Duration::from_secs(60), |command| {
+        command
+            .env(NAME_ENV, "down")
+            .env(BASE_URL_ENV, &down)
+            .env(SPOOL_ENV, &dir);
+    });
+    output.assert_success();
+    assert_eq!(
+        stat_line(&output.stderr),
+        "child stats: spooled=1 from_spool=0 media_uploaded=0 media_failed=1 \
+         media_bytes_uploaded=0",
+        "{}",
+        output.stderr
+    );
+    assert_eq!(files(&dir).len(), 1, "{:?}", files(&dir));
+
+    let server = FakeLangfuse::start(PUBLIC_KEY, SECRET_KEY);
+    let output = run_child_with(MEDIA_TEST, "media", Duration::from_secs(60), |command| {
+        command
+            .env(BASE_URL_ENV, server.base_url())
+            .env(SPOOL_ENV, &dir);
+    });
+    output.assert_success();
+    assert_eq!(
+        stat_line(&output.stderr),
+        format!(
+            "child stats: spooled=0 from_spool=1 media_uploaded=1 media_failed=0 \
+             media_bytes_uploaded={}",
+            PNG.len()
+        ),
+        "{}",
+        output.stderr
+    );
+    let spans = server.wait_for_spans(1, Duration::from_secs(20));
+    let span = &spans[0];
+    assert_eq!(span.name(), "look");
+    assert_eq!(
+        span.json_attr("langfuse.observation.input"),
+        Some(serde_json::json!({
+            "image": format!("@@@langfuseMedia:type=image/png|id={PNG_ID}|source=bytes@@@")
+        }))
+    );
+    // Registered, uploaded and reported, in that order, before the span was sent.
+    let requests = server.requests();
+    let steps: Vec<(String, String)> = requests
+        .iter()
+        .map(|r| (r.method.clone(), r.path.clone()))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            ("POST".to_string(), "/api/public/media".to_string()),
+            ("PUT".to_string(), format!("/upload/{PNG_ID}")),
+            ("PATCH".to_string(), format!("/api/public/media/{PNG_ID}")),
+            ("POST".to_string(), "/api/public/otel/v1/traces".to_string()),
+        ]
+    );
+    let record = server.media_record(PNG_ID).expect("the image's record");
+    assert_eq!(record["sha256Hash"], serde_json::json!(PNG_SHA256));
+    assert_eq!(record["contentType"], serde_json::json!("image/png"));
+    assert_eq!(
+        record["registrations"],
+        serde_json::json!([{
+            "traceId": span.trace_id(),
+            "observationId": span.span_id(),
+            "field": "input",
+        }])
+    );
+    assert_eq!(record["patch"]["uploadHttpStatus"], serde_json::json!(200));
+    assert_eq!(server.uploaded_bytes(PNG_ID).as_deref(), Some(PNG));
+    assert!(files(&dir).is_empty(), "{:?}", files(&dir));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -121,6 +121,16 @@ impl MediaField {
             Self::Metadata => "metadata",
         }
     }
+
+    /// The field [`Self::as_str`] names.
+    pub(crate) fn parse(text: &str) -> Option<Self> {
+        match text {
+            "input" => Some(Self::Input),
+            "output" => Some(Self::Output),
+            "metadata" => Some(Self::Metadata),
+            _ => None,
+        }
+    }
 }
 
 /// The bytes of one media item found in a captured value, to be uploaded beside its span.
@@ -149,6 +159,28 @@ struct Budget(u64);
 impl Drop for Budget {
     fn drop(&mut self) {
         PENDING.fetch_sub(self.0, Ordering::Relaxed);
+    }
+}
+
+impl MediaAttachment {
+    /// An attachment read back from the disk spool: outside the pending-media budget (the
+    /// spool's cap bounds it), its media id derived from the hash again.
+    pub(crate) fn restored(
+        field: MediaField,
+        content_type: String,
+        bytes: Arc<[u8]>,
+        sha256: String,
+        reference: String,
+    ) -> Self {
+        MediaAttachment {
+            field,
+            media_id: media_id_of(&sha256),
+            content_type,
+            bytes,
+            sha256,
+            reference,
+            _budget: Arc::new(Budget(0)),
+        }
     }
 }
 
@@ -239,16 +271,20 @@ fn reference(content_type: &str, media_id: &str, source: &str) -> String {
 /// SHA-256 as standard base64, and the media id Langfuse derives from it.
 pub(crate) fn hash(bytes: &[u8]) -> (String, String) {
     let sha = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(bytes));
-    let id: String = sha
-        .chars()
+    let id = media_id_of(&sha);
+    (sha, id)
+}
+
+/// Langfuse's media id of a standard-base64 SHA-256: `+`→`-`, `/`→`_`, 22 characters.
+fn media_id_of(sha: &str) -> String {
+    sha.chars()
         .map(|c| match c {
             '+' => '-',
             '/' => '_',
             c => c,
         })
         .take(22)
-        .collect();
-    (sha, id)
+        .collect()
 }
 
 /// Standard or URL-safe base64, padded or not.

@@ -417,6 +417,11 @@ struct State {
     media_upload_script: VecDeque<Fault>,
     default_media_upload_fault: Option<Fault>,
     media: MediaStore,
+    /// Uploads are held until this many are in flight at once (then all go on, and the gate
+    /// stays open); see [`FakeLangfuse::hold_media_uploads_until`].
+    upload_gate: Option<usize>,
+    uploads_in_flight: usize,
+    peak_uploads_in_flight: usize,
 }
 
 impl State {
@@ -441,6 +446,9 @@ impl State {
             media_upload_script: VecDeque::new(),
             default_media_upload_fault: None,
             media: MediaStore::new(PROJECT_ID, base_url),
+            upload_gate: None,
+            uploads_in_flight: 0,
+            peak_uploads_in_flight: 0,
         }
     }
 }
@@ -765,6 +773,19 @@ impl FakeLangfuse {
     /// The fault applied to every upload once its script is used up (`None`: answer normally).
     pub fn set_default_media_upload_fault(&self, fault: Option<Fault>) {
         self.shared.lock().default_media_upload_fault = fault;
+    }
+
+    /// Holds each upload (`/upload/…`, before its answer) until `count` uploads are in flight
+    /// at once; then they all go on and later ones pass. A client that never has that many at
+    /// once sees each upload held for 30 seconds. [`Self::peak_media_uploads_in_flight`] tells
+    /// how many were in flight at most.
+    pub fn hold_media_uploads_until(&self, count: usize) {
+        self.shared.lock().upload_gate = Some(count);
+    }
+
+    /// The most uploads that were in flight at once (received and not yet answered).
+    pub fn peak_media_uploads_in_flight(&self) -> usize {
+        self.shared.lock().peak_uploads_in_flight
     }
 
     /// The status a successful `POST /api/public/media` answers: 200 (the default, as the
@@ -1252,12 +1273,41 @@ impl Shared {
 
     fn handle_media_upload(&self, request: &mut IncomingRequest, stream: &TcpStream) -> Outcome {
         let index = self.record(request, None);
+        self.enter_upload();
         let fault = {
             let mut state = self.lock();
             let scripted = state.media_upload_script.pop_front();
             scripted.or_else(|| state.default_media_upload_fault.clone())
         };
-        self.apply_fault(index, fault, stream, || self.answer_media_upload(request))
+        let outcome = self.apply_fault(index, fault, stream, || self.answer_media_upload(request));
+        self.lock().uploads_in_flight -= 1;
+        outcome
+    }
+
+    /// Counts an upload in flight, and holds it at the gate while there is one (at most 30 s).
+    fn enter_upload(&self) {
+        let mut state = self.lock();
+        state.uploads_in_flight += 1;
+        state.peak_uploads_in_flight = state.peak_uploads_in_flight.max(state.uploads_in_flight);
+        if state
+            .upload_gate
+            .is_some_and(|count| state.uploads_in_flight >= count)
+        {
+            state.upload_gate = None;
+        }
+        self.changed.notify_all();
+        let until = Instant::now() + Duration::from_secs(30);
+        while state.upload_gate.is_some() && !self.stopped() {
+            let now = Instant::now();
+            if now >= until {
+                return;
+            }
+            state = self
+                .changed
+                .wait_timeout(state, POLL.min(until - now))
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .0;
+        }
     }
 
     /// Answers the recorded request `index` with `fault`, or normally with `answer`.

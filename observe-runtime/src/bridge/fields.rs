@@ -1,13 +1,15 @@
 //! The values of a `tracing` span's or event's fields, as recorded: at creation and by every
 //! `Span::record` after it, the last value of a field winning. Text is bounded by the field limit
-//! when it is recorded, so a span holds at most one limit's worth per field. Knows nothing about
-//! what the fields mean.
+//! when it is recorded, so a span holds at most one limit's worth per field; media in text (a
+//! chat message with a `data:` URI, an Anthropic block) are replaced by their references before
+//! that, their bytes kept beside the value. Knows nothing about what the fields mean.
 
 use std::fmt;
 
 use tracing_core::field::{Field, Visit};
 
 use crate::capture;
+use crate::media::{MediaAttachment, MediaField};
 
 /// One recorded value.
 #[derive(Debug, Clone, PartialEq)]
@@ -120,6 +122,8 @@ pub(crate) fn parse_structured(text: &str) -> Option<serde_json::Value> {
 #[derive(Debug, Default)]
 pub(crate) struct Fields {
     values: Vec<(&'static str, FieldValue)>,
+    /// The media found in text values, by field (their references are in the text).
+    media: Vec<(&'static str, Vec<MediaAttachment>)>,
 }
 
 impl Fields {
@@ -139,6 +143,22 @@ impl Fields {
             Some(slot) => slot.1 = value,
             None => self.values.push((name, value)),
         }
+        if !self.media.is_empty() {
+            self.media.retain(|(key, _)| *key != name);
+        }
+    }
+
+    /// The media the text of field `name` refers to, as attachments of `field`.
+    pub(crate) fn media_of(&self, name: &str, field: MediaField) -> Vec<MediaAttachment> {
+        self.media
+            .iter()
+            .filter(|(key, _)| *key == name)
+            .flat_map(|(_, media)| media.iter().cloned())
+            .map(|mut media| {
+                media.field = field;
+                media
+            })
+            .collect()
     }
 
     /// The names recorded, in order.
@@ -151,6 +171,7 @@ impl Fields {
         for (name, value) in newer.values {
             self.set(name, value);
         }
+        self.media.extend(newer.media);
     }
 
     /// A visitor that records into these fields, text bounded by `limit` bytes.
@@ -172,6 +193,49 @@ impl Recorder<'_> {
     fn put(&mut self, field: &Field, value: FieldValue) {
         self.fields.set(field.name(), value);
     }
+
+    /// Records text, its media replaced by references when it holds some.
+    fn put_text(&mut self, field: &Field, whole: &str, bounded: impl FnOnce() -> String) {
+        match replace_media(whole, self.limit) {
+            Some((text, media)) => {
+                self.put(field, FieldValue::Text(text));
+                self.fields.media.push((field.name(), media));
+            }
+            None => self.put(field, FieldValue::Text(bounded())),
+        }
+    }
+}
+
+/// Whether text may hold media: a `data:…;base64,` URI, or a base64 `data` field beside a key
+/// naming its type. A cheap look before any parsing.
+fn may_hold_media(text: &str) -> bool {
+    text.contains(";base64,")
+        || (text.contains("\"data\"")
+            && ["media_type", "mime_type", "mimeType", "\"format\""]
+                .iter()
+                .any(|key| text.contains(key)))
+}
+
+/// Text with its media replaced by references (JSON text for a JSON object or array, the
+/// reference itself for a lone `data:` URI), within `limit`, and the media; `None` when media
+/// upload is off or there is none.
+fn replace_media(text: &str, limit: usize) -> Option<(String, Vec<MediaAttachment>)> {
+    if !crate::media::enabled() || !may_hold_media(text) {
+        return None;
+    }
+    let (text, media) = match parse_structured(text) {
+        Some(value) => capture::serialize_json_with_media(&value, limit, MediaField::Input),
+        None => {
+            let (json, media) = capture::serialize_json_with_media(text, limit, MediaField::Input);
+            (serde_json::from_str::<String>(&json).unwrap_or(json), media)
+        }
+    };
+    (!media.is_empty()).then_some((text, media))
+}
+
+/// Whether `text` is a bounded text that was cut (it ends with the marker of its full size).
+fn was_cut(text: &str) -> bool {
+    text.ends_with(" bytes]") && text.contains("[truncated from ")
 }
 
 impl Visit for Recorder<'_> {
@@ -192,8 +256,8 @@ impl Visit for Recorder<'_> {
     }
 
     fn record_str(&mut self, field: &Field, value: &str) {
-        let text = capture::display_text(value, self.limit);
-        self.put(field, FieldValue::Text(text));
+        let limit = self.limit;
+        self.put_text(field, value, || capture::display_text(value, limit));
     }
 
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
@@ -204,6 +268,20 @@ impl Visit for Recorder<'_> {
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         // `%value` and `format_args!` arrive here too: their `Debug` is the `Display` text.
         let text = capture::debug_text(value, self.limit);
+        if crate::media::enabled() && (was_cut(&text) || may_hold_media(&text)) {
+            // Media past the limit: the whole text once more, to replace them before it.
+            let whole = if was_cut(&text) {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| format!("{value:?}"))).ok()
+            } else {
+                None
+            };
+            let whole = whole.as_deref().unwrap_or(&text);
+            if let Some((replaced, media)) = replace_media(whole, self.limit) {
+                self.put(field, FieldValue::Text(replaced));
+                self.fields.media.push((field.name(), media));
+                return;
+            }
+        }
         self.put(field, FieldValue::Text(text));
     }
 }

@@ -2,7 +2,8 @@
 //! (`gen_ai.*`, as rig and genai emit them), the `langfuse.*` fields (swiftide's and Langfuse's
 //! own attribute names), `otel.*`, `session.id`, `user.id` and the `error` field of
 //! `#[instrument(err)]`, mapped into the observation's own fields in the client, so every
-//! exporter shows the same. Every other field becomes observation metadata. Knows nothing of
+//! exporter shows the same. Every other field becomes observation metadata. The media a field's
+//! text refers to go with it, as media of the input, output or metadata. Knows nothing of
 //! thread-locals, the registry or export.
 
 use std::borrow::Cow;
@@ -11,6 +12,7 @@ use std::time::Duration;
 
 use super::fields::{FieldValue, Fields};
 use crate::capture;
+use crate::media::{MediaAttachment, MediaField};
 use crate::record::{Cost, Level, ObservationType, PromptLink, SpanData, TraceState, Usage};
 
 /// What a field stands for.
@@ -274,17 +276,22 @@ fn level_named(name: &str) -> Option<Level> {
 }
 
 /// A slot that keeps the value of the highest rank seen.
-struct Ranked<'a>(Option<(u8, &'a FieldValue)>);
+struct Ranked<'a>(Option<(u8, &'static str, &'a FieldValue)>);
 
 impl<'a> Ranked<'a> {
-    fn offer(&mut self, rank: u8, value: &'a FieldValue) {
-        if self.0.is_none_or(|(best, _)| rank > best) {
-            self.0 = Some((rank, value));
+    fn offer(&mut self, rank: u8, name: &'static str, value: &'a FieldValue) {
+        if self.0.is_none_or(|(best, _, _)| rank > best) {
+            self.0 = Some((rank, name, value));
         }
     }
 
     fn get(&self) -> Option<&'a FieldValue> {
-        self.0.map(|(_, value)| value)
+        self.0.map(|(_, _, value)| value)
+    }
+
+    /// The field the value kept came from.
+    fn name(&self) -> Option<&'static str> {
+        self.0.map(|(_, name, _)| name)
     }
 }
 
@@ -342,6 +349,7 @@ pub(crate) fn apply_span_fields(
     let mut prompt_name = None;
     let mut prompt_version = None;
     let mut metadata: Vec<(String, String)> = Vec::new();
+    let mut media: Vec<MediaAttachment> = Vec::new();
     let mut put_metadata = |key: &str, json: String| {
         metadata.retain(|(k, _)| k != key);
         metadata.push((key.to_string(), json));
@@ -356,9 +364,9 @@ pub(crate) fn apply_span_fields(
             Role::Name => name = Some(value.text()),
             Role::Kind => kind = kind_named(&value.text()),
             Role::Operation => operation = Some(value.text()),
-            Role::Model(rank) => model.offer(rank, value),
-            Role::Input(rank) => input.offer(rank, value),
-            Role::Output(rank) => output.offer(rank, value),
+            Role::Model(rank) => model.offer(rank, field, value),
+            Role::Input(rank) => input.offer(rank, field, value),
+            Role::Output(rank) => output.offer(rank, field, value),
             Role::ModelParameter(parameter) => {
                 parameters.insert(parameter.to_string(), value.to_json_parsed());
             }
@@ -397,8 +405,12 @@ pub(crate) fn apply_span_fields(
             Role::StatusMessage => status_message = Some(value.text()),
             // An event's level is its own; its `error` field is its text (and metadata).
             Role::Error if !is_event => severity.raise(Level::Error, Some(value.text())),
-            Role::MetadataKey(key) => put_metadata(key, value.json_text()),
+            Role::MetadataKey(key) => {
+                media.extend(fields.media_of(field, MediaField::Metadata));
+                put_metadata(key, value.json_text())
+            }
             Role::MetadataObject => {
+                media.extend(fields.media_of(field, MediaField::Metadata));
                 if let serde_json::Value::Object(object) = value.to_json_parsed() {
                     for (key, value) in &object {
                         put_metadata(key, capture::serialize_json(value, limit));
@@ -408,8 +420,12 @@ pub(crate) fn apply_span_fields(
             Role::PromptName => prompt_name = Some(value.text()),
             Role::PromptVersion => prompt_version = value.count(),
             Role::Ignored => {}
+            // The trace's input and output are set elsewhere; their media are this span's.
+            Role::TraceInput => media.extend(fields.media_of(field, MediaField::Input)),
+            Role::TraceOutput => media.extend(fields.media_of(field, MediaField::Output)),
             role if is_trace_role(role) => {}
             Role::Other | Role::Error => {
+                media.extend(fields.media_of(field, MediaField::Metadata));
                 if field == "gen_ai.tool.name" {
                     has_tool_name = true;
                 }
@@ -433,9 +449,21 @@ pub(crate) fn apply_span_fields(
     if capture_io {
         if let (Some(value), false) = (input.get(), data.explicit_input) {
             data.input = Some(value.io_json_text());
+            media.extend(
+                input
+                    .name()
+                    .map(|name| fields.media_of(name, MediaField::Input))
+                    .unwrap_or_default(),
+            );
         }
         if let (Some(value), false) = (output.get(), data.explicit_output) {
             data.output = Some(value.io_json_text());
+            media.extend(
+                output
+                    .name()
+                    .map(|name| fields.media_of(name, MediaField::Output))
+                    .unwrap_or_default(),
+            );
         }
     }
     let status_message = status_message.or(severity.message.take());
@@ -475,6 +503,9 @@ pub(crate) fn apply_span_fields(
         && completion_start.is_none()
         && prompt.is_none()
         && metadata.is_empty();
+    if !media.is_empty() {
+        data.details().media.extend(media);
+    }
     if nothing_else {
         return;
     }

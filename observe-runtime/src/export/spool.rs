@@ -14,9 +14,14 @@
 //!   lives).
 //! - **Checked.** Each file starts with a header: magic, kind, span count, length, and the SHA-256
 //!   of the body. A corrupt or truncated file is moved aside as `<name>.corrupt` with a warning.
+//! - **With its media.** The media of a batch that were not uploaded (bytes, type, hash, trace,
+//!   observation, field) are kept in the same file, after the request body, and uploaded before
+//!   it is sent again. A batch whose media do not fit under the cap is kept without them (the
+//!   media are counted as failed, with a warning).
 //!
 //! What remains: a process that dies after the server accepted a batch and before deleting it
-//! sends that batch again at the next start (a duplicate, never a loss). Scores are not spooled.
+//! sends that batch again at the next start (a duplicate, never a loss). Media that fail again
+//! when their batch is sent from the spool are lost (counted). Scores are not spooled.
 
 use std::fs;
 use std::io::Write as _;
@@ -26,13 +31,17 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
 
+use super::media_upload::Upload;
 use super::stats::Counters;
 use crate::diagnostics;
 use crate::ids::random_u64;
+use crate::media::{MediaAttachment, MediaField};
 
 const MAGIC: &[u8; 8] = b"LFSPOOL1";
 /// A gzipped OTLP/HTTP protobuf request body of spans.
 const KIND_OTLP_TRACES: u8 = 1;
+/// The same, followed by the media to upload before it is sent (see [`media_section`]).
+const KIND_OTLP_TRACES_WITH_MEDIA: u8 = 2;
 /// Magic, kind, span count (u32 LE), body length (u32 LE), SHA-256 of the body.
 const HEADER_LEN: usize = 8 + 1 + 4 + 4 + 32;
 const BATCH_SUFFIX: &str = ".batch";
@@ -54,6 +63,8 @@ pub(crate) enum Sent {
 pub(crate) struct Batch {
     pub(crate) spans: u64,
     pub(crate) body: Vec<u8>,
+    /// Its media not uploaded yet.
+    pub(crate) media: Vec<Upload>,
 }
 
 pub(crate) struct Spool {
@@ -89,15 +100,52 @@ impl Spool {
         Ok(spool)
     }
 
-    /// Writes a batch of `spans` spans (a gzipped OTLP body); `Err` says why it could not be kept.
-    pub(crate) fn keep(&mut self, body: &[u8], spans: usize) -> Result<(), String> {
-        let size = (HEADER_LEN + body.len()) as u64;
-        if size > self.max_bytes {
+    /// Writes a batch of `spans` spans (a gzipped OTLP body) with the media still to upload;
+    /// `Err` says why it could not be kept. Media that would not fit under the cap are left out
+    /// (counted as failed uploads, with a warning), the spans kept.
+    pub(crate) fn keep(
+        &mut self,
+        body: &[u8],
+        spans: usize,
+        media: &[Upload],
+    ) -> Result<(), String> {
+        let mut pieces = Pieces::default();
+        pieces.owned(Vec::new());
+        if !media.is_empty() {
+            pieces.owned((body.len() as u32).to_le_bytes().to_vec());
+            pieces.borrowed(body);
+            media_section(&mut pieces, media);
+        } else {
+            pieces.borrowed(body);
+        }
+        let with_media = (HEADER_LEN + pieces.len()) as u64;
+        if !media.is_empty() && (with_media > self.max_bytes || pieces.len() > u32::MAX as usize) {
+            let bytes: usize = media.iter().map(|m| m.media.bytes.len()).sum();
+            Counters::add(&self.counters.media_failed, media.len() as u64);
+            diagnostics::warn(
+                "spool-media",
+                format!(
+                    "{} media item(s) ({bytes} bytes) were left out of a spooled batch: with them \
+                     it would not fit in the spool cap of {} bytes",
+                    media.len(),
+                    self.max_bytes
+                ),
+            );
+            return self.keep(body, spans, &[]);
+        }
+        let size = with_media;
+        if size > self.max_bytes || pieces.len() > u32::MAX as usize {
             return Err(format!(
                 "a batch of {size} bytes does not fit in the spool cap of {} bytes",
                 self.max_bytes
             ));
         }
+        let kind = if media.is_empty() {
+            KIND_OTLP_TRACES
+        } else {
+            KIND_OTLP_TRACES_WITH_MEDIA
+        };
+        pieces.parts[0] = std::borrow::Cow::Owned(header(kind, spans as u32, &pieces));
         self.make_room(size);
         let name = format!(
             "{:020}-{}-{:016x}{BATCH_SUFFIX}",
@@ -108,8 +156,9 @@ impl Spool {
         let temporary = self.dir.join(format!(".{name}.tmp"));
         let write = || -> std::io::Result<()> {
             let mut file = fs::File::create(&temporary)?;
-            file.write_all(&header(KIND_OTLP_TRACES, spans as u32, body))?;
-            file.write_all(body)?;
+            for part in &pieces.parts {
+                file.write_all(part)?;
+            }
             file.sync_all()?;
             fs::rename(&temporary, self.dir.join(&name))
         };
@@ -133,7 +182,7 @@ impl Spool {
 
     /// Sends the waiting batches, oldest first, each claimed first; stops at the first one that
     /// must wait. Returns the number of spans delivered.
-    pub(crate) fn send_waiting(&mut self, mut send: impl FnMut(&[u8]) -> Sent) -> u64 {
+    pub(crate) fn send_waiting(&mut self, mut send: impl FnMut(Batch) -> Sent) -> u64 {
         self.last_try = Some(Instant::now());
         let mut delivered = 0;
         for path in self.batches() {
@@ -147,21 +196,19 @@ impl Spool {
                     continue;
                 }
             };
-            match send(&batch.body) {
+            let spans = batch.spans;
+            match send(batch) {
                 Sent::Delivered => {
                     let _ = fs::remove_file(&claimed);
-                    Counters::add(&self.counters.spans_exported_from_spool, batch.spans);
-                    delivered += batch.spans;
+                    Counters::add(&self.counters.spans_exported_from_spool, spans);
+                    delivered += spans;
                 }
                 Sent::Refused(reason) => {
                     let _ = fs::remove_file(&claimed);
-                    Counters::add(&self.counters.spans_dropped_export_failed, batch.spans);
+                    Counters::add(&self.counters.spans_dropped_export_failed, spans);
                     diagnostics::error(
                         "spool-refused",
-                        format!(
-                            "{} spooled span(s) were refused and deleted: {reason}",
-                            batch.spans
-                        ),
+                        format!("{spans} spooled span(s) were refused and deleted: {reason}"),
                     );
                 }
                 Sent::Later(reason) => {
@@ -264,13 +311,111 @@ fn claim(path: &Path) -> Option<PathBuf> {
     fs::rename(path, &claimed).ok().map(|()| claimed)
 }
 
-fn header(kind: u8, spans: u32, body: &[u8]) -> Vec<u8> {
+/// A file's body in parts, so that media bytes are written without being copied together; the
+/// first part is the header once the rest is known.
+#[derive(Default)]
+struct Pieces<'a> {
+    parts: Vec<std::borrow::Cow<'a, [u8]>>,
+}
+
+impl<'a> Pieces<'a> {
+    fn owned(&mut self, bytes: Vec<u8>) {
+        self.parts.push(std::borrow::Cow::Owned(bytes));
+    }
+
+    fn borrowed(&mut self, bytes: &'a [u8]) {
+        self.parts.push(std::borrow::Cow::Borrowed(bytes));
+    }
+
+    /// A length-prefixed (u16 LE) short text.
+    fn text(&mut self, text: &str) {
+        let text = &text.as_bytes()[..text.len().min(u16::MAX as usize)];
+        let mut bytes = (text.len() as u16).to_le_bytes().to_vec();
+        bytes.extend_from_slice(text);
+        self.owned(bytes);
+    }
+
+    /// The length of the body (every part after the header).
+    fn len(&self) -> usize {
+        self.parts.iter().skip(1).map(|p| p.len()).sum()
+    }
+}
+
+/// The media after the request body: a count (u32 LE), then for each the field, trace id,
+/// observation id, content type, SHA-256 and reference as short texts, and the bytes (u32 LE
+/// length first).
+fn media_section<'a>(pieces: &mut Pieces<'a>, media: &'a [Upload]) {
+    pieces.owned((media.len() as u32).to_le_bytes().to_vec());
+    for upload in media {
+        let item = &upload.media;
+        pieces.text(item.field.as_str());
+        pieces.text(&upload.trace_id);
+        pieces.text(&upload.observation_id);
+        pieces.text(&item.content_type);
+        pieces.text(&item.sha256);
+        pieces.text(&item.reference);
+        pieces.owned((item.bytes.len() as u32).to_le_bytes().to_vec());
+        pieces.borrowed(&item.bytes);
+    }
+}
+
+/// Reads what [`media_section`] wrote.
+fn read_media(mut bytes: &[u8]) -> Result<Vec<Upload>, String> {
+    fn take<'b>(bytes: &mut &'b [u8], len: usize) -> Result<&'b [u8], String> {
+        if bytes.len() < len {
+            return Err("its media section is cut short".into());
+        }
+        let (head, rest) = bytes.split_at(len);
+        *bytes = rest;
+        Ok(head)
+    }
+    fn text(bytes: &mut &[u8]) -> Result<String, String> {
+        let len = u16::from_le_bytes(take(bytes, 2)?.try_into().expect("2 bytes"));
+        String::from_utf8(take(bytes, len.into())?.to_vec())
+            .map_err(|_| "its media section has a text that is not UTF-8".to_string())
+    }
+    let count = u32::from_le_bytes(take(&mut bytes, 4)?.try_into().expect("4 bytes"));
+    let mut media = Vec::new();
+    for _ in 0..count {
+        let field = text(&mut bytes)?;
+        let field = MediaField::parse(&field)
+            .ok_or_else(|| format!("its media section names an unknown field {field:?}"))?;
+        let trace_id = text(&mut bytes)?;
+        let observation_id = text(&mut bytes)?;
+        let content_type = text(&mut bytes)?;
+        let sha256 = text(&mut bytes)?;
+        let reference = text(&mut bytes)?;
+        let len = u32::from_le_bytes(take(&mut bytes, 4)?.try_into().expect("4 bytes"));
+        let data = take(&mut bytes, len as usize)?;
+        media.push(Upload {
+            trace_id,
+            observation_id,
+            media: MediaAttachment::restored(
+                field,
+                content_type,
+                std::sync::Arc::from(data),
+                sha256,
+                reference,
+            ),
+        });
+    }
+    if !bytes.is_empty() {
+        return Err("it has bytes after its media section".into());
+    }
+    Ok(media)
+}
+
+fn header(kind: u8, spans: u32, body: &Pieces<'_>) -> Vec<u8> {
+    let mut digest = Sha256::new();
+    for part in body.parts.iter().skip(1) {
+        digest.update(part);
+    }
     let mut header = Vec::with_capacity(HEADER_LEN);
     header.extend_from_slice(MAGIC);
     header.push(kind);
     header.extend_from_slice(&spans.to_le_bytes());
     header.extend_from_slice(&(body.len() as u32).to_le_bytes());
-    header.extend_from_slice(&Sha256::digest(body));
+    header.extend_from_slice(&digest.finalize());
     header
 }
 
@@ -297,7 +442,7 @@ fn parse_header(bytes: &[u8]) -> Result<(u8, u32, u32, &[u8]), String> {
 fn read_batch(path: &Path) -> Result<Batch, String> {
     let bytes = fs::read(path).map_err(|e| format!("it cannot be read: {e}"))?;
     let (kind, spans, len, digest) = parse_header(&bytes)?;
-    if kind != KIND_OTLP_TRACES {
+    if kind != KIND_OTLP_TRACES && kind != KIND_OTLP_TRACES_WITH_MEDIA {
         return Err(format!("its kind {kind} is unknown to this version"));
     }
     let body = &bytes[HEADER_LEN..];
@@ -310,9 +455,25 @@ fn read_batch(path: &Path) -> Result<Batch, String> {
     if Sha256::digest(body).as_slice() != digest {
         return Err("its checksum does not match".into());
     }
+    if kind == KIND_OTLP_TRACES {
+        return Ok(Batch {
+            spans: u64::from(spans),
+            body: body.to_vec(),
+            media: Vec::new(),
+        });
+    }
+    let Some((length, rest)) = body.split_first_chunk::<4>() else {
+        return Err("its request body is cut short".into());
+    };
+    let length = u32::from_le_bytes(*length) as usize;
+    if rest.len() < length {
+        return Err("its request body is cut short".into());
+    }
+    let (request, media) = rest.split_at(length);
     Ok(Batch {
         spans: u64::from(spans),
-        body: body.to_vec(),
+        body: request.to_vec(),
+        media: read_media(media)?,
     })
 }
 
@@ -395,11 +556,12 @@ mod tests {
     fn batches_come_back_oldest_first_once() {
         let dir = temp_dir("order");
         let (mut spool, counters) = spool(&dir, 1 << 20);
-        spool.keep(b"first", 1).unwrap();
-        spool.keep(b"second", 2).unwrap();
+        spool.keep(b"first", 1, &[]).unwrap();
+        spool.keep(b"second", 2, &[]).unwrap();
         let mut seen = Vec::new();
-        let delivered = spool.send_waiting(|body| {
-            seen.push(body.to_vec());
+        let delivered = spool.send_waiting(|batch| {
+            let body = batch.body;
+            seen.push(body);
             Sent::Delivered
         });
         assert_eq!(seen, [b"first".to_vec(), b"second".to_vec()]);
@@ -417,8 +579,8 @@ mod tests {
     fn a_batch_that_must_wait_is_put_back_and_stops_the_round() {
         let dir = temp_dir("later");
         let (mut spool, _) = spool(&dir, 1 << 20);
-        spool.keep(b"a", 1).unwrap();
-        spool.keep(b"b", 1).unwrap();
+        spool.keep(b"a", 1, &[]).unwrap();
+        spool.keep(b"b", 1, &[]).unwrap();
         let mut tries = 0;
         spool.send_waiting(|_| {
             tries += 1;
@@ -435,16 +597,17 @@ mod tests {
         let each = (HEADER_LEN + 100) as u64;
         let (mut spool, counters) = spool(&dir, 2 * each);
         for spans in [1, 2, 3] {
-            spool.keep(&[spans as u8; 100], spans).unwrap();
+            spool.keep(&[spans as u8; 100], spans, &[]).unwrap();
         }
         assert_eq!(counters.snapshot().spans_spool_evicted, 1);
         let mut kept = Vec::new();
-        spool.send_waiting(|body| {
+        spool.send_waiting(|batch| {
+            let body = batch.body;
             kept.push(body[0]);
             Sent::Delivered
         });
         assert_eq!(kept, [2, 3]);
-        let err = spool.keep(&[0; 1000], 1).unwrap_err();
+        let err = spool.keep(&[0; 1000], 1, &[]).unwrap_err();
         assert_eq!(
             err,
             format!(
@@ -459,8 +622,8 @@ mod tests {
     fn corrupt_and_truncated_files_are_moved_aside() {
         let dir = temp_dir("corrupt");
         let (mut spool, counters) = spool(&dir, 1 << 20);
-        spool.keep(b"good body", 1).unwrap();
-        spool.keep(b"will be cut", 1).unwrap();
+        spool.keep(b"good body", 1, &[]).unwrap();
+        spool.keep(b"will be cut", 1, &[]).unwrap();
         let batches = spool.batches();
         let bytes = fs::read(&batches[1]).unwrap();
         fs::write(&batches[1], &bytes[..bytes.len() - 3]).unwrap();
@@ -470,8 +633,9 @@ mod tests {
         )
         .unwrap();
         let mut sent = Vec::new();
-        spool.send_waiting(|body| {
-            sent.push(body.to_vec());
+        spool.send_waiting(|batch| {
+            let body = batch.body;
+            sent.push(body);
             Sent::Delivered
         });
         assert_eq!(sent, [b"good body".to_vec()]);
@@ -488,8 +652,8 @@ mod tests {
     fn a_claim_of_a_dead_process_is_taken_back_and_a_live_one_is_left() {
         let dir = temp_dir("claims");
         let (mut spool, _) = spool(&dir, 1 << 20);
-        spool.keep(b"x", 1).unwrap();
-        spool.keep(b"y", 1).unwrap();
+        spool.keep(b"x", 1, &[]).unwrap();
+        spool.keep(b"y", 1, &[]).unwrap();
         let batches = spool.batches();
         // A pid far above any real one is not alive.
         let dead = dir.join(format!(
@@ -505,12 +669,78 @@ mod tests {
         fs::rename(&batches[1], &live).unwrap();
         let (mut reopened, _) = self::spool(&dir, 1 << 20);
         let mut sent = Vec::new();
-        reopened.send_waiting(|body| {
-            sent.push(body.to_vec());
+        reopened.send_waiting(|batch| {
+            let body = batch.body;
+            sent.push(body);
             Sent::Delivered
         });
         #[cfg(unix)]
         assert_eq!(sent, [b"x".to_vec()]);
         assert!(live.exists(), "a live process's claim is left alone");
+    }
+
+    fn image(bytes: usize) -> Upload {
+        let data: Vec<u8> = (0..bytes).map(|i| i as u8).collect();
+        let (sha256, _) = crate::media::hash(&data);
+        Upload {
+            trace_id: "2d711642b726b04401627ca9fbac32f5".into(),
+            observation_id: "0000000000000007".into(),
+            media: MediaAttachment::restored(
+                MediaField::Output,
+                "image/png".into(),
+                std::sync::Arc::from(data),
+                sha256,
+                "@@@langfuseMedia:type=image/png|id=x|source=bytes@@@".into(),
+            ),
+        }
+    }
+
+    #[test]
+    fn media_come_back_with_their_batch_and_what_does_not_fit_is_left_out() {
+        let dir = temp_dir("media");
+        let (mut spool, counters) = spool(&dir, 4096);
+        spool
+            .keep(b"with media", 2, &[image(1000), image(10)])
+            .unwrap();
+        spool.keep(b"too large", 1, &[image(5000)]).unwrap();
+        let mut seen = Vec::new();
+        spool.send_waiting(|batch| {
+            let media: Vec<_> = batch
+                .media
+                .iter()
+                .map(|u| {
+                    (
+                        u.trace_id.clone(),
+                        u.observation_id.clone(),
+                        u.media.field,
+                        u.media.content_type.clone(),
+                        u.media.bytes.len(),
+                        u.media.media_id.clone(),
+                    )
+                })
+                .collect();
+            seen.push((batch.body, batch.spans, media));
+            Sent::Delivered
+        });
+        let id = |n| crate::media::hash(&(0..n).map(|i| i as u8).collect::<Vec<u8>>()).1;
+        let item = |n: usize| {
+            (
+                "2d711642b726b04401627ca9fbac32f5".to_string(),
+                "0000000000000007".to_string(),
+                MediaField::Output,
+                "image/png".to_string(),
+                n,
+                id(n),
+            )
+        };
+        assert_eq!(
+            seen,
+            [
+                (b"with media".to_vec(), 2, vec![item(1000), item(10)]),
+                (b"too large".to_vec(), 1, vec![]),
+            ]
+        );
+        let stats = counters.snapshot();
+        assert_eq!((stats.spans_spooled, stats.media_failed), (3, 1));
     }
 }

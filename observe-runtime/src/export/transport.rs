@@ -338,31 +338,40 @@ impl Transport {
         self.http.request(method, url)
     }
 
-    /// Sends `request` once within the waiter's deadline (at most the configured timeout):
-    /// its status and body, or why there was none.
-    pub(crate) fn send_once(
+    /// Runs `future` to its end on the exporter's runtime.
+    pub(crate) fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
+        self.runtime.block_on(future)
+    }
+
+    /// Sends `request` once before `deadline` (and within the configured timeout): its status
+    /// and body, or why there was none. Runs inside [`Self::block_on`].
+    pub(crate) async fn send_before(
         &self,
         request: reqwest::RequestBuilder,
-        waiter: &Waiter,
+        deadline: Option<Instant>,
     ) -> Result<(u16, Vec<u8>), String> {
-        let Some(time) = self.attempt_time(waiter, self.timeout) else {
-            return Err("the flush or shutdown deadline passed".into());
+        let time = match deadline {
+            Some(deadline) => deadline
+                .saturating_duration_since(Instant::now())
+                .min(self.timeout),
+            None => self.timeout,
         };
+        if time.is_zero() {
+            return Err("the flush or shutdown deadline passed".into());
+        }
         let request = request.timeout(time);
-        self.runtime.block_on(async {
-            match tokio::time::timeout(time, async {
-                let response = request.send().await?;
-                let status = response.status().as_u16();
-                let body = response.bytes().await?;
-                Ok::<_, reqwest::Error>((status, body.to_vec()))
-            })
-            .await
-            {
-                Err(_) => Err(format!("no answer within {time:?}")),
-                Ok(Err(error)) => Err(describe(&error)),
-                Ok(Ok(answer)) => Ok(answer),
-            }
+        match tokio::time::timeout(time, async {
+            let response = request.send().await?;
+            let status = response.status().as_u16();
+            let body = response.bytes().await?;
+            Ok::<_, reqwest::Error>((status, body.to_vec()))
         })
+        .await
+        {
+            Err(_) => Err(format!("no answer within {time:?}")),
+            Ok(Err(error)) => Err(describe(&error)),
+            Ok(Ok(answer)) => Ok(answer),
+        }
     }
 
     /// Sends one gzipped OTLP request body, retrying within the budget; `Err` says why it was
