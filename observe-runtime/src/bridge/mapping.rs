@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use super::fields::{FieldValue, Fields};
 use crate::capture;
+use crate::clock;
 use crate::media::{MediaAttachment, MediaField};
 use crate::record::{Cost, Level, ObservationType, PromptLink, SpanData, TraceState, Usage};
 
@@ -396,7 +397,7 @@ pub(crate) fn apply_span_fields(
                 }
             }
             Role::FirstChunk => first_chunk = value.number(),
-            Role::CompletionStart => completion_start = unix_nanos_of_iso8601(&value.text()),
+            Role::CompletionStart => completion_start = clock::unix_nanos_of_iso8601(&value.text()),
             Role::Level => declared_level = level_named(&value.text()),
             Role::StatusCode if value.text().eq_ignore_ascii_case("error") => {
                 severity.raise(Level::Error, None);
@@ -538,69 +539,6 @@ pub(crate) fn apply_span_fields(
     }
 }
 
-/// Nanoseconds since the Unix epoch of an ISO-8601 time with a date, a time and a zone
-/// (`2026-12-02T14:44:04.123456Z`, `2026-12-02T15:44:04+01:00`); `None` for anything else.
-fn unix_nanos_of_iso8601(text: &str) -> Option<u64> {
-    let text = text.trim();
-    let digits = |range: std::ops::Range<usize>| -> Option<i64> {
-        let part = text.get(range)?;
-        part.bytes()
-            .all(|b| b.is_ascii_digit())
-            .then(|| part.parse().ok())?
-    };
-    let bytes = text.as_bytes();
-    let separators = [(4, b'-'), (7, b'-'), (13, b':'), (16, b':')];
-    if bytes.len() < 20
-        || !matches!(bytes[10], b'T' | b't' | b' ')
-        || separators.iter().any(|&(at, byte)| bytes[at] != byte)
-    {
-        return None;
-    }
-    let (year, month, day) = (digits(0..4)?, digits(5..7)?, digits(8..10)?);
-    let (hour, minute, second) = (digits(11..13)?, digits(14..16)?, digits(17..19)?);
-    if !(1..=12).contains(&month)
-        || !(1..=31).contains(&day)
-        || hour > 23
-        || minute > 59
-        || second > 60
-    {
-        return None;
-    }
-    let mut rest = &text[19..];
-    let mut nanos = 0i64;
-    if let Some(fraction) = rest.strip_prefix('.') {
-        let length = fraction.bytes().take_while(u8::is_ascii_digit).count();
-        if length == 0 {
-            return None;
-        }
-        let kept = &fraction[..length.min(9)];
-        nanos = kept.parse::<i64>().ok()? * 10i64.pow(9 - kept.len() as u32);
-        rest = &fraction[length..];
-    }
-    let offset_seconds = match rest {
-        "Z" | "z" => 0,
-        zone if zone.len() == 6
-            && matches!(zone.as_bytes()[0], b'+' | b'-')
-            && zone.as_bytes()[3] == b':' =>
-        {
-            let hours: i64 = zone[1..3].parse().ok()?;
-            let minutes: i64 = zone[4..6].parse().ok()?;
-            let sign = if zone.starts_with('-') { -1 } else { 1 };
-            sign * (hours * 3600 + minutes * 60)
-        }
-        _ => return None,
-    };
-    // Days from the civil date (proleptic Gregorian calendar).
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let year_of_era = y - era * 400;
-    let day_of_year = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    let days = era * 146_097 + day_of_era - 719_468;
-    let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offset_seconds;
-    u64::try_from(seconds.checked_mul(1_000_000_000)?.checked_add(nanos)?).ok()
-}
-
 /// Token counts from a JSON object (`{"input": 10, "output": 25}`, also `prompt_tokens`...).
 fn usage_from_object(value: &serde_json::Value) -> Option<Usage> {
     let object = value.as_object()?;
@@ -683,29 +621,6 @@ mod tests {
         );
         assert_eq!(role("langfuse.metadata.step"), Role::MetadataKey("step"));
         assert_eq!(role("http.method"), Role::Other);
-    }
-
-    #[test]
-    fn iso8601_times_with_a_zone_are_read() {
-        assert_eq!(
-            unix_nanos_of_iso8601("2026-12-02T14:44:04.123456Z"),
-            Some(1_796_222_644_123_456_000)
-        );
-        assert_eq!(
-            unix_nanos_of_iso8601("2026-12-02T15:44:04.123456+01:00"),
-            Some(1_796_222_644_123_456_000)
-        );
-        assert_eq!(
-            unix_nanos_of_iso8601("1970-01-01T00:00:01Z"),
-            Some(1_000_000_000)
-        );
-        assert_eq!(
-            unix_nanos_of_iso8601("2026-12-02T14:44:04"),
-            None,
-            "no zone"
-        );
-        assert_eq!(unix_nanos_of_iso8601("yesterday"), None);
-        assert_eq!(unix_nanos_of_iso8601("2026-13-02T14:44:04Z"), None);
     }
 
     #[test]
