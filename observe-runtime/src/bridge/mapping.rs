@@ -7,7 +7,6 @@
 //! thread-locals, the registry or export.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::fields::{FieldValue, Fields};
@@ -338,8 +337,8 @@ pub(crate) fn apply_span_fields(
     let mut output = Ranked(None);
     let mut parameters = serde_json::Map::new();
     let mut parameters_object = None;
-    let mut usage = Usage::default();
-    let mut has_usage = false;
+    // `gen_ai.usage.*` counts by name, read as one usage object.
+    let mut usage_counts = serde_json::Map::new();
     let mut usage_object = None;
     let mut cost = None;
     let mut first_chunk = None;
@@ -374,15 +373,7 @@ pub(crate) fn apply_span_fields(
             Role::ModelParameters => parameters_object = Some(value.to_json_parsed()),
             Role::UsageCount(key) => {
                 if let Some(count) = value.count() {
-                    has_usage = true;
-                    match key {
-                        "input_tokens" | "prompt_tokens" | "input" => usage.input = count,
-                        "output_tokens" | "completion_tokens" | "output" => usage.output = count,
-                        "total_tokens" | "total" => usage.total = Some(count),
-                        other => {
-                            usage.details.insert(other.to_string(), count);
-                        }
-                    }
+                    usage_counts.insert(key.to_string(), count.into());
                 }
             }
             Role::UsageDetails => usage_object = Some(value.to_json_parsed()),
@@ -392,7 +383,7 @@ pub(crate) fn apply_span_fields(
                 }
             }
             Role::CostDetails => {
-                if let Some(details) = cost_from_object(&value.to_json_parsed()) {
+                if let Some(details) = Cost::from_value(&value.to_json_parsed()) {
                     cost = Some(details);
                 }
             }
@@ -484,9 +475,12 @@ pub(crate) fn apply_span_fields(
     let parameters = parameters_object
         .or_else(|| (!parameters.is_empty()).then_some(serde_json::Value::Object(parameters)));
     let usage = usage_object
-        .as_ref()
-        .and_then(usage_from_object)
-        .or(has_usage.then_some(usage));
+        .filter(serde_json::Value::is_object)
+        .map(|object| Usage::from_value(&object))
+        .or_else(|| {
+            (!usage_counts.is_empty())
+                .then(|| Usage::from_value(&serde_json::Value::Object(usage_counts)))
+        });
     let first_chunk = first_chunk
         .filter(|seconds| seconds.is_finite() && *seconds >= 0.0)
         .and_then(|seconds| Duration::try_from_secs_f64(seconds).ok());
@@ -537,51 +531,6 @@ pub(crate) fn apply_span_fields(
             details.metadata.push((key, value));
         }
     }
-}
-
-/// Token counts from a JSON object (`{"input": 10, "output": 25}`, also `prompt_tokens`...).
-fn usage_from_object(value: &serde_json::Value) -> Option<Usage> {
-    let object = value.as_object()?;
-    let mut usage = Usage::default();
-    for (key, count) in object {
-        let Some(count) = count.as_u64() else {
-            continue;
-        };
-        match key.as_str() {
-            "input" | "input_tokens" | "prompt_tokens" | "promptTokens" => usage.input = count,
-            "output" | "output_tokens" | "completion_tokens" | "completionTokens" => {
-                usage.output = count
-            }
-            "total" | "total_tokens" | "totalTokens" => usage.total = Some(count),
-            other => {
-                usage.details.insert(other.to_string(), count);
-            }
-        }
-    }
-    Some(usage)
-}
-
-/// Costs from a JSON object (`{"input": 0.001, "total": 0.003}`).
-fn cost_from_object(value: &serde_json::Value) -> Option<Cost> {
-    let object = value.as_object()?;
-    let mut cost = Cost {
-        details: BTreeMap::new(),
-        ..Cost::default()
-    };
-    for (key, amount) in object {
-        let Some(amount) = amount.as_f64() else {
-            continue;
-        };
-        match key.as_str() {
-            "input" => cost.input = Some(amount),
-            "output" => cost.output = Some(amount),
-            "total" => cost.total = Some(amount),
-            other => {
-                cost.details.insert(other.to_string(), amount);
-            }
-        }
-    }
-    Some(cost)
 }
 
 #[cfg(test)]

@@ -107,6 +107,7 @@ impl Usage {
     /// | Anthropic | `input_tokens`, `output_tokens`, `cache_creation_input_tokens`, `cache_read_input_tokens` | `input`, `output`, the cache counts by their names (Anthropic's input already leaves them out) |
     /// | Gemini | `promptTokenCount`, `candidatesTokenCount`, `totalTokenCount`, `cachedContentTokenCount`, `thoughtsTokenCount` | `input`, `output`, `total`, `input_cached_tokens` (taken out of `input`), `output_reasoning_tokens` |
     /// | Langfuse | `input`, `output`, `total`, any other name | as they are |
+    /// | camelCase (Vercel AI SDK, JavaScript tools) | `promptTokens`, `completionTokens`, `totalTokens` | `input`, `output`, `total` |
     ///
     /// Any other top-level count is kept under its own name. Values that are not non-negative
     /// integers (a `service_tier` text, a nested object not listed above) are left out, and a
@@ -129,14 +130,21 @@ impl Usage {
         };
         let mut usage = Usage::default();
         // (provider name, Langfuse name) of the main counts; the first present wins.
-        const INPUT: [&str; 4] = ["input", "prompt_tokens", "input_tokens", "promptTokenCount"];
-        const OUTPUT: [&str; 4] = [
+        const INPUT: [&str; 5] = [
+            "input",
+            "prompt_tokens",
+            "input_tokens",
+            "promptTokenCount",
+            "promptTokens",
+        ];
+        const OUTPUT: [&str; 5] = [
             "output",
             "completion_tokens",
             "output_tokens",
             "candidatesTokenCount",
+            "completionTokens",
         ];
-        const TOTAL: [&str; 3] = ["total", "total_tokens", "totalTokenCount"];
+        const TOTAL: [&str; 4] = ["total", "total_tokens", "totalTokenCount", "totalTokens"];
         let first = |names: &[&str]| names.iter().find_map(|name| count(object.get(*name)));
         usage.input = first(&INPUT).unwrap_or(0);
         usage.output = first(&OUTPUT).unwrap_or(0);
@@ -287,6 +295,22 @@ impl Cost {
             output: Some(output),
             ..Default::default()
         }
+    }
+
+    /// Reads a cost object as Langfuse names it (`{"input": 0.001, "output": 0.002, "total":
+    /// 0.003, "input_cached_tokens": 0.0001}`): `input`, `output` and `total` set those fields,
+    /// any other number is a named detail; values that are not numbers are left out. `None`
+    /// when `value` is not an object.
+    pub(crate) fn from_value(value: &Value) -> Option<Cost> {
+        let object = value.as_object()?;
+        Some(
+            object
+                .iter()
+                .filter_map(|(key, amount)| Some((key, amount.as_f64()?)))
+                .fold(Cost::default(), |cost, (key, amount)| {
+                    cost.with_detail(key.as_str(), amount)
+                }),
+        )
     }
 
     /// Only a total in USD (what OpenRouter's `usage.cost` gives).
