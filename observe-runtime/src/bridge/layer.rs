@@ -21,7 +21,7 @@ use crate::ids::{ObservationId, TraceId};
 use crate::local::origin::new_root_trace;
 use crate::local::span::{self as local_span, Placement};
 use crate::local::stack::{self, SpanCore, Token};
-use crate::record::{Level, ObservationType, SpanData, TraceState};
+use crate::record::{raise_level, Level, ObservationType, SpanData, TraceState};
 use crate::unobserved;
 
 /// The targets of the exporter's HTTP stack: their spans and events are never recorded (the
@@ -487,17 +487,7 @@ where
 
 /// Raises the level of a record to WARNING or ERROR, with the message that came with it.
 fn raise(data: &mut SpanData, level: Level, message: Option<String>) {
-    if level <= Level::Default {
-        return;
-    }
-    if level > data.level {
-        data.level = level;
-        if message.is_some() {
-            data.status_message = message;
-        }
-    } else if level == data.level && data.status_message.is_none() {
-        data.status_message = message;
-    }
+    raise_level(&mut data.level, &mut data.status_message, level, message);
 }
 
 /// An event's name from its text: at most [`EVENT_NAME_CHARS`] characters.

@@ -13,7 +13,9 @@ use super::fields::{FieldValue, Fields};
 use crate::capture;
 use crate::clock;
 use crate::media::{MediaAttachment, MediaField};
-use crate::record::{Cost, Level, ObservationType, PromptLink, SpanData, TraceState, Usage};
+use crate::record::{
+    raise_level, Cost, Level, ObservationType, PromptLink, SpanData, TraceState, Usage,
+};
 
 /// What a field stands for.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -310,12 +312,7 @@ impl Severity {
     /// Raises the level to `level` with its message; a lower or equal level changes nothing
     /// (a WARN after an ERROR leaves the ERROR).
     pub(crate) fn raise(&mut self, level: Level, message: Option<String>) {
-        if level > self.level {
-            self.level = level;
-            self.message = message;
-        } else if level == self.level && self.message.is_none() {
-            self.message = message;
-        }
+        raise_level(&mut self.level, &mut self.message, level, message);
     }
 }
 

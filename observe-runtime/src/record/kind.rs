@@ -99,3 +99,26 @@ impl fmt::Display for Level {
         f.write_str(self.as_str())
     }
 }
+
+/// The one rule for raising a level with its message (a WARN or ERROR event, an error field):
+/// a higher level replaces the level, and the message when one comes with it; the same level
+/// only fills a missing message; a lower level, DEFAULT and DEBUG change nothing (a WARN after an
+/// ERROR leaves the ERROR).
+pub(crate) fn raise_level(
+    level: &mut Level,
+    message: &mut Option<String>,
+    to: Level,
+    with: Option<String>,
+) {
+    if to <= Level::Default {
+        return;
+    }
+    if to > *level {
+        *level = to;
+        if with.is_some() {
+            *message = with;
+        }
+    } else if to == *level && message.is_none() {
+        *message = with;
+    }
+}
