@@ -28,10 +28,7 @@ fn print(level: &str, message: &str) {
 
 /// `once`: never repeat this subject; else repeat it at most once a minute.
 fn allowed(subject: &str, once: bool) -> bool {
-    let mut last = match LAST.lock() {
-        Ok(last) => last,
-        Err(poisoned) => poisoned.into_inner(),
-    };
+    let mut last = crate::sync::lock(&LAST);
     let now = Instant::now();
     match last.get(subject) {
         Some(None) => false,

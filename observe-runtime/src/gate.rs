@@ -149,10 +149,7 @@ impl Client {
                 Counters::add(&counters.spans_created, count + dropped_full);
                 Counters::add(&counters.spans_dropped_queue_full, dropped_full);
                 Counters::add(&counters.spans_queued, count);
-                let mut clock = match clock.lock() {
-                    Ok(clock) => clock,
-                    Err(poisoned) => poisoned.into_inner(),
-                };
+                let mut clock = crate::sync::lock(clock);
                 clock.refresh();
                 let spans = records.into_iter().map(|record| {
                     let mut span = record.finish(|ticks| clock.unix_nanos(ticks));
@@ -210,10 +207,7 @@ impl Client {
 }
 
 fn install_lock() -> MutexGuard<'static, ()> {
-    match INSTALL.lock() {
-        Ok(guard) => guard,
-        Err(poisoned) => poisoned.into_inner(),
-    }
+    crate::sync::lock(&INSTALL)
 }
 
 /// Why a client could not be installed.
@@ -225,10 +219,7 @@ pub(crate) fn install(client: Arc<Client>) -> Result<(), AlreadyInstalled> {
     if CLIENT.load().is_some() {
         return Err(AlreadyInstalled);
     }
-    match LATEST_COUNTERS.write() {
-        Ok(mut latest) => *latest = Some(client.counters.clone()),
-        Err(poisoned) => *poisoned.into_inner() = Some(client.counters.clone()),
-    }
+    *crate::sync::write(&LATEST_COUNTERS) = Some(client.counters.clone());
     CLIENT.store(Some(client));
     ACTIVE.store(true, Ordering::Release);
     EPOCH.fetch_add(1, Ordering::AcqRel);
@@ -262,10 +253,7 @@ pub(crate) fn propagates_attributes() -> bool {
 
 /// The counters of the running client, or of the latest one after its shutdown.
 pub(crate) fn latest_counters() -> Option<Arc<Counters>> {
-    match LATEST_COUNTERS.read() {
-        Ok(value) => value.clone(),
-        Err(poisoned) => poisoned.into_inner().clone(),
-    }
+    crate::sync::read(&LATEST_COUNTERS).clone()
 }
 
 /// The open capture scopes (`testing::capture`): clients that are not installed, each taking
@@ -279,20 +267,14 @@ thread_local! {
 }
 
 fn lock_scopes() -> std::sync::RwLockReadGuard<'static, Vec<(NonZeroU64, Arc<Client>)>> {
-    match SCOPES.read() {
-        Ok(scopes) => scopes,
-        Err(poisoned) => poisoned.into_inner(),
-    }
+    crate::sync::read(&SCOPES)
 }
 
 /// Opens a capture scope taking the traces started inside it; the gate is open while it is.
 pub(crate) fn open_scope(client: Arc<Client>) -> NonZeroU64 {
     let _install = install_lock();
     let id = NonZeroU64::new(NEXT_SCOPE.fetch_add(1, Ordering::Relaxed)).unwrap_or(NonZeroU64::MIN);
-    match SCOPES.write() {
-        Ok(mut scopes) => scopes.push((id, client)),
-        Err(poisoned) => poisoned.into_inner().push((id, client)),
-    }
+    crate::sync::write(&SCOPES).push((id, client));
     ACTIVE.store(true, Ordering::Release);
     id
 }
@@ -301,10 +283,7 @@ pub(crate) fn open_scope(client: Arc<Client>) -> NonZeroU64 {
 pub(crate) fn close_scope(id: NonZeroU64) {
     let _install = install_lock();
     let empty = {
-        let mut scopes = match SCOPES.write() {
-            Ok(scopes) => scopes,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut scopes = crate::sync::write(&SCOPES);
         scopes.retain(|(scope, _)| *scope != id);
         scopes.is_empty()
     };

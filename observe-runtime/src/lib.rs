@@ -57,6 +57,7 @@ mod mask;
 mod media;
 mod percent;
 mod python_json;
+mod sync;
 mod unobserved;
 // What an ended observation is:
 mod record;

@@ -440,7 +440,7 @@ impl Experiment {
                             .and_then(outcome)
                     };
                     let result = block_on(item_run(&run, item, work));
-                    let mut results = results.lock().unwrap_or_else(|p| p.into_inner());
+                    let mut results = crate::sync::lock(&results);
                     results[index] = Some(result);
                 });
             }

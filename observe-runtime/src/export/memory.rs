@@ -40,17 +40,11 @@ impl MemoryExporter {
     }
 
     fn lock(&self) -> MutexGuard<'_, Vec<FinishedSpan>> {
-        match self.spans.lock() {
-            Ok(spans) => spans,
-            Err(poisoned) => poisoned.into_inner(),
-        }
+        crate::sync::lock(&self.spans)
     }
 
     fn lock_scores(&self) -> MutexGuard<'_, Vec<FinishedScore>> {
-        match self.scores.lock() {
-            Ok(scores) => scores,
-            Err(poisoned) => poisoned.into_inner(),
-        }
+        crate::sync::lock(&self.scores)
     }
 
     pub(crate) fn push_score(&self, score: FinishedScore) {

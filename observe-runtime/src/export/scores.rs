@@ -29,10 +29,7 @@ const MAX_QUOTED_ERRORS: usize = 5;
 static ONE_PER_REQUEST: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
 fn one_per_request_servers() -> MutexGuard<'static, Vec<String>> {
-    match ONE_PER_REQUEST.lock() {
-        Ok(servers) => servers,
-        Err(poisoned) => poisoned.into_inner(),
-    }
+    crate::sync::lock(&ONE_PER_REQUEST)
 }
 
 fn takes_one_per_request(url: &str) -> bool {

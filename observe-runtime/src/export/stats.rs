@@ -167,10 +167,7 @@ impl Counters {
     }
 
     pub(crate) fn set_last_error(&self, message: impl Into<String>) {
-        let mut last = match self.last_error.lock() {
-            Ok(last) => last,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut last = crate::sync::lock(&self.last_error);
         *last = Some(message.into());
     }
 
@@ -209,10 +206,7 @@ impl Counters {
             media_failed: get(&self.media_failed),
             media_bytes_uploaded: get(&self.media_bytes_uploaded),
             media_dropped_over_budget: crate::media::over_budget(),
-            last_error: match self.last_error.lock() {
-                Ok(last) => last.clone(),
-                Err(poisoned) => poisoned.into_inner().clone(),
-            },
+            last_error: crate::sync::lock(&self.last_error).clone(),
         }
     }
 }

@@ -150,10 +150,7 @@ pub(crate) fn shutdown(client: &Arc<Client>) -> Result<ShutdownReport, FlushErro
                 client.shutdown_timeout,
             );
             if answer.is_ok() {
-                let thread = match worker.thread.lock() {
-                    Ok(mut thread) => thread.take(),
-                    Err(poisoned) => poisoned.into_inner().take(),
-                };
+                let thread = crate::sync::lock(&worker.thread).take();
                 if let Some(thread) = thread {
                     let _ = thread.join();
                 }

@@ -64,10 +64,7 @@ impl ThreadBuffer {
 static REGISTRY: Mutex<Vec<Weak<ThreadBuffer>>> = Mutex::new(Vec::new());
 
 fn registry() -> MutexGuard<'static, Vec<Weak<ThreadBuffer>>> {
-    match REGISTRY.lock() {
-        Ok(registry) => registry,
-        Err(poisoned) => poisoned.into_inner(),
-    }
+    crate::sync::lock(&REGISTRY)
 }
 
 /// This thread's buffer, registered on first use; handed over when the thread exits.

@@ -53,10 +53,7 @@ static LEFT_OPEN: Mutex<Vec<SpanCore>> = Mutex::new(Vec::new());
 const LEFT_OPEN_LIMIT: usize = 4096;
 
 fn left_open() -> MutexGuard<'static, Vec<SpanCore>> {
-    match LEFT_OPEN.lock() {
-        Ok(left) => left,
-        Err(poisoned) => poisoned.into_inner(),
-    }
+    crate::sync::lock(&LEFT_OPEN)
 }
 
 impl Drop for Stack {

@@ -149,15 +149,11 @@ pub(crate) struct PromptCache {
 
 impl PromptCache {
     fn read(&self) -> RwLockReadGuard<'_, HashMap<String, Versions>> {
-        self.names
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::sync::read(&self.names)
     }
 
     fn write(&self) -> RwLockWriteGuard<'_, HashMap<String, Versions>> {
-        self.names
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::sync::write(&self.names)
     }
 
     /// The cached prompt for `name` and `selector`, and whether this caller must refresh it.

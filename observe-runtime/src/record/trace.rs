@@ -132,10 +132,7 @@ impl TraceState {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Arc<TraceAttributes>>> {
-        match self.versions.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        }
+        crate::sync::lock(&self.versions)
     }
 
     /// The attributes as they were at `version`.
