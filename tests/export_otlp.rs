@@ -911,7 +911,12 @@ fn unauthorized_is_counted_and_quotes_the_server_and_the_host() {
     assert_eq!(
         guard.flush(),
         Err(FlushError::ExportFailed {
-            reason: format!("HTTP 401: {INVALID_CREDENTIALS}")
+            reason: format!(
+                "Langfuse rejected the credentials with HTTP 401: {INVALID_CREDENTIALS:?} (base \
+                 URL {}). Check that LANGFUSE_PUBLIC_KEY and LANGFUSE_SECRET_KEY are the API keys \
+                 of a project on this host.",
+                server.base_url()
+            )
         })
     );
 

@@ -784,7 +784,12 @@ fn refused_credentials_are_not_retried() {
     assert_eq!(
         guard.flush(),
         Err(FlushError::ExportFailed {
-            reason: format!("HTTP 401: {INVALID_CREDENTIALS}")
+            reason: format!(
+                "Langfuse rejected the credentials with HTTP 401: {INVALID_CREDENTIALS:?} (base \
+                 URL {}). Check that LANGFUSE_PUBLIC_KEY and LANGFUSE_SECRET_KEY are the API keys \
+                 of a project on this host.",
+                server.base_url()
+            )
         })
     );
     assert_eq!(statuses(&server.score_requests()), ["Status(401)"]);

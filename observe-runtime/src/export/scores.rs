@@ -13,7 +13,7 @@
 use std::sync::{Mutex, MutexGuard};
 
 use super::sink::ScoresSent;
-use super::transport::{Delivery, Reply, Route, Transport};
+use super::transport::{Reply, Route, Transport, Undelivered};
 use super::waiter::Waiter;
 use crate::diagnostics;
 use crate::record::{FinishedScore, ScoreValue};
@@ -326,30 +326,28 @@ pub(crate) fn deliver(
             },
             // Scores carry their own ids, so a copy stored twice is one score: an unanswered
             // request is like any other failure (cut by the deadline, or given up).
-            Err(Delivery::Unanswered(reason)) if waiter.passed() => {
+            Err(why @ Undelivered::Unanswered(_)) if waiter.passed() => {
                 sent.unsent = items.drain(next..).map(|(score, _)| score).collect();
-                sent.error = Some(reason);
+                sent.error = Some(why.into_reason());
                 break;
             }
-            Err(
-                Delivery::Lost(reason) | Delivery::GaveUp(reason) | Delivery::Unanswered(reason),
-            ) => {
-                // Refused credentials or a server down for the whole retry budget: the rest of
-                // the batch would fare no better.
+            Err(why @ Undelivered::Deadline(_)) => {
+                sent.unsent = items.drain(next..).map(|(score, _)| score).collect();
+                sent.error = Some(why.into_reason());
+                break;
+            }
+            Err(why) => {
+                // Refused, refused keys, or a server down for the whole retry budget: the rest
+                // of the batch would fare no better.
                 let lost = items.len() - next;
                 sent.failed += lost;
-                if !reason.starts_with("HTTP 401") && !reason.starts_with("HTTP 403") {
+                if !why.already_reported() {
                     diagnostics::error(
                         "score-export",
-                        format!("{lost} score(s) were not delivered: {reason}"),
+                        format!("{lost} score(s) were not delivered: {why}"),
                     );
                 }
-                sent.error = Some(reason);
-                break;
-            }
-            Err(Delivery::Deadline(reason)) => {
-                sent.unsent = items.drain(next..).map(|(score, _)| score).collect();
-                sent.error = Some(reason);
+                sent.error = Some(why.into_reason());
                 break;
             }
         }

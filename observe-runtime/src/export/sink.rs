@@ -1,22 +1,21 @@
-//! What a destination of batches is ([`Sink`]), how a delivery of spans can fail ([`Failure`]),
+//! What a destination of batches is ([`Sink`]), what becomes of spans not delivered ([`Failure`]),
 //! and what became of a batch of scores ([`ScoresSent`]).
 
 use super::auth::{AuthCheck, AuthError};
+use super::transport::Undelivered;
 use super::waiter::Waiter;
 use crate::record::{FinishedScore, FinishedSpan};
 
-/// Why a batch was not delivered.
+/// What became of a batch that was not delivered, with the transport's reason.
 pub(crate) enum Failure {
-    /// Gone for good (refused, or retries exhausted).
-    Lost(String),
+    /// Not delivered and not kept: lost (refused, keys refused, retries exhausted), or, for
+    /// [`Undelivered::Unanswered`], given up without knowing (the server may have stored it).
+    Dropped(Undelivered),
     /// A flush or shutdown deadline came first; the batch is handed back.
-    Deadline(String, Vec<FinishedSpan>),
+    Deadline(Undelivered, Vec<FinishedSpan>),
     /// Not delivered after the retries, and written to the spool directory (and counted) for a
     /// later round or the next process.
-    Spooled(String),
-    /// Given up after a copy was sent without an answer: the server may have stored it, so it
-    /// is not sent again.
-    Unanswered(String),
+    Spooled(Undelivered),
 }
 
 /// What became of a batch of scores: every score is in exactly one of these.

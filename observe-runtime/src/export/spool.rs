@@ -33,6 +33,7 @@ use sha2::{Digest, Sha256};
 
 use super::media_upload::Upload;
 use super::stats::Counters;
+use super::transport::Undelivered;
 use crate::diagnostics;
 use crate::ids::random_u64;
 use crate::media::{MediaAttachment, MediaField};
@@ -48,16 +49,6 @@ const BATCH_SUFFIX: &str = ".batch";
 const CLAIM_MARK: &str = ".sending-";
 /// While batches wait, the spool is tried again this often (after a delivery succeeded).
 const RETRY_EVERY: Duration = Duration::from_secs(30);
-
-/// What became of a spooled batch sent once.
-pub(crate) enum Sent {
-    /// Accepted by the server.
-    Delivered,
-    /// The server could not be reached or asked to wait: try again later.
-    Later(String),
-    /// Refused for good (not retried).
-    Refused(String),
-}
 
 /// One spooled batch, read back.
 pub(crate) struct Batch {
@@ -182,7 +173,10 @@ impl Spool {
 
     /// Sends the waiting batches, oldest first, each claimed first; stops at the first one that
     /// must wait. Returns the number of spans delivered.
-    pub(crate) fn send_waiting(&mut self, mut send: impl FnMut(Batch) -> Sent) -> u64 {
+    pub(crate) fn send_waiting(
+        &mut self,
+        mut send: impl FnMut(Batch) -> Result<(), Undelivered>,
+    ) -> u64 {
         self.last_try = Some(Instant::now());
         let mut delivered = 0;
         for path in self.batches() {
@@ -198,12 +192,12 @@ impl Spool {
             };
             let spans = batch.spans;
             match send(batch) {
-                Sent::Delivered => {
+                Ok(()) => {
                     let _ = fs::remove_file(&claimed);
                     Counters::add(&self.counters.spans_exported_from_spool, spans);
                     delivered += spans;
                 }
-                Sent::Refused(reason) => {
+                Err(Undelivered::Refused(reason)) => {
                     let _ = fs::remove_file(&claimed);
                     Counters::add(&self.counters.spans_dropped_export_failed, spans);
                     diagnostics::error(
@@ -211,7 +205,10 @@ impl Spool {
                         format!("{spans} spooled span(s) were refused and deleted: {reason}"),
                     );
                 }
-                Sent::Later(reason) => {
+                // Refused keys may fit another process; an unanswered copy may have been stored
+                // (sent again later: a duplicate rather than a loss).
+                Err(later) => {
+                    let reason = later.into_reason();
                     let _ = fs::rename(&claimed, &path);
                     diagnostics::debug(|| format!("spooled batches wait: {reason}"));
                     return delivered;
@@ -562,7 +559,7 @@ mod tests {
         let delivered = spool.send_waiting(|batch| {
             let body = batch.body;
             seen.push(body);
-            Sent::Delivered
+            Ok(())
         });
         assert_eq!(seen, [b"first".to_vec(), b"second".to_vec()]);
         assert_eq!(delivered, 3);
@@ -572,7 +569,7 @@ mod tests {
             (stats.spans_spooled, stats.spans_exported_from_spool),
             (3, 3)
         );
-        assert_eq!(spool.send_waiting(|_| Sent::Delivered), 0);
+        assert_eq!(spool.send_waiting(|_| Ok(())), 0);
     }
 
     #[test]
@@ -584,7 +581,7 @@ mod tests {
         let mut tries = 0;
         spool.send_waiting(|_| {
             tries += 1;
-            Sent::Later("connection refused".into())
+            Err(Undelivered::GaveUp("connection refused".into()))
         });
         assert_eq!(tries, 1);
         assert_eq!(names(&dir).len(), 2);
@@ -604,7 +601,7 @@ mod tests {
         spool.send_waiting(|batch| {
             let body = batch.body;
             kept.push(body[0]);
-            Sent::Delivered
+            Ok(())
         });
         assert_eq!(kept, [2, 3]);
         let err = spool.keep(&[0; 1000], 1, &[]).unwrap_err();
@@ -636,7 +633,7 @@ mod tests {
         spool.send_waiting(|batch| {
             let body = batch.body;
             sent.push(body);
-            Sent::Delivered
+            Ok(())
         });
         assert_eq!(sent, [b"good body".to_vec()]);
         assert_eq!(counters.snapshot().spool_files_corrupt, 2);
@@ -672,7 +669,7 @@ mod tests {
         reopened.send_waiting(|batch| {
             let body = batch.body;
             sent.push(body);
-            Sent::Delivered
+            Ok(())
         });
         #[cfg(unix)]
         assert_eq!(sent, [b"x".to_vec()]);
@@ -720,7 +717,7 @@ mod tests {
                 })
                 .collect();
             seen.push((batch.body, batch.spans, media));
-            Sent::Delivered
+            Ok(())
         });
         let id = |n| crate::media::hash(&(0..n).map(|i| i as u8).collect::<Vec<u8>>()).1;
         let item = |n: usize| {

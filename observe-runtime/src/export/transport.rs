@@ -43,18 +43,54 @@ pub(crate) fn server_message(body: &[u8]) -> String {
     message.chars().take(300).collect()
 }
 
-/// Why a request body was not delivered.
-pub(crate) enum Delivery {
-    /// Refused (a 4xx other than 408 and 429): sending it again would not help.
-    Lost(String),
+/// Why a request body was not delivered: made here, read by the span sink, the spool and the
+/// score route, each of which maps it once.
+#[derive(Debug)]
+pub(crate) enum Undelivered {
+    /// Refused for good: an answer other than a 2xx, 401, 403, 408, 429 or 5xx (sending it again
+    /// would not help).
+    Refused(String),
+    /// 401 or 403: the keys do not fit this host. The text names the host and what to do; the
+    /// transport says it once on stderr.
+    Unauthorized(String),
     /// The server could not be reached, or kept failing, until the retries ran out: it may take
     /// the same body later.
     GaveUp(String),
-    /// The flush or shutdown deadline came first.
-    Deadline(String),
     /// Given up after an attempt was sent and got no answer in time: the server may have stored
     /// it (a slow server), so it is neither delivered nor known to be lost.
     Unanswered(String),
+    /// The flush or shutdown deadline came first.
+    Deadline(String),
+}
+
+impl Undelivered {
+    /// Why, as the flush error and the messages say it.
+    pub(crate) fn into_reason(self) -> String {
+        match self {
+            Self::Refused(text)
+            | Self::Unauthorized(text)
+            | Self::GaveUp(text)
+            | Self::Unanswered(text)
+            | Self::Deadline(text) => text,
+        }
+    }
+
+    /// Whether the transport has said it on stderr already (a refusal of the keys).
+    pub(crate) fn already_reported(&self) -> bool {
+        matches!(self, Self::Unauthorized(_))
+    }
+}
+
+impl std::fmt::Display for Undelivered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Refused(text)
+            | Self::Unauthorized(text)
+            | Self::GaveUp(text)
+            | Self::Unanswered(text)
+            | Self::Deadline(text) => f.write_str(text),
+        }
+    }
 }
 
 /// Where a request goes.
@@ -376,7 +412,7 @@ impl Transport {
 
     /// Sends one gzipped OTLP request body, retrying within the budget; `Err` says why it was
     /// lost.
-    pub(crate) fn post(&mut self, body: &[u8], waiter: &mut Waiter) -> Result<(), Delivery> {
+    pub(crate) fn post(&mut self, body: &[u8], waiter: &mut Waiter) -> Result<(), Undelivered> {
         let reply = self.exchange(Route::Traces, body, waiter)?;
         if reply.is_success() {
             return Ok(());
@@ -388,21 +424,21 @@ impl Transport {
             reply.message()
         );
         self.counters.set_last_error(text.clone());
-        Err(Delivery::Lost(text))
+        Err(Undelivered::Refused(text))
     }
 
     /// Sends one gzipped OTLP request body once, without retrying: a spooled batch that cannot
     /// be delivered now waits for the next round instead. A 401 or 403 is `GaveUp` (the batch is
     /// kept for a process with the right keys).
-    pub(crate) fn post_once(&mut self, body: &[u8], waiter: &Waiter) -> Result<(), Delivery> {
+    pub(crate) fn post_once(&mut self, body: &[u8], waiter: &Waiter) -> Result<(), Undelivered> {
         let Some(time) = self.attempt_time(waiter, self.timeout) else {
-            return Err(Delivery::Deadline("the deadline passed".into()));
+            return Err(Undelivered::Deadline("the deadline passed".into()));
         };
         let (counter, result) = match self.attempt(Route::Traces, body, time) {
             Attempt::Answered(reply) if reply.is_success() => (&self.counters.requests_ok, Ok(())),
             Attempt::Answered(reply) => (
                 &self.counters.requests_failed,
-                Err(Delivery::Lost(format!(
+                Err(Undelivered::Refused(format!(
                     "HTTP {}: {:?}",
                     reply.status,
                     reply.message()
@@ -410,15 +446,18 @@ impl Transport {
             ),
             Attempt::Retry(reason, _) => (
                 &self.counters.requests_failed,
-                Err(Delivery::GaveUp(reason)),
+                Err(Undelivered::GaveUp(reason)),
             ),
             Attempt::Unanswered(reason) => (
                 &self.counters.requests_unanswered,
-                Err(Delivery::Unanswered(reason)),
+                Err(Undelivered::Unanswered(reason)),
             ),
+            // Kept in the spool for a process with the right keys (the live batches report it).
             Attempt::Unauthorized(status, message) => (
                 &self.counters.requests_failed,
-                Err(Delivery::GaveUp(format!("HTTP {status}: {message}"))),
+                Err(Undelivered::Unauthorized(format!(
+                    "HTTP {status}: {message}"
+                ))),
             ),
         };
         Counters::add(counter, 1);
@@ -431,14 +470,14 @@ impl Transport {
     ///
     /// An attempt sent without an answer in time may have been stored all the same (a slow
     /// server), so the next attempt gets twice the time (up to [`MAX_ATTEMPT_TIME`]), and after
-    /// [`MAX_UNANSWERED`] such attempts the body is given up as [`Delivery::Unanswered`]; it is
+    /// [`MAX_UNANSWERED`] such attempts the body is given up as [`Undelivered::Unanswered`]; it is
     /// given up that way too whenever it fails after one.
     pub(crate) fn exchange(
         &mut self,
         route: Route,
         body: &[u8],
         waiter: &mut Waiter,
-    ) -> Result<Reply, Delivery> {
+    ) -> Result<Reply, Undelivered> {
         let started = Instant::now();
         let mut attempt_number = 1;
         let mut allowed = self.timeout;
@@ -447,9 +486,9 @@ impl Transport {
             let Some(time) = self.attempt_time(waiter, allowed) else {
                 let text = "the flush or shutdown deadline passed before the batch was sent";
                 return Err(if unanswered > 0 {
-                    Delivery::Unanswered(text.into())
+                    Undelivered::Unanswered(text.into())
                 } else {
-                    Delivery::Deadline(text.into())
+                    Undelivered::Deadline(text.into())
                 });
             };
             let (reason, retry_after) = match self.attempt(route, body, time) {
@@ -483,7 +522,7 @@ impl Transport {
                             ),
                         );
                     }
-                    return Err(Delivery::Lost(format!("HTTP {status}: {message}")));
+                    return Err(Undelivered::Unauthorized(text));
                 }
                 Attempt::Retry(reason, retry_after) => {
                     Counters::add(&self.counters.requests_failed, 1);
@@ -504,7 +543,7 @@ impl Transport {
                 .min(MAX_BACKOFF);
             let jitter = backoff.mul_f64((random_u64() % 1000) as f64 / 2000.0);
             let delay = retry_after.unwrap_or(backoff + jitter);
-            let give_up = |why: &str, otherwise: fn(String) -> Delivery| {
+            let give_up = |why: &str, otherwise: fn(String) -> Undelivered| {
                 let text = if unanswered > 0 {
                     format!(
                         "export to {} got no answer to {unanswered} of {attempt_number} \
@@ -519,24 +558,24 @@ impl Transport {
                 };
                 self.counters.set_last_error(text.clone());
                 if unanswered > 0 {
-                    Delivery::Unanswered(text)
+                    Undelivered::Unanswered(text)
                 } else {
                     otherwise(text)
                 }
             };
             if attempt_number >= MAX_ATTEMPTS || unanswered >= MAX_UNANSWERED {
-                return Err(give_up("", Delivery::GaveUp));
+                return Err(give_up("", Undelivered::GaveUp));
             }
             if started.elapsed() + delay > RETRY_BUDGET {
                 return Err(give_up(
                     "; the next retry would exceed the retry budget",
-                    Delivery::GaveUp,
+                    Undelivered::GaveUp,
                 ));
             }
             if !waiter.sleep(delay) {
                 return Err(give_up(
                     "; the flush or shutdown deadline came first",
-                    Delivery::Deadline,
+                    Undelivered::Deadline,
                 ));
             }
             Counters::add(&self.counters.requests_retried, 1);

@@ -18,6 +18,7 @@ use super::otlp;
 use super::queue::QueueReceiver;
 use super::sink::{Failure, ScoresSent, Sink};
 use super::stats::Counters;
+use super::transport::Undelivered;
 use super::waiter::{Control, Waiter};
 use crate::capture;
 use crate::clock::UnixClock;
@@ -312,7 +313,7 @@ impl Worker {
                 (span.span_id, parent)
             })
             .collect();
-        let (reason, counter) = match self.sink.export(batch, &mut self.waiter) {
+        let (why, counter) = match self.sink.export(batch, &mut self.waiter) {
             Ok(()) => {
                 self.note_delivered(&links);
                 Counters::add(&self.counters.spans_exported, count as u64);
@@ -320,19 +321,20 @@ impl Worker {
                 diagnostics::debug(|| format!("delivered {count} span(s)"));
                 return Ok(());
             }
-            Err(Failure::Deadline(reason, batch)) if !self.shutting_down => {
+            Err(Failure::Deadline(why, batch)) if !self.shutting_down => {
                 // A flush ran out of time: keep the spans for the next round.
                 self.batch = batch;
                 self.batch_bytes = bytes;
-                return Err(reason);
+                return Err(why.into_reason());
             }
-            Err(Failure::Deadline(reason, batch)) => {
+            Err(Failure::Deadline(why, batch)) => {
                 if self.keep(batch) {
-                    return Err(reason);
+                    return Err(why.into_reason());
                 }
-                (reason, &self.counters.spans_dropped_shutdown_deadline)
+                (why, &self.counters.spans_dropped_shutdown_deadline)
             }
-            Err(Failure::Spooled(reason)) => {
+            Err(Failure::Spooled(why)) => {
+                let reason = why.into_reason();
                 self.data.done(count);
                 diagnostics::warn(
                     "spooled",
@@ -343,18 +345,20 @@ impl Worker {
                 );
                 return Err(reason);
             }
-            Err(Failure::Lost(reason)) => (reason, &self.counters.spans_dropped_export_failed),
-            Err(Failure::Unanswered(reason)) => (reason, &self.counters.spans_unanswered),
+            Err(Failure::Dropped(why @ Undelivered::Unanswered(_))) => {
+                (why, &self.counters.spans_unanswered)
+            }
+            Err(Failure::Dropped(why)) => (why, &self.counters.spans_dropped_export_failed),
         };
         Counters::add(counter, count as u64);
         self.data.done(count);
-        if !reason.starts_with("HTTP 401") && !reason.starts_with("HTTP 403") {
+        if !why.already_reported() {
             diagnostics::error(
                 "export",
-                format!("{count} span(s) were not delivered: {reason}"),
+                format!("{count} span(s) were not delivered: {why}"),
             );
         }
-        Err(reason)
+        Err(why.into_reason())
     }
 
     /// Exports everything queued when called (chunks arriving meanwhile wait for the next round).

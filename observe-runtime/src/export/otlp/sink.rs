@@ -8,8 +8,8 @@ use crate::export::auth::{AuthCheck, AuthError};
 use crate::export::media_upload::{uploads_of, MediaUploader, Upload};
 use crate::export::scores;
 use crate::export::sink::{Failure, ScoresSent, Sink};
-use crate::export::spool::{Sent, Spool};
-use crate::export::transport::{Delivery, Transport};
+use crate::export::spool::Spool;
+use crate::export::transport::{Transport, Undelivered};
 use crate::export::waiter::Waiter;
 use crate::record::FinishedScore;
 use crate::record::FinishedSpan;
@@ -69,19 +69,21 @@ impl Sink for OtlpSink {
         self.resume(waiter);
         let media_later = self.upload_media(&batch, waiter);
         encode(&mut self.body, &batch, &self.envelope);
-        gzip(&self.body, &mut self.gzip_buffer).map_err(Failure::Lost)?;
+        gzip(&self.body, &mut self.gzip_buffer)
+            .map_err(|problem| Failure::Dropped(Undelivered::GaveUp(problem)))?;
         match self.transport.post(&self.gzip_buffer, waiter) {
             Ok(()) => Ok(()),
-            Err(Delivery::Lost(reason)) => Err(Failure::Lost(reason)),
-            Err(Delivery::GaveUp(reason)) => match self.spool.as_mut() {
+            Err(Undelivered::GaveUp(reason)) => match self.spool.as_mut() {
                 Some(spool) => match spool.keep(&self.gzip_buffer, batch.len(), &media_later) {
-                    Ok(()) => Err(Failure::Spooled(reason)),
-                    Err(problem) => Err(Failure::Lost(format!("{reason}; {problem}"))),
+                    Ok(()) => Err(Failure::Spooled(Undelivered::GaveUp(reason))),
+                    Err(problem) => Err(Failure::Dropped(Undelivered::GaveUp(format!(
+                        "{reason}; {problem}"
+                    )))),
                 },
-                None => Err(Failure::Lost(reason)),
+                None => Err(Failure::Dropped(Undelivered::GaveUp(reason))),
             },
-            Err(Delivery::Deadline(reason)) => Err(Failure::Deadline(reason, batch)),
-            Err(Delivery::Unanswered(reason)) => Err(Failure::Unanswered(reason)),
+            Err(why @ Undelivered::Deadline(_)) => Err(Failure::Deadline(why, batch)),
+            Err(why) => Err(Failure::Dropped(why)),
         }
     }
 
@@ -97,17 +99,7 @@ impl Sink for OtlpSink {
                 if !batch.media.is_empty() {
                     media.upload(transport, batch.media, waiter);
                 }
-                match transport.post_once(&batch.body, waiter) {
-                    Ok(()) => Sent::Delivered,
-                    Err(Delivery::Lost(reason)) => Sent::Refused(reason),
-                    // An unanswered copy may have been stored: sent again later, a duplicate rather
-                    // than a loss.
-                    Err(
-                        Delivery::GaveUp(reason)
-                        | Delivery::Deadline(reason)
-                        | Delivery::Unanswered(reason),
-                    ) => Sent::Later(reason),
-                }
+                transport.post_once(&batch.body, waiter)
             });
         }
     }
