@@ -60,8 +60,8 @@ pub(crate) fn installed_ignoring_gate() -> Option<Arc<Client>> {
     CLIENT.load_full()
 }
 
-/// Where finished records go.
-pub(crate) enum Destination {
+/// How the user's threads hand finished records over.
+pub(crate) enum Handoff {
     /// Converted and stored at once, on the thread that hands them over.
     Memory {
         memory: MemoryExporter,
@@ -96,7 +96,7 @@ pub(crate) struct Client {
     pub(crate) process_parent: Option<ProcessParent>,
     /// Whether trace attributes travel in `BAGGAGE` / `baggage` (and are adopted from it).
     pub(crate) propagate_attributes: bool,
-    pub(crate) destination: Destination,
+    pub(crate) handoff: Handoff,
     /// The environment a score gets unless it names one (`LANGFUSE_TRACING_ENVIRONMENT`).
     pub(crate) environment: Option<String>,
     /// Whether the destination takes scores (not a generic OpenTelemetry collector).
@@ -134,16 +134,16 @@ impl Client {
     /// holds (roots get more room, see [`Queue::has_room`]).
     #[inline]
     pub(crate) fn has_room(&self, buffered: usize, root: bool) -> bool {
-        match &self.destination {
-            Destination::Memory { .. } => true,
-            Destination::Worker { queue, .. } => queue.has_room(buffered, root),
+        match &self.handoff {
+            Handoff::Memory { .. } => true,
+            Handoff::Worker { queue, .. } => queue.has_room(buffered, root),
         }
     }
 
     /// Takes over a thread's finished records, and the number it dropped for a full queue.
     pub(crate) fn accept(&self, records: Vec<Record>, dropped_full: u64) {
-        match &self.destination {
-            Destination::Memory { memory, clock } => {
+        match &self.handoff {
+            Handoff::Memory { memory, clock } => {
                 let counters = &self.counters;
                 let count = records.len() as u64;
                 Counters::add(&counters.spans_created, count + dropped_full);
@@ -161,7 +161,7 @@ impl Client {
                 memory.push_all(spans);
                 Counters::add(&counters.spans_exported, count);
             }
-            Destination::Worker { queue, .. } => queue.push(records, dropped_full),
+            Handoff::Worker { queue, .. } => queue.push(records, dropped_full),
         }
     }
 }
@@ -171,8 +171,8 @@ impl Client {
     /// the exporter, or dropped and counted when the destination takes no scores.
     pub(crate) fn accept_score(&self, mut score: FinishedScore) {
         let counters = &self.counters;
-        match &self.destination {
-            Destination::Memory { memory, .. } => {
+        match &self.handoff {
+            Handoff::Memory { memory, .. } => {
                 Counters::add(&counters.scores_created, 1);
                 Counters::add(&counters.scores_queued, 1);
                 if let Some(mask) = &self.mask {
@@ -181,7 +181,7 @@ impl Client {
                 memory.push_score(score);
                 Counters::add(&counters.scores_exported, 1);
             }
-            Destination::Worker { .. } if !self.takes_scores => {
+            Handoff::Worker { .. } if !self.takes_scores => {
                 Counters::add(&counters.scores_created, 1);
                 Counters::add(&counters.scores_dropped_unsupported, 1);
                 diagnostics::warn_once(
@@ -193,7 +193,7 @@ impl Client {
                      (said once)",
                 );
             }
-            Destination::Worker { queue, .. } => queue.push_score(score),
+            Handoff::Worker { queue, .. } => queue.push_score(score),
         }
     }
 

@@ -21,7 +21,7 @@ use crate::export::Exporter;
 use crate::mask::Mask;
 
 pub use error::ConfigError;
-pub(crate) use validate::{Settings, SinkChoice};
+pub(crate) use validate::{Destination, Settings};
 
 /// The default base URL (Langfuse Cloud, EU region).
 pub const DEFAULT_BASE_URL: &str = "https://cloud.langfuse.com";
@@ -194,7 +194,7 @@ impl fmt::Debug for Config {
 /// Helpers shared by the unit tests of the submodules.
 #[cfg(test)]
 mod test_support {
-    use super::{Config, Settings, SinkChoice};
+    use super::{Config, Destination, Settings};
     use crate::export::target::Target;
 
     pub(super) fn settings(vars: &[(&str, &str)]) -> Settings {
@@ -204,8 +204,8 @@ mod test_support {
     }
 
     pub(super) fn target(settings: &Settings) -> &Target {
-        match &settings.sink {
-            SinkChoice::Otlp(target) => target,
+        match &settings.destination {
+            Destination::Otlp(target) => target,
             _ => panic!("not the OTLP exporter"),
         }
     }

@@ -1,6 +1,6 @@
 //! Validation, run by `init`: every setting checked (ranges, URLs, keys, the environment name),
 //! all problems reported together, and the [`Settings`] the client runs with, including where
-//! spans go ([`SinkChoice`]). Only decides: it starts nothing.
+//! spans go ([`Destination`]). Only decides: it starts nothing.
 
 use std::time::Duration;
 
@@ -93,12 +93,12 @@ impl Config {
             .as_ref()
             .filter(|target| target.langfuse.is_some())
             .cloned();
-        let sink = match (&self.exporter, target) {
-            (Some(Exporter::Memory(memory)), _) => SinkChoice::Memory(memory.clone()),
-            (Some(Exporter::Console), _) => SinkChoice::Console,
-            (Some(Exporter::Otlp) | None, Some(target)) => SinkChoice::Otlp(target),
-            (Some(Exporter::Otlp), None) => SinkChoice::Console, // errors explain why
-            (None, None) => SinkChoice::ConsoleNoCredentials,
+        let destination = match (&self.exporter, target) {
+            (Some(Exporter::Memory(memory)), _) => Destination::Memory(memory.clone()),
+            (Some(Exporter::Console), _) => Destination::Console,
+            (Some(Exporter::Otlp) | None, Some(target)) => Destination::Otlp(target),
+            (Some(Exporter::Otlp), None) => Destination::Console, // errors explain why
+            (None, None) => Destination::ConsoleNoCredentials,
         };
 
         if self.spool_max_bytes < MIN_SPOOL_MAX_BYTES {
@@ -142,7 +142,7 @@ impl Config {
             mask: self.mask,
             flush_on_signals: self.flush_on_signals,
             spool: self.spool_dir.map(|dir| (dir, self.spool_max_bytes)),
-            sink,
+            destination,
             api,
             prompt_cache_ttl: self.prompt_cache_ttl,
             capture_debug: self.capture_debug,
@@ -286,7 +286,8 @@ fn strip_otel_path(url: &str) -> String {
     }
 }
 
-pub(crate) enum SinkChoice {
+/// What the validated configuration resolved the user's [`Exporter`] to.
+pub(crate) enum Destination {
     Otlp(Target),
     Console,
     ConsoleNoCredentials,
@@ -314,7 +315,7 @@ pub(crate) struct Settings {
     pub(crate) flush_on_signals: bool,
     /// The spool directory and its cap in bytes, when one is set.
     pub(crate) spool: Option<(std::path::PathBuf, u64)>,
-    pub(crate) sink: SinkChoice,
+    pub(crate) destination: Destination,
     /// The Langfuse target of the REST API, when keys are set.
     pub(crate) api: Option<Target>,
     pub(crate) prompt_cache_ttl: Duration,
@@ -411,8 +412,8 @@ mod tests {
     #[test]
     fn no_credentials_means_the_console() {
         assert!(matches!(
-            settings(&[]).sink,
-            SinkChoice::ConsoleNoCredentials
+            settings(&[]).destination,
+            Destination::ConsoleNoCredentials
         ));
     }
 

@@ -1,6 +1,17 @@
 //! Everything after a span or a score is handed over: the queue and the exporter thread, OTLP
 //! encoding, HTTP transport, the scores route, the disk spool, and the console and in-memory sinks. Knows nothing
 //! about thread-locals or the attribute; imports only the record layer and the leaves.
+//!
+//! Where spans go, one word per level:
+//! - [`Exporter`]: what the user chose (`Config::exporter`, or the environment).
+//! - `Destination` (config): what the validated configuration resolved that to: memory, the
+//!   console, or OTLP to a [`Target`](target::Target).
+//! - `Handoff` (gate): how the user's threads hand records over: stored at once, or queued for
+//!   the exporter thread.
+//! - [`Sink`]: what the exporter thread writes batches to (the console, OTLP).
+//! - [`Target`](target::Target): an OTLP endpoint with its headers and Langfuse keys.
+//! - [`Undelivered`](transport::Undelivered): why a request body was not delivered, as the
+//!   transport says it once for the span sink, the spool and the score route.
 
 pub(crate) mod auth;
 pub(crate) mod console;

@@ -12,7 +12,7 @@ use crossbeam_channel::bounded;
 use crate::diagnostics;
 use crate::export::waiter::Control;
 use crate::export::{AuthCheck, AuthError, Stats};
-use crate::gate::{self, Client, Destination};
+use crate::gate::{self, Client, Handoff};
 use crate::local::buffer;
 
 /// Why a flush or shutdown did not complete.
@@ -77,7 +77,7 @@ fn ask<T>(
     make: impl FnOnce(Instant, crossbeam_channel::Sender<T>) -> Control,
     timeout: Duration,
 ) -> Result<T, FlushError> {
-    let Destination::Worker { worker, .. } = &client.destination else {
+    let Handoff::Worker { worker, .. } = &client.handoff else {
         return Err(FlushError::NotRunning);
     };
     let deadline = Instant::now() + timeout;
@@ -102,7 +102,7 @@ pub(crate) fn flush_client(client: &Client) -> Result<(), FlushError> {
         return Err(FlushError::NotRunning);
     }
     buffer::collect_all(client);
-    if let Destination::Memory { .. } = client.destination {
+    if let Handoff::Memory { .. } = client.handoff {
         return Ok(());
     }
     ask(
@@ -120,9 +120,9 @@ pub(crate) fn auth_check(client: &Client) -> Result<AuthCheck, AuthError> {
         client.shutdown_timeout,
     ) {
         Ok(answer) => answer,
-        Err(FlushError::NotRunning) => match client.destination {
-            Destination::Memory { .. } => Err(AuthError::NotLangfuse),
-            Destination::Worker { .. } => Err(AuthError::NotInitialized),
+        Err(FlushError::NotRunning) => match client.handoff {
+            Handoff::Memory { .. } => Err(AuthError::NotLangfuse),
+            Handoff::Worker { .. } => Err(AuthError::NotInitialized),
         },
         Err(error) => Err(AuthError::Network {
             reason: error.to_string(),
@@ -141,9 +141,9 @@ pub(crate) fn shutdown(client: &Arc<Client>) -> Result<ShutdownReport, FlushErro
     }
     // What every thread holds joins the queue before the exporter's last round.
     buffer::collect_all(client);
-    let result = match &client.destination {
-        Destination::Memory { .. } => Ok(()),
-        Destination::Worker { worker, .. } => {
+    let result = match &client.handoff {
+        Handoff::Memory { .. } => Ok(()),
+        Handoff::Worker { worker, .. } => {
             let answer = ask(
                 client,
                 |deadline, reply| Control::Shutdown { deadline, reply },

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use super::{flush, hooks, signals, FlushGuard};
 use crate::api::{self, ApiClient};
 use crate::clock::UnixClock;
-use crate::config::{Config, ConfigError, Settings, SinkChoice};
+use crate::config::{Config, ConfigError, Destination, Settings};
 use crate::diagnostics;
 use crate::export::console::ConsoleSink;
 use crate::export::otlp::{Envelope, OtlpSink};
@@ -15,7 +15,7 @@ use crate::export::spool::Spool;
 use crate::export::transport::Transport;
 use crate::export::worker::{self, WorkerSettings};
 use crate::export::{queue, Counters, MemoryExporter, Sink};
-use crate::gate::{self, Client, Destination, ProcessParent};
+use crate::gate::{self, Client, Handoff, ProcessParent};
 use crate::local::buffer;
 use crate::local::context::TraceContext;
 use crate::prompt;
@@ -23,7 +23,7 @@ use crate::record::baggage;
 
 fn child_environment(settings: &Settings) -> Vec<(&'static str, String)> {
     let mut vars = Vec::new();
-    if let SinkChoice::Otlp(target) = &settings.sink {
+    if let Destination::Otlp(target) = &settings.destination {
         if let Some(keys) = &target.langfuse {
             vars.push(("LANGFUSE_PUBLIC_KEY", keys.public_key.clone()));
             vars.push(("LANGFUSE_SECRET_KEY", keys.secret_key.clone()));
@@ -79,7 +79,8 @@ pub(crate) fn init(config: Config) -> Result<FlushGuard, ConfigError> {
     diagnostics::set_debug(settings.debug);
     crate::capture::set_capture_debug(settings.capture_debug);
     // A generic collector has no media API: media stays text there.
-    let collector = matches!(&settings.sink, SinkChoice::Otlp(target) if target.langfuse.is_none());
+    let collector =
+        matches!(&settings.destination, Destination::Otlp(target) if target.langfuse.is_none());
     crate::media::set_enabled(settings.media_upload && !collector);
     for note in &settings.notes {
         diagnostics::note(note);
@@ -136,12 +137,12 @@ pub(crate) fn init(config: Config) -> Result<FlushGuard, ConfigError> {
     };
     let timeout = settings.timeout;
     let flush_on_signals = settings.flush_on_signals;
-    let takes_scores = match &settings.sink {
-        SinkChoice::Otlp(target) => target.langfuse.is_some(),
-        SinkChoice::Memory(_) | SinkChoice::Console | SinkChoice::ConsoleNoCredentials => true,
+    let takes_scores = match &settings.destination {
+        Destination::Otlp(target) => target.langfuse.is_some(),
+        Destination::Memory(_) | Destination::Console | Destination::ConsoleNoCredentials => true,
     };
-    diagnostics::debug(|| match &settings.sink {
-        SinkChoice::Otlp(target) => format!(
+    diagnostics::debug(|| match &settings.destination {
+        Destination::Otlp(target) => format!(
             "sending spans to {} ({})",
             target.endpoint,
             if target.langfuse.is_some() {
@@ -150,36 +151,37 @@ pub(crate) fn init(config: Config) -> Result<FlushGuard, ConfigError> {
                 "OpenTelemetry collector"
             }
         ),
-        SinkChoice::Memory(_) => "keeping spans in memory".to_string(),
-        SinkChoice::Console | SinkChoice::ConsoleNoCredentials => {
+        Destination::Memory(_) => "keeping spans in memory".to_string(),
+        Destination::Console | Destination::ConsoleNoCredentials => {
             "printing traces to stderr".to_string()
         }
     });
     let api = install_api(&settings);
-    let destination = match settings.sink {
-        SinkChoice::Memory(memory) => {
+    let handoff = match settings.destination {
+        Destination::Memory(memory) => {
             memory.set_collect(buffer::collect_into_installed);
-            Destination::Memory {
+            Handoff::Memory {
                 memory,
                 clock: Mutex::new(UnixClock::new()),
             }
         }
-        SinkChoice::Console | SinkChoice::ConsoleNoCredentials => {
-            let header = matches!(settings.sink, SinkChoice::ConsoleNoCredentials).then_some(
-                "no LANGFUSE_PUBLIC_KEY / LANGFUSE_SECRET_KEY set: traces are printed here \
+        Destination::Console | Destination::ConsoleNoCredentials => {
+            let header = matches!(settings.destination, Destination::ConsoleNoCredentials)
+                .then_some(
+                    "no LANGFUSE_PUBLIC_KEY / LANGFUSE_SECRET_KEY set: traces are printed here \
                  instead of being sent to Langfuse",
-            );
+                );
             let (queue, receiver) =
                 queue::queue(settings.max_queue, settings.flush_at, counters.clone());
             let spawned = worker::spawn(worker_settings, counters.clone(), receiver, move || {
                 Ok(Box::new(ConsoleSink::new(header)) as Box<dyn Sink>)
             });
-            Destination::Worker {
+            Handoff::Worker {
                 queue,
                 worker: spawned.map_err(ConfigError::Startup)?,
             }
         }
-        SinkChoice::Otlp(target) => {
+        Destination::Otlp(target) => {
             let spool = match settings.spool.clone() {
                 Some((dir, max_bytes)) => Some(
                     Spool::open(dir.clone(), max_bytes, counters.clone()).map_err(|why| {
@@ -199,7 +201,7 @@ pub(crate) fn init(config: Config) -> Result<FlushGuard, ConfigError> {
                 let transport = Transport::new(target, timeout, sink_counters)?;
                 Ok(Box::new(OtlpSink::new(transport, envelope, spool)) as Box<dyn Sink>)
             });
-            Destination::Worker {
+            Handoff::Worker {
                 queue,
                 worker: spawned.map_err(ConfigError::Startup)?,
             }
@@ -215,7 +217,7 @@ pub(crate) fn init(config: Config) -> Result<FlushGuard, ConfigError> {
         child_environment,
         process_parent,
         propagate_attributes: settings.propagate_attributes,
-        destination,
+        handoff,
         environment: settings.environment.clone(),
         takes_scores,
         counters,
@@ -262,7 +264,7 @@ pub(crate) fn scope_client(
         child_environment: Vec::new(),
         process_parent: None,
         propagate_attributes: settings.propagate_attributes,
-        destination: Destination::Memory {
+        handoff: Handoff::Memory {
             memory,
             clock: Mutex::new(UnixClock::new()),
         },

@@ -1,6 +1,6 @@
 //! The [`TraceContext`] handle that carries a trace to other threads, tasks, processes and
 //! services, and the [`ContextGuard`] that keeps one current. The W3C text forms are read and
-//! written in [`w3c`](super::w3c); what is current lives on the thread's [`stack`](super::stack).
+//! written in `w3c`; what is current lives on the thread's `stack`.
 
 use std::fmt;
 use std::marker::PhantomData;
