@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use super::ApiError;
 use crate::export::target::Target;
 use crate::export::transport::{
-    describe, http_client, langfuse_headers, server_message, FIRST_BACKOFF, MAX_BACKOFF,
+    answer_of, describe, http_client, langfuse_headers, server_message, FIRST_BACKOFF, MAX_BACKOFF,
 };
 use crate::ids::random_u64;
 
@@ -114,20 +114,7 @@ impl ApiCore {
                     .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
                     .body(body.clone());
             }
-            let answer = tokio::time::timeout(request.timeout, async {
-                let response = builder.send().await?;
-                let status = response.status().as_u16();
-                let retry_after = response
-                    .headers()
-                    .get("retry-after")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.trim().parse::<f64>().ok())
-                    .filter(|s| s.is_finite() && *s >= 0.0)
-                    .map(|s| Duration::from_secs_f64(s.min(3600.0)));
-                let body = response.bytes().await?;
-                Ok::<_, reqwest::Error>((status, retry_after, body))
-            })
-            .await;
+            let answer = tokio::time::timeout(request.timeout, answer_of(builder)).await;
             let (failure, retry_after) = match answer {
                 Ok(Ok((status, _, body))) if (200..=299).contains(&status) => {
                     return Ok(ApiResponse {

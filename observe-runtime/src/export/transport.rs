@@ -190,6 +190,24 @@ fn tls_config() -> Result<rustls::ClientConfig, String> {
     Ok(config)
 }
 
+/// Sends `request` and reads its answer: the status, the server's `Retry-After` in seconds (at
+/// most an hour), and the body.
+pub(crate) async fn answer_of(
+    request: reqwest::RequestBuilder,
+) -> Result<(u16, Option<Duration>, bytes::Bytes), reqwest::Error> {
+    let response = request.send().await?;
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(|s| Duration::from_secs_f64(s.min(3600.0)));
+    let body = response.bytes().await?;
+    Ok((status, retry_after, body))
+}
+
 /// The headers every Langfuse request carries: Basic auth (marked sensitive, so it is never
 /// printed), the SDK's name and version, and the public key.
 pub(crate) fn langfuse_headers(keys: &LangfuseKeys) -> Result<HeaderMap, String> {
@@ -313,20 +331,7 @@ impl Transport {
             .timeout(time)
             .body(body.to_vec());
         self.runtime.block_on(async {
-            let answer = tokio::time::timeout(time, async {
-                let response = request.send().await?;
-                let status = response.status().as_u16();
-                let retry_after = response
-                    .headers()
-                    .get("retry-after")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.trim().parse::<f64>().ok())
-                    .filter(|s| s.is_finite() && *s >= 0.0)
-                    .map(|s| Duration::from_secs_f64(s.min(3600.0)));
-                let body = response.bytes().await?;
-                Ok::<_, reqwest::Error>((status, retry_after, body))
-            })
-            .await;
+            let answer = tokio::time::timeout(time, answer_of(request)).await;
             match answer {
                 Err(_) => Attempt::Unanswered(format!("no answer within {time:?}")),
                 Ok(Err(error)) if error.is_timeout() && !error.is_connect() => {
