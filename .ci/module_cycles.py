@@ -33,7 +33,7 @@ LAYERS = {
         ("front doors", ["lib.rs", "private.rs"]),
     ],
     "observe-macros/src": [
-        ("the attribute's options and the signature's shape", ["attr.rs", "shape.rs"]),
+        ("the attribute's options and the signature's shape", ["arguments.rs", "attr.rs", "shape.rs"]),
         ("code generation", ["expand.rs"]),
         ("front door", ["lib.rs"]),
     ],

@@ -1,6 +1,6 @@
 //! Code generation: turns an annotated function into the same function wrapped in an observation.
 //!
-//! Three body shapes are generated (the exact expansion is at the end of this text):
+//! Three body shapes are generated (the exact expansion is in `expansion.md` beside this file):
 //!
 //! - a synchronous function: the body runs in a closure handed to `Observed::call`;
 //! - an `async fn`: the body becomes an `async move` block run through `__private::instrument`;
@@ -12,64 +12,6 @@
 //! `::core::..`, and its local variables use mixed-site hygiene so they can neither clash with nor
 //! be seen by the user's code. This module never panics: every problem is a `syn::Error` pointing
 //! at the offending token.
-//!
-//! # Expansion
-//!
-//! ```ignore
-//! #[observe]
-//! fn f(a: A) -> Result<T, E> { body }
-//! ```
-//!
-//! becomes, in substance (the generated locals have mixed-site hygiene, so they can neither clash
-//! with nor be seen by the user's code; every path is absolute):
-//!
-//! ```ignore
-//! fn f(a: A) -> Result<T, E> {
-//!     // Handing the closure straight to a function taking `FnOnce` makes it `FnOnce`, so the
-//!     // body may return borrows of what it captured (`&mut self.field`).
-//!     fn __observe_once<R, F: FnOnce() -> R>(body: F) -> F { body }
-//!     static __OBSERVE_META: FnMeta = FnMeta {
-//!         name: "f", kind: ObservationType::Span, capture_input: None, capture_output: None,
-//!     };
-//!     // One relaxed load when tracing is off; else the observation is opened on this thread.
-//!     let mut __observe = ::observe_runtime::__private::start(&__OBSERVE_META);
-//!     if let Some(observed) = &mut __observe {
-//!         // Each argument's JSON is written straight into one reusable buffer; the key
-//!         // `"a"` was quoted at compile time.
-//!         if let Some(mut input) = observed.input_writer() {
-//!             (&&&Wrap(&a)).__observe_write(input.arg("\"a\""));
-//!         }
-//!     }
-//!     let __observe_body = __observe_once(move || {
-//!         #[allow(unreachable_code)]
-//!         if false { let __observe_fake_return: Result<T, E> = loop {}; return __observe_fake_return; }
-//!         body
-//!     });
-//!     match __observe {
-//!         // Tracing off: the body, and nothing else.
-//!         None => { core::mem::forget(__observe); __observe_body() }
-//!         // Observed: the body and the recording of its result run out of line.
-//!         observed => run_observed(observed, __observe_body, |__observe_ret, __observe| {
-//!             if let Some(observed) = __observe {
-//!                 match __observe_ret {
-//!                     Ok(value) => if let Some(mut output) = observed.output_writer() {
-//!                         (&&&Wrap(value)).__observe_write(output.out());
-//!                     },
-//!                     Err(error) => observed.record_error((&&&ErrWrap(error)).__observe_error(limit)),
-//!                 }
-//!             }
-//!         }), // the observation ends when `run_observed` returns
-//!     }
-//! }
-//! ```
-//!
-//! An `async fn` keeps its signature; after the same prologue its body reads
-//! `let __observe_future = async move { fake return edge; body };` and
-//! `let (__observe_ret, mut __observe) = __private::instrument(__observe, __observe_future).await;`
-//! then records the output as above. A function whose tail is `async move { .. }` (or
-//! `Box::pin(async move { .. })`) runs the prologue when called, wraps the block in
-//! `__private::instrument` where it stands, and returns
-//! `async move { let (ret, obs) = instrumented.await; record output; ret }` (boxed again if it
 
 use proc_macro2::{Span, TokenStream};
 use quote::{quote, quote_spanned, ToTokens};
@@ -78,10 +20,11 @@ use syn::parse::{Parse, ParseStream};
 use syn::spanned::Spanned as _;
 use syn::visit_mut::VisitMut;
 use syn::{
-    Attribute, Block, Error, Expr, ExprAsync, FnArg, Ident, ItemFn, LitStr, Pat, ReturnType,
-    Signature, Token, Type, Visibility,
+    Attribute, Block, Error, Expr, ExprAsync, Ident, ItemFn, LitStr, ReturnType, Signature, Token,
+    Type, Visibility,
 };
 
+use crate::arguments::Arguments;
 use crate::attr::{ObservationKind, ObserveArgs};
 use crate::shape::{
     future_output, is_never, output_shape, returned_async_block, streamed_output, BodyShape,
@@ -235,90 +178,6 @@ fn observe_function(args: ObserveArgs, function: ItemFn) -> syn::Result<TokenStr
 
 fn is_false(flag: &Option<syn::LitBool>) -> bool {
     matches!(flag, Some(literal) if !literal.value)
-}
-
-/// The names a function's arguments bind, in order.
-struct Arguments {
-    /// Identifiers bound by the typed arguments, including those inside patterns such as
-    /// `(a, b): (u8, u8)` or `Point { x, y }: Point`.
-    bindings: Vec<Ident>,
-    /// Whether the function takes `self` in any form.
-    has_receiver: bool,
-}
-
-impl Arguments {
-    fn of(sig: &Signature) -> Self {
-        let mut bindings = Vec::new();
-        let mut has_receiver = false;
-        for input in &sig.inputs {
-            match input {
-                FnArg::Receiver(_) => has_receiver = true,
-                FnArg::Typed(typed) => collect_bindings(&typed.pat, &mut bindings),
-            }
-        }
-        Arguments {
-            bindings,
-            has_receiver,
-        }
-    }
-
-    /// Every name in `skip(..)` must be an argument (`self` is accepted for methods, though it is
-    /// never captured anyway).
-    fn check_skips(&self, skips: &[Ident]) -> syn::Result<()> {
-        for skip in skips {
-            let name = skip.unraw();
-            if name == "self" && self.has_receiver {
-                continue;
-            }
-            if self.bindings.iter().any(|binding| binding.unraw() == name) {
-                continue;
-            }
-            let known: Vec<String> = self
-                .bindings
-                .iter()
-                .map(|binding| format!("`{}`", binding.unraw()))
-                .collect();
-            let message = if known.is_empty() {
-                format!("cannot skip `{name}`: this function has no argument to capture")
-            } else {
-                format!(
-                    "cannot skip `{name}`: this function has no argument of that name; its \
-                     arguments are {}",
-                    known.join(", ")
-                )
-            };
-            return Err(Error::new(skip.span(), message));
-        }
-        Ok(())
-    }
-}
-
-fn collect_bindings(pat: &Pat, bindings: &mut Vec<Ident>) {
-    match pat {
-        Pat::Ident(binding) => bindings.push(binding.ident.clone()),
-        Pat::Reference(reference) => collect_bindings(&reference.pat, bindings),
-        Pat::Paren(paren) => collect_bindings(&paren.pat, bindings),
-        Pat::Tuple(tuple) => tuple
-            .elems
-            .iter()
-            .for_each(|elem| collect_bindings(elem, bindings)),
-        Pat::TupleStruct(tuple) => tuple
-            .elems
-            .iter()
-            .for_each(|elem| collect_bindings(elem, bindings)),
-        Pat::Slice(slice) => slice
-            .elems
-            .iter()
-            .for_each(|elem| collect_bindings(elem, bindings)),
-        Pat::Struct(structure) => structure
-            .fields
-            .iter()
-            .for_each(|field| collect_bindings(&field.pat, bindings)),
-        Pat::Type(typed) => collect_bindings(&typed.pat, bindings),
-        // `_`, `..` and anything refutable bind nothing we can name; the compiler reports
-        // patterns that are not allowed in arguments.
-        _ => {}
-    }
 }
 
 /// Replaces every `impl Trait` with `_`, so that a return type can be restated in a `let`.
@@ -821,20 +680,5 @@ mod tests {
             erase_impl_trait(&ty).to_token_stream().to_string(),
             "(_ , Vec < _ >)"
         );
-    }
-
-    #[test]
-    fn pattern_arguments_bind_their_identifiers() {
-        let function: ItemFn = syn::parse_str(
-            "fn f(&self, (a, mut b): (u8, u8), Point { x, y: _ }: Point, \
-             Wrapper(inner): Wrapper, [first, ..]: [u8; 3], _: u8, r#type: u8) {}",
-        )
-        .expect("a function");
-        let names: Vec<String> = Arguments::of(&function.sig)
-            .bindings
-            .iter()
-            .map(|binding| binding.unraw().to_string())
-            .collect();
-        assert_eq!(names, ["a", "b", "x", "inner", "first", "type"]);
     }
 }

@@ -4,12 +4,14 @@
 //! `observe_runtime::__private` and nothing else. This crate holds only the macro:
 //!
 //! - `attr.rs` parses and checks the options;
+//! - `arguments.rs` says which arguments are captured, by name;
 //! - `shape.rs` classifies the signature: async or not, a stream or iterator returned, a
 //!   `Result`, a future built in the body;
 //! - `expand.rs` generates the instrumented function.
 
 #![forbid(unsafe_code)]
 
+mod arguments;
 mod attr;
 mod expand;
 mod shape;
