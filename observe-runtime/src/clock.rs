@@ -99,6 +99,7 @@ pub(crate) fn iso8601(unix_nanos: u64) -> [u8; 27] {
 
 /// Nanoseconds since the Unix epoch of an ISO-8601 time with a date, a time and a zone
 /// (`2026-12-02T14:44:04.123456Z`, `2026-12-02T15:44:04+01:00`); `None` for anything else.
+#[cfg(feature = "tracing")]
 pub(crate) fn unix_nanos_of_iso8601(text: &str) -> Option<u64> {
     let text = text.trim();
     let digits = |range: std::ops::Range<usize>| -> Option<i64> {
@@ -187,6 +188,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "tracing")]
     fn iso8601_times_with_a_zone_are_read() {
         assert_eq!(
             unix_nanos_of_iso8601("2026-12-02T14:44:04.123456Z"),

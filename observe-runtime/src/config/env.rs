@@ -169,36 +169,27 @@ fn read_from(get: &dyn Fn(&str) -> Option<String>) -> Config {
             config.enabled = false
         }
     );
-    parsed!(
-        "LANGFUSE_DEBUG",
-        parse_bool,
-        "expected true or false",
-        |v| config.debug = v
-    );
-    parsed!(
-        "LANGFUSE_OBSERVE_DECORATOR_IO_CAPTURE_ENABLED",
-        parse_bool,
-        "expected true or false",
-        |v| config.capture_io = v
-    );
-    parsed!(
-        "LANGFUSE_MEDIA_UPLOAD_ENABLED",
-        parse_bool,
-        "expected true or false",
-        |v| config.media_upload = v
-    );
-    parsed!(
-        "LANGFUSE_CAPTURE_DEBUG",
-        parse_bool,
-        "expected true or false",
-        |v| config.capture_debug = v
-    );
-    parsed!(
-        "LANGFUSE_PROPAGATE_ATTRIBUTES",
-        parse_bool,
-        "expected true or false",
-        |v| config.propagate_attributes = v
-    );
+    // Switches (after the two above: `OTEL_SDK_DISABLED` only turns tracing off).
+    type Switch = (&'static str, fn(&mut Config, bool));
+    let switches: [Switch; 5] = [
+        ("LANGFUSE_DEBUG", |c, v| c.debug = v),
+        ("LANGFUSE_OBSERVE_DECORATOR_IO_CAPTURE_ENABLED", |c, v| {
+            c.capture_io = v
+        }),
+        ("LANGFUSE_MEDIA_UPLOAD_ENABLED", |c, v| c.media_upload = v),
+        ("LANGFUSE_CAPTURE_DEBUG", |c, v| c.capture_debug = v),
+        ("LANGFUSE_PROPAGATE_ATTRIBUTES", |c, v| {
+            c.propagate_attributes = v
+        }),
+    ];
+    for (name, set) in switches {
+        if let Some(value) = text(name, &mut notes) {
+            match parse_bool(value.as_str()) {
+                Some(on) => set(&mut config, on),
+                None => problems.push((name, invalid(name, &value, "expected true or false"))),
+            }
+        }
+    }
     // Durations and sizes: the same bounds as the builder methods' values (see `bounds`).
     macro_rules! bounded {
         ($bound:expr, $field:ident) => {

@@ -55,10 +55,7 @@ impl CreateDataset {
 
     /// Its metadata (any `Serialize` value).
     pub fn metadata(mut self, metadata: impl Serialize) -> Self {
-        self.body.insert(
-            "metadata".into(),
-            serde_json::to_value(metadata).unwrap_or(Value::Null),
-        );
+        insert_json(&mut self.body, "metadata", metadata);
         self
     }
 
@@ -98,19 +95,13 @@ pub struct CreateDatasetItem {
 impl CreateDatasetItem {
     /// The output expected for the input.
     pub fn expected_output(mut self, output: impl Serialize) -> Self {
-        self.body.insert(
-            "expectedOutput".into(),
-            serde_json::to_value(output).unwrap_or(Value::Null),
-        );
+        insert_json(&mut self.body, "expectedOutput", output);
         self
     }
 
     /// Metadata for evaluators.
     pub fn metadata(mut self, metadata: impl Serialize) -> Self {
-        self.body.insert(
-            "metadata".into(),
-            serde_json::to_value(metadata).unwrap_or(Value::Null),
-        );
+        insert_json(&mut self.body, "metadata", metadata);
         self
     }
 
@@ -152,4 +143,12 @@ impl CreateDatasetItem {
                 reason: error.to_string(),
             })
     }
+}
+
+/// Sets `key` of a request body to `value` as JSON (`null` when it cannot be serialized).
+fn insert_json(body: &mut Map<String, Value>, key: &str, value: impl Serialize) {
+    body.insert(
+        key.into(),
+        serde_json::to_value(value).unwrap_or(Value::Null),
+    );
 }

@@ -131,6 +131,19 @@ impl std::fmt::Debug for SpanBuilder {
 }
 
 impl SpanBuilder {
+    /// Opens the observation where it is placed, with the input set on the builder.
+    fn open(self) -> SpanCore {
+        let placement = self.placement.unwrap_or_else(placement_here);
+        let mut core = open_at(placement, self.name, self.kind);
+        if let Some(data) = core.data.as_mut() {
+            if let Some(input) = self.input {
+                data.input = Some(input);
+                data.explicit_input = true;
+            }
+        }
+        core
+    }
+
     /// Sets the observation type.
     pub fn as_type(mut self, kind: ObservationType) -> Self {
         self.kind = kind;
@@ -157,14 +170,7 @@ impl SpanBuilder {
                 _not_send: PhantomData,
             };
         }
-        let placement = self.placement.unwrap_or_else(placement_here);
-        let mut core = open_at(placement, self.name, self.kind);
-        if let Some(data) = core.data.as_mut() {
-            if let Some(input) = self.input {
-                data.input = Some(input);
-                data.explicit_input = true;
-            }
-        }
+        let core = self.open();
         ActiveSpan {
             token: stack::push(core),
             _not_send: PhantomData,
@@ -192,14 +198,7 @@ impl SpanBuilder {
         if !gate::enabled() {
             return DetachedSpan { core: None };
         }
-        let placement = self.placement.unwrap_or_else(placement_here);
-        let mut core = open_at(placement, self.name, self.kind);
-        if let Some(data) = core.data.as_mut() {
-            if let Some(input) = self.input {
-                data.input = Some(input);
-                data.explicit_input = true;
-            }
-        }
+        let core = self.open();
         DetachedSpan { core: Some(core) }
     }
 }

@@ -104,6 +104,7 @@ impl fmt::Display for Level {
 /// a higher level replaces the level, and the message when one comes with it; the same level
 /// only fills a missing message; a lower level, DEFAULT and DEBUG change nothing (a WARN after an
 /// ERROR leaves the ERROR).
+#[cfg(feature = "tracing")]
 pub(crate) fn raise_level(
     level: &mut Level,
     message: &mut Option<String>,

@@ -12,6 +12,7 @@ mod trace;
 mod usage;
 
 pub use experiment::ExperimentAttributes;
+#[cfg(feature = "tracing")]
 pub(crate) use kind::raise_level;
 pub use kind::{Level, ObservationType};
 pub use prompt::PromptLink;

@@ -301,7 +301,14 @@ impl Cost {
     /// 0.003, "input_cached_tokens": 0.0001}`): `input`, `output` and `total` set those fields,
     /// any other number is a named detail; values that are not numbers are left out. `None`
     /// when `value` is not an object.
-    pub(crate) fn from_value(value: &Value) -> Option<Cost> {
+    ///
+    /// ```
+    /// use observe_runtime::Cost;
+    /// let cost = Cost::from_value(&serde_json::json!({"input": 0.25, "output": 0.5})).unwrap();
+    /// assert_eq!(cost, Cost::new(0.25, 0.5));
+    /// assert_eq!(Cost::from_value(&serde_json::json!(0.75)), None);
+    /// ```
+    pub fn from_value(value: &Value) -> Option<Cost> {
         let object = value.as_object()?;
         Some(
             object
