@@ -5,9 +5,7 @@ mod support;
 use std::time::Duration;
 
 use observe_runtime::{current_observation, observe, Config};
-use support::{child_mode, run_child};
-
-const TEST: &str = "with_no_credentials_traces_print_as_a_tree";
+use support::child_mode;
 
 #[observe(as_type = "retriever")]
 fn search(query: &str) -> Vec<String> {
@@ -59,7 +57,7 @@ fn with_no_credentials_traces_print_as_a_tree() {
         drop(guard);
         return;
     }
-    let output = run_child(TEST, "console", &[], Duration::from_secs(60));
+    let output = child_test!("console", &[], Duration::from_secs(60));
     output.assert_success();
     let lines = without_durations(&output.stderr);
     let start = lines

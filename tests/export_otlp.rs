@@ -975,12 +975,7 @@ fn unauthorized_is_logged_once_across_batches() {
         return;
     }
     let _serial = support::serial();
-    let output = support::run_child(
-        "unauthorized_is_logged_once_across_batches",
-        "unauthorized",
-        &[],
-        Duration::from_secs(60),
-    );
+    let output = child_test!("unauthorized", &[], Duration::from_secs(60),);
     output.assert_success();
     let quoting_lines: Vec<&str> = output
         .stderr

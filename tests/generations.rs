@@ -16,7 +16,7 @@ use observe_runtime::{
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 use serde_json::json;
 
-use support::{by_name, child_mode, run_child, FakeLangfuse, ReceivedSpan};
+use support::{by_name, child_mode, FakeLangfuse, ReceivedSpan};
 
 const PUBLIC_KEY: &str = "pk-lf-gen";
 const SECRET_KEY: &str = "sk-lf-gen";
@@ -160,7 +160,6 @@ fn plan_with_a_prompt(step: u32) -> u32 {
 /// left out, the observation arrives, and the user is told once.
 #[test]
 fn a_prompt_link_on_a_non_generation_is_left_out_with_one_warning() {
-    const TEST: &str = "a_prompt_link_on_a_non_generation_is_left_out_with_one_warning";
     if child_mode().as_deref() == Some("prompt") {
         let memory = MemoryExporter::new();
         let guard = Config::default()
@@ -188,7 +187,7 @@ fn a_prompt_link_on_a_non_generation_is_left_out_with_one_warning() {
         );
         return;
     }
-    let output = run_child(TEST, "prompt", &[], Duration::from_secs(60));
+    let output = child_test!("prompt", &[], Duration::from_secs(60));
     output.assert_success();
     let warnings: Vec<&str> = output
         .stderr

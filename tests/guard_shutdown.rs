@@ -164,8 +164,7 @@ fn process_exit_still_delivers_spans() {
     let _serial = support::serial();
     let server = FakeLangfuse::start(PUBLIC_KEY, SECRET_KEY);
     let base_url = server.base_url();
-    let output = support::run_child(
-        "process_exit_still_delivers_spans",
+    let output = child_test!(
         "exit",
         &[(BASE_URL_ENV, base_url.as_str())],
         Duration::from_secs(60),

@@ -16,7 +16,7 @@ use observe_runtime::{
 use serde_json::{json, Value};
 
 use support::python::{python_peer, PythonPeer};
-use support::{by_name, child_mode, run_child, serial, FakeLangfuse, ReceivedSpan};
+use support::{by_name, child_mode, serial, FakeLangfuse, ReceivedSpan};
 
 const PUBLIC_KEY: &str = "pk-lf-interop";
 const SECRET_KEY: &str = "sk-lf-interop";
@@ -90,8 +90,7 @@ fn a_python_parent_and_a_rust_worker_make_one_trace() {
     let server = FakeLangfuse::start(PUBLIC_KEY, SECRET_KEY);
     let (carrier, parent) = python_parent(peer, &server);
     let base_url = server.base_url();
-    let output = run_child(
-        "a_python_parent_and_a_rust_worker_make_one_trace",
+    let output = child_test!(
         "worker",
         &[
             ("LANGFUSE_PUBLIC_KEY", PUBLIC_KEY),

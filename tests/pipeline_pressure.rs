@@ -554,7 +554,6 @@ fn exit_while_a_thread_holds_an_open_root() {
 
 #[test]
 fn process_exit_delivers_spans_of_a_blocked_thread() {
-    const TEST: &str = "process_exit_delivers_spans_of_a_blocked_thread";
     if support::child_mode().as_deref() == Some("exit-blocked") {
         exit_while_a_thread_holds_an_open_root();
         return;
@@ -562,8 +561,7 @@ fn process_exit_delivers_spans_of_a_blocked_thread() {
     let _serial = support::serial();
     let server = FakeLangfuse::start(PUBLIC_KEY, SECRET_KEY);
     let base_url = server.base_url();
-    let output = support::run_child(
-        TEST,
+    let output = child_test!(
         "exit-blocked",
         &[(BASE_URL_ENV, base_url.as_str())],
         Duration::from_secs(60),
@@ -651,7 +649,6 @@ fn stats_add_up_with_the_in_memory_exporter() {
 
 #[test]
 fn guards_dropped_out_of_order_are_reported_once() {
-    const TEST: &str = "guards_dropped_out_of_order_are_reported_once";
     if support::child_mode().as_deref() == Some("out-of-order") {
         let memory = MemoryExporter::new();
         let guard = Config::default()
@@ -670,7 +667,7 @@ fn guards_dropped_out_of_order_are_reported_once() {
         return;
     }
     let _serial = support::serial();
-    let output = support::run_child(TEST, "out-of-order", &[], Duration::from_secs(60));
+    let output = child_test!("out-of-order", &[], Duration::from_secs(60));
     output.assert_success();
     let reports = output
         .stderr

@@ -22,7 +22,7 @@ use serde_json::{json, Value};
 use tracing_subscriber::layer::SubscriberExt as _;
 
 use support::prompts::{not_found_with_label, BOTH_VERSION_AND_LABEL};
-use support::{by_name, child_mode, run_child, serial, FakeLangfuse, Fault};
+use support::{by_name, child_mode, serial, FakeLangfuse, Fault};
 
 const PUBLIC_KEY: &str = "pk-lf-prompts";
 const SECRET_KEY: &str = "sk-lf-prompts";
@@ -751,8 +751,7 @@ fn a_failing_refresh_is_reported_once_not_per_call() {
     server.put_prompt(text_prompt("summarise", 1, "v1", &["production"]));
     server.script_prompts([Fault::Delay(Duration::ZERO)]);
     server.set_default_prompt_fault(Some(Fault::service_unavailable()));
-    let output = run_child(
-        "a_failing_refresh_is_reported_once_not_per_call",
+    let output = child_test!(
         "refresh",
         &[(BASE_URL, &server.base_url())],
         Duration::from_secs(60),

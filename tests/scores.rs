@@ -489,12 +489,7 @@ fn a_207_is_not_retried_and_its_errors_are_reported_once() {
         return;
     }
     let _serial = support::serial();
-    let output = support::run_child(
-        "a_207_is_not_retried_and_its_errors_are_reported_once",
-        "partial",
-        &[],
-        Duration::from_secs(60),
-    );
+    let output = child_test!("partial", &[], Duration::from_secs(60),);
     output.assert_success();
     let reported: Vec<&str> = output
         .stderr
@@ -602,12 +597,7 @@ fn a_collector_target_sends_no_scores_and_says_so_once() {
         return;
     }
     let _serial = support::serial();
-    let output = support::run_child(
-        "a_collector_target_sends_no_scores_and_says_so_once",
-        "collector",
-        &[],
-        Duration::from_secs(60),
-    );
+    let output = child_test!("collector", &[], Duration::from_secs(60),);
     output.assert_success();
     let said: Vec<&str> = output
         .stderr
@@ -924,12 +914,7 @@ fn bad_scores_are_dropped_with_one_warning_each() {
         return;
     }
     let _serial = support::serial();
-    let output = support::run_child(
-        "bad_scores_are_dropped_with_one_warning_each",
-        "bad",
-        &[],
-        Duration::from_secs(60),
-    );
+    let output = child_test!("bad", &[], Duration::from_secs(60),);
     output.assert_success();
     let warnings: Vec<&str> = output
         .stderr
@@ -1057,12 +1042,7 @@ fn the_console_prints_one_line_per_score() {
         return;
     }
     let _serial = support::serial();
-    let output = support::run_child(
-        "the_console_prints_one_line_per_score",
-        "console",
-        &[],
-        Duration::from_secs(60),
-    );
+    let output = child_test!("console", &[], Duration::from_secs(60),);
     output.assert_success();
     let lines: Vec<&str> = output
         .stderr

@@ -8,9 +8,8 @@ mod support;
 use std::time::Duration;
 
 use observe_runtime::{span, Config};
-use support::{base64_encode, child_mode, run_child, FakeLangfuse};
+use support::{base64_encode, child_mode, FakeLangfuse};
 
-const TEST: &str = "the_secret_key_never_appears_in_output_errors_or_debug";
 const PUBLIC_KEY: &str = "pk-lf-known-public";
 /// The secret the child is configured with; its middle must never be printed.
 const SECRET_KEY: &str = "sk-lf-MIDDLEOFTHESECRET-7a1c";
@@ -74,8 +73,7 @@ fn the_secret_key_never_appears_in_output_errors_or_debug() {
     // The server knows other keys: every request is refused with 401.
     let server = FakeLangfuse::start(PUBLIC_KEY, "sk-lf-the-server-knows-another");
     let base_url = server.base_url();
-    let output = run_child(
-        TEST,
+    let output = child_test!(
         "print-everything",
         &[
             ("LANGFUSE_PUBLIC_KEY", PUBLIC_KEY),

@@ -9,6 +9,30 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+/// The name of the test function this is used in, as the test harness knows it (`module::test`
+/// or `test`): what [`run_child`] takes.
+#[macro_export]
+macro_rules! this_test {
+    () => {{
+        fn here() {}
+        let path = std::any::type_name_of_val(&here);
+        // `crate::module::test::here`, maybe with `::{{closure}}` parts for async tests.
+        let path = path.trim_end_matches("::here");
+        let mut parts: Vec<&str> = path.split("::").filter(|p| *p != "{{closure}}").collect();
+        parts.remove(0);
+        parts.join("::")
+    }};
+}
+
+/// Runs the test this is used in again, alone, in a child process started with
+/// `OBSERVE_TEST_CHILD_MODE=mode` and `env`, and returns its output (see [`run_child`]).
+#[macro_export]
+macro_rules! child_test {
+    ($mode:expr, $env:expr, $timeout:expr $(,)?) => {
+        $crate::support::run_child(&$crate::this_test!(), $mode, $env, $timeout)
+    };
+}
+
 /// The environment variable that selects the child's part of a test.
 pub const CHILD_MODE_ENV: &str = "OBSERVE_TEST_CHILD_MODE";
 

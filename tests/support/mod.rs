@@ -14,7 +14,8 @@
 //!   connections cut mid-stream) for the async-openai layer.
 //! - [`python`]: the official Python SDK as a peer, in a virtual environment of its own.
 //! - [`received`]: views on the spans the server accepted and accessors for their attributes.
-//! - [`child`]: re-running one test of the current binary in a child process.
+//! - [`child`]: re-running one test of the current binary in a child process (`child_test!`
+//!   takes the test's name from the function it is used in).
 //! - [`example`]: running one of the examples against the fake server.
 //! - [`quiet`]: waiting until the fake server receives nothing more, instead of a fixed sleep.
 //! - [`serial`]: the lock that serializes tests, because the client is global to the process.
@@ -77,46 +78,18 @@ pub fn refusing_base_url() -> String {
     format!("http://127.0.0.1:{port}")
 }
 
-const BASE64_ALPHABET: &[u8; 64] =
-    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
 /// Standard base64 with padding.
 pub fn base64_encode(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for (i, shift) in [18u32, 12, 6, 0].into_iter().enumerate() {
-            if i <= chunk.len() {
-                out.push(char::from(BASE64_ALPHABET[((n >> shift) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 /// Standard base64, padding optional; `None` for anything else.
 pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
-    let text = text.trim_end_matches('=');
-    let mut out = Vec::with_capacity(text.len() * 3 / 4);
-    let mut accumulator: u32 = 0;
-    let mut bits = 0u32;
-    for byte in text.bytes() {
-        let value = BASE64_ALPHABET.iter().position(|&c| c == byte)? as u32;
-        accumulator = (accumulator << 6) | value;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push(((accumulator >> bits) & 0xff) as u8);
-        }
-    }
-    Some(out)
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD_NO_PAD
+        .decode(text.trim_end_matches('='))
+        .ok()
 }
 
 /// One HTTP/1.1 request on a fresh connection (`Connection: close`), for checking the fake
