@@ -452,8 +452,9 @@ fn record_an_image_and_exit() {
 }
 
 /// The backend is down when a generation with an image ends: the batch goes to the spool with
-/// the image's bytes, and the next start registers, uploads and reports the image before it
-/// sends the span that refers to it.
+/// the image's bytes; a start while it is still down leaves both there; the next start with the
+/// backend up registers, uploads and reports the image before it sends the span that refers
+/// to it.
 #[test]
 fn the_media_of_a_spooled_batch_are_uploaded_when_it_is_sent_again() {
     if child_mode().as_deref() == Some("media") {
@@ -476,6 +477,21 @@ fn the_media_of_a_spooled_batch_are_uploaded_when_it_is_sent_again() {
     assert_eq!(
         stat_line(&output.stderr),
         "child stats: spooled=1 from_spool=0 media_uploaded=0 media_failed=1 \
+         media_bytes_uploaded=0",
+        "{}",
+        output.stderr
+    );
+    assert_eq!(files(&dir).len(), 1, "{:?}", files(&dir));
+
+    // Still down at the next start: the batch stays with its image, whose failure is not
+    // counted again.
+    let output = run_child_with(MEDIA_TEST, "media", Duration::from_secs(60), |command| {
+        command.env(BASE_URL_ENV, &down).env(SPOOL_ENV, &dir);
+    });
+    output.assert_success();
+    assert_eq!(
+        stat_line(&output.stderr),
+        "child stats: spooled=0 from_spool=0 media_uploaded=0 media_failed=0 \
          media_bytes_uploaded=0",
         "{}",
         output.stderr

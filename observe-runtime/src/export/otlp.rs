@@ -688,10 +688,8 @@ impl Sink for OtlpSink {
         if spool.due() {
             spool.send_waiting(|batch| {
                 // As a live batch: its media first, then its spans.
-                if !batch.media.is_empty() {
-                    media.upload(transport, batch.media, waiter);
-                }
-                match transport.post_once(&batch.body, waiter) {
+                let failures = media.try_upload(transport, batch.media, waiter);
+                let sent = match transport.post_once(&batch.body, waiter) {
                     Ok(()) => Sent::Delivered,
                     Err(Delivery::Lost(reason)) => Sent::Refused(reason),
                     // An unanswered copy may have been stored: sent again later, a duplicate rather
@@ -701,7 +699,13 @@ impl Sink for OtlpSink {
                         | Delivery::Deadline(reason)
                         | Delivery::Unanswered(reason),
                     ) => Sent::Later(reason),
+                };
+                // A batch that stays in the spool keeps its media and tries them again: their
+                // failures count once the batch leaves it.
+                if !matches!(sent, Sent::Later(_)) {
+                    media.settle(failures);
                 }
+                sent
             });
         }
     }
