@@ -83,6 +83,37 @@ fn tracing_capture_root(x: u64) -> u64 {
     (0..CHILDREN).fold(x, |acc, i| acc ^ tracing_capture_child(black_box(i)))
 }
 
+/// A document with four text fields of about 2 KB each, as a retrieval step passes them on.
+#[derive(serde::Serialize)]
+struct Document {
+    title: String,
+    summary: String,
+    body: String,
+    notes: String,
+}
+
+static DOCUMENT: std::sync::LazyLock<Document> = std::sync::LazyLock::new(|| {
+    let text = |word: &str| word.repeat(2048 / word.len());
+    Document {
+        title: text("Quarterly report on regional sales. "),
+        summary: text("Sales grew in the north and fell in the south. "),
+        body: text("The figures below compare each region with last year; "),
+        notes: text("Checked against the ledger on the first of the month. "),
+    }
+});
+
+#[observe_runtime::observe]
+fn observe_text_child(document: &Document, x: u64) -> u64 {
+    black_box(document);
+    plain(x)
+}
+
+#[observe_runtime::observe(skip_all)]
+fn observe_text_root(x: u64) -> u64 {
+    let document = &*DOCUMENT;
+    (0..CHILDREN).fold(x, |acc, i| acc ^ observe_text_child(document, black_box(i)))
+}
+
 // ---------------------------------------------------------------------------------------------
 // The timed loop
 
@@ -315,6 +346,19 @@ fn observe_case(
     mode: Mode,
     root: fn(u64) -> u64,
 ) {
+    observe_case_with(group, group_name, id, server, mode, root, |config| config);
+}
+
+/// [`observe_case`] with the client's configuration changed by `configure`.
+fn observe_case_with(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    group_name: &str,
+    id: &str,
+    server: &DiscardServer,
+    mode: Mode,
+    root: fn(u64) -> u64,
+    configure: fn(observe_runtime::Config) -> observe_runtime::Config,
+) {
     let mut guard = None;
     let mut roots = 0;
     let before = server.counts();
@@ -322,7 +366,11 @@ fn observe_case(
     let mut started = None;
     group.bench_function(id, |b| {
         if guard.is_none() {
-            guard = Some(observe_config(server).init().expect("observe init"));
+            guard = Some(
+                configure(observe_config(server))
+                    .init()
+                    .expect("observe init"),
+            );
             started = Some(Instant::now());
         }
         b.iter_custom(|spans| time_spans(spans, mode, &mut roots, root, observe_flush));
@@ -782,6 +830,32 @@ fn capture(c: &mut Criterion, server: &DiscardServer) {
     group.finish();
 }
 
+/// The media formatter's cost on text: each span captures a [`Document`] of four 2 KB text
+/// fields (no media in it), with media detection on (the default with Langfuse) and off
+/// (`media_upload(false)`), flushed every 50 roots. Compare the two in one run.
+fn capture_text(c: &mut Criterion, server: &DiscardServer) {
+    let mut group = c.benchmark_group("capture_text");
+    observe_case_with(
+        &mut group,
+        "capture_text",
+        "observe_document_media_on",
+        server,
+        Mode::Bursty,
+        observe_text_root,
+        |config| config.media_upload(true),
+    );
+    observe_case_with(
+        &mut group,
+        "capture_text",
+        "observe_document_media_off",
+        server,
+        Mode::Bursty,
+        observe_text_root,
+        |config| config.media_upload(false),
+    );
+    group.finish();
+}
+
 /// `tracing` through `tracing-opentelemetry` into the OpenTelemetry SDK's batch span processor,
 /// with an exporter that counts and discards (no network, no encoding); capture off, flushed
 /// (`force_flush`) every 50 roots.
@@ -900,14 +974,67 @@ fn bridge(c: &mut Criterion, server: &DiscardServer) {
     group.finish();
 }
 
+/// The media formatter alone, on the caller's thread without a client: one [`Document`] written
+/// as a captured field with media detection (`formatter_media_on`) and with serde_json's own
+/// writer (`formatter_media_off`); then a paired run printed as `paired capture_formatter`: 15
+/// rounds of a block of captures with, then the same block without, and the median of the
+/// per-round ratios.
+fn capture_formatter(c: &mut Criterion) {
+    use observe_runtime::__private::bench_capture;
+    let document = &*DOCUMENT;
+    let mut group = c.benchmark_group("capture_formatter");
+    let bytes = bench_capture(document, false) as u64;
+    group.throughput(Throughput::Bytes(bytes));
+    group.bench_function("formatter_media_on", |b| {
+        b.iter(|| bench_capture(black_box(document), true))
+    });
+    group.bench_function("formatter_media_off", |b| {
+        b.iter(|| bench_capture(black_box(document), false))
+    });
+    group.finish();
+
+    const ROUNDS: usize = 15;
+    const BLOCK: u32 = 2_000;
+    let block = |media: bool| {
+        let start = Instant::now();
+        for _ in 0..BLOCK {
+            black_box(bench_capture(black_box(document), media));
+        }
+        start.elapsed() / BLOCK
+    };
+    let (mut ratios, mut on_times, mut off_times) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        let on = block(true);
+        let off = block(false);
+        ratios.push(on.as_secs_f64() / off.as_secs_f64());
+        on_times.push(on);
+        off_times.push(off);
+    }
+    let median = |values: &mut Vec<f64>| {
+        values.sort_by(f64::total_cmp);
+        values[values.len() / 2]
+    };
+    on_times.sort();
+    off_times.sort();
+    println!(
+        "paired capture_formatter: {ROUNDS} rounds of {BLOCK} captures of a {bytes}-byte \
+         document each way; media on / off = {:.2} (median of the rounds); medians on {:.2?}, \
+         off {:.2?} per capture",
+        median(&mut ratios),
+        on_times[ROUNDS / 2],
+        off_times[ROUNDS / 2]
+    );
+}
+
 fn recording(c: &mut Criterion) {
     let server = DiscardServer::start();
     enabled_bursty(c, &server);
     sustained(c, &server);
     capture(c, &server);
+    capture_text(c, &server);
     otel(c);
     bridge(c, &server);
 }
 
-criterion_group!(benches, disabled, recording, encode);
+criterion_group!(benches, disabled, recording, encode, capture_formatter);
 criterion_main!(benches);

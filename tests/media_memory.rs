@@ -1,6 +1,7 @@
 //! Memory while a large image is captured, measured with a counting global allocator (live bytes
-//! on all threads, and their peak): a 30 MB image in a `data:` URI costs one decode, not copies
-//! of its 40 MB of base64 text, and the span itself stays small. A test binary of its own, so
+//! on all threads, and their peak): a 30 MB image in a `data:` URI costs one decode into the
+//! bytes kept for upload, no copy of them or of its 40 MB of base64 text, and the span itself
+//! stays small. A test binary of its own, so
 //! that nothing else allocates meanwhile.
 
 mod support;
@@ -91,9 +92,11 @@ fn a_30_mb_image_is_decoded_once_and_the_span_stays_small() {
         "capture of a {DECODED}-byte image ({text_len} bytes of base64 text): peak {peak} bytes \
          above what the user held, {held} bytes held after"
     );
+    // One decode into the attachment's own allocation: a copy of the bytes (or of the text)
+    // would take the peak to twice the image or more.
     assert!(
-        peak < 3 * DECODED as i64,
-        "peak {peak} bytes over 3 x {DECODED} during capture"
+        peak < (DECODED + DECODED / 2) as i64,
+        "peak {peak} bytes during capture: over 1.5 x {DECODED}"
     );
     assert!(
         held < DECODED as i64 + 1024 * 1024,

@@ -297,6 +297,8 @@ fn record_until_the_retries_run_out() {
     let guard = child_config(Duration::from_secs(60)).init().expect("init");
     {
         let _root = span("retried-root").start();
+        observe_runtime::current_observation()
+            .input(serde_json::json!({"image": observe_runtime::Media::new(PNG, "image/png")}));
         span("retried-child").start().end();
     }
     let flushed = guard.flush();
@@ -325,6 +327,11 @@ fn record_until_the_retries_run_out() {
         stats.requests_failed, 6,
         "six attempts, each a 503: {stats:?}"
     );
+    assert_eq!(
+        (stats.media_uploaded, stats.media_failed),
+        (0, 1),
+        "the image's registration got 503 three times: {stats:?}"
+    );
     guard.shutdown().expect("nothing is left to send");
 }
 
@@ -343,6 +350,7 @@ fn a_batch_whose_retries_run_out_is_spooled_and_sent_by_the_next_start() {
     let dir = spool_dir("retries");
     let failing = FakeLangfuse::start(PUBLIC_KEY, SECRET_KEY);
     failing.set_default_fault(Some(support::Fault::service_unavailable()));
+    failing.set_default_media_fault(Some(support::Fault::service_unavailable()));
     let output = run_child_with(
         RETRIES_TEST,
         "retries",
@@ -365,6 +373,7 @@ fn a_batch_whose_retries_run_out_is_spooled_and_sent_by_the_next_start() {
         output.stderr
     );
     assert_eq!(failing.trace_requests().len(), 6);
+    assert_eq!(failing.media_registration_count(), 3);
     assert_eq!(files(&dir).len(), 1, "{:?}", files(&dir));
 
     let server = FakeLangfuse::start(PUBLIC_KEY, SECRET_KEY);
@@ -387,6 +396,24 @@ fn a_batch_whose_retries_run_out_is_spooled_and_sent_by_the_next_start() {
             "retried-root"
         ]
     );
+    // The image went to the spool with the batch, and was uploaded before it was sent again.
+    let root = support::by_name(&spans, "retried-root");
+    assert_eq!(
+        root.json_attr("langfuse.observation.input"),
+        Some(serde_json::json!({
+            "image": format!("@@@langfuseMedia:type=image/png|id={PNG_ID}|source=base64_data_uri@@@")
+        }))
+    );
+    let record = server.media_record(PNG_ID).expect("the image's record");
+    assert_eq!(
+        record["registrations"],
+        serde_json::json!([{
+            "traceId": root.trace_id(),
+            "observationId": root.span_id(),
+            "field": "input",
+        }])
+    );
+    assert_eq!(server.uploaded_bytes(PNG_ID).as_deref(), Some(PNG));
     assert!(files(&dir).is_empty());
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -425,8 +452,9 @@ fn record_an_image_and_exit() {
 }
 
 /// The backend is down when a generation with an image ends: the batch goes to the spool with
-/// the image's bytes, and the next start registers, uploads and reports the image before it
-/// sends the span that refers to it.
+/// the image's bytes; a start while it is still down leaves both there; the next start with the
+/// backend up registers, uploads and reports the image before it sends the span that refers
+/// to it.
 #[test]
 fn the_media_of_a_spooled_batch_are_uploaded_when_it_is_sent_again() {
     if child_mode().as_deref() == Some("media") {
@@ -449,6 +477,21 @@ fn the_media_of_a_spooled_batch_are_uploaded_when_it_is_sent_again() {
     assert_eq!(
         stat_line(&output.stderr),
         "child stats: spooled=1 from_spool=0 media_uploaded=0 media_failed=1 \
+         media_bytes_uploaded=0",
+        "{}",
+        output.stderr
+    );
+    assert_eq!(files(&dir).len(), 1, "{:?}", files(&dir));
+
+    // Still down at the next start: the batch stays with its image, whose failure is not
+    // counted again.
+    let output = run_child_with(MEDIA_TEST, "media", Duration::from_secs(60), |command| {
+        command.env(BASE_URL_ENV, &down).env(SPOOL_ENV, &dir);
+    });
+    output.assert_success();
+    assert_eq!(
+        stat_line(&output.stderr),
+        "child stats: spooled=0 from_spool=0 media_uploaded=0 media_failed=0 \
          media_bytes_uploaded=0",
         "{}",
         output.stderr

@@ -287,20 +287,31 @@ fn media_id_of(sha: &str) -> String {
         .collect()
 }
 
-/// Standard or URL-safe base64, padded or not.
-fn decode_base64(text: &str) -> Option<Vec<u8>> {
+/// Standard or URL-safe base64, padded or not, decoded into one allocation of the exact size
+/// (no copy into the `Arc` afterwards).
+fn decode_base64(text: &str) -> Option<Arc<[u8]>> {
     const CONFIG: GeneralPurposeConfig =
         GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);
     const STANDARD: GeneralPurpose = GeneralPurpose::new(&base64::alphabet::STANDARD, CONFIG);
     const URL_SAFE: GeneralPurpose = GeneralPurpose::new(&base64::alphabet::URL_SAFE, CONFIG);
-    if text.is_empty() {
+    let unpadded = text.trim_end_matches('=');
+    let len = unpadded.len() / 4 * 3
+        + match unpadded.len() % 4 {
+            0 => 0,
+            2 => 1,
+            3 => 2,
+            _ => return None,
+        };
+    if len == 0 {
         return None;
     }
-    STANDARD
-        .decode(text)
-        .or_else(|_| URL_SAFE.decode(text))
-        .ok()
-        .filter(|bytes| !bytes.is_empty())
+    let mut bytes: Arc<[u8]> = std::iter::repeat_n(0u8, len).collect();
+    let out = Arc::get_mut(&mut bytes)?;
+    let written = STANDARD
+        .decode_slice(text, out)
+        .or_else(|_| URL_SAFE.decode_slice(text, out))
+        .ok()?;
+    (written == len).then_some(bytes)
 }
 
 /// A MIME type Langfuse stores, normalised (`image/JPEG; q=1` → `image/jpeg`).
@@ -361,7 +372,7 @@ impl Found {
 }
 
 /// `data:<mime>[;…];base64,<data>` → its type and bytes.
-fn data_uri(text: &str) -> Option<(&'static str, Vec<u8>)> {
+fn data_uri(text: &str) -> Option<(&'static str, Arc<[u8]>)> {
     let rest = text.strip_prefix("data:")?;
     let (header, data) = rest.split_once(',')?;
     let mut parts = header.split(';');
@@ -512,9 +523,7 @@ impl serde_json::ser::Formatter for MediaFormatter<'_> {
                 match media {
                     Some((content_type, bytes)) => {
                         self.text = Text::Replaced;
-                        let text =
-                            self.found
-                                .add(content_type, Arc::from(bytes), "base64_data_uri");
+                        let text = self.found.add(content_type, bytes, "base64_data_uri");
                         writer.write_all(text.as_bytes())
                     }
                     None => {
@@ -668,6 +677,46 @@ impl Serialize for Media {
                 base64::engine::general_purpose::STANDARD.encode(&self.bytes)
             )),
             None => serializer.serialize_str(&shown),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+
+    use super::*;
+
+    #[test]
+    fn base64_of_either_alphabet_padded_or_not_decodes_to_the_exact_bytes() {
+        let cases: [&[u8]; 5] = [b"a", b"ab", b"abc", b"abcd", &[0xfb, 0xff, 0xfe, 0x3e]];
+        for bytes in cases {
+            let standard = STANDARD.encode(bytes);
+            let url_safe = URL_SAFE_NO_PAD.encode(bytes);
+            assert_eq!(
+                decode_base64(&standard).as_deref(),
+                Some(bytes),
+                "{standard}"
+            );
+            let unpadded = standard.trim_end_matches('=');
+            assert_eq!(
+                decode_base64(unpadded).as_deref(),
+                Some(bytes),
+                "{unpadded}"
+            );
+            assert_eq!(
+                decode_base64(&url_safe).as_deref(),
+                Some(bytes),
+                "{url_safe}"
+            );
+        }
+        assert_eq!(STANDARD.encode([0xfb, 0xff, 0xfe]), "+//+");
+        assert_eq!(
+            decode_base64("-__-").as_deref(),
+            Some(&[0xfb, 0xff, 0xfe][..])
+        );
+        for not_base64 in ["", "=", "abcde", "ab$d", "ab=d"] {
+            assert_eq!(decode_base64(not_base64), None, "{not_base64:?}");
         }
     }
 }

@@ -23,3 +23,17 @@ pub use crate::record::ObservationType;
 pub fn bench_encode(spans: usize, gzip: bool) -> usize {
     crate::export::otlp::bench_encode(spans, gzip)
 }
+
+/// Writes `value` as a captured field (JSON, within the default field limit) and returns its
+/// length: the capture benchmark, with media detection (`media`) or serde_json's own writer.
+/// Sets the process-wide media switch to `media`: for benchmarks without a client only.
+#[doc(hidden)]
+pub fn bench_capture<T: serde::Serialize + ?Sized>(value: &T, media: bool) -> usize {
+    crate::media::set_enabled(media);
+    let (json, attachments) = crate::capture::serialize_json_with_media(
+        value,
+        crate::capture::DEFAULT_FIELD_LIMIT,
+        crate::media::MediaField::Input,
+    );
+    json.len() + attachments.len()
+}

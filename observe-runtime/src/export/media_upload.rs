@@ -59,7 +59,7 @@ pub(crate) fn uploads_of(spans: &[FinishedSpan]) -> Vec<Upload> {
 }
 
 /// Why an upload failed, and whether trying again later may help.
-struct Failed {
+pub(crate) struct Failed {
     reason: String,
     later: bool,
 }
@@ -106,16 +106,40 @@ impl MediaUploader {
     }
 
     /// Uploads the media Langfuse does not have yet, up to [`CONCURRENCY`] contents at once;
-    /// returns those worth trying again later (no answer, a 408, 429 or 5xx, or the deadline
-    /// came), for the spool.
+    /// counts and reports the failures, and returns those worth trying again later (no answer,
+    /// a 408, 429 or 5xx, or the deadline came), for the spool.
     pub(crate) fn upload(
         &mut self,
         transport: &Transport,
         uploads: Vec<Upload>,
         waiter: &mut Waiter,
     ) -> Vec<Upload> {
+        let failures = self.try_upload(transport, uploads, waiter);
+        self.settle(failures)
+    }
+
+    /// Counts and reports failed uploads; returns those worth trying again later.
+    pub(crate) fn settle(&self, failures: Vec<(Upload, Failed)>) -> Vec<Upload> {
+        let mut later = Vec::new();
+        for (upload, failure) in failures {
+            self.report(&upload, &failure);
+            if failure.later {
+                later.push(upload);
+            }
+        }
+        later
+    }
+
+    /// Uploads as [`Self::upload`] does, and returns the failures without counting or
+    /// reporting them (a spooled batch that stays in the spool tries them again).
+    pub(crate) fn try_upload(
+        &mut self,
+        transport: &Transport,
+        uploads: Vec<Upload>,
+        waiter: &mut Waiter,
+    ) -> Vec<(Upload, Failed)> {
         if uploads.is_empty() {
-            return uploads;
+            return Vec::new();
         }
         // One group per content, in order of first appearance.
         let mut groups: Vec<Vec<Upload>> = Vec::new();
@@ -147,16 +171,11 @@ impl MediaUploader {
             }
         });
         self.uploaded = round.uploaded.into_inner();
-        let mut later = Vec::new();
-        for (upload, result) in results.into_iter().flatten() {
-            if let Err(failure) = result {
-                self.report(&upload, &failure);
-                if failure.later {
-                    later.push(upload);
-                }
-            }
-        }
-        later
+        results
+            .into_iter()
+            .flatten()
+            .filter_map(|(upload, result)| result.err().map(|failure| (upload, failure)))
+            .collect()
     }
 
     /// Counts and reports a failed upload.

@@ -93,7 +93,9 @@ pub struct Stats {
     pub media_uploaded: u64,
     /// Media not uploaded again: sent earlier by this process, or already stored by Langfuse.
     pub media_deduplicated: u64,
-    /// Media whose upload failed (its reference stays in the value).
+    /// Media whose upload failed (its reference stays in the value), counted once per process
+    /// that tried: a spooled batch's media are counted when they fail, and again only if they
+    /// fail when the batch leaves the spool; media left out of a spooled batch for its cap too.
     pub media_failed: u64,
     /// Bytes of media uploaded.
     pub media_bytes_uploaded: u64,

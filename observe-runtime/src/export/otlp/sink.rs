@@ -96,10 +96,15 @@ impl Sink for OtlpSink {
         if spool.due() {
             spool.send_waiting(|batch| {
                 // As a live batch: its media first, then its spans.
-                if !batch.media.is_empty() {
-                    media.upload(transport, batch.media, waiter);
+                let failures = media.try_upload(transport, batch.media, waiter);
+                let sent = transport.post_once(&batch.body, waiter);
+                // A batch that stays in the spool (anything but delivered or refused) keeps its
+                // media and tries them again: their failures count once the batch leaves it.
+                let stays = matches!(&sent, Err(why) if !matches!(why, Undelivered::Refused(_)));
+                if !stays {
+                    media.settle(failures);
                 }
-                transport.post_once(&batch.body, waiter)
+                sent
             });
         }
     }
