@@ -23,26 +23,17 @@ use support::server::{
 };
 use support::{by_name, FakeLangfuse, Fault, ReceivedSpan, RecordedRequest};
 
-const PUBLIC_KEY: &str = "pk-lf-test";
-const SECRET_KEY: &str = "sk-lf-test";
+use support::sdk::{PUBLIC_KEY, SECRET_KEY};
 /// How long to wait for something that should happen promptly.
 const WAIT: Duration = Duration::from_secs(10);
 
 /// A client for `server` that exports only when asked (or when 512 spans are waiting).
 fn config(server: &FakeLangfuse) -> Config {
-    Config::default()
-        .public_key(PUBLIC_KEY)
-        .secret_key(SECRET_KEY)
-        .base_url(server.base_url())
-        .flush_at(512)
-        .flush_interval(Duration::from_secs(60))
-        .timeout(Duration::from_secs(5))
+    support::sdk::config_for(server)
         .max_queue(8192)
-        .shutdown_timeout(Duration::from_secs(10))
         .environment("test")
         .release("rel-1")
         .service_name("svc")
-        .debug(false)
 }
 
 /// Counter increments since a baseline taken after `init` (whether the counters are per client

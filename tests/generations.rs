@@ -18,18 +18,11 @@ use serde_json::json;
 
 use support::{by_name, child_mode, FakeLangfuse, ReceivedSpan};
 
-const PUBLIC_KEY: &str = "pk-lf-gen";
-const SECRET_KEY: &str = "sk-lf-gen";
+use support::sdk::{PUBLIC_KEY, SECRET_KEY};
 const WAIT: Duration = Duration::from_secs(10);
 
 fn config(server: &FakeLangfuse) -> Config {
-    Config::default()
-        .public_key(PUBLIC_KEY)
-        .secret_key(SECRET_KEY)
-        .base_url(server.base_url())
-        .flush_interval(Duration::from_secs(60))
-        .shutdown_timeout(Duration::from_secs(10))
-        .debug(false)
+    support::sdk::config_for(server)
 }
 
 /// Runs `body` with a client sending to a fresh fake server; returns the spans that arrived.

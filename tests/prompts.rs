@@ -24,20 +24,11 @@ use tracing_subscriber::layer::SubscriberExt as _;
 use support::prompts::{not_found_with_label, BOTH_VERSION_AND_LABEL};
 use support::{by_name, child_mode, serial, FakeLangfuse, Fault};
 
-const PUBLIC_KEY: &str = "pk-lf-prompts";
-const SECRET_KEY: &str = "sk-lf-prompts";
+use support::sdk::{PUBLIC_KEY, SECRET_KEY};
 const WAIT: Duration = Duration::from_secs(10);
 
 fn config(server: &FakeLangfuse) -> Config {
-    Config::default()
-        .public_key(PUBLIC_KEY)
-        .secret_key(SECRET_KEY)
-        .base_url(server.base_url())
-        .flush_at(512)
-        .flush_interval(Duration::from_secs(60))
-        .timeout(Duration::from_secs(5))
-        .shutdown_timeout(Duration::from_secs(10))
-        .debug(false)
+    support::sdk::config_for(server)
 }
 
 fn start() -> (FakeLangfuse, FlushGuard) {

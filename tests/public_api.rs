@@ -18,19 +18,12 @@ use serde_json::json;
 
 use support::{by_name, child_mode, FakeLangfuse, ReceivedSpan};
 
-const PUBLIC_KEY: &str = "pk-lf-api";
-const SECRET_KEY: &str = "sk-lf-api";
+use support::sdk::{PUBLIC_KEY, SECRET_KEY};
 const WAIT: Duration = Duration::from_secs(10);
 
 /// A client for `server` that exports only when asked.
 fn config(server: &FakeLangfuse) -> Config {
-    Config::default()
-        .public_key(PUBLIC_KEY)
-        .secret_key(SECRET_KEY)
-        .base_url(server.base_url())
-        .flush_interval(Duration::from_secs(60))
-        .shutdown_timeout(Duration::from_secs(10))
-        .debug(false)
+    support::sdk::config_for(server)
 }
 
 fn names(spans: &[ReceivedSpan]) -> Vec<&str> {

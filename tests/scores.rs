@@ -19,23 +19,13 @@ use serde_json::{json, Value};
 use support::server::{INVALID_CREDENTIALS, MAX_SCORES_BODY, SCORES_PATH, SINGLE_SCORE_EXPECTED};
 use support::{basic_auth, FakeLangfuse, Fault, RecordedRequest, ScoreApi};
 
-const PUBLIC_KEY: &str = "pk-lf-test";
-const SECRET_KEY: &str = "sk-lf-test";
+use support::sdk::{PUBLIC_KEY, SECRET_KEY};
 /// How long to wait for something that should happen promptly.
 const WAIT: Duration = Duration::from_secs(10);
 
 /// A client for `server` that exports only when asked (or when 512 items wait).
 fn config(server: &FakeLangfuse) -> Config {
-    Config::default()
-        .public_key(PUBLIC_KEY)
-        .secret_key(SECRET_KEY)
-        .base_url(server.base_url())
-        .flush_at(512)
-        .flush_interval(Duration::from_secs(60))
-        .timeout(Duration::from_secs(5))
-        .shutdown_timeout(Duration::from_secs(10))
-        .environment("test")
-        .debug(false)
+    support::sdk::config_for(server).environment("test")
 }
 
 /// The score counters of `Stats`, for one exact comparison.

@@ -20,7 +20,9 @@
 //! - [`quiet`]: waiting until the fake server receives nothing more, instead of a fixed sleep.
 //! - [`serial`]: the lock that serializes tests, because the client is global to the process.
 //!
-//! This module must not depend on the runtime crate: it describes Langfuse, not the SDK.
+//! - [`sdk`]: the test keys and a client of the fake server.
+//!
+//! Only [`sdk`] uses the runtime crate: the rest describes Langfuse, not the SDK.
 #![allow(dead_code, unused_imports)]
 
 pub mod child;
@@ -31,6 +33,7 @@ pub mod openai;
 pub mod prompts;
 pub mod python;
 pub mod received;
+pub mod sdk;
 pub mod server;
 
 pub mod quiet;
