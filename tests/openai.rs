@@ -3,7 +3,7 @@
 //! with tool calls and a final usage chunk), embeddings, the Responses API, an HTTP error, a
 //! rate limit retried, a stream cut by the server and one dropped by the caller; nested under
 //! `#[observe]` and under a bridged `tracing` span, on both tokio flavours; the mask, the field
-//! limit and the trace-wide prompt link applied to the layer's generations.
+//! limit, media references and the trace-wide prompt link applied to the layer's generations.
 //!
 //! One client for the whole binary (a mask that redacts live keys, a field limit of
 //! [`FIELD_LIMIT`]); each test finds its own trace by id.
@@ -855,15 +855,16 @@ async fn a_long_message_and_answer_are_cut_at_the_field_limit() {
     let generation = by_name(&spans, "OpenAI-generation");
     // As `#[observe]` cuts a value too large: a JSON string holding the beginning of its JSON
     // text and a marker giving the size of the whole, `FIELD_LIMIT` bytes as sent (the quotes,
-    // the escaped beginning and the 31 bytes of the marker leave room for 951 and 952 letters).
+    // the escaped beginning and the 31 bytes of the marker leave room for 933 and 952 letters).
+    // The messages are recorded as async-openai wrote them, the answer as the server did.
     let input = generation
         .str_attr("langfuse.observation.input")
         .expect("an input");
     assert_eq!(
         input,
         format!(
-            r#""[{{\"content\":\"{}… [truncated from 3030 bytes]""#,
-            "y".repeat(951)
+            r#""[{{\"role\":\"user\",\"content\":\"{}… [truncated from 3030 bytes]""#,
+            "y".repeat(933)
         )
     );
     assert_eq!(input.len(), FIELD_LIMIT);
@@ -878,6 +879,49 @@ async fn a_long_message_and_answer_are_cut_at_the_field_limit() {
         )
     );
     assert_eq!(output.len(), FIELD_LIMIT);
+}
+
+#[observe(name = "look")]
+async fn look(client: &Client<OpenAIConfig>, content: Value) -> String {
+    let request = chat_request(json!({
+        "model": "gpt-4o-mini",
+        "messages": [{"role": "user", "content": content}]
+    }));
+    client.chat().create(request).await.expect("an answer");
+    trace_here()
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn an_image_in_a_message_is_recorded_as_a_media_reference() {
+    let openai = FakeOpenAi::start([Reply::json(chat_answer())]);
+    let client = client(&openai, ObserveLayer::new());
+    // A PNG-like payload and the media id Langfuse derives from it (as in tests/media.rs).
+    let image = "data:image/png;base64,iVBORw0KGgpmYWtlIGltYWdl";
+    let trace = look(
+        &client,
+        json!([{"type": "text", "text": "What is this?"},
+               {"type": "image_url", "image_url": {"url": image}}]),
+    )
+    .await;
+    assert_eq!(
+        openai.requests()[0].json()["messages"][0]["content"][1]["image_url"]["url"],
+        json!(image),
+        "the request is unchanged"
+    );
+    let spans = received(&trace, 2);
+    let generation = by_name(&spans, "OpenAI-generation");
+    let reference =
+        "@@@langfuseMedia:type=image/png|id=T5YND2oVSmGVUnDBOTIY5Y|source=base64_data_uri@@@";
+    assert_eq!(
+        generation.str_attr("langfuse.observation.input"),
+        Some(
+            json!([{"role": "user", "content": [
+                {"type": "text", "text": "What is this?"},
+                {"type": "image_url", "image_url": {"url": reference}}]}])
+            .to_string()
+            .as_str()
+        )
+    );
 }
 
 #[observe(name = "planner")]

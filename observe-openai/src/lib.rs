@@ -42,6 +42,7 @@
 
 mod call;
 mod endpoint;
+mod json;
 mod layer;
 mod price;
 mod stream;

@@ -12,10 +12,12 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use futures_core::Stream;
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::call::{Answer, Call};
 use crate::endpoint::Endpoint;
+use crate::json::Json;
 
 /// Cuts bytes into lines and hands on the payload of each `data:` line.
 #[derive(Debug, Default)]
@@ -219,10 +221,10 @@ impl ChatState {
     fn answer(self) -> Answer {
         let output = match self.choices.len() {
             0 => None,
-            1 => Some(self.choices[0].to_value()),
-            _ => Some(Value::Array(
+            1 => Some(Json::Parsed(self.choices[0].to_value())),
+            _ => Some(Json::Parsed(Value::Array(
                 self.choices.iter().map(Message::to_value).collect(),
-            )),
+            ))),
         };
         Answer {
             model: self.model,
@@ -240,8 +242,8 @@ struct ResponseEvent<'a> {
     kind: Cow<'a, str>,
     #[serde(borrow, default)]
     delta: Option<Cow<'a, str>>,
-    #[serde(default)]
-    response: Option<Value>,
+    #[serde(borrow, default)]
+    response: Option<&'a RawValue>,
     #[serde(default)]
     message: Option<String>,
 }
@@ -251,7 +253,7 @@ struct ResponseEvent<'a> {
 struct ResponsesState {
     text: String,
     /// The response of the final event (`response.completed`, `.incomplete` or `.failed`).
-    last: Option<Value>,
+    last: Option<Box<RawValue>>,
     error: Option<String>,
 }
 
@@ -269,7 +271,7 @@ impl ResponsesState {
                 false
             }
             "response.completed" | "response.incomplete" | "response.failed" => {
-                self.last = event.response;
+                self.last = event.response.map(RawValue::to_owned);
                 true
             }
             "error" => {
@@ -283,12 +285,13 @@ impl ResponsesState {
     fn answer(self) -> Answer {
         match self.last {
             Some(response) => {
-                let mut answer = crate::call::read_answer(Endpoint::Responses, response);
+                let mut answer =
+                    crate::call::read_answer(Endpoint::Responses, response.get().as_bytes());
                 answer.error = answer.error.or(self.error);
                 answer
             }
             None => Answer {
-                output: (!self.text.is_empty()).then_some(Value::String(self.text)),
+                output: (!self.text.is_empty()).then_some(Json::Parsed(Value::String(self.text))),
                 error: self.error,
                 ..Answer::default()
             },
@@ -491,11 +494,9 @@ mod tests {
         let answer = chat.answer();
         assert_eq!(answer.model.as_deref(), Some("m-1"));
         assert_eq!(
-            answer.output,
-            Some(
-                json!({"role": "assistant", "content": "Hello", "tool_calls": [
+            serde_json::to_value(answer.output).unwrap(),
+            json!({"role": "assistant", "content": "Hello", "tool_calls": [
                 {"id": "call_1", "type": "function", "function": {"name": "get", "arguments": "{\"q\":1}"}}]})
-            )
         );
         assert_eq!(
             answer.usage,
