@@ -714,7 +714,7 @@ LAYERS: dict[str, list[tuple[str, list[str]]]] = {
         ("front doors", ["lib.rs", "private.rs"]),
     ],
     "observe-openai/src": [
-        ("JSON text", ["json.rs"]),
+        ("JSON text", ["json.rs", "chunk.rs"]),
         ("requests and prices", ["endpoint.rs", "price.rs"]),
         ("call", ["call.rs"]),
         ("stream", ["stream.rs"]),

@@ -41,6 +41,7 @@
 #![warn(missing_docs)]
 
 mod call;
+mod chunk;
 mod endpoint;
 mod json;
 mod layer;

@@ -28,7 +28,7 @@ struct SseLines {
 
 impl SseLines {
     fn feed(&mut self, mut chunk: &[u8], mut on_data: impl FnMut(&[u8])) {
-        while let Some(end) = chunk.iter().position(|&b| b == b'\n') {
+        while let Some(end) = memchr::memchr(b'\n', chunk) {
             let (line, rest) = chunk.split_at(end);
             chunk = &rest[1..];
             if self.partial.is_empty() {
@@ -166,6 +166,49 @@ struct ChatState {
 
 impl ChatState {
     fn event(&mut self, data: &[u8]) {
+        match crate::chunk::scan(data) {
+            Some(scanned) => self.scanned(scanned),
+            None => self.parsed(data),
+        }
+    }
+
+    /// A chunk the scan read (no tool-call deltas).
+    fn scanned(&mut self, chunk: crate::chunk::Scanned<'_>) {
+        if let Some(error) = chunk.error {
+            if let Ok(error) = serde_json::from_slice::<Value>(error) {
+                self.error = Some(error_message(&error));
+            }
+        }
+        if self.model.is_none() {
+            self.model = chunk.model.map(Cow::into_owned);
+        }
+        if let Some(usage) = chunk.usage.and_then(|u| serde_json::from_slice(u).ok()) {
+            self.usage = Some(usage);
+        }
+        for choice in chunk.choices.into_iter().flatten() {
+            let message = self.message(choice.index);
+            if let Some(role) = choice.role {
+                message.role.get_or_insert_with(|| role.into_owned());
+            }
+            if let Some(content) = choice.content {
+                message.content.push_str(&content);
+            }
+            if let Some(refusal) = choice.refusal {
+                message.refusal.push_str(&refusal);
+            }
+        }
+    }
+
+    /// The message of choice `index`, made when it is the first delta of that choice.
+    fn message(&mut self, index: usize) -> &mut Message {
+        if self.choices.len() <= index {
+            self.choices.resize_with(index + 1, Message::default);
+        }
+        &mut self.choices[index]
+    }
+
+    /// A chunk the scan left to the typed parse.
+    fn parsed(&mut self, data: &[u8]) {
         let Ok(chunk) = serde_json::from_slice::<ChatChunk<'_>>(data) else {
             return;
         };
@@ -180,10 +223,7 @@ impl ChatState {
         }
         for choice in chunk.choices {
             let Some(delta) = choice.delta else { continue };
-            if self.choices.len() <= choice.index {
-                self.choices.resize_with(choice.index + 1, Message::default);
-            }
-            let message = &mut self.choices[choice.index];
+            let message = self.message(choice.index);
             if let Some(role) = delta.role {
                 message.role.get_or_insert_with(|| role.into_owned());
             }
