@@ -5,10 +5,13 @@
 //! records into the in-memory exporter, cleared after each sample; capture on (input and output
 //! serialized).
 //!
-//! `cargo bench --bench openai`
+//! `cargo bench --bench openai` (`cargo bench --bench openai -- nomatch`: only the paired part)
 //!
-//! After each case a `delivered` line gives the calls made, the generations recorded and the
-//! server's requests, so a case that recorded nothing (or called nothing) would show.
+//! After each case a `delivered` line gives the calls made, the generations recorded, the
+//! server's requests and the connections it accepted, so a case that recorded nothing (or called
+//! nothing, or opened a connection per call) would show. Then `paired` lines: blocks with and
+//! without the layer one after the other, the differences in wall time, the process's CPU time
+//! and this thread's CPU time.
 
 use std::hint::black_box;
 use std::io::{BufRead, BufReader, Read, Write};
