@@ -209,8 +209,22 @@ impl<'a> RequestFacts<'a> {
 }
 
 /// Adds `stream_options.include_usage = true` to a streamed chat request that does not say
-/// otherwise; `None` when the body stays as it is.
+/// otherwise; `None` when the body stays as it is. Without `stream_options` (the usual case) the
+/// member is added to the text as it is; else the body is parsed and written again.
 pub(crate) fn with_usage_requested(body: &[u8]) -> Option<Vec<u8>> {
+    let members: Members<'_> = serde_json::from_slice(body).ok()?;
+    if members.get("stream").map(RawValue::get) != Some("true") {
+        return None;
+    }
+    if !members.0.iter().any(|(key, _)| key == "stream_options") {
+        let end = body.iter().rposition(|&byte| byte == b'}')?;
+        let member = br#","stream_options":{"include_usage":true}"#;
+        let mut spliced = Vec::with_capacity(body.len() + member.len());
+        spliced.extend_from_slice(&body[..end]);
+        spliced.extend_from_slice(member);
+        spliced.extend_from_slice(&body[end..]);
+        return Some(spliced);
+    }
     let mut value: Value = serde_json::from_slice(body).ok()?;
     let object = value.as_object_mut()?;
     if object.get("stream").and_then(Value::as_bool) != Some(true) {
@@ -290,10 +304,20 @@ mod tests {
 
     #[test]
     fn usage_is_requested_only_for_streams_that_do_not_say() {
-        let asked = with_usage_requested(br#"{"stream":true,"model":"m"}"#).unwrap();
+        let asked = with_usage_requested(br#"{"stream":true,"model":"m"} "#).unwrap();
+        assert_eq!(
+            String::from_utf8(asked).unwrap(),
+            r#"{"stream":true,"model":"m","stream_options":{"include_usage":true}} "#
+        );
+        let asked = with_usage_requested(br#"{"stream":true,"stream_options":null}"#).unwrap();
         assert_eq!(
             serde_json::from_slice::<Value>(&asked).unwrap(),
-            json!({"stream": true, "model": "m", "stream_options": {"include_usage": true}})
+            json!({"stream": true, "stream_options": {"include_usage": true}})
+        );
+        let asked = with_usage_requested(br#"{"stream":true,"stream_options":{}}"#).unwrap();
+        assert_eq!(
+            serde_json::from_slice::<Value>(&asked).unwrap(),
+            json!({"stream": true, "stream_options": {"include_usage": true}})
         );
         assert_eq!(with_usage_requested(br#"{"model":"m"}"#), None);
         assert_eq!(
