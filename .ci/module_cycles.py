@@ -38,6 +38,7 @@ LAYERS = {
         ("front door", ["lib.rs"]),
     ],
     "observe-openai/src": [
+        ("JSON text", ["json.rs", "chunk.rs"]),
         ("requests and prices", ["endpoint.rs", "price.rs"]),
         ("call", ["call.rs"]),
         ("stream", ["stream.rs"]),

@@ -5,10 +5,13 @@
 //! records into the in-memory exporter, cleared after each sample; capture on (input and output
 //! serialized).
 //!
-//! `cargo bench --bench openai`
+//! `cargo bench --bench openai` (`cargo bench --bench openai -- nomatch`: only the paired part)
 //!
-//! After each case a `delivered` line gives the calls made, the generations recorded and the
-//! server's requests, so a case that recorded nothing (or called nothing) would show.
+//! After each case a `delivered` line gives the calls made, the generations recorded, the
+//! server's requests and the connections it accepted, so a case that recorded nothing (or called
+//! nothing, or opened a connection per call) would show. Then `paired` lines: blocks with and
+//! without the layer one after the other, the differences in wall time, the process's CPU time
+//! and this thread's CPU time.
 
 use std::hint::black_box;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -69,6 +72,9 @@ fn stream_body() -> Vec<u8> {
     body
 }
 
+/// Connections the server accepted (a client that reuses its connections opens few).
+static CONNECTIONS: AtomicU64 = AtomicU64::new(0);
+
 /// Starts the server; returns its API base and its request counter.
 fn start_server() -> (String, Arc<AtomicU64>) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -79,6 +85,7 @@ fn start_server() -> (String, Arc<AtomicU64>) {
     let stream = Arc::new(stream_body());
     std::thread::spawn(move || {
         for connection in listener.incoming().flatten() {
+            CONNECTIONS.fetch_add(1, Ordering::Relaxed);
             let (counter, answer, stream) = (counter.clone(), answer.clone(), stream.clone());
             std::thread::spawn(move || serve(connection, &counter, &answer, &stream));
         }
@@ -209,6 +216,7 @@ fn openai(c: &mut Criterion) {
             let calls = AtomicU64::new(0);
             let recorded = AtomicU64::new(0);
             let before = requests.load(Ordering::Relaxed);
+            let connections = CONNECTIONS.load(Ordering::Relaxed);
             let started = Instant::now();
             group.bench_function(&id, |b| {
                 b.iter_custom(|iterations| {
@@ -231,10 +239,12 @@ fn openai(c: &mut Criterion) {
                 })
             });
             eprintln!(
-                "delivered {id}: {} calls, {} generations recorded, {} requests answered, {:.1} s",
+                "delivered {id}: {} calls, {} generations recorded, {} requests answered on {} \
+                 connections, {:.1} s",
                 calls.load(Ordering::Relaxed),
                 recorded.load(Ordering::Relaxed),
                 requests.load(Ordering::Relaxed) - before,
+                CONNECTIONS.load(Ordering::Relaxed) - connections,
                 started.elapsed().as_secs_f64()
             );
         }
@@ -243,13 +253,16 @@ fn openai(c: &mut Criterion) {
 
     // Paired: blocks of the same work with and without the layer, one after the other, so that
     // what the shared machine does meanwhile hits both alike; the median of the differences.
+    // Besides the wall time, the CPU time of the process (this thread, the exporter's and the
+    // server's: the server's work is the same in both) and of this thread alone, which other
+    // programs on the machine do not inflate.
     for (case, streamed, block) in [("call", false, 400u32), ("stream", true, 20u32)] {
-        let mut differences = Vec::new();
-        let mut plain_times = Vec::new();
+        let mut differences = [Vec::new(), Vec::new(), Vec::new()];
+        let mut plain_times = [Vec::new(), Vec::new(), Vec::new()];
         for _ in 0..15 {
             let time = |client: &Client<OpenAIConfig>| {
                 runtime.block_on(async {
-                    let started = Instant::now();
+                    let started = (Instant::now(), cpu_time(PROCESS), cpu_time(THREAD));
                     for _ in 0..block {
                         if streamed {
                             stream(client).await;
@@ -257,34 +270,61 @@ fn openai(c: &mut Criterion) {
                             call(client).await;
                         }
                     }
-                    started.elapsed().as_secs_f64() / f64::from(block)
+                    // The exporter's share of the work of these calls is done at the flush.
+                    observe_runtime::flush().expect("flush");
+                    let per_call = f64::from(block);
+                    [
+                        started.0.elapsed().as_secs_f64() / per_call,
+                        (cpu_time(PROCESS) - started.1) / per_call,
+                        (cpu_time(THREAD) - started.2) / per_call,
+                    ]
                 })
             };
             let plain_time = time(&plain);
             let observed_time = time(&observed);
-            differences.push(observed_time - plain_time);
-            plain_times.push(plain_time);
-            observe_runtime::flush().expect("flush");
+            for i in 0..3 {
+                differences[i].push(observed_time[i] - plain_time[i]);
+                plain_times[i].push(plain_time[i]);
+            }
             memory.clear();
         }
         let median = |values: &mut Vec<f64>| {
             values.sort_by(f64::total_cmp);
             values[values.len() / 2]
         };
-        let difference = median(&mut differences);
-        let plain_time = median(&mut plain_times);
-        let per_chunk = if streamed {
-            format!(", {:.0} ns per chunk", difference * 1e9 / CHUNKS as f64)
-        } else {
-            String::new()
-        };
-        eprintln!(
-            "paired {case}: plain {:.1} µs, layer adds {:.2} µs ({:.1} %){per_chunk}",
-            plain_time * 1e6,
-            difference * 1e6,
-            difference / plain_time * 100.0
-        );
+        for (i, what) in ["wall", "process CPU", "this thread's CPU"]
+            .iter()
+            .enumerate()
+        {
+            let difference = median(&mut differences[i]);
+            let plain_time = median(&mut plain_times[i]);
+            let per_chunk = if streamed {
+                format!(", {:.0} ns per chunk", difference * 1e9 / CHUNKS as f64)
+            } else {
+                String::new()
+            };
+            eprintln!(
+                "paired {case}, {what}: plain {:.1} µs, layer adds {:.2} µs ({:.1} %){per_chunk}",
+                plain_time * 1e6,
+                difference * 1e6,
+                difference / plain_time * 100.0
+            );
+        }
     }
+}
+
+const PROCESS: libc::clockid_t = libc::CLOCK_PROCESS_CPUTIME_ID;
+const THREAD: libc::clockid_t = libc::CLOCK_THREAD_CPUTIME_ID;
+
+/// CPU time of the process or of this thread, in seconds.
+fn cpu_time(clock: libc::clockid_t) -> f64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `now` is a valid timespec for the call to write.
+    unsafe { libc::clock_gettime(clock, &mut now) };
+    now.tv_sec as f64 + now.tv_nsec as f64 * 1e-9
 }
 
 criterion_group! {

@@ -2,9 +2,11 @@
 //! Langfuse server receives them, attribute by attribute: chat completions (JSON and streamed,
 //! with tool calls and a final usage chunk), embeddings, the Responses API, an HTTP error, a
 //! rate limit retried, a stream cut by the server and one dropped by the caller; nested under
-//! `#[observe]` and under a bridged `tracing` span, on both tokio flavours.
+//! `#[observe]` and under a bridged `tracing` span, on both tokio flavours; the mask, the field
+//! limit, media references and the trace-wide prompt link applied to the layer's generations.
 //!
-//! One client for the whole binary; each test finds its own trace by id.
+//! One client for the whole binary (a mask that redacts live keys, a field limit of
+//! [`FIELD_LIMIT`]); each test finds its own trace by id.
 
 mod support;
 
@@ -18,7 +20,9 @@ use observe_openai::async_openai::types::embeddings::CreateEmbeddingRequest;
 use observe_openai::async_openai::types::responses::CreateResponse;
 use observe_openai::async_openai::Client;
 use observe_openai::{ObserveLayer, Price};
-use observe_runtime::{current_trace_id, observe, tracing_layer, Config, FlushGuard};
+use observe_runtime::{
+    current_trace, current_trace_id, get_prompt, observe, tracing_layer, Config, FlushGuard,
+};
 use serde_json::{json, Value};
 use tracing::Instrument as _;
 use tracing_subscriber::layer::SubscriberExt as _;
@@ -30,6 +34,8 @@ const PUBLIC_KEY: &str = "pk-lf-openai";
 const SECRET_KEY: &str = "sk-lf-openai";
 const WAIT: Duration = Duration::from_secs(10);
 const STEP: Duration = Duration::from_millis(20);
+/// The field limit of the binary's client, in bytes.
+const FIELD_LIMIT: usize = 1000;
 
 fn server() -> &'static FakeLangfuse {
     static CLIENT: OnceLock<(FakeLangfuse, FlushGuard)> = OnceLock::new();
@@ -45,11 +51,26 @@ fn server() -> &'static FakeLangfuse {
                 .timeout(Duration::from_secs(5))
                 .shutdown_timeout(Duration::from_secs(10))
                 .debug(false)
+                .max_field_bytes(FIELD_LIMIT)
+                .mask(redact_live_keys)
                 .init()
                 .expect("init");
             (server, guard)
         })
         .0
+}
+
+/// The binary's mask: any string that holds a live key becomes `[redacted]`.
+fn redact_live_keys(value: Value) -> Value {
+    match value {
+        Value::String(text) if text.contains("sk-live") => json!("[redacted]"),
+        Value::Array(items) => items.into_iter().map(redact_live_keys).collect(),
+        Value::Object(object) => object
+            .into_iter()
+            .map(|(key, value)| (key, redact_live_keys(value)))
+            .collect(),
+        other => other,
+    }
 }
 
 /// The spans of trace `trace_id` the server accepted, after a flush; `expected` of them.
@@ -765,6 +786,196 @@ async fn other_endpoints_pass_through_untouched_and_unrecorded() {
     );
     let spans = received(&trace, 1);
     assert_eq!(spans[0].name(), "lister");
+}
+
+#[observe(name = "chat")]
+async fn chat_once(client: &Client<OpenAIConfig>, user: &str) -> (String, String) {
+    let request = chat_request(json!({
+        "model": "gpt-4o-mini",
+        "messages": [{"role": "user", "content": user}]
+    }));
+    let answer = client.chat().create(request).await.expect("an answer");
+    let text = answer.choices[0]
+        .message
+        .content
+        .clone()
+        .unwrap_or_default();
+    (text, trace_here())
+}
+
+fn chat_answer_saying(content: &str) -> Value {
+    let mut answer = chat_answer();
+    answer["choices"][0]["message"]["content"] = json!(content);
+    answer
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_mask_applies_to_the_input_and_output_of_a_generation() {
+    let openai = FakeOpenAi::start([Reply::json(chat_answer_saying(
+        "Deploying with sk-live-42 now.",
+    ))]);
+    let client = client(&openai, ObserveLayer::new());
+    let (answer, trace) = chat_once(&client, "Deploy with key sk-live-42").await;
+    assert_eq!(
+        answer, "Deploying with sk-live-42 now.",
+        "the answer is unchanged"
+    );
+    assert_eq!(
+        openai.requests()[0].json()["messages"][0]["content"],
+        json!("Deploy with key sk-live-42"),
+        "the request is unchanged"
+    );
+    let spans = received(&trace, 2);
+    let generation = by_name(&spans, "OpenAI-generation");
+    assert_eq!(
+        observation(generation),
+        expect(&[
+            ("type", json!("generation")),
+            ("model.name", json!("gpt-4o-mini-2024-07-18")),
+            ("input", json!([{"role": "user", "content": "[redacted]"}])),
+            (
+                "output",
+                json!({"role": "assistant", "content": "[redacted]"})
+            ),
+            (
+                "usage_details",
+                json!({"input": 176, "input_cached_tokens": 1024, "output": 30, "total": 1230})
+            ),
+        ])
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_long_message_and_answer_are_cut_at_the_field_limit() {
+    let openai = FakeOpenAi::start([Reply::json(chat_answer_saying(&"x".repeat(3000)))]);
+    let client = client(&openai, ObserveLayer::new());
+    let (answer, trace) = chat_once(&client, &"y".repeat(3000)).await;
+    assert_eq!(answer.len(), 3000, "the answer is unchanged");
+    let spans = received(&trace, 2);
+    let generation = by_name(&spans, "OpenAI-generation");
+    // As `#[observe]` cuts a value too large: a JSON string holding the beginning of its JSON
+    // text and a marker giving the size of the whole, `FIELD_LIMIT` bytes as sent (the quotes,
+    // the escaped beginning and the 31 bytes of the marker leave room for 933 and 952 letters).
+    // The messages are recorded as async-openai wrote them, the answer as the server did.
+    let input = generation
+        .str_attr("langfuse.observation.input")
+        .expect("an input");
+    assert_eq!(
+        input,
+        format!(
+            r#""[{{\"role\":\"user\",\"content\":\"{}… [truncated from 3030 bytes]""#,
+            "y".repeat(933)
+        )
+    );
+    assert_eq!(input.len(), FIELD_LIMIT);
+    let output = generation
+        .str_attr("langfuse.observation.output")
+        .expect("an output");
+    assert_eq!(
+        output,
+        format!(
+            r#""{{\"content\":\"{}… [truncated from 3033 bytes]""#,
+            "x".repeat(952)
+        )
+    );
+    assert_eq!(output.len(), FIELD_LIMIT);
+}
+
+#[observe(name = "look")]
+async fn look(client: &Client<OpenAIConfig>, content: Value) -> String {
+    let request = chat_request(json!({
+        "model": "gpt-4o-mini",
+        "messages": [{"role": "user", "content": content}]
+    }));
+    client.chat().create(request).await.expect("an answer");
+    trace_here()
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn an_image_in_a_message_is_recorded_as_a_media_reference() {
+    let openai = FakeOpenAi::start([Reply::json(chat_answer())]);
+    let client = client(&openai, ObserveLayer::new());
+    // A PNG-like payload and the media id Langfuse derives from it (as in tests/media.rs).
+    let image = "data:image/png;base64,iVBORw0KGgpmYWtlIGltYWdl";
+    let trace = look(
+        &client,
+        json!([{"type": "text", "text": "What is this?"},
+               {"type": "image_url", "image_url": {"url": image}}]),
+    )
+    .await;
+    assert_eq!(
+        openai.requests()[0].json()["messages"][0]["content"][1]["image_url"]["url"],
+        json!(image),
+        "the request is unchanged"
+    );
+    let spans = received(&trace, 2);
+    let generation = by_name(&spans, "OpenAI-generation");
+    let reference =
+        "@@@langfuseMedia:type=image/png|id=T5YND2oVSmGVUnDBOTIY5Y|source=base64_data_uri@@@";
+    assert_eq!(
+        generation.str_attr("langfuse.observation.input"),
+        Some(
+            json!([{"role": "user", "content": [
+                {"type": "text", "text": "What is this?"},
+                {"type": "image_url", "image_url": {"url": reference}}]}])
+            .to_string()
+            .as_str()
+        )
+    );
+}
+
+#[observe(name = "planner")]
+async fn plan(client: &Client<OpenAIConfig>) -> (String, String) {
+    let prompt = get_prompt("planner/system")
+        .fetch_async()
+        .await
+        .expect("the prompt");
+    current_trace().link_prompt(&prompt);
+    let request = chat_request(json!({
+        "model": "gpt-4o-mini",
+        "messages": [{"role": "system", "content": prompt.text().unwrap_or_default()},
+                     {"role": "user", "content": "Plan a trip."}]
+    }));
+    let answer = client.chat().create(request).await.expect("an answer");
+    let text = answer.choices[0]
+        .message
+        .content
+        .clone()
+        .unwrap_or_default();
+    (text, trace_here())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trace_wide_prompt_link_reaches_the_generation() {
+    server().put_prompt(json!({
+        "name": "planner/system", "version": 3, "labels": ["production"],
+        "prompt": "You plan trips.", "config": {}
+    }));
+    let openai = FakeOpenAi::start([Reply::json(chat_answer())]);
+    let client = client(&openai, ObserveLayer::new());
+    let (answer, trace) = plan(&client).await;
+    assert_eq!(answer, "Paris.");
+    let spans = received(&trace, 2);
+    let generation = by_name(&spans, "OpenAI-generation");
+    assert_eq!(
+        (
+            generation.str_attr("langfuse.observation.prompt.name"),
+            generation.int_attr("langfuse.observation.prompt.version"),
+        ),
+        (Some("planner/system"), Some(3))
+    );
+    // Only a generation carries a prompt link.
+    let planner = by_name(&spans, "planner");
+    assert_eq!(planner.str_attr("langfuse.observation.prompt.name"), None);
+    assert_eq!(
+        generation.str_attr("langfuse.observation.input"),
+        Some(
+            json!([{"role": "system", "content": "You plan trips."},
+                   {"role": "user", "content": "Plan a trip."}])
+            .to_string()
+            .as_str()
+        )
+    );
 }
 
 const CAPTURE_TEST: &str = "capture_off_keeps_messages_and_answers_out";

@@ -126,7 +126,7 @@ fn without_keys_the_example_prints_the_tree() {
         without_times(&String::from_utf8_lossy(&output.stderr)),
         "[langfuse] note: no LANGFUSE_PUBLIC_KEY / LANGFUSE_SECRET_KEY set: traces are printed here instead of being sent to Langfuse\n\
          └─ trip-planner [agent] _ ms input={\"city\":\"Lisbon\"} output=\"Warm, sunny, light breeze. Ride tram 28; eat pastéis de nata.\"\n   \
-         ├─ OpenAI-generation [generation] _ ms model=gpt-4o-mini-2024-07-18 usage={\"input\":24,\"output\":6,\"total\":30} input=[{\"content\":\"Answer in five words.\",\"role\":\"system\"},{\"content\":\"Weather in Lisb… output={\"content\":\"Warm, sunny, light breeze.\",\"role\":\"assistant\"}\n   \
-         └─ OpenAI-generation [generation] _ ms model=gpt-4o-mini-2024-07-18 first-token=_ ms usage={\"input\":31,\"output\":14,\"total\":45} input=[{\"content\":\"Two tips for Lisbon; the weather: Warm, sunny, light breeze.\",\"role… output={\"content\":\"Ride tram 28; eat pastéis de nata.\",\"role\":\"assistant\"}\n"
+         ├─ OpenAI-generation [generation] _ ms model=gpt-4o-mini-2024-07-18 usage={\"input\":24,\"output\":6,\"total\":30} input=[{\"role\":\"system\",\"content\":\"Answer in five words.\"},{\"role\":\"user\",\"content\":\"W… output={\"content\":\"Warm, sunny, light breeze.\",\"role\":\"assistant\"}\n   \
+         └─ OpenAI-generation [generation] _ ms model=gpt-4o-mini-2024-07-18 first-token=_ ms usage={\"input\":31,\"output\":14,\"total\":45} input=[{\"role\":\"user\",\"content\":\"Two tips for Lisbon; the weather: Warm, sunny, light … output={\"content\":\"Ride tram 28; eat pastéis de nata.\",\"role\":\"assistant\"}\n"
     );
 }

@@ -1326,6 +1326,34 @@ fn follows_from_names_the_other_observation_in_metadata() {
 }
 
 #[test]
+fn follows_from_names_a_span_that_has_already_closed() {
+    server();
+    let _subscriber = bridged();
+    let (trace_id, produced);
+    {
+        let _root = tracing::info_span!("batch").entered();
+        trace_id = trace_here();
+        let producer = tracing::info_span!("produce");
+        produced = producer.in_scope(|| observe_runtime::current_observation_id().unwrap());
+        // What a queue hands on: the id, not the span, which closes here.
+        let handed_on = producer.id().expect("an enabled span has an id");
+        drop(producer);
+        let consumer = tracing::info_span!("consume");
+        consumer.follows_from(handed_on);
+        consumer.in_scope(|| {});
+    }
+    let spans = received(&trace_id, 3);
+    let expected = serde_json::json!([
+        {"trace_id": trace_id, "observation_id": produced.to_string()},
+    ])
+    .to_string();
+    assert_eq!(
+        metadata(by_name(&spans, "consume")),
+        pairs(&[("follows_from", expected.as_str())])
+    );
+}
+
+#[test]
 fn swiftide_trace_input_and_output_set_the_traces_masked() {
     server();
     let _subscriber = bridged();

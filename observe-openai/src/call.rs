@@ -8,9 +8,12 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use observe_runtime::{current_observation, span, DetachedSpan, Level, ObservationType, Usage};
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::endpoint::{Endpoint, RequestFacts};
+use crate::json::Json;
 use crate::price::Price;
 
 /// The layer's options, shared by its services.
@@ -24,7 +27,7 @@ pub(crate) struct Options {
 #[derive(Debug, Default)]
 pub(crate) struct Answer {
     pub(crate) model: Option<String>,
-    pub(crate) output: Option<Value>,
+    pub(crate) output: Option<Json<'static>>,
     pub(crate) usage: Option<Value>,
     /// An error the answer itself reports (a failed response, an `error` event).
     pub(crate) error: Option<String>,
@@ -59,8 +62,7 @@ impl Call {
             return None;
         }
         let facts = body
-            .and_then(|body| serde_json::from_slice(body).ok())
-            .map(|body| RequestFacts::read(endpoint, body))
+            .and_then(|body| RequestFacts::read(endpoint, body))
             .unwrap_or_default();
         let captures = generation.captures_io();
         generation.in_scope(|| {
@@ -126,13 +128,7 @@ impl Call {
 
     /// A complete JSON answer.
     pub(crate) fn answered(self, body: &[u8]) {
-        let answer = match serde_json::from_slice::<Value>(body) {
-            Ok(body) => read_answer(self.endpoint, body),
-            Err(error) => Answer {
-                error: Some(format!("the answer is not JSON: {error}")),
-                ..Answer::default()
-            },
-        };
+        let answer = read_answer(self.endpoint, body);
         self.finish(answer, None);
     }
 
@@ -187,55 +183,99 @@ impl Call {
     }
 }
 
-/// Reads a complete (non-streamed) answer.
-pub(crate) fn read_answer(endpoint: Endpoint, body: Value) -> Answer {
-    let Value::Object(mut body) = body else {
-        return Answer::default();
+/// What is read of a complete answer: its parts as their own JSON text.
+#[derive(Deserialize)]
+struct AnswerView<'a> {
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(borrow, default)]
+    usage: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    choices: Option<Vec<ChoiceView<'a>>>,
+    #[serde(borrow, default)]
+    output: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    error: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    data: Option<Vec<EmbeddingView<'a>>>,
+}
+
+#[derive(Deserialize)]
+struct ChoiceView<'a> {
+    #[serde(borrow, default)]
+    message: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct EmbeddingView<'a> {
+    #[serde(borrow, default)]
+    embedding: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct ErrorView {
+    #[serde(default)]
+    message: Option<String>,
+}
+
+/// Reads a complete (non-streamed) answer, or the final response of a stream.
+pub(crate) fn read_answer(endpoint: Endpoint, body: &[u8]) -> Answer {
+    let view = match serde_json::from_slice::<AnswerView<'_>>(body) {
+        Ok(view) => view,
+        Err(error) => {
+            let error = match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+                Ok(_) => return Answer::default(),
+                Err(_) => format!("the answer is not JSON: {error}"),
+            };
+            return Answer {
+                error: Some(error),
+                ..Answer::default()
+            };
+        }
     };
-    let model = match body.remove("model") {
-        Some(Value::String(model)) => Some(model),
-        _ => None,
-    };
-    let usage = body.remove("usage").filter(|usage| !usage.is_null());
     let mut answer = Answer {
-        model,
-        usage,
+        model: view.model,
+        usage: view
+            .usage
+            .and_then(|usage| serde_json::from_str(usage.get()).ok()),
         ..Answer::default()
     };
     match endpoint {
         Endpoint::Chat => {
-            let mut messages: Vec<Value> = match body.remove("choices") {
-                Some(Value::Array(choices)) => choices
-                    .into_iter()
-                    .filter_map(|mut choice| choice.get_mut("message").map(Value::take))
-                    .collect(),
-                _ => Vec::new(),
-            };
+            let mut messages: Vec<Json<'_>> = view
+                .choices
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|choice| choice.message.map(Json::of))
+                .collect();
             answer.output = match messages.len() {
                 0 => None,
-                1 => messages.pop(),
-                _ => Some(Value::Array(messages)),
+                1 => messages.pop().map(Json::into_owned),
+                _ => Some(Json::array(messages)),
             };
         }
         Endpoint::Responses => {
-            if let Some(message) = body.get("error").and_then(|e| e.get("message")) {
-                answer.error = message.as_str().map(str::to_string);
-            }
-            answer.output = body.remove("output");
+            answer.error = view
+                .error
+                .and_then(|error| serde_json::from_str::<ErrorView>(error.get()).ok())
+                .and_then(|error| error.message);
+            answer.output = view.output.map(|output| Json::of(output).into_owned());
         }
         Endpoint::Embeddings => {
-            if let Some(Value::Array(data)) = body.get("data") {
+            if let Some(data) = view.data {
                 let dimensions = data
                     .first()
-                    .and_then(|first| first.get("embedding"))
-                    .and_then(Value::as_array)
-                    .map(Vec::len);
+                    .and_then(|first| first.embedding)
+                    .and_then(|embedding| {
+                        serde_json::from_str::<Vec<serde::de::IgnoredAny>>(embedding.get()).ok()
+                    })
+                    .map(|numbers| numbers.len());
                 let mut output = serde_json::Map::new();
                 output.insert("count".into(), data.len().into());
                 if let Some(dimensions) = dimensions {
                     output.insert("dimensions".into(), dimensions.into());
                 }
-                answer.output = Some(Value::Object(output));
+                answer.output = Some(Json::Parsed(Value::Object(output)));
             }
         }
     }

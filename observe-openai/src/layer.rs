@@ -158,7 +158,9 @@ where
             .get(reqwest::header::CONTENT_TYPE)
             .and_then(|value| value.to_str().ok())
             .is_some_and(|value| value.starts_with("text/event-stream"));
-    let (parts, body) = http::Response::from(response).into_parts();
+    let url = response.url().clone();
+    let (mut parts, body) = http::Response::from(response).into_parts();
+    keep_url(&mut parts, url);
     if streamed {
         let observed = ObservedBody::new(body.into_data_stream(), call);
         let body = reqwest::Body::wrap_stream(observed);
@@ -180,6 +182,17 @@ where
         parts,
         reqwest::Body::from(bytes),
     )))
+}
+
+/// Puts the response's URL back into its parts (the conversion to `http::Response` leaves it
+/// out), so that the rebuilt response has it, and reqwest need not parse a placeholder.
+fn keep_url(parts: &mut http::response::Parts, url: reqwest::Url) {
+    use reqwest::ResponseBuilderExt as _;
+    if let Ok(mut carrier) = http::Response::builder().url(url).body(()) {
+        parts
+            .extensions
+            .extend(std::mem::take(carrier.extensions_mut()));
+    }
 }
 
 /// The status message of a failed call: the server's message for an API error.

@@ -42,7 +42,9 @@
 #![forbid(unsafe_code)]
 
 mod call;
+mod chunk;
 mod endpoint;
+mod json;
 mod layer;
 mod price;
 mod stream;

@@ -12,10 +12,12 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use futures_core::Stream;
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::call::{Answer, Call};
 use crate::endpoint::Endpoint;
+use crate::json::Json;
 
 /// Cuts bytes into lines and hands on the payload of each `data:` line.
 #[derive(Debug, Default)]
@@ -26,7 +28,7 @@ struct SseLines {
 
 impl SseLines {
     fn feed(&mut self, mut chunk: &[u8], mut on_data: impl FnMut(&[u8])) {
-        while let Some(end) = chunk.iter().position(|&b| b == b'\n') {
+        while let Some(end) = memchr::memchr(b'\n', chunk) {
             let (line, rest) = chunk.split_at(end);
             chunk = &rest[1..];
             if self.partial.is_empty() {
@@ -164,6 +166,49 @@ struct ChatState {
 
 impl ChatState {
     fn event(&mut self, data: &[u8]) {
+        match crate::chunk::scan(data) {
+            Some(scanned) => self.scanned(scanned),
+            None => self.parsed(data),
+        }
+    }
+
+    /// A chunk the scan read (no tool-call deltas).
+    fn scanned(&mut self, chunk: crate::chunk::Scanned<'_>) {
+        if let Some(error) = chunk.error {
+            if let Ok(error) = serde_json::from_slice::<Value>(error) {
+                self.error = Some(error_message(&error));
+            }
+        }
+        if self.model.is_none() {
+            self.model = chunk.model.map(Cow::into_owned);
+        }
+        if let Some(usage) = chunk.usage.and_then(|u| serde_json::from_slice(u).ok()) {
+            self.usage = Some(usage);
+        }
+        for choice in chunk.choices.into_iter().flatten() {
+            let message = self.message(choice.index);
+            if let Some(role) = choice.role {
+                message.role.get_or_insert_with(|| role.into_owned());
+            }
+            if let Some(content) = choice.content {
+                message.content.push_str(&content);
+            }
+            if let Some(refusal) = choice.refusal {
+                message.refusal.push_str(&refusal);
+            }
+        }
+    }
+
+    /// The message of choice `index`, made when it is the first delta of that choice.
+    fn message(&mut self, index: usize) -> &mut Message {
+        if self.choices.len() <= index {
+            self.choices.resize_with(index + 1, Message::default);
+        }
+        &mut self.choices[index]
+    }
+
+    /// A chunk the scan left to the typed parse.
+    fn parsed(&mut self, data: &[u8]) {
         let Ok(chunk) = serde_json::from_slice::<ChatChunk<'_>>(data) else {
             return;
         };
@@ -178,10 +223,7 @@ impl ChatState {
         }
         for choice in chunk.choices {
             let Some(delta) = choice.delta else { continue };
-            if self.choices.len() <= choice.index {
-                self.choices.resize_with(choice.index + 1, Message::default);
-            }
-            let message = &mut self.choices[choice.index];
+            let message = self.message(choice.index);
             if let Some(role) = delta.role {
                 message.role.get_or_insert_with(|| role.into_owned());
             }
@@ -219,10 +261,10 @@ impl ChatState {
     fn answer(self) -> Answer {
         let output = match self.choices.len() {
             0 => None,
-            1 => Some(self.choices[0].to_value()),
-            _ => Some(Value::Array(
+            1 => Some(Json::Parsed(self.choices[0].to_value())),
+            _ => Some(Json::Parsed(Value::Array(
                 self.choices.iter().map(Message::to_value).collect(),
-            )),
+            ))),
         };
         Answer {
             model: self.model,
@@ -240,8 +282,8 @@ struct ResponseEvent<'a> {
     kind: Cow<'a, str>,
     #[serde(borrow, default)]
     delta: Option<Cow<'a, str>>,
-    #[serde(default)]
-    response: Option<Value>,
+    #[serde(borrow, default)]
+    response: Option<&'a RawValue>,
     #[serde(default)]
     message: Option<String>,
 }
@@ -251,7 +293,7 @@ struct ResponseEvent<'a> {
 struct ResponsesState {
     text: String,
     /// The response of the final event (`response.completed`, `.incomplete` or `.failed`).
-    last: Option<Value>,
+    last: Option<Box<RawValue>>,
     error: Option<String>,
 }
 
@@ -269,7 +311,7 @@ impl ResponsesState {
                 false
             }
             "response.completed" | "response.incomplete" | "response.failed" => {
-                self.last = event.response;
+                self.last = event.response.map(RawValue::to_owned);
                 true
             }
             "error" => {
@@ -283,12 +325,13 @@ impl ResponsesState {
     fn answer(self) -> Answer {
         match self.last {
             Some(response) => {
-                let mut answer = crate::call::read_answer(Endpoint::Responses, response);
+                let mut answer =
+                    crate::call::read_answer(Endpoint::Responses, response.get().as_bytes());
                 answer.error = answer.error.or(self.error);
                 answer
             }
             None => Answer {
-                output: (!self.text.is_empty()).then_some(Value::String(self.text)),
+                output: (!self.text.is_empty()).then_some(Json::Parsed(Value::String(self.text))),
                 error: self.error,
                 ..Answer::default()
             },
@@ -491,11 +534,9 @@ mod tests {
         let answer = chat.answer();
         assert_eq!(answer.model.as_deref(), Some("m-1"));
         assert_eq!(
-            answer.output,
-            Some(
-                json!({"role": "assistant", "content": "Hello", "tool_calls": [
+            serde_json::to_value(answer.output).unwrap(),
+            json!({"role": "assistant", "content": "Hello", "tool_calls": [
                 {"id": "call_1", "type": "function", "function": {"name": "get", "arguments": "{\"q\":1}"}}]})
-            )
         );
         assert_eq!(
             answer.usage,

@@ -14,6 +14,7 @@ use tracing_core::{Event, Metadata, Subscriber};
 use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::registry::{LookupSpan, SpanRef};
 
+use super::closed::ClosedSpans;
 use super::fields::Fields;
 use super::mapping::{self, Severity};
 use crate::gate;
@@ -50,6 +51,9 @@ pub struct TracingLayer {
     /// Another bridge layer is below this one in the same subscriber: that one records the
     /// events (spans are recorded by the first layer that sees them).
     duplicate: bool,
+    /// The spans this layer closed lately, for a `follows_from` that names one of them; a
+    /// table of its own in each subscriber (their span ids are not unique across them).
+    closed: Arc<ClosedSpans>,
 }
 
 /// A layer for `tracing_subscriber` that sends `tracing` spans to Langfuse as observations of
@@ -201,6 +205,7 @@ where
         // SAFETY: the pointer is only tested for presence, never dereferenced.
         let below = unsafe { subscriber.downcast_raw(std::any::TypeId::of::<TracingLayer>()) };
         self.duplicate = below.is_some();
+        self.closed = Arc::default();
     }
 
     fn on_new_span(&self, attributes: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
@@ -316,6 +321,8 @@ where
         let Some(bridged) = span.extensions_mut().remove::<Bridged>() else {
             return;
         };
+        self.closed
+            .remember(id.into_u64(), bridged.trace.trace_id, bridged.span_id);
         let Bridged {
             trace,
             span_id,
@@ -360,11 +367,15 @@ where
     }
 
     fn on_follows_from(&self, id: &Id, follows: &Id, ctx: Context<'_, S>) {
-        let Some(other) = ctx.span(follows).and_then(|span| {
-            span.extensions()
+        // A span that has closed is no longer in the registry: its observation is remembered.
+        let other = match ctx.span(follows) {
+            Some(span) => span
+                .extensions()
                 .get::<Bridged>()
-                .map(|b| (b.trace.trace_id, b.span_id))
-        }) else {
+                .map(|b| (b.trace.trace_id, b.span_id)),
+            None => self.closed.find(follows.into_u64()),
+        };
+        let Some(other) = other else {
             return;
         };
         let Some(span) = ctx.span(id) else {

@@ -4,6 +4,7 @@
 //! apply to them as to any observation. Imports the local layer, the gate and below; never the
 //! lifecycle.
 
+mod closed;
 mod fields;
 mod layer;
 mod mapping;
