@@ -978,8 +978,6 @@ async fn a_trace_wide_prompt_link_reaches_the_generation() {
     );
 }
 
-const CAPTURE_TEST: &str = "capture_off_keeps_messages_and_answers_out";
-
 #[test]
 fn capture_off_keeps_messages_and_answers_out() {
     if support::child_mode().as_deref() == Some("capture-off") {
@@ -1023,8 +1021,7 @@ fn capture_off_keeps_messages_and_answers_out() {
         );
         return;
     }
-    let child = support::run_child(
-        CAPTURE_TEST,
+    let child = child_test!(
         "capture-off",
         &[("LANGFUSE_OBSERVE_DECORATOR_IO_CAPTURE_ENABLED", "false")],
         Duration::from_secs(60),

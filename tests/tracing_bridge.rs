@@ -22,7 +22,7 @@ use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::Layer as _;
 
-use support::{by_name, child_mode, run_child, FakeLangfuse, ReceivedSpan};
+use support::{by_name, child_mode, FakeLangfuse, ReceivedSpan};
 
 const PUBLIC_KEY: &str = "pk-lf-bridge";
 const SECRET_KEY: &str = "sk-lf-bridge";
@@ -940,13 +940,6 @@ fn client_from_env() -> (FakeLangfuse, FlushGuard) {
     (server, guard)
 }
 
-/// Runs the test `name` again in a child process in `mode` with `env`; fails unless it passes.
-fn in_child(name: &str, mode: &str, env: &[(&str, &str)]) {
-    run_child(name, mode, env, CHILD_TIMEOUT).assert_success();
-}
-
-const CAPTURE_TEST: &str = "capture_off_keeps_mapped_input_and_output_out";
-
 #[test]
 fn capture_off_keeps_mapped_input_and_output_out() {
     if child_mode().as_deref() == Some("capture-off") {
@@ -983,14 +976,13 @@ fn capture_off_keeps_mapped_input_and_output_out() {
         );
         return;
     }
-    in_child(
-        CAPTURE_TEST,
+    child_test!(
         "capture-off",
         &[("LANGFUSE_OBSERVE_DECORATOR_IO_CAPTURE_ENABLED", "false")],
-    );
+        CHILD_TIMEOUT
+    )
+    .assert_success();
 }
-
-const SAMPLING_TEST: &str = "a_sampled_out_trace_sends_nothing_of_its_spans_or_observations";
 
 #[test]
 fn a_sampled_out_trace_sends_nothing_of_its_spans_or_observations() {
@@ -1008,11 +1000,12 @@ fn a_sampled_out_trace_sends_nothing_of_its_spans_or_observations() {
         assert_eq!(report.stats.spans_created, 0, "{report:?}");
         return;
     }
-    in_child(
-        SAMPLING_TEST,
+    child_test!(
         "sampled-out",
         &[("LANGFUSE_SAMPLE_RATE", "0")],
-    );
+        CHILD_TIMEOUT
+    )
+    .assert_success();
 }
 
 /// An observation that hands out a `tracing` span made inside it, to end after it.
@@ -1020,8 +1013,6 @@ fn a_sampled_out_trace_sends_nothing_of_its_spans_or_observations() {
 fn dispatch() -> tracing::Span {
     tracing::info_span!("job")
 }
-
-const PRESSURE_TEST: &str = "under_a_full_queue_a_parent_of_a_tracing_span_is_kept";
 
 #[test]
 fn under_a_full_queue_a_parent_of_a_tracing_span_is_kept() {
@@ -1056,10 +1047,8 @@ fn under_a_full_queue_a_parent_of_a_tracing_span_is_kept() {
         );
         return;
     }
-    in_child(PRESSURE_TEST, "pressure", &[]);
+    child_test!("pressure", &[], CHILD_TIMEOUT).assert_success();
 }
-
-const GLOBAL_TEST: &str = "a_global_subscriber_without_filter_records_nothing_of_the_exporter";
 
 #[test]
 fn a_global_subscriber_without_filter_records_nothing_of_the_exporter() {
@@ -1090,7 +1079,7 @@ fn a_global_subscriber_without_filter_records_nothing_of_the_exporter() {
         );
         return;
     }
-    in_child(GLOBAL_TEST, "global", &[]);
+    child_test!("global", &[], CHILD_TIMEOUT).assert_success();
 }
 
 // --------------------------------------------------------------------------- the example
