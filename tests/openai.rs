@@ -30,8 +30,7 @@ use tracing_subscriber::layer::SubscriberExt as _;
 use support::openai::{FakeOpenAi, Reply};
 use support::{by_name, FakeLangfuse, ReceivedSpan};
 
-const PUBLIC_KEY: &str = "pk-lf-openai";
-const SECRET_KEY: &str = "sk-lf-openai";
+use support::sdk::{PUBLIC_KEY, SECRET_KEY};
 const WAIT: Duration = Duration::from_secs(10);
 const STEP: Duration = Duration::from_millis(20);
 /// The field limit of the binary's client, in bytes.
@@ -42,15 +41,7 @@ fn server() -> &'static FakeLangfuse {
     &CLIENT
         .get_or_init(|| {
             let server = FakeLangfuse::start(PUBLIC_KEY, SECRET_KEY);
-            let guard = Config::default()
-                .public_key(PUBLIC_KEY)
-                .secret_key(SECRET_KEY)
-                .base_url(server.base_url())
-                .flush_at(512)
-                .flush_interval(Duration::from_secs(60))
-                .timeout(Duration::from_secs(5))
-                .shutdown_timeout(Duration::from_secs(10))
-                .debug(false)
+            let guard = support::sdk::config_for(&server)
                 .max_field_bytes(FIELD_LIMIT)
                 .mask(redact_live_keys)
                 .init()

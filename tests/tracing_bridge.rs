@@ -24,23 +24,14 @@ use tracing_subscriber::Layer as _;
 
 use support::{by_name, child_mode, FakeLangfuse, ReceivedSpan};
 
-const PUBLIC_KEY: &str = "pk-lf-bridge";
-const SECRET_KEY: &str = "sk-lf-bridge";
+use support::sdk::{PUBLIC_KEY, SECRET_KEY};
 const WAIT: Duration = Duration::from_secs(10);
 const CHILD_TIMEOUT: Duration = Duration::from_secs(60);
 /// The field limit of the binary's client, in bytes.
 const FIELD_LIMIT: usize = 1000;
 
 fn config(server: &FakeLangfuse) -> Config {
-    Config::default()
-        .public_key(PUBLIC_KEY)
-        .secret_key(SECRET_KEY)
-        .base_url(server.base_url())
-        .flush_at(512)
-        .flush_interval(Duration::from_secs(60))
-        .timeout(Duration::from_secs(5))
-        .shutdown_timeout(Duration::from_secs(10))
-        .debug(false)
+    support::sdk::config_for(server)
 }
 
 /// The binary's server and client: capture on, a mask that redacts live keys, a field limit of
