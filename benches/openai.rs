@@ -2,16 +2,19 @@
 //! both against an OpenAI-compatible server in this benchmark on 127.0.0.1 (keep-alive, one
 //! thread per connection): a non-streamed chat completion per call, and a streamed one of
 //! `CHUNKS` chunks (throughput in chunks, so criterion's time is per chunk). The observed client
-//! records into the in-memory exporter, cleared after each sample; capture on (input and output
-//! serialized).
+//! exports as an application's does: the exporter thread encodes the generations and sends them
+//! over OTLP/HTTP to the same server, which decodes them with `opentelemetry-proto` and counts
+//! them; capture on (input and output serialized). `openai/layer/*` measure the layer alone: its
+//! service over one that answers at once, without a network.
 //!
 //! `cargo bench --bench openai` (`cargo bench --bench openai -- nomatch`: only the paired part)
 //!
-//! After each case a `delivered` line gives the calls made, the generations recorded, the
-//! server's requests and the connections it accepted, so a case that recorded nothing (or called
-//! nothing, or opened a connection per call) would show. Then `paired` lines: blocks with and
-//! without the layer one after the other, the differences in wall time, the process's CPU time
-//! and this thread's CPU time.
+//! After each case a `delivered` line gives the calls made, the generations the server received,
+//! the server's chat requests and the connections it accepted, so a case that recorded nothing
+//! (or called nothing, or opened a connection per call) would show. Then `paired` lines: blocks
+//! with and without the layer one after the other, the differences in wall time, the process's
+//! CPU time (the exporter's and the server's included, the decoding of the exports too) and this
+//! thread's CPU time.
 
 use std::hint::black_box;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -23,12 +26,17 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use futures::StreamExt as _;
 use observe_openai::async_openai::config::OpenAIConfig;
+use observe_openai::async_openai::error::OpenAIError;
+use observe_openai::async_openai::middleware::HttpRequestFactory;
 use observe_openai::async_openai::middleware::{retry::OpenAIRetryLayer, ReqwestService};
 use observe_openai::async_openai::types::chat::CreateChatCompletionRequest;
 use observe_openai::async_openai::Client;
 use observe_openai::ObserveLayer;
-use observe_runtime::{Config, Exporter, MemoryExporter};
+use observe_runtime::Config;
 use serde_json::json;
+
+/// Rounds of the paired blocks (the medians are taken over them).
+const ROUNDS: usize = 31;
 
 /// Chunks in one streamed answer.
 const CHUNKS: u64 = 500;
@@ -74,6 +82,34 @@ fn stream_body() -> Vec<u8> {
 
 /// Connections the server accepted (a client that reuses its connections opens few).
 static CONNECTIONS: AtomicU64 = AtomicU64::new(0);
+/// Spans the server received from the exporter, decoded with `opentelemetry-proto`.
+static SPANS_RECEIVED: AtomicU64 = AtomicU64::new(0);
+
+/// The spans in one OTLP export body (gzip or not); 0 when it does not decode.
+fn count_spans(body: &[u8], gzip: bool) -> u64 {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use prost::Message as _;
+    let mut plain = Vec::new();
+    let bytes = if gzip {
+        if flate2::read::MultiGzDecoder::new(body)
+            .read_to_end(&mut plain)
+            .is_err()
+        {
+            return 0;
+        }
+        &plain[..]
+    } else {
+        body
+    };
+    ExportTraceServiceRequest::decode(bytes).map_or(0, |export| {
+        export
+            .resource_spans
+            .iter()
+            .flat_map(|resource| &resource.scope_spans)
+            .map(|scope| scope.spans.len() as u64)
+            .sum()
+    })
+}
 
 /// Starts the server; returns its API base and its request counter.
 fn start_server() -> (String, Arc<AtomicU64>) {
@@ -100,10 +136,12 @@ fn serve(connection: TcpStream, requests: &AtomicU64, answer: &str, stream: &[u8
     let mut out = connection;
     loop {
         let mut length = 0usize;
+        let mut gzip = false;
         let mut line = String::new();
         if reader.read_line(&mut line).unwrap_or(0) == 0 {
             return;
         }
+        let otlp = line.contains("/otel/");
         loop {
             line.clear();
             if reader.read_line(&mut line).unwrap_or(0) == 0 {
@@ -117,11 +155,24 @@ fn serve(connection: TcpStream, requests: &AtomicU64, answer: &str, stream: &[u8
                 if name.eq_ignore_ascii_case("content-length") {
                     length = value.trim().parse().unwrap_or(0);
                 }
+                if name.eq_ignore_ascii_case("content-encoding") {
+                    gzip = value.trim().eq_ignore_ascii_case("gzip");
+                }
             }
         }
         let mut body = vec![0; length];
         if reader.read_exact(&mut body).is_err() {
             return;
+        }
+        if otlp {
+            SPANS_RECEIVED.fetch_add(count_spans(&body, gzip), Ordering::Relaxed);
+            let answered = out.write_all(
+                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}",
+            );
+            if answered.is_err() {
+                return;
+            }
+            continue;
         }
         requests.fetch_add(1, Ordering::Relaxed);
         let streamed = body.windows(13).any(|w| w == b"\"stream\":true");
@@ -177,13 +228,20 @@ async fn stream(client: &Client<OpenAIConfig>) {
     assert_eq!(chunks, CHUNKS + 1, "the deltas and the usage chunk");
 }
 
-fn openai(c: &mut Criterion) {
-    let memory = MemoryExporter::new();
-    let _guard = Config::default()
-        .exporter(Exporter::Memory(memory.clone()))
+/// A client exporting to the benchmark's server (`base`, the server's root), as an application
+/// runs it: the exporter thread encodes and sends.
+fn observe_client(base: &str) -> observe_runtime::FlushGuard {
+    Config::default()
+        .public_key("pk-lf-bench")
+        .secret_key("sk-lf-bench")
+        .base_url(base)
         .init()
-        .expect("init");
+        .expect("init")
+}
+
+fn openai(c: &mut Criterion) {
     let (api_base, requests) = start_server();
+    let _guard = observe_client(api_base.trim_end_matches("/v1"));
     let config = OpenAIConfig::new()
         .with_api_base(api_base)
         .with_api_key("sk-bench");
@@ -214,7 +272,7 @@ fn openai(c: &mut Criterion) {
         for (name, client) in [("plain", &plain), ("observed", &observed)] {
             let id = format!("{case}/{name}");
             let calls = AtomicU64::new(0);
-            let recorded = AtomicU64::new(0);
+            let received = SPANS_RECEIVED.load(Ordering::Relaxed);
             let before = requests.load(Ordering::Relaxed);
             let connections = CONNECTIONS.load(Ordering::Relaxed);
             let started = Instant::now();
@@ -233,16 +291,14 @@ fn openai(c: &mut Criterion) {
                     });
                     calls.fetch_add(iterations, Ordering::Relaxed);
                     observe_runtime::flush().expect("flush");
-                    recorded.fetch_add(memory.spans().len() as u64, Ordering::Relaxed);
-                    memory.clear();
                     elapsed
                 })
             });
             eprintln!(
-                "delivered {id}: {} calls, {} generations recorded, {} requests answered on {} \
+                "delivered {id}: {} calls, {} generations received, {} requests answered on {} \
                  connections, {:.1} s",
                 calls.load(Ordering::Relaxed),
-                recorded.load(Ordering::Relaxed),
+                SPANS_RECEIVED.load(Ordering::Relaxed) - received,
                 requests.load(Ordering::Relaxed) - before,
                 CONNECTIONS.load(Ordering::Relaxed) - connections,
                 started.elapsed().as_secs_f64()
@@ -259,7 +315,7 @@ fn openai(c: &mut Criterion) {
     for (case, streamed, block) in [("call", false, 400u32), ("stream", true, 20u32)] {
         let mut differences = [Vec::new(), Vec::new(), Vec::new()];
         let mut plain_times = [Vec::new(), Vec::new(), Vec::new()];
-        for _ in 0..15 {
+        for _ in 0..ROUNDS {
             let time = |client: &Client<OpenAIConfig>| {
                 runtime.block_on(async {
                     let started = (Instant::now(), cpu_time(PROCESS), cpu_time(THREAD));
@@ -280,13 +336,21 @@ fn openai(c: &mut Criterion) {
                     ]
                 })
             };
-            let plain_time = time(&plain);
-            let observed_time = time(&observed);
+            let only = std::env::var("ONLY").unwrap_or_default();
+            let plain_time = if only == "observed" {
+                time(&observed)
+            } else {
+                time(&plain)
+            };
+            let observed_time = if only == "plain" {
+                time(&plain)
+            } else {
+                time(&observed)
+            };
             for i in 0..3 {
                 differences[i].push(observed_time[i] - plain_time[i]);
                 plain_times[i].push(plain_time[i]);
             }
-            memory.clear();
         }
         let median = |values: &mut Vec<f64>| {
             values.sort_by(f64::total_cmp);
@@ -327,9 +391,108 @@ fn cpu_time(clock: libc::clockid_t) -> f64 {
     now.tv_sec as f64 + now.tv_nsec as f64 * 1e-9
 }
 
+/// A service that answers every request at once with the prepared answer, without a network:
+/// the layer's own cost is the difference with and without it around this service.
+#[derive(Clone)]
+struct Canned(Arc<String>);
+
+impl tower::Service<HttpRequestFactory> for Canned {
+    type Response = reqwest::Response;
+    type Error = OpenAIError;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<reqwest::Response, OpenAIError>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), OpenAIError>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, factory: HttpRequestFactory) -> Self::Future {
+        let answer = (*self.0).clone();
+        Box::pin(async move {
+            black_box(factory.build().await?);
+            let response = http::Response::builder()
+                .status(200)
+                .header("content-type", "application/json")
+                .body(reqwest::Body::from(answer))
+                .expect("a response");
+            Ok(reqwest::Response::from(response))
+        })
+    }
+}
+
+fn layer_alone(c: &mut Criterion) {
+    let (api_base, _) = start_server();
+    let _guard = observe_client(api_base.trim_end_matches("/v1"));
+    let http = reqwest::Client::new();
+    let body = serde_json::to_vec(&request(false)).expect("a body");
+    let factory = HttpRequestFactory::new(move || {
+        let request = http
+            .post("http://127.0.0.1:1/v1/chat/completions")
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .build()
+            .map_err(OpenAIError::Reqwest);
+        async move { request }
+    });
+    let canned = Canned(Arc::new(answer()));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let mut group = c.benchmark_group("openai/layer");
+    let calls = AtomicU64::new(0);
+    let received = SPANS_RECEIVED.load(Ordering::Relaxed);
+    for observed in [false, true] {
+        let name = if observed { "with" } else { "without" };
+        group.bench_function(name, |b| {
+            b.iter_custom(|iterations| {
+                // Blocks of calls, each followed by a flush outside the time measured, so that
+                // the exporter keeps up and every generation is delivered (none dropped).
+                let mut elapsed = Duration::ZERO;
+                let mut left = iterations;
+                while left > 0 {
+                    let block = left.min(1000);
+                    left -= block;
+                    elapsed += runtime.block_on(async {
+                        use tower::{Layer as _, Service as _};
+                        let mut plain = canned.clone();
+                        let mut layered = ObserveLayer::new().layer(canned.clone());
+                        let started = Instant::now();
+                        for _ in 0..block {
+                            let response = if observed {
+                                layered.call(factory.clone()).await
+                            } else {
+                                plain.call(factory.clone()).await
+                            };
+                            let bytes = response.expect("a response").bytes().await;
+                            black_box(bytes.expect("a body"));
+                        }
+                        started.elapsed()
+                    });
+                    observe_runtime::flush().expect("flush");
+                }
+                if observed {
+                    calls.fetch_add(iterations, Ordering::Relaxed);
+                }
+                elapsed
+            })
+        });
+    }
+    group.finish();
+    eprintln!(
+        "delivered layer/with: {} calls, {} generations received",
+        calls.load(Ordering::Relaxed),
+        SPANS_RECEIVED.load(Ordering::Relaxed) - received
+    );
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().measurement_time(Duration::from_secs(5));
-    targets = openai
+    targets = layer_alone, openai
 }
 criterion_main!(benches);

@@ -1024,3 +1024,48 @@ fn capture_off_keeps_messages_and_answers_out() {
         child.stdout
     );
 }
+
+#[observe(name = "impatient")]
+async fn ask_impatiently(client: &Client<OpenAIConfig>) -> (bool, String) {
+    let request = chat_request(json!({
+        "model": "gpt-4o-mini", "temperature": 0.1,
+        "messages": [{"role": "user", "content": "Still there?"}]
+    }));
+    let chat = client.chat();
+    let timed_out = tokio::time::timeout(Duration::from_millis(200), chat.create(request))
+        .await
+        .is_err();
+    (timed_out, trace_here())
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_call_cancelled_before_its_answer_keeps_its_request() {
+    // A server that takes the connection and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let _ = server();
+    let client = observe_openai::client(
+        OpenAIConfig::new()
+            .with_api_base(format!("http://{}/v1", silent.local_addr().unwrap()))
+            .with_api_key("sk-test"),
+    );
+    let (timed_out, trace) = ask_impatiently(&client).await;
+    assert!(timed_out, "the call was cancelled by the timeout");
+    let spans = received(&trace, 2);
+    let generation = by_name(&spans, "OpenAI-generation");
+    assert_eq!(
+        generation.parent_span_id(),
+        by_name(&spans, "impatient").span_id()
+    );
+    assert_eq!(
+        observation(generation),
+        expect(&[
+            ("type", json!("generation")),
+            ("model.name", json!("gpt-4o-mini")),
+            ("model.parameters", json!({"temperature": 0.1})),
+            (
+                "input",
+                json!([{"role": "user", "content": "Still there?"}])
+            ),
+        ])
+    );
+}

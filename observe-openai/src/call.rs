@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use observe_runtime::{current_observation, span, DetachedSpan, Level, ObservationType, Usage};
+use bytes::Bytes;
+use observe_runtime::{span, DetachedSpan, Level, ObservationFields, ObservationType, Usage};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
@@ -37,17 +38,36 @@ pub(crate) struct Answer {
 pub(crate) struct Call {
     generation: DetachedSpan,
     endpoint: Endpoint,
+    /// The request body, read when the generation is filled in; `None` once the fill is set,
+    /// or when the request was recorded at once.
+    request: Option<Bytes>,
+    /// The request's model, when the request was recorded at once (else the fill reads it).
     request_model: Option<String>,
     options: Arc<Options>,
     attempts: Arc<AtomicU32>,
+    /// The fill is set (the call ended).
+    ended: bool,
+}
+
+/// How a call ended, as the fill records it.
+enum Ending {
+    /// The call was dropped before it ended (the caller's future cancelled).
+    Dropped,
+    /// A complete JSON answer, to read.
+    Body(Vec<u8>),
+    /// An answer already read (a stream's), and a warning for a stream dropped early.
+    Answer(Answer, Option<String>),
 }
 
 impl Call {
-    /// Opens the generation (under what is current) and records the request; `None` when the
-    /// trace is not recorded.
+    /// Opens the generation (under what is current); `None` when the trace is not recorded.
+    ///
+    /// The request is read later, on the exporter's thread, when its body is within the field
+    /// limit (the body is shared with the request, not copied); a larger one is read now, so
+    /// that no more than a field's worth waits for export.
     pub(crate) fn open(
         endpoint: Endpoint,
-        body: Option<&[u8]>,
+        body: Option<Bytes>,
         options: Arc<Options>,
         attempts: Arc<AtomicU32>,
     ) -> Option<Call> {
@@ -55,40 +75,32 @@ impl Call {
             Endpoint::Embeddings => ObservationType::Embedding,
             Endpoint::Chat | Endpoint::Responses => ObservationType::Generation,
         };
-        let mut generation = span(endpoint.observation_name())
+        let generation = span(endpoint.observation_name())
             .as_type(kind)
             .start_detached();
         if !generation.is_recording() {
             return None;
         }
-        let facts = body
-            .and_then(|body| RequestFacts::read(endpoint, body))
-            .unwrap_or_default();
-        let captures = generation.captures_io();
-        generation.in_scope(|| {
-            let observation = current_observation();
-            if let Some(model) = &facts.model {
-                observation.model(model.as_str());
-            }
-            if !facts.parameters.is_empty() {
-                observation.model_parameters(&facts.parameters);
-            }
-            if captures {
-                if let Some(input) = &facts.input {
-                    observation.input(input);
-                }
-            }
-            for (name, value) in &facts.tools {
-                observation.metadata(*name, value);
-            }
-        });
-        Some(Call {
-            generation,
+        let mut call = Call {
             endpoint,
-            request_model: facts.model,
+            request: None,
+            request_model: None,
             options,
             attempts,
-        })
+            generation,
+            ended: false,
+        };
+        match body {
+            Some(body) if body.len() <= call.generation.field_limit() => call.request = Some(body),
+            Some(body) => {
+                let captures = call.generation.captures_io();
+                call.generation.record(|fields| {
+                    call.request_model = record_request(fields, endpoint, &body, captures);
+                });
+            }
+            None => {}
+        }
+        Some(call)
     }
 
     pub(crate) fn endpoint(&self) -> Endpoint {
@@ -97,20 +109,18 @@ impl Call {
 
     /// Notes the time the first streamed chunk arrived.
     pub(crate) fn first_chunk(&mut self, at: SystemTime) {
-        self.generation.in_scope(|| {
-            current_observation().completion_start_time(at);
+        self.generation.record(|fields| {
+            fields.completion_start_time(at);
         });
     }
 
     /// The call failed before an answer (a connection error, an error the retry layer gave up
     /// on).
     pub(crate) fn failed(mut self, message: String) {
-        self.note_retries();
-        self.generation.in_scope(|| {
-            current_observation()
-                .level(Level::Error)
-                .status_message(message);
+        self.generation.record(|fields| {
+            fields.level(Level::Error).status_message(message);
         });
+        self.end(Ending::Dropped);
     }
 
     /// The server answered with an error status.
@@ -126,60 +136,123 @@ impl Call {
         self.failed(format!("HTTP {}: {message}", status.as_u16()));
     }
 
-    /// A complete JSON answer.
+    /// A complete JSON answer: read with the request on the exporter's thread when it is within
+    /// the field limit (copied, so that no buffer of the HTTP client is held), else now.
     pub(crate) fn answered(self, body: &[u8]) {
-        let answer = read_answer(self.endpoint, body);
-        self.finish(answer, None);
+        if body.len() <= self.generation.field_limit() {
+            self.end(Ending::Body(body.to_vec()));
+        } else {
+            let answer = read_answer(self.endpoint, body);
+            self.end(Ending::Answer(answer, None));
+        }
     }
 
     /// Ends the generation with what the answer said; `warning` marks a stream dropped early.
-    pub(crate) fn finish(mut self, answer: Answer, warning: Option<String>) {
-        self.note_retries();
-        let captures = self.generation.captures_io();
-        let model = answer.model.or_else(|| self.request_model.take());
-        let usage = answer.usage.as_ref().map(Usage::from_value);
-        let price = model
-            .as_deref()
-            .and_then(|model| self.options.prices.get(model))
-            .or_else(|| {
-                self.request_model
-                    .as_deref()
-                    .and_then(|model| self.options.prices.get(model))
-            });
-        let cost = price
-            .zip(usage.as_ref())
-            .map(|(price, usage)| price.cost(usage));
-        self.generation.in_scope(|| {
-            let observation = current_observation();
-            if let Some(model) = model {
-                observation.model(model);
-            }
-            if let Some(usage) = usage {
-                observation.usage(usage);
-            }
-            if let Some(cost) = cost {
-                observation.cost(cost);
-            }
-            if captures {
-                if let Some(output) = &answer.output {
-                    observation.output(output);
-                }
-            }
-            if let Some(error) = answer.error {
-                observation.level(Level::Error).status_message(error);
-            } else if let Some(warning) = warning {
-                observation.level(Level::Warning).status_message(warning);
-            }
-        });
+    pub(crate) fn finish(self, answer: Answer, warning: Option<String>) {
+        self.end(Ending::Answer(answer, warning));
     }
 
-    fn note_retries(&mut self) {
+    /// Sets the fill that records the request and the ending; the generation ends when `self`
+    /// drops, right after.
+    fn end(mut self, ending: Ending) {
+        self.fill(ending);
+    }
+
+    fn fill(&mut self, ending: Ending) {
+        self.ended = true;
         let retries = self.attempts.load(Ordering::Relaxed).saturating_sub(1);
-        if retries > 0 {
-            self.generation.in_scope(|| {
-                current_observation().metadata("retries", retries);
-            });
+        let request = self.request.take();
+        let mut request_model = self.request_model.take();
+        let endpoint = self.endpoint;
+        let options = self.options.clone();
+        let captures = self.generation.captures_io();
+        self.generation.defer(move |fields| {
+            if retries > 0 {
+                fields.metadata("retries", retries);
+            }
+            if let Some(body) = request {
+                request_model = record_request(fields, endpoint, &body, captures);
+            }
+            let answer = match ending {
+                Ending::Dropped => return,
+                Ending::Body(body) => read_answer(endpoint, &body),
+                Ending::Answer(answer, warning) => {
+                    if let Some(warning) = warning {
+                        if answer.error.is_none() {
+                            fields.level(Level::Warning).status_message(warning);
+                        }
+                    }
+                    answer
+                }
+            };
+            record_answer(fields, answer, request_model, &options, captures);
+        });
+    }
+}
+
+impl Drop for Call {
+    /// A call dropped before it ended (its future cancelled) still records its request.
+    fn drop(&mut self) {
+        if !self.ended {
+            self.fill(Ending::Dropped);
         }
+    }
+}
+
+/// Records what the request says; returns its model.
+fn record_request(
+    fields: &mut ObservationFields<'_>,
+    endpoint: Endpoint,
+    body: &[u8],
+    captures: bool,
+) -> Option<String> {
+    let facts = RequestFacts::read(endpoint, body)?;
+    if let Some(model) = &facts.model {
+        fields.model(model.as_str());
+    }
+    if !facts.parameters.is_empty() {
+        fields.model_parameters(&facts.parameters);
+    }
+    if captures {
+        if let Some(input) = &facts.input {
+            fields.input(input);
+        }
+    }
+    for (name, value) in &facts.tools {
+        fields.metadata(*name, value);
+    }
+    facts.model
+}
+
+/// Records what the answer says: its model (else the request's), usage, cost, output and error.
+fn record_answer(
+    fields: &mut ObservationFields<'_>,
+    answer: Answer,
+    request_model: Option<String>,
+    options: &Options,
+    captures: bool,
+) {
+    let usage = answer.usage.as_ref().map(Usage::from_value);
+    let price = [answer.model.as_deref(), request_model.as_deref()]
+        .into_iter()
+        .flatten()
+        .find_map(|model| options.prices.get(model));
+    if let Some(model) = answer.model.or(request_model) {
+        fields.model(model);
+    }
+    if let (Some(price), Some(usage)) = (price, &usage) {
+        fields.cost(price.cost(usage));
+    }
+    if let Some(usage) = usage {
+        fields.usage(usage);
+    }
+    if captures {
+        if let Some(output) = &answer.output {
+            fields.output(output);
+        }
+    }
+    if let Some(error) = answer.error {
+        fields.level(Level::Error).status_message(error);
     }
 }
 

@@ -124,13 +124,13 @@ where
     S: tower::Service<HttpRequestFactory, Response = Response>,
     S::Error: Into<OpenAIError>,
 {
-    let first = factory.build().await?;
+    let mut first = factory.build().await?;
     let Some(endpoint) = Endpoint::of(first.method(), first.url().path()) else {
         let replay = replay(factory, first, None, Arc::default());
         return inner.call(replay).await.map_err(Into::into);
     };
-    let body = first.body().and_then(reqwest::Body::as_bytes);
-    let replacement = match (endpoint, options.include_usage, body) {
+    let body = shared_body(&mut first).await;
+    let replacement = match (endpoint, options.include_usage, &body) {
         (Endpoint::Chat, true, Some(body)) => with_usage_requested(body).map(Bytes::from),
         _ => None,
     };
@@ -182,6 +182,22 @@ where
         parts,
         reqwest::Body::from(bytes),
     )))
+}
+
+/// The request's body as shared bytes, put back into the request (not copied: a body built
+/// from bytes gives them up as one frame, and a body made of them again shares them); `None`
+/// for a streamed body, which is left as it is.
+async fn shared_body(request: &mut Request) -> Option<Bytes> {
+    request.body()?.as_bytes()?;
+    let body = request.body_mut().take()?;
+    match body.collect().await {
+        Ok(collected) => {
+            let bytes = collected.to_bytes();
+            *request.body_mut() = Some(reqwest::Body::from(bytes.clone()));
+            Some(bytes)
+        }
+        Err(_) => None,
+    }
 }
 
 /// Puts the response's URL back into its parts (the conversion to `http::Response` leaves it

@@ -35,7 +35,9 @@
 //! The generation opens when the call is first polled, under what is current then (an
 //! `#[observe]` function, a manual span, a bridged `tracing` span), or starts a trace. A
 //! streamed answer is passed through unchanged and read on the side; the generation ends with
-//! the stream (`data: [DONE]`, the end of the body, or the Responses API's final event). Capture
+//! the stream (`data: [DONE]`, the end of the body, or the Responses API's final event). A
+//! request and a complete answer within the field limit are read on the exporter's thread, after
+//! the call (see `DetachedSpan::defer`): the calling task only hands their bytes over. Capture
 //! switches, masking, sampling and field limits apply as for `#[observe]`.
 
 #![warn(missing_docs)]

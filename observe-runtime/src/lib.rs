@@ -125,8 +125,8 @@ pub use prompt::{
     CreatePrompt, Prompt, PromptError, PromptRequest, DEFAULT_PROMPT_CACHE_TTL,
 };
 pub use record::{
-    Cost, ExperimentAttributes, FinishedScore, FinishedSpan, Level, ObservationType, PromptLink,
-    ScoreValue, TraceAttributes, Usage,
+    Cost, ExperimentAttributes, FinishedScore, FinishedSpan, Level, ObservationFields,
+    ObservationType, PromptLink, ScoreValue, TraceAttributes, Usage,
 };
 
 /// Reads the environment and starts tracing: the same as `Config::from_env().init()`.

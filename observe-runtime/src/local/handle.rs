@@ -66,14 +66,7 @@ impl ObservationHandle {
             let (json, media) = capture::serialize_json_with_media(value, limit, field);
             self.apply(|span| {
                 change(span, json);
-                if !media.is_empty() {
-                    let details = span.details();
-                    // A value set again replaces the media of the one before.
-                    if field != MediaField::Metadata {
-                        details.media.retain(|m| m.field != field);
-                    }
-                    details.media.extend(media);
-                }
+                span.add_media(field, media);
             });
         }
         self
@@ -81,27 +74,19 @@ impl ObservationHandle {
 
     /// Sets the input (any `Serialize` value, sent as JSON).
     pub fn input(&self, value: impl Serialize) -> &Self {
-        self.apply_json(&value, MediaField::Input, |span, json| {
-            span.input = Some(json);
-            span.explicit_input = true;
-        })
+        self.apply_json(&value, MediaField::Input, SpanData::set_input)
     }
 
     /// Sets the output (any `Serialize` value, sent as JSON).
     pub fn output(&self, value: impl Serialize) -> &Self {
-        self.apply_json(&value, MediaField::Output, |span, json| {
-            span.output = Some(json);
-            span.explicit_output = true;
-        })
+        self.apply_json(&value, MediaField::Output, SpanData::set_output)
     }
 
     /// Adds a metadata key (filterable in Langfuse); the value is sent as JSON.
     pub fn metadata(&self, key: impl Into<String>, value: impl Serialize) -> &Self {
         let key = key.into();
         self.apply_json(&value, MediaField::Metadata, move |span, json| {
-            let metadata = &mut span.details().metadata;
-            metadata.retain(|(k, _)| *k != key);
-            metadata.push((key, json));
+            span.set_metadata(key, json)
         })
     }
 

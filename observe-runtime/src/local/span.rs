@@ -17,7 +17,9 @@ use crate::clock::Ticks;
 use crate::export::Counters;
 use crate::gate;
 use crate::ids::ObservationId;
-use crate::record::{Level, ObservationType, SpanData, TraceState};
+use crate::record::{
+    deferred, fill_now, Level, ObservationFields, ObservationType, SpanData, TraceState,
+};
 use crate::unobserved;
 
 /// Where a new observation goes: its trace and parent.
@@ -262,6 +264,55 @@ impl DetachedSpan {
             .as_ref()
             .filter(|core| core.data.is_some())
             .map_or(0, |core| core.trace.options.field_limit)
+    }
+
+    /// Sets fields of the observation now, without making it current (cheaper than
+    /// [`DetachedSpan::in_scope`] with [`current_observation`](crate::current_observation)).
+    /// Does nothing when the observation is not recorded.
+    ///
+    /// ```
+    /// use observe_runtime::{span, ObservationType};
+    /// let mut call = span("llm").as_type(ObservationType::Generation).start_detached();
+    /// call.record(|fields| {
+    ///     fields.model("gpt-4o").input(serde_json::json!([{"role": "user", "content": "Hi"}]));
+    /// });
+    /// call.end();
+    /// ```
+    pub fn record(&mut self, fill: impl FnOnce(&mut ObservationFields<'_>)) {
+        if let Some(core) = self.core.as_mut() {
+            let limit = core.trace.options.field_limit;
+            if let Some(data) = core.data.as_mut() {
+                fill_now(data, limit, fill);
+            }
+        }
+    }
+
+    /// Records values later, off this thread: `fill` runs once the observation has ended, where
+    /// its record is prepared for export (the exporter's thread), and sets fields through
+    /// [`ObservationFields`]. For values the program does not wait for and that cost time to produce
+    /// (an HTTP body to parse and write again): the thread that made the call pays only for
+    /// moving what `fill` captures.
+    ///
+    /// What `fill` captures is held until the span is exported, so keep it bounded (the
+    /// observe-openai layer defers only bodies within the field limit). A second call replaces
+    /// the first fill; values set directly and by the fill are both kept, the fill's last. A
+    /// fill that panics is caught (the span is sent with what was set before), and nothing is
+    /// recorded while it runs. Does nothing when the observation is not recorded.
+    ///
+    /// ```
+    /// use observe_runtime::{span, ObservationType};
+    /// let mut call = span("llm").as_type(ObservationType::Generation).start_detached();
+    /// let body = br#"{"model":"gpt-4o","answer":"Paris"}"#.to_vec();
+    /// call.defer(move |later| {
+    ///     let answer: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    ///     later.model(answer["model"].as_str().unwrap_or("unknown")).output(&answer["answer"]);
+    /// });
+    /// call.end();
+    /// ```
+    pub fn defer(&mut self, fill: impl FnOnce(&mut ObservationFields<'_>) + Send + 'static) {
+        if let Some(data) = self.core.as_mut().and_then(|core| core.data.as_mut()) {
+            data.details().fill = Some(deferred(fill));
+        }
     }
 
     /// Ends the observation now.

@@ -4,6 +4,7 @@
 
 pub(crate) mod baggage;
 mod experiment;
+mod fields;
 mod kind;
 mod prompt;
 pub(crate) mod score;
@@ -12,6 +13,7 @@ mod trace;
 mod usage;
 
 pub use experiment::ExperimentAttributes;
+pub use fields::ObservationFields;
 #[cfg(feature = "tracing")]
 pub(crate) use kind::raise_level;
 pub use kind::{Level, ObservationType};
@@ -21,5 +23,6 @@ pub use span::FinishedSpan;
 pub use trace::TraceAttributes;
 pub use usage::{Cost, Usage};
 
+pub(crate) use fields::{deferred, fill_now};
 pub(crate) use span::{Record, SpanData};
 pub(crate) use trace::{valid_environment, TraceOptions, TraceState};

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use super::{Cost, Level, ObservationType, PromptLink, TraceAttributes, TraceState, Usage};
 use crate::clock::Ticks;
 use crate::ids::{ObservationId, TraceId};
-use crate::media::MediaAttachment;
+use crate::media::{MediaAttachment, MediaField};
 
 /// A finished observation, as exporters receive it.
 #[derive(Debug, Clone)]
@@ -80,6 +80,36 @@ pub(crate) struct Details {
     /// When the first item of a streamed result came (set by the stream wrapper; an explicit
     /// `completion_start_unix_nanos` wins).
     pub(crate) first_item: Option<Ticks>,
+    /// Values to record once the observation has ended, off its thread.
+    pub(crate) fill: Option<Fill>,
+}
+
+/// Values a record sets on itself once the observation has ended (see
+/// [`ObservationFields`](super::ObservationFields)), given the field limit. The mutex makes the
+/// record `Sync` (a `tracing` span's extensions must be) without asking it of the fill; it is
+/// only ever taken apart, never locked.
+pub(crate) struct Fill(std::sync::Mutex<FillFn>);
+
+type FillFn = Box<dyn FnOnce(&mut SpanData, usize) + Send>;
+
+impl Fill {
+    pub(crate) fn new(fill: impl FnOnce(&mut SpanData, usize) + Send + 'static) -> Fill {
+        Fill(std::sync::Mutex::new(Box::new(fill)))
+    }
+
+    fn run(self, data: &mut SpanData, limit: usize) {
+        let fill = self
+            .0
+            .into_inner()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        fill(data, limit);
+    }
+}
+
+impl std::fmt::Debug for Fill {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Fill")
+    }
 }
 
 /// An observation being recorded, then finished: what the hot path writes.
@@ -142,6 +172,38 @@ impl SpanData {
         }
     }
 
+    /// Sets the input given explicitly (captured arguments then stay out).
+    pub(crate) fn set_input(&mut self, json: String) {
+        self.input = Some(json);
+        self.explicit_input = true;
+    }
+
+    /// Sets the output given explicitly (the captured return value then stays out).
+    pub(crate) fn set_output(&mut self, json: String) {
+        self.output = Some(json);
+        self.explicit_output = true;
+    }
+
+    /// Sets a metadata key, replacing its value if it was set.
+    pub(crate) fn set_metadata(&mut self, key: String, json: String) {
+        let metadata = &mut self.details().metadata;
+        metadata.retain(|(k, _)| *k != key);
+        metadata.push((key, json));
+    }
+
+    /// Keeps the media found in a value written to `field`: a value set again replaces the media
+    /// of the input or output before it; metadata adds.
+    pub(crate) fn add_media(&mut self, field: MediaField, media: Vec<MediaAttachment>) {
+        if media.is_empty() {
+            return;
+        }
+        let details = self.details();
+        if field != MediaField::Metadata {
+            details.media.retain(|m| m.field != field);
+        }
+        details.media.extend(media);
+    }
+
     /// The rarely used fields, allocated on first use.
     pub(crate) fn details(&mut self) -> &mut Details {
         self.details.get_or_insert_with(Box::default)
@@ -165,7 +227,10 @@ pub(crate) struct Record {
 impl Record {
     /// The exporters' form: Unix times from `unix_nanos`, the trace attributes resolved.
     pub(crate) fn finish(self, unix_nanos: impl Fn(Ticks) -> u64) -> FinishedSpan {
-        let Record { trace, data } = self;
+        let Record { trace, mut data } = self;
+        if let Some(fill) = data.details.as_mut().and_then(|d| d.fill.take()) {
+            fill.run(&mut data, trace.options.field_limit);
+        }
         let attributes = trace.attributes_at(data.attributes_version);
         let details = data.details.map(|d| *d).unwrap_or_default();
         let start_unix_nanos = unix_nanos(data.start);
