@@ -862,6 +862,11 @@ fn capture(c: &mut Criterion, server: &DiscardServer) {
         tracing_capture_root,
         || std::mem::take(&mut *lines.lock().expect("lines")).len() as u64,
     );
+    group.throughput(Throughput::Elements(1));
+    let (mut input, mut output) = (Vec::new(), Vec::new());
+    group.bench_function("serde_json_floor", |b| {
+        b.iter(|| serialisation_floor(black_box(7), &mut input, &mut output))
+    });
     if let Some(run) = ran {
         let written = run.drained + lines.lock().expect("lines").len() as u64;
         let expected = run.roots * SPANS_PER_ROOT * 2;
@@ -877,6 +882,85 @@ fn capture(c: &mut Criterion, server: &DiscardServer) {
         );
     }
     group.finish();
+    capture_extra(server);
+}
+
+/// The argument object `#[observe]` captures for `observe_capture_child(x)`.
+#[derive(serde::Serialize)]
+struct Args {
+    x: u64,
+}
+
+/// The serialisation floor of capture: the same argument object and return value written with
+/// `serde_json` into reused buffers; returns the bytes written.
+fn serialisation_floor(x: u64, input: &mut Vec<u8>, output: &mut Vec<u8>) -> usize {
+    input.clear();
+    output.clear();
+    serde_json::to_writer(&mut *input, &Args { x }).expect("JSON");
+    serde_json::to_writer(&mut *output, &plain(x)).expect("JSON");
+    input.len() + output.len()
+}
+
+/// `paired capture extra` (printed): what capturing a `u64` argument and return adds to a span,
+/// against the serialisation floor. 15 rounds of a block of roots with capture off
+/// (`observe_root`), the same with capture on (`observe_capture_root`), in bursts of [`BURST`]
+/// roots each followed by an untimed flush (as the bursty cases), and a block of the floor; the
+/// medians per span, and the extra's ratio to the floor.
+fn capture_extra(server: &DiscardServer) {
+    const ROUNDS: usize = 15;
+    const BLOCK: u64 = 10 * BURST;
+    let guard = observe_config(server).init().expect("observe init");
+    let before = server.counts();
+    let spans_in = |root: fn(u64) -> u64| {
+        let mut elapsed = Duration::ZERO;
+        for burst in 0..BLOCK / BURST {
+            let start = Instant::now();
+            for i in 0..BURST {
+                black_box(root(black_box(burst * BURST + i)));
+            }
+            elapsed += start.elapsed();
+            observe_flush();
+        }
+        elapsed.as_secs_f64() / (BLOCK * SPANS_PER_ROOT) as f64
+    };
+    let (mut input, mut output) = (Vec::new(), Vec::new());
+    let mut floor_in = || {
+        let start = Instant::now();
+        for i in 0..BLOCK * SPANS_PER_ROOT {
+            black_box(serialisation_floor(black_box(i), &mut input, &mut output));
+        }
+        start.elapsed().as_secs_f64() / (BLOCK * SPANS_PER_ROOT) as f64
+    };
+    let (mut off, mut on, mut floor, mut extra) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        let without = spans_in(observe_root);
+        let with = spans_in(observe_capture_root);
+        let serialised = floor_in();
+        off.push(without);
+        on.push(with);
+        floor.push(serialised);
+        extra.push(with - without);
+    }
+    let _ = guard.shutdown();
+    let received = server.counts().spans - before.spans;
+    server.take_traces();
+    let median = |values: &mut Vec<f64>| {
+        values.sort_by(f64::total_cmp);
+        values[values.len() / 2] * 1e9
+    };
+    let (off, on, floor, extra) = (
+        median(&mut off),
+        median(&mut on),
+        median(&mut floor),
+        median(&mut extra),
+    );
+    println!(
+        "paired capture extra: {ROUNDS} rounds of {BLOCK} roots of {SPANS_PER_ROOT} spans each \
+         way ({} spans created, {received} received); per span: capture off {off:.1} ns, on \
+         {on:.1} ns, extra {extra:.1} ns; serde_json floor {floor:.1} ns; extra / floor = {:.1}",
+        2 * ROUNDS as u64 * BLOCK * SPANS_PER_ROOT,
+        extra / floor
+    );
 }
 
 /// The media formatter's cost on text: each span captures a [`Document`] of four 2 KB text
