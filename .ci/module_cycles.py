@@ -18,7 +18,7 @@ import sys
 LAYERS = {
     "observe-runtime/src": [
         ("leaves", ["capture.rs", "clock.rs", "diagnostics.rs", "ids.rs", "mask.rs", "media.rs",
-                    "percent.rs", "python_json.rs", "sync.rs", "unobserved.rs"]),
+                    "percent.rs", "python_json.rs", "sync.rs", "text.rs", "unobserved.rs"]),
         ("record", ["record/"]),
         ("export", ["export/"]),
         ("api", ["api/"]),

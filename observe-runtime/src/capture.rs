@@ -9,6 +9,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::Serialize;
 
+use crate::text::Text;
+
 /// The default size limit of one captured field (input, output, a metadata value): 1 MB.
 pub const DEFAULT_FIELD_LIMIT: usize = 1_000_000;
 
@@ -292,6 +294,22 @@ impl JsonOut {
     }
 
     /// The text written so far, leaving the buffer empty.
+    /// What was written, as a record keeps a captured field: inline when short (no allocation),
+    /// else bounded by the field limit as a whole.
+    pub(crate) fn take_field(&mut self) -> Text {
+        let short = std::str::from_utf8(&self.buffer)
+            .ok()
+            .filter(|text| text.len() <= self.limit)
+            .map(Text::new);
+        match short {
+            Some(text) => {
+                self.buffer.clear();
+                text
+            }
+            None => bound_field(self.take_text(), self.limit).into(),
+        }
+    }
+
     pub(crate) fn take_text(&mut self) -> String {
         let text = match std::str::from_utf8(&self.buffer) {
             Ok(text) => text.to_owned(),

@@ -58,6 +58,7 @@ mod media;
 mod percent;
 mod python_json;
 mod sync;
+mod text;
 mod unobserved;
 // What an ended observation is:
 mod record;

@@ -437,7 +437,7 @@ pub(crate) fn apply_span_fields(
     }
     if capture_io {
         if let (Some(value), false) = (input.get(), data.explicit_input) {
-            data.input = Some(value.io_json_text());
+            data.input = Some(value.io_json_text().into());
             media.extend(
                 input
                     .name()
@@ -446,7 +446,7 @@ pub(crate) fn apply_span_fields(
             );
         }
         if let (Some(value), false) = (output.get(), data.explicit_output) {
-            data.output = Some(value.io_json_text());
+            data.output = Some(value.io_json_text().into());
             media.extend(
                 output
                     .name()

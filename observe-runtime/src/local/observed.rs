@@ -152,7 +152,7 @@ impl Observed {
             data.level = Level::Error;
             if !data.explicit_output {
                 if let Some(output) = output {
-                    data.output = Some(output);
+                    data.output = Some(output.into());
                 }
             }
             data.status_message = Some(message);
@@ -249,7 +249,7 @@ impl Drop for InputWriter<'_> {
     fn drop(&mut self) {
         self.out.push_byte(b'}');
         // Each argument is bounded on its own; the object as a whole is bounded too.
-        let text = capture::bound_field(self.out.take_text(), self.observed.limit);
+        let text = self.out.take_field();
         let media = self.out.take_media(MediaField::Input);
         self.observed.with_data(|data| {
             data.input = Some(text);
@@ -275,7 +275,7 @@ impl OutputWriter<'_> {
 
 impl Drop for OutputWriter<'_> {
     fn drop(&mut self) {
-        let text = self.out.take_text();
+        let text = self.out.take_field();
         let media = self.out.take_media(MediaField::Output);
         self.observed.with_data(|data| {
             data.output = Some(text);

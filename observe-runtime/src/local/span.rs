@@ -139,7 +139,7 @@ impl SpanBuilder {
         let mut core = open_at(placement, self.name, self.kind);
         if let Some(data) = core.data.as_mut() {
             if let Some(input) = self.input {
-                data.input = Some(input);
+                data.input = Some(input.into());
                 data.explicit_input = true;
             }
         }

@@ -314,7 +314,7 @@ impl<F> StreamState<F> {
         observed.with_data(move |data| {
             if !data.explicit_output {
                 if let Some(output) = output {
-                    data.output = Some(output);
+                    data.output = Some(output.into());
                 }
             }
             if errors > 1 {

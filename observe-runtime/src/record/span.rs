@@ -10,6 +10,7 @@ use super::{Cost, Level, ObservationType, PromptLink, TraceAttributes, TraceStat
 use crate::clock::Ticks;
 use crate::ids::{ObservationId, TraceId};
 use crate::media::{MediaAttachment, MediaField};
+use crate::text::Text;
 
 /// A finished observation, as exporters receive it.
 #[derive(Debug, Clone)]
@@ -134,8 +135,8 @@ pub(crate) struct SpanData {
     pub(crate) name: Cow<'static, str>,
     pub(crate) start: Ticks,
     pub(crate) end: Ticks,
-    pub(crate) input: Option<String>,
-    pub(crate) output: Option<String>,
+    pub(crate) input: Option<Text>,
+    pub(crate) output: Option<Text>,
     pub(crate) status_message: Option<String>,
     pub(crate) details: Option<Box<Details>>,
 }
@@ -174,13 +175,13 @@ impl SpanData {
 
     /// Sets the input given explicitly (captured arguments then stay out).
     pub(crate) fn set_input(&mut self, json: String) {
-        self.input = Some(json);
+        self.input = Some(json.into());
         self.explicit_input = true;
     }
 
     /// Sets the output given explicitly (the captured return value then stays out).
     pub(crate) fn set_output(&mut self, json: String) {
-        self.output = Some(json);
+        self.output = Some(json.into());
         self.explicit_output = true;
     }
 
@@ -248,8 +249,8 @@ impl Record {
             kind: data.kind,
             start_unix_nanos,
             end_unix_nanos,
-            input: data.input,
-            output: data.output,
+            input: data.input.map(Text::into_string),
+            output: data.output.map(Text::into_string),
             level: data.level,
             status_message: data.status_message,
             model: details.model,
