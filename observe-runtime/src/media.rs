@@ -5,7 +5,7 @@
 //! [`MediaAttachment`]s for the exporter to upload. Plain text and bytes: knows nothing of
 //! spans, threads or HTTP.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -600,18 +600,35 @@ impl serde_json::ser::Formatter for MediaFormatter<'_> {
 }
 
 thread_local! {
-    /// Media given as [`Media`] values while a value is being written with media detection.
-    static GIVEN: RefCell<Option<Found>> = const { RefCell::new(None) };
+    /// Media given as [`Media`] values while a value is being written with media detection,
+    /// and how many such writes are under way on this thread (none: a `Media` is written as
+    /// data). Kept for the thread's life: a write that finds nothing costs two reads.
+    static GIVEN: RefCell<Found> = const {
+        RefCell::new(Found { items: Vec::new(), hints: Vec::new() })
+    };
+    static COLLECTING: Cell<u32> = const { Cell::new(0) };
 }
 
 /// Runs `write` with [`Media`] values collected into `found` (instead of written as data).
 pub(crate) fn collecting<R>(found: &mut Found, write: impl FnOnce(&mut Found) -> R) -> R {
-    let previous = GIVEN.with(|given| given.borrow_mut().replace(Found::default()));
-    let result = write(found);
-    let given = GIVEN.with(|given| std::mem::replace(&mut *given.borrow_mut(), previous));
-    if let Some(given) = given {
-        found.items.extend(given.items);
+    /// Ends the write, also when it panics: what it gave and did not take is forgotten.
+    struct Leave(usize);
+    impl Drop for Leave {
+        fn drop(&mut self) {
+            let _ = COLLECTING.try_with(|depth| depth.set(depth.get().saturating_sub(1)));
+            let _ = GIVEN.try_with(|given| given.borrow_mut().items.truncate(self.0));
+        }
     }
+    let mark = GIVEN.with(|given| given.borrow().items.len());
+    COLLECTING.with(|depth| depth.set(depth.get() + 1));
+    let _leave = Leave(mark);
+    let result = write(found);
+    GIVEN.with(|given| {
+        let mut given = given.borrow_mut();
+        if given.items.len() > mark {
+            found.items.extend(given.items.drain(mark..));
+        }
+    });
     result
 }
 
@@ -663,10 +680,12 @@ impl Serialize for Media {
         let Some(content_type) = known_type(&self.content_type) else {
             return serializer.serialize_str(&shown);
         };
-        let taken = GIVEN.with(|given| {
-            let mut given = given.borrow_mut();
-            let found = given.as_mut()?;
-            Some(found.add(content_type, self.bytes.clone(), "bytes"))
+        let taken = (COLLECTING.with(Cell::get) > 0).then(|| {
+            GIVEN.with(|given| {
+                given
+                    .borrow_mut()
+                    .add(content_type, self.bytes.clone(), "bytes")
+            })
         });
         match taken {
             Some(text) => serializer.serialize_str(&text),

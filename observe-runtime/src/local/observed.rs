@@ -113,11 +113,11 @@ impl Observed {
         self.limit
     }
 
-    /// A writer for the input object, when arguments are to be captured and the body has not set
-    /// an input itself. Each argument is written with [`InputWriter::arg`]; the object is stored
-    /// when the writer drops.
+    /// A writer for the input object, when arguments are to be captured. Each argument is
+    /// written with [`InputWriter::arg`]; the object is stored when the writer drops. Called when
+    /// the observation opens, before the body could set an input of its own.
     pub fn input_writer(&mut self) -> Option<InputWriter<'_>> {
-        if !self.capture_input || self.with_data(|data| data.explicit_input)? {
+        if !self.capture_input {
             return None;
         }
         let mut out = JsonOut::new(self.limit);
@@ -129,10 +129,10 @@ impl Observed {
         })
     }
 
-    /// A writer for the output, when the return value is to be captured and the body has not set
-    /// an output itself; stored when the writer drops.
+    /// A writer for the output, when the return value is to be captured; stored when the writer
+    /// drops, unless the body set an output itself.
     pub fn output_writer(&mut self) -> Option<OutputWriter<'_>> {
-        if !self.capture_output || self.with_data(|data| data.explicit_output)? {
+        if !self.capture_output {
             return None;
         }
         Some(OutputWriter {
@@ -278,6 +278,10 @@ impl Drop for OutputWriter<'_> {
         let text = self.out.take_field();
         let media = self.out.take_media(MediaField::Output);
         self.observed.with_data(|data| {
+            // Written before it is known whether the body set an output: one lookup, not two.
+            if data.explicit_output {
+                return;
+            }
             data.output = Some(text);
             if !media.is_empty() {
                 data.details().media.extend(media);
