@@ -43,25 +43,12 @@ fn server() -> &'static FakeLangfuse {
             let server = FakeLangfuse::start(PUBLIC_KEY, SECRET_KEY);
             let guard = support::sdk::config_for(&server)
                 .max_field_bytes(FIELD_LIMIT)
-                .mask(redact_live_keys)
+                .mask(support::sdk::redact_live_keys)
                 .init()
                 .expect("init");
             (server, guard)
         })
         .0
-}
-
-/// The binary's mask: any string that holds a live key becomes `[redacted]`.
-fn redact_live_keys(value: Value) -> Value {
-    match value {
-        Value::String(text) if text.contains("sk-live") => json!("[redacted]"),
-        Value::Array(items) => items.into_iter().map(redact_live_keys).collect(),
-        Value::Object(object) => object
-            .into_iter()
-            .map(|(key, value)| (key, redact_live_keys(value)))
-            .collect(),
-        other => other,
-    }
 }
 
 /// The spans of trace `trace_id` the server accepted, after a flush; `expected` of them.

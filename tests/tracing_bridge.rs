@@ -15,7 +15,6 @@ use std::time::Duration;
 use observe_runtime::{
     current_observation, current_trace_id, observe, tracing_layer, Config, FlushGuard, FutureExt,
 };
-use serde_json::json;
 use tracing::field::Empty;
 use tracing::{Instrument as _, Level};
 use tracing_subscriber::filter::Targets;
@@ -43,24 +42,12 @@ fn server() -> &'static FakeLangfuse {
             let server = FakeLangfuse::start(PUBLIC_KEY, SECRET_KEY);
             let guard = config(&server)
                 .max_field_bytes(FIELD_LIMIT)
-                .mask(redact_live_keys)
+                .mask(support::sdk::redact_live_keys)
                 .init()
                 .expect("init");
             (server, guard)
         })
         .0
-}
-
-fn redact_live_keys(value: serde_json::Value) -> serde_json::Value {
-    match value {
-        serde_json::Value::String(text) if text.contains("sk-live") => json!("[redacted]"),
-        serde_json::Value::Array(items) => items.into_iter().map(redact_live_keys).collect(),
-        serde_json::Value::Object(object) => object
-            .into_iter()
-            .map(|(key, value)| (key, redact_live_keys(value)))
-            .collect(),
-        other => other,
-    }
 }
 
 /// The default subscriber of this thread until the guard drops: a registry with the bridge.

@@ -30,3 +30,17 @@ pub fn config_for(server: &FakeLangfuse) -> Config {
         .shutdown_timeout(Duration::from_secs(10))
         .debug(false)
 }
+
+/// A mask for tests: any string that holds a live key (`sk-live…`) becomes `[redacted]`.
+pub fn redact_live_keys(value: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::String(text) if text.contains("sk-live") => Value::from("[redacted]"),
+        Value::Array(items) => items.into_iter().map(redact_live_keys).collect(),
+        Value::Object(object) => object
+            .into_iter()
+            .map(|(key, value)| (key, redact_live_keys(value)))
+            .collect(),
+        other => other,
+    }
+}
