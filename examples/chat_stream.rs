@@ -16,8 +16,10 @@ use observe_runtime::{
     current_observation, current_trace, observe, score_current_trace, Cost, Score, Usage,
 };
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+mod local_model;
 
 const MODEL: &str = "gpt-4o-mini";
 /// USD per million tokens: prompt, cached prompt, completion.
@@ -226,43 +228,14 @@ const ANSWER: [&str; 8] = [
 
 /// Starts the model server on a free loopback port; returns its base URL.
 async fn start_model_server() -> std::io::Result<String> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let address = listener.local_addr()?;
-    tokio::spawn(async move {
-        while let Ok((connection, _)) = listener.accept().await {
-            tokio::spawn(serve(connection));
-        }
-    });
-    Ok(format!("http://{address}"))
+    local_model::start(serve).await
 }
 
 /// Answers one chat completion request with a stream of server-sent events, then closes.
 async fn serve(mut connection: TcpStream) -> std::io::Result<()> {
-    let mut request = Vec::new();
-    let mut buffer = [0u8; 4096];
-    let body_start = loop {
-        let read = connection.read(&mut buffer).await?;
-        if read == 0 {
-            return Ok(());
-        }
-        request.extend_from_slice(&buffer[..read]);
-        if let Some(at) = request.windows(4).position(|w| w == b"\r\n\r\n") {
-            break at + 4;
-        }
+    let Some(_request) = local_model::read_body(&mut connection).await? else {
+        return Ok(());
     };
-    let head = String::from_utf8_lossy(&request[..body_start]).to_lowercase();
-    let length: usize = head
-        .lines()
-        .find_map(|line| line.strip_prefix("content-length:"))
-        .and_then(|value| value.trim().parse().ok())
-        .unwrap_or(0);
-    while request.len() < body_start + length {
-        let read = connection.read(&mut buffer).await?;
-        if read == 0 {
-            break;
-        }
-        request.extend_from_slice(&buffer[..read]);
-    }
     connection
         .write_all(
             b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\n\

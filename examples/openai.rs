@@ -22,8 +22,10 @@ use observe_openai::async_openai::Client;
 use observe_openai::ObserveLayer;
 use observe_runtime::{current_trace, observe};
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+mod local_model;
 
 const MODEL: &str = "gpt-4o-mini";
 
@@ -92,47 +94,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 const WEATHER: &str = "Warm, sunny, light breeze.";
 const TIPS: [&str; 6] = ["Ride", " tram 28", ";", " eat", " pastéis", " de nata."];
 
-/// Starts the model server on a free loopback port; returns its API base URL.
+/// Starts the model server on a free loopback port; returns its base URL.
 async fn start_model_server() -> std::io::Result<String> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let address = listener.local_addr()?;
-    tokio::spawn(async move {
-        while let Ok((connection, _)) = listener.accept().await {
-            tokio::spawn(serve(connection));
-        }
-    });
-    Ok(format!("http://{address}/v1"))
+    Ok(format!("{}/v1", local_model::start(serve).await?))
 }
 
 /// Answers one chat completion request (JSON, or server-sent events when it asks for a
 /// stream), then closes.
 async fn serve(mut connection: TcpStream) -> std::io::Result<()> {
-    let mut request = Vec::new();
-    let mut buffer = [0u8; 4096];
-    let body_start = loop {
-        let read = connection.read(&mut buffer).await?;
-        if read == 0 {
-            return Ok(());
-        }
-        request.extend_from_slice(&buffer[..read]);
-        if let Some(at) = request.windows(4).position(|w| w == b"\r\n\r\n") {
-            break at + 4;
-        }
+    let Some(body) = local_model::read_body(&mut connection).await? else {
+        return Ok(());
     };
-    let head = String::from_utf8_lossy(&request[..body_start]).to_lowercase();
-    let length: usize = head
-        .lines()
-        .find_map(|line| line.strip_prefix("content-length:"))
-        .and_then(|value| value.trim().parse().ok())
-        .unwrap_or(0);
-    while request.len() < body_start + length {
-        let read = connection.read(&mut buffer).await?;
-        if read == 0 {
-            break;
-        }
-        request.extend_from_slice(&buffer[..read]);
-    }
-    let body: Value = serde_json::from_slice(&request[body_start..]).unwrap_or(Value::Null);
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let model = format!("{MODEL}-2024-07-18");
     if body["stream"] != json!(true) {
         let answer = json!({
