@@ -911,17 +911,11 @@ fn capture_extra(server: &DiscardServer) {
     const BLOCK: u64 = 10 * BURST;
     let guard = observe_config(server).init().expect("observe init");
     let before = server.counts();
-    let spans_in = |root: fn(u64) -> u64| {
-        let mut elapsed = Duration::ZERO;
-        for burst in 0..BLOCK / BURST {
-            let start = Instant::now();
-            for i in 0..BURST {
-                black_box(root(black_box(burst * BURST + i)));
-            }
-            elapsed += start.elapsed();
-            observe_flush();
-        }
-        elapsed.as_secs_f64() / (BLOCK * SPANS_PER_ROOT) as f64
+    let mut roots = 0;
+    let mut spans_in = |root: fn(u64) -> u64| {
+        let spans = BLOCK * SPANS_PER_ROOT;
+        time_spans(spans, Mode::Bursty, &mut roots, root, observe_flush).as_secs_f64()
+            / spans as f64
     };
     let (mut input, mut output) = (Vec::new(), Vec::new());
     let mut floor_in = || {

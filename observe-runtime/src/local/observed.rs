@@ -253,9 +253,7 @@ impl Drop for InputWriter<'_> {
         let media = self.out.take_media(MediaField::Input);
         self.observed.with_data(|data| {
             data.input = Some(text);
-            if !media.is_empty() {
-                data.details().media.extend(media);
-            }
+            data.add_media(MediaField::Input, media);
         });
     }
 }
@@ -283,9 +281,7 @@ impl Drop for OutputWriter<'_> {
                 return;
             }
             data.output = Some(text);
-            if !media.is_empty() {
-                data.details().media.extend(media);
-            }
+            data.add_media(MediaField::Output, media);
         });
     }
 }
