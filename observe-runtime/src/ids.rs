@@ -5,6 +5,7 @@ use std::cell::Cell;
 use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
+use std::num::NonZeroU64;
 use std::str::FromStr;
 
 use sha2::{Digest, Sha256};
@@ -21,8 +22,9 @@ use sha2::{Digest, Sha256};
 pub struct TraceId([u8; 16]);
 
 /// An observation (span) id: 8 bytes, shown as 16 lowercase hex characters, never all zero.
+/// Held as a non-zero number (its bytes big-endian), so that an `Option` of it takes no more room.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ObservationId([u8; 8]);
+pub struct ObservationId(NonZeroU64);
 
 /// Both ids are sent and read as their lowercase hex text (`"4bf92f35…"`), strictly: a text that
 /// `FromStr` refuses is a deserialize error naming it.
@@ -172,16 +174,16 @@ impl TraceId {
 impl ObservationId {
     /// The id from its 8 bytes; `None` when all are zero.
     pub fn from_bytes(bytes: [u8; 8]) -> Option<Self> {
-        (bytes != [0; 8]).then_some(Self(bytes))
+        NonZeroU64::new(u64::from_be_bytes(bytes)).map(Self)
     }
 
     /// The 8 bytes of the id.
     pub fn to_bytes(self) -> [u8; 8] {
-        self.0
+        self.0.get().to_be_bytes()
     }
 
     pub(crate) fn random() -> Self {
-        Self(random_u64().to_be_bytes())
+        Self(NonZeroU64::new(random_u64()).unwrap_or(NonZeroU64::MIN))
     }
 }
 
@@ -195,7 +197,10 @@ impl FromStr for TraceId {
 impl FromStr for ObservationId {
     type Err = IdParseError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        parse_hex::<8>(s, "observation id").map(Self)
+        parse_hex::<8>(s, "observation id").map(|bytes| {
+            // `parse_hex` refuses all zeros.
+            Self::from_bytes(bytes).unwrap_or(Self(NonZeroU64::MIN))
+        })
     }
 }
 
@@ -207,7 +212,7 @@ impl fmt::Display for TraceId {
 
 impl fmt::Display for ObservationId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write_hex(f, &self.0)
+        write_hex(f, &self.to_bytes())
     }
 }
 

@@ -443,8 +443,8 @@ where
         let mut core = local_span::open_at(placement, Cow::Owned(name), ObservationType::Event);
         if let Some(data) = core.data.as_mut() {
             data.level = level;
-            if severe {
-                data.status_message = text;
+            if let (true, Some(text)) = (severe, text) {
+                *data.status_message_mut() = Some(text);
             }
             mapping::apply_span_fields(
                 &fields,
@@ -498,7 +498,8 @@ where
 
 /// Raises the level of a record to WARNING or ERROR, with the message that came with it.
 fn raise(data: &mut SpanData, level: Level, message: Option<String>) {
-    raise_level(&mut data.level, &mut data.status_message, level, message);
+    let details = data.details.get_or_insert_with(Box::default);
+    raise_level(&mut data.level, &mut details.status_message, level, message);
 }
 
 /// An event's name from its text: at most [`EVENT_NAME_CHARS`] characters.

@@ -50,7 +50,8 @@ pub(crate) fn end_open_observations(ending: &Ending) -> usize {
             if data.level < level {
                 data.level = level;
             }
-            data.status_message = Some(match data.status_message.take() {
+            let status = data.status_message_mut();
+            *status = Some(match status.take() {
                 Some(own) => format!("{own}; {message}"),
                 None => message.clone(),
             });

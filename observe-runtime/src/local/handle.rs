@@ -98,7 +98,7 @@ impl ObservationHandle {
     /// Sets the status message (shown beside the level, e.g. an error text).
     pub fn status_message(&self, message: impl Into<String>) -> &Self {
         let message = message.into();
-        self.apply(|span| span.status_message = Some(message))
+        self.apply(|span| *span.status_message_mut() = Some(message))
     }
 
     /// Sets the model name of a generation.

@@ -155,7 +155,7 @@ impl Observed {
                     data.output = Some(output.into());
                 }
             }
-            data.status_message = Some(message);
+            *data.status_message_mut() = Some(message);
         });
     }
 
@@ -163,7 +163,7 @@ impl Observed {
         let message = span::payload_text(payload);
         self.with_data(|data| {
             data.level = Level::Error;
-            data.status_message = Some(message);
+            *data.status_message_mut() = Some(message);
         });
     }
 
@@ -186,7 +186,7 @@ impl Observed {
             if data.level < Level::Warning {
                 data.level = Level::Warning;
             }
-            data.status_message
+            data.status_message_mut()
                 .get_or_insert_with(|| "cancelled".to_string());
         });
     }
@@ -210,7 +210,7 @@ impl Observed {
             self.with_data(|data| {
                 if data.level != Level::Error {
                     data.level = Level::Error;
-                    data.status_message = Some(message);
+                    *data.status_message_mut() = Some(message);
                 }
             });
         }

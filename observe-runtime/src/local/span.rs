@@ -346,7 +346,7 @@ impl Drop for EnteredSpan<'_> {
         if std::thread::panicking() {
             if let Some(data) = core.as_mut().and_then(|core| core.data.as_mut()) {
                 data.level = Level::Error;
-                data.status_message = Some(panic_message());
+                *data.status_message_mut() = Some(panic_message());
             }
         }
         self.span.core = core;
@@ -389,7 +389,7 @@ impl Drop for ActiveSpan {
             if std::thread::panicking() {
                 if let Some(data) = core.data.as_mut() {
                     data.level = Level::Error;
-                    data.status_message = Some(panic_message());
+                    *data.status_message_mut() = Some(panic_message());
                 }
             }
             close(core);

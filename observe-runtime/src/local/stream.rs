@@ -294,7 +294,7 @@ impl<F> StreamState<F> {
             observed.with_data(move |data| {
                 data.level = Level::Error;
                 if count == 1 {
-                    data.status_message = Some(message);
+                    *data.status_message_mut() = Some(message);
                 }
             });
         }
@@ -318,10 +318,11 @@ impl<F> StreamState<F> {
                 }
             }
             if errors > 1 {
-                let first = data.status_message.take().unwrap_or_default();
+                let status = data.status_message_mut();
+                let first = status.take().unwrap_or_default();
                 let more = errors - 1;
                 let plural = if more == 1 { "" } else { "s" };
-                data.status_message = Some(format!("{first} (and {more} more error{plural})"));
+                *status = Some(format!("{first} (and {more} more error{plural})"));
             }
             if early && !std::thread::panicking() {
                 if data.level < Level::Warning {
@@ -331,7 +332,8 @@ impl<F> StreamState<F> {
                     "dropped before the end, after {items} item{}",
                     if items == 1 { "" } else { "s" }
                 );
-                data.status_message = Some(match data.status_message.take() {
+                let status = data.status_message_mut();
+                *status = Some(match status.take() {
                     Some(message) => format!("{message}; {note}"),
                     None => note,
                 });

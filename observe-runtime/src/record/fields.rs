@@ -132,7 +132,7 @@ impl ObservationFields<'_> {
 
     /// Sets the status message.
     pub fn status_message(&mut self, message: impl Into<String>) -> &mut Self {
-        self.data.status_message = Some(message.into());
+        *self.data.status_message_mut() = Some(message.into());
         self
     }
 }

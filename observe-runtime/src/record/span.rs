@@ -67,6 +67,8 @@ pub struct FinishedSpan {
 /// What most observations never set, kept out of line so the record stays small.
 #[derive(Debug, Default)]
 pub(crate) struct Details {
+    /// The status message (an error text, `cancelled`, ...).
+    pub(crate) status_message: Option<String>,
     pub(crate) model: Option<String>,
     pub(crate) model_parameters: Option<String>,
     pub(crate) usage: Option<Usage>,
@@ -137,7 +139,6 @@ pub(crate) struct SpanData {
     pub(crate) end: Ticks,
     pub(crate) input: Option<Text>,
     pub(crate) output: Option<Text>,
-    pub(crate) status_message: Option<String>,
     pub(crate) details: Option<Box<Details>>,
 }
 
@@ -168,7 +169,6 @@ impl SpanData {
             end: start,
             input: None,
             output: None,
-            status_message: None,
             details: None,
         }
     }
@@ -203,6 +203,17 @@ impl SpanData {
             details.media.retain(|m| m.field != field);
         }
         details.media.extend(media);
+    }
+
+    /// The status message, if one was set.
+    #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+    pub(crate) fn status_message(&self) -> Option<&str> {
+        self.details.as_ref()?.status_message.as_deref()
+    }
+
+    /// The status message, to set or change (the rarely used fields are allocated for it).
+    pub(crate) fn status_message_mut(&mut self) -> &mut Option<String> {
+        &mut self.details().status_message
     }
 
     /// The rarely used fields, allocated on first use.
@@ -252,7 +263,7 @@ impl Record {
             input: data.input.map(Text::into_string),
             output: data.output.map(Text::into_string),
             level: data.level,
-            status_message: data.status_message,
+            status_message: details.status_message,
             model: details.model,
             model_parameters: details.model_parameters,
             usage: details.usage,
