@@ -458,11 +458,9 @@ pub(crate) fn apply_span_fields(
     let status_message = status_message.or(severity.message.take());
     if severity.level > data.level && severity.level > Level::Default {
         data.level = severity.level;
-        if data.status_message().is_none() && status_message.is_some() {
-            *data.status_message_mut() = status_message;
-        }
-    } else if data.status_message().is_none() && status_message.is_some() {
-        *data.status_message_mut() = status_message;
+    }
+    if let (true, Some(message)) = (data.status_message().is_none(), status_message) {
+        *data.status_message_mut() = Some(message);
     }
     // `langfuse.observation.level` is the level, unless something raised it already.
     if let (Some(level), Level::Default) = (declared_level, data.level) {
