@@ -299,16 +299,17 @@ impl Generator<'_> {
     }
 
     /// Writes the value behind `reference` as JSON into `out` (a `&mut JsonOut`), picked by
-    /// autoref specialization: `Serialize`, else `Debug`, else a placeholder.
+    /// autoref specialization: a number, boolean or character directly, else `Serialize`, else
+    /// `Debug`, else a placeholder.
     fn capture_into(&self, reference: TokenStream, out: TokenStream) -> TokenStream {
         let krate = self.krate;
         quote_spanned! {Span::mixed_site()=>
             {
                 #[allow(unused_imports)]
                 use #krate::__private::{
-                    ViaDebug as _, ViaPlaceholder as _, ViaSerialize as _,
+                    ViaDebug as _, ViaPlaceholder as _, ViaScalar as _, ViaSerialize as _,
                 };
-                (&&&#krate::__private::Wrap(#reference)).__observe_write(#out);
+                (&&&&#krate::__private::Wrap(#reference)).__observe_write(#out);
             }
         }
     }

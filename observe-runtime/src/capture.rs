@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::Serialize;
 
-use crate::text::Text;
+use crate::text::{Scratch, Text};
 
 /// The default size limit of one captured field (input, output, a metadata value): 1 MB.
 pub const DEFAULT_FIELD_LIMIT: usize = 1_000_000;
@@ -245,16 +245,11 @@ pub(crate) fn serialize_json<T: Serialize + ?Sized>(value: &T, limit: usize) -> 
     out.take_text()
 }
 
-thread_local! {
-    /// The buffer captured values are written into, reused from one call to the next.
-    static SCRATCH: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
-}
-
-/// Where the attribute writes captured JSON: a reusable per-thread buffer, copied once into text
-/// of the exact size when the field is complete. Each value written is bounded by the field
-/// limit on its own.
+/// Where the attribute writes captured JSON: a short field in place, a longer one in a reusable
+/// per-thread buffer, copied once into text of the exact size when the field is complete. Each
+/// value written is bounded by the field limit on its own.
 pub struct JsonOut {
-    buffer: Vec<u8>,
+    buffer: Scratch,
     limit: usize,
     /// Media found in what was written (its references are in the text).
     media: crate::media::Found,
@@ -264,10 +259,8 @@ pub struct JsonOut {
 
 impl JsonOut {
     pub(crate) fn new(limit: usize) -> Self {
-        let mut buffer = SCRATCH.try_with(|s| s.take()).unwrap_or_default();
-        buffer.clear();
         Self {
-            buffer,
+            buffer: Scratch::new(),
             limit,
             media: crate::media::Found::default(),
             detect_media: true,
@@ -290,30 +283,28 @@ impl JsonOut {
     }
 
     pub(crate) fn push_str(&mut self, text: &str) {
-        self.buffer.extend_from_slice(text.as_bytes());
+        self.buffer.extend(text.as_bytes());
+    }
+
+    /// What was written, as a record keeps a captured field (leaving the buffer empty): inline
+    /// when short (no allocation), else bounded by the field limit as a whole.
+    pub(crate) fn take_field(&mut self) -> Text {
+        if let Some(text) = self.buffer.take_inline(self.limit) {
+            return text;
+        }
+        let text = self.take_text();
+        if text.len() <= self.limit {
+            return Text::Heap(text.into_boxed_str());
+        }
+        bound_field(text, self.limit).into()
     }
 
     /// The text written so far, leaving the buffer empty.
-    /// What was written, as a record keeps a captured field: inline when short (no allocation),
-    /// else bounded by the field limit as a whole.
-    pub(crate) fn take_field(&mut self) -> Text {
-        let short = std::str::from_utf8(&self.buffer)
-            .ok()
-            .filter(|text| text.len() <= self.limit)
-            .map(Text::new);
-        match short {
-            Some(text) => {
-                self.buffer.clear();
-                text
-            }
-            None => bound_field(self.take_text(), self.limit).into(),
-        }
-    }
-
     pub(crate) fn take_text(&mut self) -> String {
-        let text = match std::str::from_utf8(&self.buffer) {
+        let written = self.buffer.as_bytes();
+        let text = match std::str::from_utf8(written) {
             Ok(text) => text.to_owned(),
-            Err(_) => String::from_utf8_lossy(&self.buffer).into_owned(),
+            Err(_) => String::from_utf8_lossy(written).into_owned(),
         };
         self.buffer.clear();
         text
@@ -364,7 +355,7 @@ impl JsonOut {
         match result {
             Ok(Ok(())) if total <= self.limit => {}
             Ok(Ok(())) => {
-                let kept = &self.buffer[start..];
+                let kept = &self.buffer.as_bytes()[start..];
                 let valid = match std::str::from_utf8(kept) {
                     Ok(text) => text.len(),
                     Err(error) => error.valid_up_to(),
@@ -386,19 +377,9 @@ impl JsonOut {
     }
 }
 
-impl Drop for JsonOut {
-    fn drop(&mut self) {
-        let buffer = std::mem::take(&mut self.buffer);
-        // Huge buffers are not kept: one large value must not pin its memory on the thread.
-        if buffer.capacity() <= 64 * 1024 {
-            let _ = SCRATCH.try_with(|s| s.set(buffer));
-        }
-    }
-}
-
 /// Appends to a buffer, keeping at most `limit` bytes after `start` and counting them all.
 struct Appending<'a> {
-    buffer: &'a mut Vec<u8>,
+    buffer: &'a mut Scratch,
     start: usize,
     limit: usize,
     total: usize,
@@ -408,8 +389,7 @@ impl io::Write for Appending<'_> {
     fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
         self.total += bytes.len();
         let room = (self.start + self.limit).saturating_sub(self.buffer.len());
-        self.buffer
-            .extend_from_slice(&bytes[..bytes.len().min(room)]);
+        self.buffer.extend(&bytes[..bytes.len().min(room)]);
         Ok(bytes.len())
     }
     fn flush(&mut self) -> io::Result<()> {
@@ -487,17 +467,35 @@ pub(crate) fn debug_text<T: fmt::Debug + ?Sized>(value: &T, limit: usize) -> Str
         .unwrap_or_else(|why| format!("<{}{why}>", std::any::type_name::<T>()))
 }
 
-/// Wraps a reference to a value for capture: `(&&&Wrap(&value)).__observe_write(out)` picks
-/// `Serialize`, else `Debug`, else a placeholder, by method resolution alone.
+/// Wraps a reference to a value for capture: `(&&&&Wrap(&value)).__observe_write(out)` picks
+/// [`Scalar`], else `Serialize`, else `Debug`, else a placeholder, by method resolution alone.
 pub struct Wrap<'a, T: ?Sized>(pub &'a T);
 
-/// Capture through `Serialize` (first choice).
+/// Values written as JSON straight into the buffer, without the general path: their `Serialize`
+/// cannot fail or panic, no media can be in them, and their text (at most 40 bytes) is far below
+/// any field limit (the configuration accepts none below 256).
+pub trait Scalar: Serialize {}
+
+macro_rules! scalars {
+    ($($t:ty)*) => { $(impl Scalar for $t {})* };
+}
+scalars!(u8 u16 u32 u64 u128 usize i8 i16 i32 i64 i128 isize f32 f64 bool char);
+impl<T: Scalar + ?Sized> Scalar for &T {}
+impl<T: Scalar + ?Sized> Scalar for &mut T {}
+
+/// Capture of a [`Scalar`] (first choice).
+pub trait ViaScalar {
+    /// Writes the value as JSON.
+    fn __observe_write(&self, out: &mut JsonOut);
+}
+
+/// Capture through `Serialize` (second choice).
 pub trait ViaSerialize {
     /// Writes the value as JSON.
     fn __observe_write(&self, out: &mut JsonOut);
 }
 
-/// Capture through `Debug` (second choice): a JSON string of the `Debug` text.
+/// Capture through `Debug` (third choice): a JSON string of the `Debug` text.
 pub trait ViaDebug {
     /// Writes the value as JSON.
     fn __observe_write(&self, out: &mut JsonOut);
@@ -507,6 +505,14 @@ pub trait ViaDebug {
 pub trait ViaPlaceholder {
     /// Writes the value as JSON.
     fn __observe_write(&self, out: &mut JsonOut);
+}
+
+impl<T: Scalar + ?Sized> ViaScalar for &&&Wrap<'_, T> {
+    #[inline]
+    fn __observe_write(&self, out: &mut JsonOut) {
+        // Writing into a `Vec` cannot fail, nor can these values' `Serialize`.
+        let _ = serde_json::to_writer(&mut out.buffer, self.0);
+    }
 }
 
 impl<T: Serialize + ?Sized> ViaSerialize for &&Wrap<'_, T> {
@@ -569,7 +575,7 @@ impl<T: ?Sized> ErrViaPlaceholder for ErrWrap<'_, T> {
 }
 
 #[cfg(test)]
-#[allow(clippy::needless_borrow)] // the triple reference is the point
+#[allow(clippy::needless_borrow, clippy::needless_borrows_for_generic_args)] // the references are the point
 mod tests {
     use super::*;
 
@@ -593,24 +599,39 @@ mod tests {
     }
 
     #[test]
-    fn picks_serialize_then_debug_then_placeholder() {
+    fn picks_scalar_then_serialize_then_debug_then_placeholder() {
+        // Scalars take the direct path, and write what serde_json writes.
+        fn same_as_serde<T: Scalar + fmt::Debug>(value: T) {
+            let direct = written(|o| (&&&&Wrap(&value)).__observe_write(o), 256);
+            assert_eq!(direct, serde_json::to_string(&value).unwrap(), "{value:?}");
+        }
+        same_as_serde(u64::MAX);
+        same_as_serde(i128::MIN);
+        same_as_serde(-0.1f64);
+        same_as_serde(f64::NAN);
+        same_as_serde(f32::INFINITY);
+        same_as_serde(true);
+        same_as_serde('"');
+        same_as_serde('\u{1}');
+        same_as_serde(&&7u8);
+        assert_eq!(written(|o| (&&&&Wrap(&7u64)).__observe_write(o), 256), "7");
         assert_eq!(
-            written(|o| (&&&Wrap(&vec![1, 2])).__observe_write(o), 100),
+            written(|o| (&&&&Wrap(&vec![1, 2])).__observe_write(o), 100),
             "[1,2]"
         );
         assert_eq!(
-            written(|o| (&&&Wrap(&OnlyDebug { k: 3 })).__observe_write(o), 100),
+            written(|o| (&&&&Wrap(&OnlyDebug { k: 3 })).__observe_write(o), 100),
             "\"OnlyDebug { k: 3 }\""
         );
         assert_eq!(
-            written(|o| (&&&Wrap(&Opaque)).__observe_write(o), 100),
+            written(|o| (&&&&Wrap(&Opaque)).__observe_write(o), 100),
             "\"<observe_runtime::capture::tests::Opaque>\""
         );
     }
 
     #[test]
     fn a_panicking_serialize_gives_a_placeholder() {
-        let json = written(|o| (&&&Wrap(&Panicky)).__observe_write(o), 100);
+        let json = written(|o| (&&&&Wrap(&Panicky)).__observe_write(o), 100);
         assert_eq!(
             json,
             "\"<observe_runtime::capture::tests::Panicky: its Serialize impl panicked>\""

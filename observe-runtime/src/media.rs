@@ -599,37 +599,53 @@ impl serde_json::ser::Formatter for MediaFormatter<'_> {
     }
 }
 
+/// Media given as [`Media`] values while a value is being written with media detection, and how
+/// many such writes are under way on this thread (none: a `Media` is written as data).
+struct Collecting {
+    depth: Cell<u32>,
+    given: RefCell<Found>,
+}
+
 thread_local! {
-    /// Media given as [`Media`] values while a value is being written with media detection,
-    /// and how many such writes are under way on this thread (none: a `Media` is written as
-    /// data). Kept for the thread's life: a write that finds nothing costs two reads.
-    static GIVEN: RefCell<Found> = const {
-        RefCell::new(Found { items: Vec::new(), hints: Vec::new() })
+    /// Kept for the thread's life, and reached once per write: a write that finds nothing
+    /// costs a few reads.
+    static COLLECTING: Collecting = const {
+        Collecting {
+            depth: Cell::new(0),
+            given: RefCell::new(Found { items: Vec::new(), hints: Vec::new() }),
+        }
     };
-    static COLLECTING: Cell<u32> = const { Cell::new(0) };
 }
 
 /// Runs `write` with [`Media`] values collected into `found` (instead of written as data).
 pub(crate) fn collecting<R>(found: &mut Found, write: impl FnOnce(&mut Found) -> R) -> R {
     /// Ends the write, also when it panics: what it gave and did not take is forgotten.
-    struct Leave(usize);
-    impl Drop for Leave {
+    struct Leave<'a>(&'a Collecting, usize);
+    impl Drop for Leave<'_> {
         fn drop(&mut self) {
-            let _ = COLLECTING.try_with(|depth| depth.set(depth.get().saturating_sub(1)));
-            let _ = GIVEN.try_with(|given| given.borrow_mut().items.truncate(self.0));
+            let Leave(collecting, mark) = *self;
+            collecting
+                .depth
+                .set(collecting.depth.get().saturating_sub(1));
+            if let Ok(mut given) = collecting.given.try_borrow_mut() {
+                given.items.truncate(mark);
+            }
         }
     }
-    let mark = GIVEN.with(|given| given.borrow().items.len());
-    COLLECTING.with(|depth| depth.set(depth.get() + 1));
-    let _leave = Leave(mark);
-    let result = write(found);
-    GIVEN.with(|given| {
-        let mut given = given.borrow_mut();
-        if given.items.len() > mark {
-            found.items.extend(given.items.drain(mark..));
+    COLLECTING.with(|collecting| {
+        let mark = collecting.given.borrow().items.len();
+        collecting.depth.set(collecting.depth.get() + 1);
+        let leave = Leave(collecting, mark);
+        let result = write(found);
+        {
+            let mut given = collecting.given.borrow_mut();
+            if given.items.len() > mark {
+                found.items.extend(given.items.drain(mark..));
+            }
         }
-    });
-    result
+        drop(leave);
+        result
+    })
 }
 
 /// An image, audio clip or document to attach to an observation's input, output or metadata:
@@ -680,9 +696,10 @@ impl Serialize for Media {
         let Some(content_type) = known_type(&self.content_type) else {
             return serializer.serialize_str(&shown);
         };
-        let taken = (COLLECTING.with(Cell::get) > 0).then(|| {
-            GIVEN.with(|given| {
-                given
+        let taken = COLLECTING.with(|collecting| {
+            (collecting.depth.get() > 0).then(|| {
+                collecting
+                    .given
                     .borrow_mut()
                     .add(content_type, self.bytes.clone(), "bytes")
             })

@@ -2,8 +2,8 @@
 //! in any release.
 
 pub use crate::capture::{
-    ErrViaDebug, ErrViaDisplay, ErrViaPlaceholder, ErrWrap, JsonOut, ViaDebug, ViaPlaceholder,
-    ViaSerialize, Wrap,
+    ErrViaDebug, ErrViaDisplay, ErrViaPlaceholder, ErrWrap, JsonOut, Scalar, ViaDebug,
+    ViaPlaceholder, ViaScalar, ViaSerialize, Wrap,
 };
 pub use crate::local::observed::{
     instrument, run_keeping, run_observed, start, FnMeta, InputWriter, Instrumented, Observed,

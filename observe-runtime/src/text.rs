@@ -1,7 +1,10 @@
 //! Captured JSON text as a record keeps it: short text inline, so that capturing a small value
 //! (a number, an id, a short string) allocates nothing on the thread that captures it; longer
 //! text on the heap, at its exact size. A leaf: plain data, made a `String` where the record is
-//! prepared for export.
+//! prepared for export. [`Scratch`] is where a field is written first.
+
+use std::cell::Cell;
+use std::io;
 
 /// The longest text kept inline, in bytes.
 const INLINE: usize = 22;
@@ -15,6 +18,7 @@ pub(crate) enum Text {
 
 impl Text {
     /// The text `text`, inline when it is short.
+    #[cfg(test)]
     pub(crate) fn new(text: &str) -> Text {
         match Text::inline(text) {
             Some(inline) => inline,
@@ -37,7 +41,8 @@ impl Text {
     /// The text.
     pub(crate) fn as_str(&self) -> &str {
         match self {
-            // Copied from a `str` whole, so always UTF-8.
+            // Copied from a `str` whole, or from a [`Scratch`] holding JSON text: UTF-8 (checked
+            // here, on the exporter's thread, rather than where it was captured).
             Text::Inline { len, bytes } => {
                 std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or_default()
             }
@@ -50,6 +55,122 @@ impl Text {
         match self {
             Text::Inline { .. } => self.as_str().to_string(),
             Text::Heap(text) => text.into_string(),
+        }
+    }
+}
+
+thread_local! {
+    /// The thread's reusable buffer for fields longer than [`INLINE`] bytes.
+    static SPARE: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+}
+
+/// The largest spare buffer a thread keeps: one large value must not pin its memory there.
+const SPARE_KEPT: usize = 64 * 1024;
+
+/// The bytes of one field as it is written: the first [`INLINE`] in place, so that a short value
+/// touches neither the heap nor a thread-local; beyond that, the thread's reusable buffer.
+pub(crate) struct Scratch {
+    len: u8,
+    inline: [u8; INLINE],
+    spilled: Option<Vec<u8>>,
+}
+
+impl Scratch {
+    pub(crate) const fn new() -> Scratch {
+        Scratch {
+            len: 0,
+            inline: [0; INLINE],
+            spilled: None,
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        match &self.spilled {
+            Some(bytes) => bytes.len(),
+            None => usize::from(self.len),
+        }
+    }
+
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        match &self.spilled {
+            Some(bytes) => bytes,
+            None => &self.inline[..usize::from(self.len)],
+        }
+    }
+
+    pub(crate) fn extend(&mut self, more: &[u8]) {
+        if let Some(bytes) = &mut self.spilled {
+            bytes.extend_from_slice(more);
+            return;
+        }
+        let len = usize::from(self.len);
+        if let Some(room) = self.inline.get_mut(len..len + more.len()) {
+            room.copy_from_slice(more);
+            // At most INLINE (22): fits a `u8`.
+            self.len += more.len() as u8;
+            return;
+        }
+        let mut bytes = SPARE.try_with(Cell::take).unwrap_or_default();
+        bytes.clear();
+        bytes.extend_from_slice(&self.inline[..len]);
+        bytes.extend_from_slice(more);
+        self.spilled = Some(bytes);
+    }
+
+    pub(crate) fn push(&mut self, byte: u8) {
+        self.extend(&[byte]);
+    }
+
+    pub(crate) fn truncate(&mut self, len: usize) {
+        match &mut self.spilled {
+            Some(bytes) => bytes.truncate(len),
+            None if len < usize::from(self.len) => self.len = len as u8,
+            None => {}
+        }
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.truncate(0);
+    }
+
+    /// What was written, inline, when it takes at most `limit` and [`INLINE`] bytes; it is then
+    /// taken (this is left empty).
+    pub(crate) fn take_inline(&mut self, limit: usize) -> Option<Text> {
+        let written = self.as_bytes();
+        if written.len() > limit.min(INLINE) {
+            return None;
+        }
+        let mut bytes = [0; INLINE];
+        bytes[..written.len()].copy_from_slice(written);
+        let text = Text::Inline {
+            len: written.len() as u8,
+            bytes,
+        };
+        self.clear();
+        Some(text)
+    }
+}
+
+impl io::Write for Scratch {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.extend(bytes);
+        Ok(bytes.len())
+    }
+    fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.extend(bytes);
+        Ok(())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if let Some(bytes) = self.spilled.take() {
+            if bytes.capacity() <= SPARE_KEPT {
+                let _ = SPARE.try_with(|spare| spare.set(bytes));
+            }
         }
     }
 }
@@ -86,5 +207,31 @@ mod tests {
             assert_eq!(Text::from(text.to_string()), kept);
             assert_eq!(kept.into_string(), text);
         }
+    }
+
+    #[test]
+    fn scratch_keeps_short_text_in_place_and_longer_text_whole() {
+        let mut scratch = Scratch::new();
+        scratch.extend(br#"{"x":"#);
+        scratch.push(b'7');
+        scratch.push(b'}');
+        assert!(scratch.spilled.is_none());
+        assert_eq!(scratch.take_inline(256).unwrap().as_str(), r#"{"x":7}"#);
+        assert_eq!(scratch.len(), 0);
+
+        let long = format!(r#""{}""#, "é".repeat(30));
+        for piece in long.as_bytes().chunks(5) {
+            scratch.extend(piece);
+        }
+        assert!(scratch.spilled.is_some());
+        assert_eq!(scratch.as_bytes(), long.as_bytes());
+        assert!(scratch.take_inline(256).is_none());
+        scratch.truncate(3);
+        assert_eq!(scratch.as_bytes(), "\"é".as_bytes());
+        // Short again, though spilled: inline once more when taken.
+        assert_eq!(scratch.take_inline(256).unwrap().as_str(), "\"é");
+        // Never inline beyond the limit.
+        scratch.extend(b"12345");
+        assert!(scratch.take_inline(4).is_none());
     }
 }

@@ -14,6 +14,7 @@ use crate::capture::{self, JsonOut};
 use crate::gate;
 use crate::media::MediaField;
 use crate::record::{Level, ObservationType, SpanData};
+use crate::text::Text;
 
 /// Static description of an observed function.
 #[derive(Debug)]
@@ -52,6 +53,9 @@ pub struct Observed {
     capture_input: bool,
     capture_output: bool,
     limit: usize,
+    /// The captured return value, stored into the record when the observation ends (it is
+    /// written just before: this saves finding the observation on the stack once more).
+    output: Option<Text>,
 }
 
 impl Observed {
@@ -72,6 +76,7 @@ impl Observed {
             capture_input,
             capture_output,
             limit: options.field_limit,
+            output: None,
         }
     }
 
@@ -218,7 +223,13 @@ impl Observed {
             Some(core) => Some(*core),
             None => self.token.take().and_then(stack::remove),
         };
-        if let Some(core) = core {
+        if let Some(mut core) = core {
+            if let (Some(output), Some(data)) = (self.output.take(), core.data.as_mut()) {
+                // Written before it is known whether the body set an output.
+                if !data.explicit_output {
+                    data.output = Some(output);
+                }
+            }
             span::close(core);
         }
     }
@@ -275,6 +286,11 @@ impl Drop for OutputWriter<'_> {
     fn drop(&mut self) {
         let text = self.out.take_field();
         let media = self.out.take_media(MediaField::Output);
+        if media.is_empty() {
+            // Stored when the observation ends, which comes next.
+            self.observed.output = Some(text);
+            return;
+        }
         self.observed.with_data(|data| {
             // Written before it is known whether the body set an output: one lookup, not two.
             if data.explicit_output {
