@@ -170,7 +170,7 @@ where
     if let Some(here) = stack::current_parent() {
         if let Some(parent) = here.1 {
             // Its record is on this thread's stack (when it is recorded here).
-            stack::with_span_data(parent, |data| data.shared = true);
+            stack::with_span_data(parent, |data| data.mark_shared());
         }
         return here;
     }
@@ -190,8 +190,8 @@ where
     let mut extensions = parent.extensions_mut();
     let bridged = extensions.get_mut::<Bridged>()?;
     match bridged.data.as_mut() {
-        Some(data) => data.shared = true,
-        None => stack::with_span_data(bridged.span_id, |data| data.shared = true),
+        Some(data) => data.mark_shared(),
+        None => stack::with_span_data(bridged.span_id, |data| data.mark_shared()),
     }
     Some((bridged.trace.clone(), Some(bridged.span_id)))
 }

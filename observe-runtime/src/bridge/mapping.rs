@@ -436,7 +436,7 @@ pub(crate) fn apply_span_fields(
             .unwrap_or(ObservationType::Span);
     }
     if capture_io {
-        if let (Some(value), false) = (input.get(), data.explicit_input) {
+        if let (Some(value), false) = (input.get(), data.explicit_input()) {
             data.input = Some(value.io_json_text().into());
             media.extend(
                 input
@@ -445,7 +445,7 @@ pub(crate) fn apply_span_fields(
                     .unwrap_or_default(),
             );
         }
-        if let (Some(value), false) = (output.get(), data.explicit_output) {
+        if let (Some(value), false) = (output.get(), data.explicit_output()) {
             data.output = Some(value.io_json_text().into());
             media.extend(
                 output

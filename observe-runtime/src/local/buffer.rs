@@ -133,7 +133,7 @@ pub(crate) fn admit(trace: Arc<TraceState>, data: &mut Option<SpanData>, idle: b
         let (Some(trace), Some(must_pass), Some(root)) = (
             trace.take(),
             data.as_ref().map(SpanData::must_pass),
-            data.as_ref().map(|d| d.is_local_root),
+            data.as_ref().map(|d| d.is_local_root()),
         ) else {
             return Admission::NoClient;
         };

@@ -155,7 +155,7 @@ impl Observed {
             capture_output.then(|| capture::bound_field(capture::json_string(&message), limit));
         self.with_data(move |data| {
             data.level = Level::Error;
-            if !data.explicit_output {
+            if !data.explicit_output() {
                 if let Some(output) = output {
                     data.output = Some(output.into());
                 }
@@ -226,7 +226,7 @@ impl Observed {
         if let Some(mut core) = core {
             if let (Some(output), Some(data)) = (self.output.take(), core.data.as_mut()) {
                 // Written before it is known whether the body set an output.
-                if !data.explicit_output {
+                if !data.explicit_output() {
                     data.output = Some(output);
                 }
             }
@@ -293,7 +293,7 @@ impl Drop for OutputWriter<'_> {
         }
         self.observed.with_data(|data| {
             // Written before it is known whether the body set an output: one lookup, not two.
-            if data.explicit_output {
+            if data.explicit_output() {
                 return;
             }
             data.output = Some(text);

@@ -50,6 +50,7 @@ pub(crate) fn open_current(
     (token, options)
 }
 
+#[inline(always)]
 pub(crate) fn open_at(
     placement: Placement,
     name: Cow<'static, str>,
@@ -70,6 +71,7 @@ pub(crate) fn open_at(
 }
 
 /// Ends an observation: into this thread's buffer, admitted or dropped and counted.
+#[inline(always)]
 pub(crate) fn close(mut core: SpanCore) {
     // The record is written once, where the buffer keeps it: no copies on the way there.
     let Some(data) = core.data.as_mut() else {
@@ -77,7 +79,7 @@ pub(crate) fn close(mut core: SpanCore) {
     };
     data.end = Ticks::now();
     data.attributes_version = core.trace.note_version();
-    let parent = data.parent_span_id.filter(|_| !data.is_local_root);
+    let parent = data.parent_span_id.filter(|_| !data.is_local_root());
     let idle = !stack::has_open_recording();
     match buffer::admit(core.trace, &mut core.data, idle) {
         Admission::Admitted => {
@@ -139,8 +141,7 @@ impl SpanBuilder {
         let mut core = open_at(placement, self.name, self.kind);
         if let Some(data) = core.data.as_mut() {
             if let Some(input) = self.input {
-                data.input = Some(input.into());
-                data.explicit_input = true;
+                data.set_input(input);
             }
         }
         core

@@ -105,6 +105,7 @@ pub(crate) fn push_with(make: impl FnOnce() -> SpanCore) -> Option<Token> {
 }
 
 /// Takes back what `push` made current (usually the top of the stack).
+#[inline(always)]
 pub(crate) fn remove(token: Token) -> Option<SpanCore> {
     STACK
         .try_with(|stack| {
@@ -170,7 +171,7 @@ pub(crate) fn share_top() -> Option<(Arc<TraceState>, Option<ObservationId>)> {
             let mut stack = stack.try_borrow_mut().ok()?;
             let top = stack.last_mut()?;
             if let Some(data) = top.core.data.as_mut() {
-                data.shared = true;
+                data.mark_shared();
             }
             Some((top.core.trace.clone(), top.core.span_id))
         })
@@ -236,7 +237,7 @@ pub(crate) fn mark_child_admitted(parent: ObservationId) {
             .filter_map(|f| f.core.data.as_mut())
             .find(|d| d.span_id == parent)
         {
-            data.child_admitted = true;
+            data.mark_child_admitted();
         }
     });
 }

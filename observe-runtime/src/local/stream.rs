@@ -268,7 +268,7 @@ impl<F> StreamState<F> {
             });
         }
         let limit = observed.field_limit();
-        let recording = observed.with_data(|data| !data.explicit_output).is_some();
+        let recording = observed.with_data(|data| !data.explicit_output()).is_some();
         if !recording {
             return;
         }
@@ -312,7 +312,7 @@ impl<F> StreamState<F> {
             .output()
             .map(|output| capture::bound_field(output, limit));
         observed.with_data(move |data| {
-            if !data.explicit_output {
+            if !data.explicit_output() {
                 if let Some(output) = output {
                     data.output = Some(output.into());
                 }
