@@ -208,6 +208,7 @@ impl SpanData {
     }
 
     /// The input was set by the user (captured arguments then stay out).
+    #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
     pub(crate) fn explicit_input(&self) -> bool {
         self.flags.has(Flags::EXPLICIT_INPUT)
     }
