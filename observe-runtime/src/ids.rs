@@ -70,7 +70,12 @@ impl fmt::Display for IdParseError {
 
 impl std::error::Error for IdParseError {}
 
-fn parse_hex<const N: usize>(text: &str, kind: &'static str) -> Result<[u8; N], IdParseError> {
+/// An id of `N` bytes written as lowercase hex, made by `from_bytes` (which refuses all zeros).
+fn parse_hex<const N: usize, T>(
+    text: &str,
+    kind: &'static str,
+    from_bytes: impl FnOnce([u8; N]) -> Option<T>,
+) -> Result<T, IdParseError> {
     let error = || IdParseError {
         kind,
         expected_len: N * 2,
@@ -92,10 +97,7 @@ fn parse_hex<const N: usize>(text: &str, kind: &'static str) -> Result<[u8; N], 
         };
         out[i] = high << 4 | low;
     }
-    if out.iter().all(|b| *b == 0) {
-        return Err(error());
-    }
-    Ok(out)
+    from_bytes(out).ok_or_else(error)
 }
 
 fn write_hex(f: &mut fmt::Formatter<'_>, bytes: &[u8]) -> fmt::Result {
@@ -190,17 +192,14 @@ impl ObservationId {
 impl FromStr for TraceId {
     type Err = IdParseError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        parse_hex::<16>(s, "trace id").map(Self)
+        parse_hex(s, "trace id", Self::from_bytes)
     }
 }
 
 impl FromStr for ObservationId {
     type Err = IdParseError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        parse_hex::<8>(s, "observation id").map(|bytes| {
-            // `parse_hex` refuses all zeros.
-            Self::from_bytes(bytes).unwrap_or(Self(NonZeroU64::MIN))
-        })
+        parse_hex(s, "observation id", Self::from_bytes)
     }
 }
 
