@@ -289,14 +289,10 @@ impl JsonOut {
     /// What was written, as a record keeps a captured field (leaving the buffer empty): inline
     /// when short (no allocation), else bounded by the field limit as a whole.
     pub(crate) fn take_field(&mut self) -> Text {
-        if let Some(text) = self.buffer.take_inline(self.limit) {
-            return text;
+        match self.buffer.take_inline(self.limit) {
+            Some(text) => text,
+            None => bound_field(self.take_text(), self.limit).into(),
         }
-        let text = self.take_text();
-        if text.len() <= self.limit {
-            return Text::Heap(text.into_boxed_str());
-        }
-        bound_field(text, self.limit).into()
     }
 
     /// The text written so far, leaving the buffer empty.

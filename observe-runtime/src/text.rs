@@ -20,18 +20,19 @@ impl Text {
     /// The text `text`, inline when it is short.
     #[cfg(test)]
     pub(crate) fn new(text: &str) -> Text {
-        match Text::inline(text) {
+        match Text::inline(text.as_bytes()) {
             Some(inline) => inline,
             None => Text::Heap(text.into()),
         }
     }
 
-    fn inline(text: &str) -> Option<Text> {
+    /// `text` (UTF-8) inline, when it is short enough.
+    fn inline(text: &[u8]) -> Option<Text> {
         if text.len() > INLINE {
             return None;
         }
         let mut bytes = [0; INLINE];
-        bytes[..text.len()].copy_from_slice(text.as_bytes());
+        bytes[..text.len()].copy_from_slice(text);
         Some(Text::Inline {
             len: text.len() as u8,
             bytes,
@@ -136,16 +137,10 @@ impl Scratch {
     /// What was written, inline, when it takes at most `limit` and [`INLINE`] bytes; it is then
     /// taken (this is left empty).
     pub(crate) fn take_inline(&mut self, limit: usize) -> Option<Text> {
-        let written = self.as_bytes();
-        if written.len() > limit.min(INLINE) {
+        if self.len() > limit {
             return None;
         }
-        let mut bytes = [0; INLINE];
-        bytes[..written.len()].copy_from_slice(written);
-        let text = Text::Inline {
-            len: written.len() as u8,
-            bytes,
-        };
+        let text = Text::inline(self.as_bytes())?;
         self.clear();
         Some(text)
     }
@@ -177,7 +172,7 @@ impl Drop for Scratch {
 
 impl From<String> for Text {
     fn from(text: String) -> Text {
-        Text::inline(&text).unwrap_or_else(|| Text::Heap(text.into_boxed_str()))
+        Text::inline(text.as_bytes()).unwrap_or_else(|| Text::Heap(text.into_boxed_str()))
     }
 }
 

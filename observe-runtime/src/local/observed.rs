@@ -155,10 +155,8 @@ impl Observed {
             capture_output.then(|| capture::bound_field(capture::json_string(&message), limit));
         self.with_data(move |data| {
             data.level = Level::Error;
-            if !data.explicit_output() {
-                if let Some(output) = output {
-                    data.output = Some(output.into());
-                }
+            if let Some(output) = output {
+                data.set_captured_output(output.into());
             }
             *data.status_message_mut() = Some(message);
         });
@@ -225,10 +223,7 @@ impl Observed {
         };
         if let Some(mut core) = core {
             if let (Some(output), Some(data)) = (self.output.take(), core.data.as_mut()) {
-                // Written before it is known whether the body set an output.
-                if !data.explicit_output() {
-                    data.output = Some(output);
-                }
+                data.set_captured_output(output);
             }
             span::close(core);
         }
@@ -292,12 +287,9 @@ impl Drop for OutputWriter<'_> {
             return;
         }
         self.observed.with_data(|data| {
-            // Written before it is known whether the body set an output: one lookup, not two.
-            if data.explicit_output() {
-                return;
+            if data.set_captured_output(text) {
+                data.add_media(MediaField::Output, media);
             }
-            data.output = Some(text);
-            data.add_media(MediaField::Output, media);
         });
     }
 }

@@ -268,7 +268,9 @@ impl<F> StreamState<F> {
             });
         }
         let limit = observed.field_limit();
-        let recording = observed.with_data(|data| !data.explicit_output()).is_some();
+        // Items are recorded while the observation is (even when the body set an output: their
+        // errors still count).
+        let recording = observed.with_data(|_| ()).is_some();
         if !recording {
             return;
         }
@@ -312,10 +314,8 @@ impl<F> StreamState<F> {
             .output()
             .map(|output| capture::bound_field(output, limit));
         observed.with_data(move |data| {
-            if !data.explicit_output() {
-                if let Some(output) = output {
-                    data.output = Some(output.into());
-                }
+            if let Some(output) = output {
+                data.set_captured_output(output.into());
             }
             if errors > 1 {
                 let status = data.status_message_mut();

@@ -202,6 +202,16 @@ impl SpanData {
         self.flags.set(Flags::EXPLICIT_OUTPUT);
     }
 
+    /// Stores a captured output (the return value, a stream's items, an error's message), unless
+    /// the user set one, which stays; whether it was stored.
+    pub(crate) fn set_captured_output(&mut self, text: Text) -> bool {
+        if self.explicit_output() {
+            return false;
+        }
+        self.output = Some(text);
+        true
+    }
+
     /// The root of what this thread records of its trace (its parent, if any, is elsewhere).
     pub(crate) fn is_local_root(&self) -> bool {
         self.flags.has(Flags::LOCAL_ROOT)
