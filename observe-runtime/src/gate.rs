@@ -140,6 +140,16 @@ impl Client {
         }
     }
 
+    /// An empty chunk for a thread's next `capacity` records (a reused one when the exporter
+    /// gave one back).
+    #[inline]
+    pub(crate) fn chunk(&self, capacity: usize) -> Vec<Record> {
+        match &self.handoff {
+            Handoff::Memory { .. } => Vec::with_capacity(capacity),
+            Handoff::Worker { queue, .. } => queue.chunk(capacity),
+        }
+    }
+
     /// Takes over a thread's finished records, and the number it dropped for a full queue.
     pub(crate) fn accept(&self, records: Vec<Record>, dropped_full: u64) {
         match &self.handoff {

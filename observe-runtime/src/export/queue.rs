@@ -9,6 +9,10 @@
 //! waiting: the thread otherwise sleeps until its timer, and the user's threads make no system
 //! call.
 //!
+//! Emptied chunks go back the other way: the exporter returns a chunk it has taken apart (a few
+//! of them, of a root's size at most), and a thread that hands its buffer over takes one as its
+//! next buffer instead of allocating, so neither side calls the allocator per root.
+//!
 //! Scores travel beside the spans in a channel of their own, one message per score, bounded the
 //! same way: at most `max_queue` scores wait, beyond it a score is dropped and counted (one
 //! warning), and `flush_at` waiting scores wake the exporter.
@@ -39,7 +43,14 @@ pub(crate) struct Queue {
     /// Scores handed over and not yet delivered or dropped.
     scores_pending: Arc<AtomicUsize>,
     scores_full_warned: AtomicBool,
+    /// Emptied chunks given back by the exporter.
+    spares: Receiver<Vec<Record>>,
 }
+
+/// Chunks kept for reuse at most, and the largest capacity kept: at most 4 × 256 records of 128
+/// bytes (128 KiB) wait unused.
+const SPARES: usize = 4;
+const SPARE_CAPACITY: usize = 256;
 
 /// The exporter thread's side.
 pub(crate) struct QueueReceiver {
@@ -48,9 +59,18 @@ pub(crate) struct QueueReceiver {
     pending: Arc<AtomicUsize>,
     pub(crate) scores: Receiver<FinishedScore>,
     scores_pending: Arc<AtomicUsize>,
+    spares: Sender<Vec<Record>>,
 }
 
 impl QueueReceiver {
+    /// Gives an emptied chunk back for reuse (dropped when enough wait, or when it is large).
+    pub(crate) fn recycle(&self, mut chunk: Vec<Record>) {
+        chunk.clear();
+        if (1..=SPARE_CAPACITY).contains(&chunk.capacity()) {
+            let _ = self.spares.try_send(chunk);
+        }
+    }
+
     /// `count` spans left the pipeline (delivered or dropped).
     pub(crate) fn done(&self, count: usize) {
         self.pending.fetch_sub(count, Ordering::Relaxed);
@@ -69,6 +89,7 @@ pub(crate) fn queue(max: usize, wake_at: usize, counters: Arc<Counters>) -> (Que
     let pending = Arc::new(AtomicUsize::new(0));
     let (scores, scores_receiver) = unbounded();
     let scores_pending = Arc::new(AtomicUsize::new(0));
+    let (give_back, spares) = bounded(SPARES);
     (
         Queue {
             sender,
@@ -81,6 +102,7 @@ pub(crate) fn queue(max: usize, wake_at: usize, counters: Arc<Counters>) -> (Que
             scores,
             scores_pending: scores_pending.clone(),
             scores_full_warned: AtomicBool::new(false),
+            spares,
         },
         QueueReceiver {
             receiver,
@@ -88,6 +110,7 @@ pub(crate) fn queue(max: usize, wake_at: usize, counters: Arc<Counters>) -> (Que
             pending,
             scores: scores_receiver,
             scores_pending,
+            spares: give_back,
         },
     )
 }
@@ -100,6 +123,16 @@ impl Queue {
     pub(crate) fn has_room(&self, buffered: usize, root: bool) -> bool {
         let held = self.pending.load(Ordering::Relaxed) + buffered;
         held < self.max || (root && held < self.max.saturating_mul(2))
+    }
+
+    /// An empty chunk for at least `capacity` records: one the exporter gave back when it is
+    /// large enough, else a new one.
+    #[inline]
+    pub(crate) fn chunk(&self, capacity: usize) -> Vec<Record> {
+        match self.spares.try_recv() {
+            Ok(spare) if spare.capacity() >= capacity => spare,
+            _ => Vec::with_capacity(capacity),
+        }
     }
 
     /// Hands a thread's records to the exporter, with the count it dropped for a full queue.
@@ -172,5 +205,37 @@ impl Queue {
                 Counters::add(&self.counters.scores_dropped_after_shutdown, 1);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_emptied_chunk_is_reused_by_the_next_buffer() {
+        let (queue, receiver) = queue(100, 10, Arc::default());
+        let given = Vec::with_capacity(100);
+        let address = given.as_ptr();
+        receiver.recycle(given);
+        let next = queue.chunk(100);
+        assert_eq!((next.as_ptr(), next.capacity()), (address, 100));
+        // None waits now: a new one (`next` still holds the first).
+        let another = queue.chunk(16);
+        assert_ne!(another.as_ptr(), address);
+    }
+
+    #[test]
+    fn a_spare_too_small_or_too_large_is_not_used_and_few_are_kept() {
+        let (queue, receiver) = queue(100, 10, Arc::default());
+        receiver.recycle(Vec::with_capacity(SPARE_CAPACITY + 1));
+        assert_eq!(receiver.spares.len(), 0);
+        receiver.recycle(Vec::with_capacity(16));
+        assert!(queue.chunk(17).capacity() >= 17);
+        assert_eq!(receiver.spares.len(), 0, "the small spare was freed");
+        for _ in 0..SPARES + 2 {
+            receiver.recycle(Vec::with_capacity(16));
+        }
+        assert_eq!(receiver.spares.len(), SPARES);
     }
 }

@@ -232,10 +232,11 @@ impl Worker {
     ///
     /// A control message that arrives meanwhile stops it between two requests: the records not
     /// yet batched wait in `carry`, so a flush or shutdown is answered after one request at most.
-    fn take(&mut self, chunk: Vec<Record>) -> Result<(), String> {
+    /// The emptied chunk goes back to the threads for reuse.
+    fn take(&mut self, mut chunk: Vec<Record>) -> Result<(), String> {
         self.clock.refresh();
         let mut result = Ok(());
-        let mut records = chunk.into_iter();
+        let mut records = chunk.drain(..);
         while let Some(record) = records.next() {
             let requests = self.requests;
             if self.add(record) {
@@ -244,10 +245,12 @@ impl Worker {
                 }
             }
             if self.requests != requests && self.control_waiting() {
-                self.carry.extend(records);
+                self.carry.extend(records.by_ref());
                 break;
             }
         }
+        drop(records);
+        self.data.recycle(chunk);
         result
     }
 

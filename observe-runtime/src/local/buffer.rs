@@ -160,7 +160,7 @@ pub(crate) fn admit(trace: Arc<TraceState>, data: &mut Option<SpanData>, idle: b
         if idle || held.records.len() >= CHUNK {
             // The next chunk is likely the size of this one: one allocation, no regrowth.
             let capacity = held.records.len().clamp(16, CHUNK);
-            let records = std::mem::replace(&mut held.records, Vec::with_capacity(capacity));
+            let records = std::mem::replace(&mut held.records, client.chunk(capacity));
             let dropped = std::mem::take(&mut held.dropped_full);
             drop(held);
             client.accept(records, dropped);
