@@ -221,6 +221,21 @@ async fn slow(step: u32) -> u32 {
     step
 }
 
+#[observe]
+fn answers_by_hand(question: &str) -> usize {
+    observe_runtime::current_observation()
+        .input(serde_json::json!({ "asked": question }))
+        .output("by hand");
+    question.len()
+}
+
+#[observe]
+async fn asks_by_hand(question: String) -> usize {
+    fetch("a").await;
+    observe_runtime::current_observation().input("typed");
+    question.len()
+}
+
 #[observe(capture_input = false)]
 fn no_input(secret: &str) -> usize {
     secret.len()
@@ -558,6 +573,25 @@ fn capture_input_and_capture_output_can_be_turned_off() {
             |  no_input [Span] out=7
             |  no_output [Span] in={"text":"text"}
             |  no_output_failing [Span] in={"text":"this"} level=Error status=cannot handle this
+            "#
+        )
+    );
+}
+
+#[test]
+fn an_input_or_output_the_body_sets_wins_over_the_captured_one() {
+    let (_, rendered) = traced_async("by-hand", async {
+        answers_by_hand("why");
+        asks_by_hand("how".to_string()).await
+    });
+    assert_eq!(
+        rendered,
+        tree(
+            r#"
+            |by-hand [Span]
+            |  answers_by_hand [Span] in={"asked":"why"} out="by hand"
+            |  asks_by_hand [Span] in="typed" out=3
+            |    fetch [Span] in={"url":"a"} out="body of a"
             "#
         )
     );

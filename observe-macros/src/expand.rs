@@ -265,9 +265,11 @@ impl Generator<'_> {
         let input_capture = if captured.is_empty() {
             TokenStream::new()
         } else {
-            let records = captured.iter().map(|binding| {
-                // An identifier never needs escaping in JSON: the key is quoted here, once.
-                let key = LitStr::new(&format!("\"{}\"", binding.unraw()), binding.span());
+            let records = captured.iter().enumerate().map(|(index, binding)| {
+                // An identifier never needs escaping in JSON: the key, quoted, with the brace or
+                // comma before it and the colon after it, is one piece of text made here, once.
+                let before = if index == 0 { '{' } else { ',' };
+                let key = LitStr::new(&format!("{before}\"{}\":", binding.unraw()), binding.span());
                 self.capture_into(
                     quote!(&#binding),
                     quote_spanned!(mixed=> __observe_input.arg(#key)),

@@ -125,12 +125,9 @@ impl Observed {
         if !self.capture_input {
             return None;
         }
-        let mut out = JsonOut::new(self.limit);
-        out.push_byte(b'{');
         Some(InputWriter {
+            out: JsonOut::new(self.limit),
             observed: self,
-            out,
-            first: true,
         })
     }
 
@@ -234,19 +231,14 @@ impl Observed {
 pub struct InputWriter<'a> {
     observed: &'a mut Observed,
     out: JsonOut,
-    first: bool,
 }
 
 impl InputWriter<'_> {
-    /// Starts the next argument: `key` is its name already quoted as a JSON string (the attribute
-    /// quotes it at compile time). Write the value into the returned buffer.
+    /// Starts the next argument: `key` is the JSON text before its value, made by the attribute
+    /// at compile time: `{"name":` for the first argument, `,"name":` for the next ones. Write
+    /// the value into the returned buffer.
     pub fn arg(&mut self, key: &'static str) -> &mut JsonOut {
-        if !self.first {
-            self.out.push_byte(b',');
-        }
-        self.first = false;
         self.out.push_str(key);
-        self.out.push_byte(b':');
         &mut self.out
     }
 }
@@ -255,10 +247,12 @@ impl Drop for InputWriter<'_> {
     fn drop(&mut self) {
         self.out.push_byte(b'}');
         // Each argument is bounded on its own; the object as a whole is bounded too.
-        let text = self.out.take_field();
         let media = self.out.take_media(MediaField::Input);
+        let out = &mut self.out;
+        // Stored at once: an observation still open when the process exits is sent with it.
+        // The text is made where the record keeps it (not made here, then moved there).
         self.observed.with_data(|data| {
-            data.input = Some(text);
+            data.input = Some(out.take_field());
             data.add_media(MediaField::Input, media);
         });
     }

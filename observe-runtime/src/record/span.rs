@@ -247,10 +247,15 @@ impl SpanData {
 
     /// Keeps the media found in a value written to `field`: a value set again replaces the media
     /// of the input or output before it; metadata adds.
+    #[inline]
     pub(crate) fn add_media(&mut self, field: MediaField, media: Vec<MediaAttachment>) {
-        if media.is_empty() {
-            return;
+        if !media.is_empty() {
+            self.attach_media(field, media);
         }
+    }
+
+    #[inline(never)]
+    fn attach_media(&mut self, field: MediaField, media: Vec<MediaAttachment>) {
         let details = self.details();
         if field != MediaField::Metadata {
             details.media.retain(|m| m.field != field);
