@@ -442,7 +442,7 @@ where
         };
         let mut core = local_span::open_at(placement, Cow::Owned(name), ObservationType::Event);
         if let Some(data) = core.data.as_mut() {
-            data.level = level;
+            data.set_level(level);
             if let (true, Some(text)) = (severe, text) {
                 *data.status_message_mut() = Some(text);
             }
@@ -498,8 +498,10 @@ where
 
 /// Raises the level of a record to WARNING or ERROR, with the message that came with it.
 fn raise(data: &mut SpanData, level: Level, message: Option<String>) {
+    let mut now = data.level();
     let details = data.details.get_or_insert_with(Box::default);
-    raise_level(&mut data.level, &mut details.status_message, level, message);
+    raise_level(&mut now, &mut details.status_message, level, message);
+    data.set_level(now);
 }
 
 /// An event's name from its text: at most [`EVENT_NAME_CHARS`] characters.

@@ -428,12 +428,13 @@ pub(crate) fn apply_span_fields(
         data.name = Cow::Owned(name);
     }
     let model = model.get().map(FieldValue::text);
-    if !is_event && data.kind == ObservationType::Span {
-        data.kind = kind
-            .or_else(|| operation.as_deref().and_then(operation_kind))
-            .or(has_tool_name.then_some(ObservationType::Tool))
-            .or(model.is_some().then_some(ObservationType::Generation))
-            .unwrap_or(ObservationType::Span);
+    if !is_event && data.kind() == ObservationType::Span {
+        data.set_kind(
+            kind.or_else(|| operation.as_deref().and_then(operation_kind))
+                .or(has_tool_name.then_some(ObservationType::Tool))
+                .or(model.is_some().then_some(ObservationType::Generation))
+                .unwrap_or(ObservationType::Span),
+        );
     }
     if capture_io {
         if let (Some(value), false) = (input.get(), data.explicit_input()) {
@@ -456,15 +457,15 @@ pub(crate) fn apply_span_fields(
         }
     }
     let status_message = status_message.or(severity.message.take());
-    if severity.level > data.level && severity.level > Level::Default {
-        data.level = severity.level;
+    if severity.level > data.level() && severity.level > Level::Default {
+        data.set_level(severity.level);
     }
     if let (true, Some(message)) = (data.status_message().is_none(), status_message) {
         *data.status_message_mut() = Some(message);
     }
     // `langfuse.observation.level` is the level, unless something raised it already.
-    if let (Some(level), Level::Default) = (declared_level, data.level) {
-        data.level = level;
+    if let (Some(level), Level::Default) = (declared_level, data.level()) {
+        data.set_level(level);
     }
 
     let parameters = parameters_object

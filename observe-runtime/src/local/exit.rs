@@ -47,8 +47,8 @@ pub(crate) fn end_open_observations(ending: &Ending) -> usize {
     let mut ended = 0;
     for mut core in stack::take_all() {
         if let Some(data) = core.data.as_mut() {
-            if data.level < level {
-                data.level = level;
+            if data.level() < level {
+                data.set_level(level);
             }
             let status = data.status_message_mut();
             *status = Some(match status.take() {

@@ -92,7 +92,7 @@ impl ObservationHandle {
 
     /// Sets the level.
     pub fn level(&self, level: Level) -> &Self {
-        self.apply(|span| span.level = level)
+        self.apply(|span| span.set_level(level))
     }
 
     /// Sets the status message (shown beside the level, e.g. an error text).
@@ -172,7 +172,7 @@ impl ObservationHandle {
             version,
         };
         self.apply(|span| {
-            if span.kind == ObservationType::Generation {
+            if span.kind() == ObservationType::Generation {
                 span.details().prompt = Some(link);
             } else {
                 diagnostics::warn_once(
@@ -183,7 +183,7 @@ impl ObservationHandle {
                          observation; use #[observe(as_type = \"generation\")]",
                         link.name,
                         link.version,
-                        span.kind.as_str(),
+                        span.kind().as_str(),
                         span.name
                     ),
                 );

@@ -151,7 +151,7 @@ impl Observed {
         let output =
             capture_output.then(|| capture::bound_field(capture::json_string(&message), limit));
         self.with_data(move |data| {
-            data.level = Level::Error;
+            data.set_level(Level::Error);
             if let Some(output) = output {
                 data.set_captured_output(output.into());
             }
@@ -162,7 +162,7 @@ impl Observed {
     pub(crate) fn record_panic(&mut self, payload: &(dyn std::any::Any + Send)) {
         let message = span::payload_text(payload);
         self.with_data(|data| {
-            data.level = Level::Error;
+            data.set_level(Level::Error);
             *data.status_message_mut() = Some(message);
         });
     }
@@ -183,8 +183,8 @@ impl Observed {
 
     fn cancel(&mut self) {
         self.with_data(|data| {
-            if data.level < Level::Warning {
-                data.level = Level::Warning;
+            if data.level() < Level::Warning {
+                data.set_level(Level::Warning);
             }
             data.status_message_mut()
                 .get_or_insert_with(|| "cancelled".to_string());
@@ -208,8 +208,8 @@ impl Observed {
         if std::thread::panicking() {
             let message = span::panic_message();
             self.with_data(|data| {
-                if data.level != Level::Error {
-                    data.level = Level::Error;
+                if data.level() != Level::Error {
+                    data.set_level(Level::Error);
                     *data.status_message_mut() = Some(message);
                 }
             });

@@ -78,7 +78,7 @@ pub(crate) fn close(mut core: SpanCore) {
         return;
     };
     data.end = Ticks::now();
-    data.attributes_version = core.trace.note_version();
+    data.set_attributes_version(core.trace.note_version());
     let parent = data.parent_span_id.filter(|_| !data.is_local_root());
     let idle = !stack::has_open_recording();
     match buffer::admit(core.trace, &mut core.data, idle) {
@@ -346,7 +346,7 @@ impl Drop for EnteredSpan<'_> {
         let mut core = stack::remove(token);
         if std::thread::panicking() {
             if let Some(data) = core.as_mut().and_then(|core| core.data.as_mut()) {
-                data.level = Level::Error;
+                data.set_level(Level::Error);
                 *data.status_message_mut() = Some(panic_message());
             }
         }
@@ -389,7 +389,7 @@ impl Drop for ActiveSpan {
         if let Some(mut core) = stack::remove(token) {
             if std::thread::panicking() {
                 if let Some(data) = core.data.as_mut() {
-                    data.level = Level::Error;
+                    data.set_level(Level::Error);
                     *data.status_message_mut() = Some(panic_message());
                 }
             }

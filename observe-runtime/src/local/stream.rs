@@ -294,7 +294,7 @@ impl<F> StreamState<F> {
             self.errors += 1;
             let count = self.errors;
             observed.with_data(move |data| {
-                data.level = Level::Error;
+                data.set_level(Level::Error);
                 if count == 1 {
                     *data.status_message_mut() = Some(message);
                 }
@@ -325,8 +325,8 @@ impl<F> StreamState<F> {
                 *status = Some(format!("{first} (and {more} more error{plural})"));
             }
             if early && !std::thread::panicking() {
-                if data.level < Level::Warning {
-                    data.level = Level::Warning;
+                if data.level() < Level::Warning {
+                    data.set_level(Level::Warning);
                 }
                 let note = format!(
                     "dropped before the end, after {items} item{}",

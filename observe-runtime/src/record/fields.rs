@@ -126,7 +126,7 @@ impl ObservationFields<'_> {
 
     /// Sets the level.
     pub fn level(&mut self, level: Level) -> &mut Self {
-        self.data.level = level;
+        self.data.set_level(level);
         self
     }
 

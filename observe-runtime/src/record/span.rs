@@ -120,28 +120,89 @@ impl std::fmt::Debug for Fill {
 /// compiler copies as such (seven separate bytes were copied as overlapping 4-byte loads, each
 /// stalled on the byte stores just before it).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-struct Flags(u16);
+struct Flags;
 
 impl Flags {
     /// Its parent is in another process or thread (or it has none): the root of what this
     /// thread records of the trace.
-    const LOCAL_ROOT: u16 = 1;
+    const LOCAL_ROOT: u64 = 1 << Head::FLAGS;
     /// The input was set by the user (captured arguments then stay out).
-    const EXPLICIT_INPUT: u16 = 1 << 1;
+    const EXPLICIT_INPUT: u64 = 1 << (Head::FLAGS + 1);
     /// The output was set by the user (the captured return value then stays out).
-    const EXPLICIT_OUTPUT: u16 = 1 << 2;
+    const EXPLICIT_OUTPUT: u64 = 1 << (Head::FLAGS + 2);
     /// A child of this observation was admitted to the queue: it must be admitted too, or the
     /// child would arrive without its parent.
-    const CHILD_ADMITTED: u16 = 1 << 3;
+    const CHILD_ADMITTED: u64 = 1 << (Head::FLAGS + 3);
     /// A context handle was taken on it, so children may end on other threads: always admitted.
-    const SHARED: u16 = 1 << 4;
+    const SHARED: u64 = 1 << (Head::FLAGS + 4);
+}
 
-    fn has(self, flag: u16) -> bool {
+/// The record's small fields in one `u64`: the kind (bits 0–7, its place in
+/// [`ObservationType::ALL`]), the level (8–15), the [`Flags`] (16–31) and the version of the
+/// trace attributes (32–63). One integer, so that the record is copied as whole words: as
+/// separate fields the compiler copied them piece by piece, at offsets that made the loads wait
+/// on the stores just before them.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Head(u64);
+
+const LEVELS: [Level; 4] = [Level::Debug, Level::Default, Level::Warning, Level::Error];
+
+impl Head {
+    const LEVEL: u32 = 8;
+    const FLAGS: u32 = 16;
+    const VERSION: u32 = 32;
+
+    fn new(kind: ObservationType, is_local_root: bool) -> Head {
+        let root = if is_local_root { Flags::LOCAL_ROOT } else { 0 };
+        Head(kind as u64 | (Level::Default as u64) << Head::LEVEL | root)
+    }
+
+    fn kind(self) -> ObservationType {
+        let index = (self.0 & 0xff) as usize;
+        ObservationType::ALL.get(index).copied().unwrap_or_default()
+    }
+
+    fn set_kind(&mut self, kind: ObservationType) {
+        self.0 = self.0 & !0xff | kind as u64;
+    }
+
+    fn level(self) -> Level {
+        let index = (self.0 >> Head::LEVEL & 0xff) as usize;
+        LEVELS.get(index).copied().unwrap_or_default()
+    }
+
+    fn set_level(&mut self, level: Level) {
+        self.0 = self.0 & !(0xff << Head::LEVEL) | (level as u64) << Head::LEVEL;
+    }
+
+    fn version(self) -> u32 {
+        (self.0 >> Head::VERSION) as u32
+    }
+
+    fn set_version(&mut self, version: u32) {
+        self.0 = self.0 & 0xffff_ffff | u64::from(version) << Head::VERSION;
+    }
+
+    fn has(self, flag: u64) -> bool {
         self.0 & flag != 0
     }
 
-    fn set(&mut self, flag: u16) {
+    fn set(&mut self, flag: u64) {
         self.0 |= flag;
+    }
+}
+
+impl std::fmt::Debug for Head {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Head")
+            .field("kind", &self.kind())
+            .field("level", &self.level())
+            .field(
+                "flags",
+                &format_args!("{:#x}", self.0 >> Head::FLAGS & 0xffff),
+            )
+            .field("attributes_version", &self.version())
+            .finish()
     }
 }
 
@@ -150,11 +211,9 @@ impl Flags {
 pub(crate) struct SpanData {
     pub(crate) span_id: ObservationId,
     pub(crate) parent_span_id: Option<ObservationId>,
-    pub(crate) kind: ObservationType,
-    pub(crate) level: Level,
-    flags: Flags,
-    /// The version of the trace attributes when it ended (see [`TraceState`]).
-    pub(crate) attributes_version: u32,
+    /// The kind, the level, the flags and the version of the trace attributes when it ended
+    /// (see [`TraceState`]).
+    head: Head,
     pub(crate) name: Cow<'static, str>,
     pub(crate) start: Ticks,
     pub(crate) end: Ticks,
@@ -177,10 +236,7 @@ impl SpanData {
         Self {
             span_id,
             parent_span_id,
-            kind,
-            level: Level::Default,
-            flags: Flags(if is_local_root { Flags::LOCAL_ROOT } else { 0 }),
-            attributes_version: 0,
+            head: Head::new(kind, is_local_root),
             name,
             start,
             end: start,
@@ -190,16 +246,52 @@ impl SpanData {
         }
     }
 
+    /// The observation's type.
+    #[inline]
+    pub(crate) fn kind(&self) -> ObservationType {
+        self.head.kind()
+    }
+
+    /// Sets its type (the bridge learns it from a span's fields after it opened).
+    #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+    pub(crate) fn set_kind(&mut self, kind: ObservationType) {
+        self.head.set_kind(kind);
+    }
+
+    /// Its level.
+    #[inline]
+    pub(crate) fn level(&self) -> Level {
+        self.head.level()
+    }
+
+    /// Sets its level.
+    #[inline]
+    pub(crate) fn set_level(&mut self, level: Level) {
+        self.head.set_level(level);
+    }
+
+    /// The version of the trace attributes it was ended with.
+    #[inline]
+    pub(crate) fn attributes_version(&self) -> u32 {
+        self.head.version()
+    }
+
+    /// Notes the version of the trace attributes as it ends.
+    #[inline]
+    pub(crate) fn set_attributes_version(&mut self, version: u32) {
+        self.head.set_version(version);
+    }
+
     /// Sets the input given explicitly (captured arguments then stay out).
     pub(crate) fn set_input(&mut self, json: String) {
         self.input = Some(json.into());
-        self.flags.set(Flags::EXPLICIT_INPUT);
+        self.head.set(Flags::EXPLICIT_INPUT);
     }
 
     /// Sets the output given explicitly (the captured return value then stays out).
     pub(crate) fn set_output(&mut self, json: String) {
         self.output = Some(json.into());
-        self.flags.set(Flags::EXPLICIT_OUTPUT);
+        self.head.set(Flags::EXPLICIT_OUTPUT);
     }
 
     /// Stores a captured output (the return value, a stream's items, an error's message), unless
@@ -214,28 +306,28 @@ impl SpanData {
 
     /// The root of what this thread records of its trace (its parent, if any, is elsewhere).
     pub(crate) fn is_local_root(&self) -> bool {
-        self.flags.has(Flags::LOCAL_ROOT)
+        self.head.has(Flags::LOCAL_ROOT)
     }
 
     /// The input was set by the user (captured arguments then stay out).
     #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
     pub(crate) fn explicit_input(&self) -> bool {
-        self.flags.has(Flags::EXPLICIT_INPUT)
+        self.head.has(Flags::EXPLICIT_INPUT)
     }
 
     /// The output was set by the user (the captured return value then stays out).
     pub(crate) fn explicit_output(&self) -> bool {
-        self.flags.has(Flags::EXPLICIT_OUTPUT)
+        self.head.has(Flags::EXPLICIT_OUTPUT)
     }
 
     /// Notes that a child was admitted to the queue: this must then be admitted too.
     pub(crate) fn mark_child_admitted(&mut self) {
-        self.flags.set(Flags::CHILD_ADMITTED);
+        self.head.set(Flags::CHILD_ADMITTED);
     }
 
     /// Notes that a context handle was taken on it: it is then always admitted.
     pub(crate) fn mark_shared(&mut self) {
-        self.flags.set(Flags::SHARED);
+        self.head.set(Flags::SHARED);
     }
 
     /// Sets a metadata key, replacing its value if it was set.
@@ -282,7 +374,7 @@ impl SpanData {
     /// Whether it must be admitted whatever the queue holds: a parent of what was admitted, or
     /// of what may have been (a context handle was taken on it).
     pub(crate) fn must_pass(&self) -> bool {
-        self.flags.has(Flags::CHILD_ADMITTED) || self.flags.has(Flags::SHARED)
+        self.head.has(Flags::CHILD_ADMITTED) || self.head.has(Flags::SHARED)
     }
 }
 
@@ -301,11 +393,12 @@ impl Record {
         if let Some(fill) = data.details.as_mut().and_then(|d| d.fill.take()) {
             fill.run(&mut data, trace.options.field_limit);
         }
-        let attributes = trace.attributes_at(data.attributes_version);
+        let (kind, level) = (data.kind(), data.level());
+        let attributes = trace.attributes_at(data.attributes_version());
         let is_local_root = data.is_local_root();
         let details = data.details.map(|d| *d).unwrap_or_default();
         let start_unix_nanos = unix_nanos(data.start);
-        let end_unix_nanos = if data.kind == ObservationType::Event {
+        let end_unix_nanos = if kind == ObservationType::Event {
             start_unix_nanos
         } else {
             unix_nanos(data.end).max(start_unix_nanos)
@@ -316,12 +409,12 @@ impl Record {
             parent_span_id: data.parent_span_id,
             is_local_root,
             name: data.name,
-            kind: data.kind,
+            kind,
             start_unix_nanos,
             end_unix_nanos,
             input: data.input.map(Text::into_string),
             output: data.output.map(Text::into_string),
-            level: data.level,
+            level,
             status_message: details.status_message,
             model: details.model,
             model_parameters: details.model_parameters,
@@ -331,7 +424,7 @@ impl Record {
                 .completion_start_unix_nanos
                 .or_else(|| details.first_item.map(&unix_nanos)),
             prompt: details.prompt.or_else(|| {
-                (data.kind == ObservationType::Generation)
+                (kind == ObservationType::Generation)
                     .then(|| attributes.prompt.clone())
                     .flatten()
             }),
@@ -367,5 +460,37 @@ mod tests {
         data.mark_shared();
         assert!(data.explicit_input() && !data.explicit_output() && data.must_pass());
         assert!(data.is_local_root());
+    }
+
+    #[test]
+    fn the_small_fields_share_a_word_without_disturbing_each_other() {
+        let mut data = SpanData::start(
+            ObservationId::random(),
+            None,
+            false,
+            Cow::Borrowed("f"),
+            ObservationType::Guardrail,
+        );
+        assert_eq!(
+            (data.kind(), data.level()),
+            (ObservationType::Guardrail, Level::Default)
+        );
+        data.set_attributes_version(u32::MAX);
+        data.mark_child_admitted();
+        for kind in ObservationType::ALL {
+            for level in LEVELS {
+                data.set_kind(kind);
+                data.set_level(level);
+                assert_eq!((data.kind(), data.level()), (kind, level));
+                assert_eq!(data.attributes_version(), u32::MAX);
+                assert!(data.must_pass() && !data.is_local_root() && !data.explicit_output());
+            }
+        }
+        data.set_attributes_version(7);
+        assert_eq!(data.attributes_version(), 7);
+        assert_eq!(
+            (data.kind(), data.level()),
+            (ObservationType::Guardrail, Level::Error)
+        );
     }
 }
