@@ -115,11 +115,7 @@ impl std::fmt::Debug for Fill {
     }
 }
 
-/// The yes-or-no facts of an observation, a bit each. One 16-bit field, so that with the kind,
-/// the level and the attributes' version they fill 8 bytes: a record is whole words, which the
-/// compiler copies as such (seven separate bytes were copied as overlapping 4-byte loads, each
-/// stalled on the byte stores just before it).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// The yes-or-no facts of an observation: a bit each in bits 16–31 of its [`Head`].
 struct Flags;
 
 impl Flags {
@@ -183,8 +179,9 @@ impl Head {
         self.0 = self.0 & 0xffff_ffff | u64::from(version) << Head::VERSION;
     }
 
-    fn has(self, flag: u64) -> bool {
-        self.0 & flag != 0
+    /// Whether any of the bits of `flags` is set.
+    fn has(self, flags: u64) -> bool {
+        self.0 & flags != 0
     }
 
     fn set(&mut self, flag: u64) {
@@ -374,7 +371,7 @@ impl SpanData {
     /// Whether it must be admitted whatever the queue holds: a parent of what was admitted, or
     /// of what may have been (a context handle was taken on it).
     pub(crate) fn must_pass(&self) -> bool {
-        self.head.has(Flags::CHILD_ADMITTED) || self.head.has(Flags::SHARED)
+        self.head.has(Flags::CHILD_ADMITTED | Flags::SHARED)
     }
 }
 
@@ -440,6 +437,16 @@ impl Record {
 mod tests {
     use super::*;
 
+    fn started(is_local_root: bool, kind: ObservationType) -> SpanData {
+        SpanData::start(
+            ObservationId::random(),
+            None,
+            is_local_root,
+            Cow::Borrowed("f"),
+            kind,
+        )
+    }
+
     #[test]
     fn a_record_is_whole_words_and_no_larger_than_it_was_measured() {
         // Every byte of a record is written on the recording thread and read on the exporter's
@@ -447,13 +454,7 @@ mod tests {
         assert_eq!(std::mem::size_of::<SpanData>(), 120);
         assert_eq!(std::mem::size_of::<Option<SpanData>>(), 120);
         assert_eq!(std::mem::size_of::<Record>(), 128);
-        let mut data = SpanData::start(
-            ObservationId::random(),
-            None,
-            true,
-            Cow::Borrowed("f"),
-            ObservationType::Span,
-        );
+        let mut data = started(true, ObservationType::Span);
         assert!(data.is_local_root() && !data.must_pass());
         assert!(!data.explicit_input() && !data.explicit_output());
         data.set_input("1".into());
@@ -464,13 +465,7 @@ mod tests {
 
     #[test]
     fn the_small_fields_share_a_word_without_disturbing_each_other() {
-        let mut data = SpanData::start(
-            ObservationId::random(),
-            None,
-            false,
-            Cow::Borrowed("f"),
-            ObservationType::Guardrail,
-        );
+        let mut data = started(false, ObservationType::Guardrail);
         assert_eq!(
             (data.kind(), data.level()),
             (ObservationType::Guardrail, Level::Default)
