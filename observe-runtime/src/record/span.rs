@@ -175,8 +175,12 @@ impl Head {
         (self.0 >> Head::VERSION) as u32
     }
 
+    /// Stores the whole word: written as its upper half alone (what the compiler would make of
+    /// it), the record's copy into the buffer, which reads the word whole right after, would
+    /// wait for that store to reach the cache instead of taking it from the store buffer.
     fn set_version(&mut self, version: u32) {
-        self.0 = self.0 & 0xffff_ffff | u64::from(version) << Head::VERSION;
+        let word = self.0 & 0xffff_ffff | u64::from(version) << Head::VERSION;
+        self.0 = std::hint::black_box(word);
     }
 
     /// Whether any of the bits of `flags` is set.
