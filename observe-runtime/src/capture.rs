@@ -288,11 +288,20 @@ impl JsonOut {
 
     /// What was written, as a record keeps a captured field (leaving the buffer empty): inline
     /// when short (no allocation), else bounded by the field limit as a whole.
+    ///
+    /// Inlined where the record takes the text, so that the short text's words go there from
+    /// registers, not through a return value stored in pieces and read back at once.
+    #[inline(always)]
     pub(crate) fn take_field(&mut self) -> Text {
         match self.buffer.take_inline(self.limit) {
             Some(text) => text,
-            None => bound_field(self.take_text(), self.limit).into(),
+            None => self.take_long_field(),
         }
+    }
+
+    #[inline(never)]
+    fn take_long_field(&mut self) -> Text {
+        bound_field(self.take_text(), self.limit).into()
     }
 
     /// The text written so far, leaving the buffer empty.

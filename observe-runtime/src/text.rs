@@ -12,7 +12,8 @@ const INLINE: usize = 22;
 /// JSON text held by a record.
 ///
 /// 24 bytes, aligned to 8, with no field at an odd offset, so that the record moves it as three
-/// words (the inline text's length, the last byte, is also where `Heap` and `None` are told apart).
+/// words (the inline text's length, in the last word, is also where `Heap` and `None` are told
+/// apart).
 #[derive(Clone, PartialEq, Eq)]
 pub(crate) enum Text {
     Inline(Inline),
@@ -32,17 +33,47 @@ pub(crate) struct Inline {
 #[derive(Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 #[rustfmt::skip]
+#[allow(dead_code)] // Made only by `Inline::from_words`, from the length's byte.
 enum Len {
     L0, L1, L2, L3, L4, L5, L6, L7, L8, L9, L10, L11, L12, L13, L14, L15, L16, L17, L18, L19,
     L20, L21, L22,
 }
 
-#[rustfmt::skip]
-const LENS: [Len; INLINE + 1] = {
-    use Len::*;
-    [L0, L1, L2, L3, L4, L5, L6, L7, L8, L9, L10, L11, L12, L13, L14, L15, L16, L17, L18, L19,
-        L20, L21, L22]
-};
+/// Up to [`INLINE`] bytes in place, in three words: where [`Scratch`] writes a short field, and
+/// what [`Inline`] is made of.
+#[derive(Clone, Copy)]
+#[repr(C, align(8))]
+struct Words([u8; 24]);
+
+impl Inline {
+    /// The first `len` bytes of `words` (at most [`INLINE`]): read, masked and stored as three
+    /// whole words, so that neither this nor the record's later copy of it reads back a word
+    /// stored in pieces (which stalls until the pieces reach the cache).
+    #[inline]
+    fn from_words(words: &Words, len: usize) -> Option<Inline> {
+        if len > INLINE {
+            return None;
+        }
+        let word = |i: usize| {
+            let mut bytes = [0; 8];
+            bytes.copy_from_slice(&words.0[8 * i..8 * i + 8]);
+            let kept = len.saturating_sub(8 * i).min(8);
+            let mask = u64::MAX.checked_shr(64 - 8 * kept as u32).unwrap_or(0);
+            u64::from_le_bytes(bytes) & mask
+        };
+        // `len` is at most 22: the last word's seventh byte, beyond the text, holds it.
+        let last = word(2) | (len as u64) << 48;
+        let mut all = Words([0; 24]);
+        all.0[..8].copy_from_slice(&word(0).to_le_bytes());
+        all.0[8..16].copy_from_slice(&word(1).to_le_bytes());
+        all.0[16..].copy_from_slice(&last.to_le_bytes());
+        // SAFETY: `Inline` is `repr(C)`: 22 bytes, `Len` (one byte) at offset 22, a byte of
+        // padding; 24 bytes, as `Words`. Any bytes are valid text bytes, and the byte at offset
+        // 22 is `len`, at most `INLINE`: a value of `Len` (`repr(u8)`, 0 to `INLINE`).
+        #[allow(unsafe_code)]
+        Some(unsafe { std::mem::transmute::<Words, Inline>(all) })
+    }
+}
 
 impl Text {
     /// The text `text`, inline when it is short.
@@ -56,10 +87,9 @@ impl Text {
 
     /// `text` (UTF-8) inline, when it is short enough.
     fn inline(text: &[u8]) -> Option<Text> {
-        let len = *LENS.get(text.len())?;
-        let mut bytes = [0; INLINE];
-        bytes[..text.len()].copy_from_slice(text);
-        Some(Text::Inline(Inline { bytes, len }))
+        let mut words = Words([0; 24]);
+        words.0.get_mut(..text.len())?.copy_from_slice(text);
+        Inline::from_words(&words, text.len()).map(Text::Inline)
     }
 
     /// The text.
@@ -94,16 +124,16 @@ const SPARE_KEPT: usize = 64 * 1024;
 /// The bytes of one field as it is written: the first [`INLINE`] in place, so that a short value
 /// touches neither the heap nor a thread-local; beyond that, the thread's reusable buffer.
 pub(crate) struct Scratch {
+    inline: Words,
     len: u8,
-    inline: [u8; INLINE],
     spilled: Option<Vec<u8>>,
 }
 
 impl Scratch {
     pub(crate) const fn new() -> Scratch {
         Scratch {
+            inline: Words([0; 24]),
             len: 0,
-            inline: [0; INLINE],
             spilled: None,
         }
     }
@@ -118,20 +148,18 @@ impl Scratch {
     pub(crate) fn as_bytes(&self) -> &[u8] {
         match &self.spilled {
             Some(bytes) => bytes,
-            None => &self.inline[..usize::from(self.len)],
+            None => &self.inline.0[..usize::from(self.len)],
         }
     }
 
     #[inline]
     pub(crate) fn extend(&mut self, more: &[u8]) {
         let len = usize::from(self.len);
-        if self.spilled.is_none() {
-            if let Some(room) = self.inline.get_mut(len..len + more.len()) {
-                room.copy_from_slice(more);
-                // At most INLINE (22): fits a `u8`.
-                self.len += more.len() as u8;
-                return;
-            }
+        if self.spilled.is_none() && len + more.len() <= INLINE {
+            self.inline.0[len..len + more.len()].copy_from_slice(more);
+            // At most INLINE (22): fits a `u8`.
+            self.len += more.len() as u8;
+            return;
         }
         self.extend_spilled(more);
     }
@@ -146,7 +174,7 @@ impl Scratch {
         let len = usize::from(self.len);
         let mut bytes = SPARE.try_with(Cell::take).unwrap_or_default();
         bytes.clear();
-        bytes.extend_from_slice(&self.inline[..len]);
+        bytes.extend_from_slice(&self.inline.0[..len]);
         bytes.extend_from_slice(more);
         self.spilled = Some(bytes);
     }
@@ -169,11 +197,15 @@ impl Scratch {
 
     /// What was written, inline, when it takes at most `limit` and [`INLINE`] bytes; it is then
     /// taken (this is left empty).
+    #[inline(always)]
     pub(crate) fn take_inline(&mut self, limit: usize) -> Option<Text> {
         if self.len() > limit {
             return None;
         }
-        let text = Text::inline(self.as_bytes())?;
+        let text = match &self.spilled {
+            None => Text::Inline(Inline::from_words(&self.inline, usize::from(self.len))?),
+            Some(bytes) => Text::inline(bytes)?,
+        };
         self.clear();
         Some(text)
     }
@@ -228,6 +260,7 @@ mod tests {
             "7",
             r#"{"x":7}"#,
             "é…22 bytes of text!!",
+            "23 bytes of plain text!",
             &"y".repeat(23),
         ] {
             let kept = Text::new(text);
@@ -247,6 +280,14 @@ mod tests {
         assert!(scratch.spilled.is_none());
         assert_eq!(scratch.take_inline(256).unwrap().as_str(), r#"{"x":7}"#);
         assert_eq!(scratch.len(), 0);
+        // The bytes left past a shorter text are not taken with it.
+        scratch.extend(b"[1234567890,1234567890]");
+        scratch.truncate(22);
+        let taken = scratch.take_inline(256).unwrap();
+        assert_eq!(taken, Text::new("[1234567890,1234567890"));
+        scratch.extend(b"[12345678901");
+        scratch.truncate(9);
+        assert_eq!(scratch.take_inline(256), Some(Text::new("[12345678")));
 
         let long = format!(r#""{}""#, "é".repeat(30));
         for piece in long.as_bytes().chunks(5) {
