@@ -292,11 +292,10 @@ impl Drop for OutputWriter<'_> {
 /// line, so that the observed function itself stays small when tracing is off.
 #[inline(never)]
 pub fn run_observed<R>(
-    observed: Option<Observed>,
+    mut observed: Option<Observed>,
     body: impl FnOnce() -> R,
     record: impl FnOnce(&R, &mut Option<Observed>),
 ) -> R {
-    let mut observed = observed;
     let result = match &mut observed {
         Some(observed) => observed.call(body),
         None => body(),
