@@ -45,6 +45,13 @@ enum Len {
 #[repr(C, align(8))]
 struct Words([u8; 24]);
 
+// What `Inline::from_words` relies on, checked when the crate is built: the length at offset
+// 22 of 24 bytes, the size of `Words`.
+const _: () = assert!(
+    std::mem::offset_of!(Inline, len) == INLINE
+        && std::mem::size_of::<Inline>() == std::mem::size_of::<Words>()
+);
+
 impl Inline {
     /// The first `len` bytes of `words` (at most [`INLINE`]): read, masked and stored as three
     /// whole words, so that neither this nor the record's later copy of it reads back a word
@@ -68,8 +75,9 @@ impl Inline {
         all.0[8..16].copy_from_slice(&word(1).to_le_bytes());
         all.0[16..].copy_from_slice(&last.to_le_bytes());
         // SAFETY: `Inline` is `repr(C)`: 22 bytes, `Len` (one byte) at offset 22, a byte of
-        // padding; 24 bytes, as `Words`. Any bytes are valid text bytes, and the byte at offset
-        // 22 is `len`, at most `INLINE`: a value of `Len` (`repr(u8)`, 0 to `INLINE`).
+        // padding; 24 bytes, as `Words` (both checked when the crate is built, above). Any bytes
+        // are valid text bytes, and the byte at offset 22 is `len`, at most `INLINE`: a value of
+        // `Len` (`repr(u8)`, 0 to `INLINE`).
         #[allow(unsafe_code)]
         Some(unsafe { std::mem::transmute::<Words, Inline>(all) })
     }
