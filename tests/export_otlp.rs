@@ -489,6 +489,43 @@ fn batches_by_count_while_running_and_the_rest_at_flush() {
 }
 
 #[test]
+fn small_traces_are_handed_over_sixteen_at_a_time_or_a_batch_when_fewer() {
+    let _serial = support::serial();
+    let server = FakeLangfuse::start(PUBLIC_KEY, SECRET_KEY);
+    let guard = config(&server)
+        .flush_interval(Duration::from_secs(60))
+        .init()
+        .expect("init");
+    let before = stats();
+
+    // Fifteen traces of one span wait in this thread's buffer; the sixteenth hands them over.
+    for _ in 0..15 {
+        span("small").start().end();
+    }
+    assert_eq!(counts_since(&before).spans_queued, 0);
+    span("small").start().end();
+    assert_eq!(counts_since(&before).spans_queued, 16);
+    // The next one waits for the flush.
+    span("small").start().end();
+    assert_eq!(counts_since(&before).spans_queued, 16);
+    guard.flush().expect("flush");
+    let counts = counts_since(&before);
+    assert_eq!((counts.spans_queued, counts.spans_exported), (17, 17));
+    assert_eq!(server.accepted_spans().len(), 17);
+    guard.shutdown().expect("shutdown");
+
+    // With a batch of fewer spans, a batch's worth is handed over as soon as it is there.
+    let server = FakeLangfuse::start(PUBLIC_KEY, SECRET_KEY);
+    let guard = config(&server).flush_at(1).init().expect("init");
+    let before = stats();
+    root_spans(&["alone"]);
+    assert_eq!(counts_since(&before).spans_queued, 1);
+    let spans = server.wait_for_spans(1, WAIT);
+    assert_eq!(spans[0].name(), "alone");
+    guard.shutdown().expect("shutdown");
+}
+
+#[test]
 fn batches_stay_under_four_megabytes() {
     use prost::Message as _;
     let _serial = support::serial();

@@ -680,3 +680,64 @@ fn guards_dropped_out_of_order_are_reported_once() {
         assert_eq!(reports, 0, "debug builds only: {}", output.stderr);
     }
 }
+
+/// A thread's small trace waits in its buffer for the exporter's timer; full batches that keep
+/// waking the exporter from another thread do not hold the timer off.
+#[test]
+fn the_timer_collects_a_waiting_small_trace_while_batches_keep_coming() {
+    let _serial = support::serial();
+    let server = FakeLangfuse::start(PUBLIC_KEY, SECRET_KEY);
+    let guard = langfuse(&server.base_url())
+        .flush_at(2)
+        .max_queue(500)
+        .flush_interval(Duration::from_millis(100))
+        .init()
+        .expect("init");
+
+    // The small trace: one span, held by a thread that stays alive (its exit would hand it over).
+    let (ended, ended_here) = mpsc::channel();
+    let (release, released) = mpsc::channel::<()>();
+    let holder = thread::spawn(move || {
+        span("small").start().end();
+        ended.send(()).expect("the test waits");
+        let _ = released.recv();
+    });
+    ended_here.recv().expect("the small trace ended");
+
+    // Traces of two spans, a batch each, as fast as they can be made, until the small one arrives.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let busy = thread::spawn({
+        let stop = stop.clone();
+        move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let root = span("busy").start();
+                span("busy child").start().end();
+                drop(root);
+            }
+        }
+    });
+    let started = Instant::now();
+    let arrived = loop {
+        if server
+            .accepted_spans()
+            .iter()
+            .any(|span| span.name() == "small")
+        {
+            break true;
+        }
+        if started.elapsed() > WAIT {
+            break false;
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    busy.join().expect("the busy thread");
+    let _ = release.send(());
+    holder.join().expect("the holder");
+    assert!(
+        arrived,
+        "the small trace arrived within {WAIT:?} without a flush"
+    );
+    let (result, _) = shutdown(guard, WAIT);
+    result.expect("shutdown");
+}

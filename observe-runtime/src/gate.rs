@@ -140,6 +140,16 @@ impl Client {
         }
     }
 
+    /// How many records a thread holds before it hands them over when its outermost observation
+    /// ends (every record for the in-memory exporter).
+    #[inline]
+    pub(crate) fn hand_over_at(&self) -> usize {
+        match &self.handoff {
+            Handoff::Memory { .. } => 1,
+            Handoff::Worker { queue, .. } => queue.hand_over_at(),
+        }
+    }
+
     /// An empty chunk for a thread's next `capacity` records (a reused one when the exporter
     /// gave one back).
     #[inline]

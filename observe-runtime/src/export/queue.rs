@@ -1,8 +1,9 @@
 //! The queue between the threads that end spans and the exporter thread: an unbounded channel of
-//! chunks (one message per finished local root, or per full per-thread buffer, never one per
-//! span) whose total is bounded by admission: `pending` counts the spans handed over and not yet
-//! delivered or dropped, and a thread admits a span only while `pending` plus what it holds stays
-//! under `max_queue` (a root: under twice that; a parent of admitted spans always passes).
+//! chunks (one message per finished local root of 16 spans or more, per few small ones, or per
+//! full per-thread buffer, never one per span) whose total is bounded by admission: `pending`
+//! counts the spans handed over and not yet delivered or dropped, and a thread admits a span only
+//! while `pending` plus what it holds stays under `max_queue` (a root: under twice that; a parent
+//! of admitted spans always passes).
 //! Memory is allocated as spans arrive, never up front.
 //!
 //! Handing a chunk over wakes the exporter thread only when a batch's worth (`flush_at`) is
@@ -46,6 +47,12 @@ pub(crate) struct Queue {
     /// Emptied chunks given back by the exporter.
     spares: Receiver<Vec<Record>>,
 }
+
+/// A thread hands over the records of small traces once it holds this many (or a batch's worth,
+/// when that is fewer): a chunk and a message per trace of one span would cost more than the span.
+/// Until then they wait in its buffer, as long as they would wait in the queue: the exporter's
+/// timer collects every buffer.
+const SMALL_TRACES: usize = 16;
 
 /// Chunks kept for reuse at most, and the largest capacity kept: at most 4 × 256 records of 128
 /// bytes (128 KiB) wait unused.
@@ -133,6 +140,13 @@ impl Queue {
             Ok(spare) if spare.capacity() >= capacity => spare,
             _ => Vec::with_capacity(capacity),
         }
+    }
+
+    /// How many records a thread holds before it hands them over when its outermost observation
+    /// ends (see [`SMALL_TRACES`]).
+    #[inline]
+    pub(crate) fn hand_over_at(&self) -> usize {
+        self.wake_at.min(SMALL_TRACES)
     }
 
     /// Hands a thread's records to the exporter, with the count it dropped for a full queue.

@@ -173,10 +173,13 @@ impl Worker {
                 .saturating_sub(last_export.elapsed());
             select! {
                 recv(wake) -> woken => {
-                    // A batch's worth waits: take every chunk there is.
+                    // A batch's worth waits: take every chunk there is (until the timer is due).
                     while let Ok(chunk) = data.try_recv() {
                         let _ = self.take(chunk);
-                        if !self.waiter.pending.is_empty() || !self.carry.is_empty() {
+                        if !self.waiter.pending.is_empty()
+                            || !self.carry.is_empty()
+                            || last_export.elapsed() >= self.settings.flush_interval
+                        {
                             break;
                         }
                     }
@@ -189,6 +192,14 @@ impl Worker {
                     }
                     if self.waiter.pending.is_empty() {
                         let _ = self.send_scores(false);
+                    }
+                    if self.waiter.pending.is_empty()
+                        && last_export.elapsed() >= self.settings.flush_interval
+                    {
+                        // Due: chunks and wake-ups that keep coming would otherwise starve the
+                        // timer, and with it what other threads hold.
+                        self.tick();
+                        last_export = Instant::now();
                     }
                 },
                 recv(control) -> message => match message {
@@ -206,25 +217,29 @@ impl Worker {
                     }
                 },
                 default(wait) => {
-                    // The timer: what other threads buffer comes over, and what is batched goes.
-                    if let Some(collect) = &self.settings.collect {
-                        collect();
-                    }
-                    while let Ok(chunk) = data.try_recv() {
-                        let _ = self.take(chunk);
-                        if !self.waiter.pending.is_empty() || !self.carry.is_empty() {
-                            break;
-                        }
-                    }
-                    if self.carry.is_empty() {
-                        let _ = self.export();
-                    }
-                    if self.waiter.pending.is_empty() {
-                        let _ = self.send_scores(true);
-                    }
+                    self.tick();
                     last_export = Instant::now();
                 }
             }
+        }
+    }
+
+    /// The timer: what other threads buffer comes over, and what is batched goes.
+    fn tick(&mut self) {
+        if let Some(collect) = &self.settings.collect {
+            collect();
+        }
+        while let Ok(chunk) = self.data.receiver.try_recv() {
+            let _ = self.take(chunk);
+            if !self.waiter.pending.is_empty() || !self.carry.is_empty() {
+                break;
+            }
+        }
+        if self.carry.is_empty() {
+            let _ = self.export();
+        }
+        if self.waiter.pending.is_empty() {
+            let _ = self.send_scores(true);
         }
     }
 

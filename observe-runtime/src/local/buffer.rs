@@ -2,8 +2,9 @@
 //!
 //! A span that ends goes into its thread's buffer, not into a channel. The buffer is handed to the
 //! client in one piece when the thread has no recorded observation open any more (a local root
-//! ended), when it holds [`CHUNK`] records, when the thread exits, and whenever a flush, shutdown,
-//! the exit hook or the exporter's timer collects every buffer through the registry. The lock
+//! ended) and it holds a few records (`Client::hand_over_at`: the records of small traces are
+//! gathered first), when it holds [`CHUNK`] records, when the thread exits, and whenever a flush,
+//! shutdown, the exit hook or the exporter's timer collects every buffer through the registry. The lock
 //! around a buffer is only ever contended by such a collection, so it is a spin lock whose
 //! release is a plain store. The thread also keeps the installed client, checked against the
 //! gate's epoch, so ending a span touches no shared reference count.
@@ -122,7 +123,7 @@ thread_local! {
 
 /// Admits a finished record into this thread's buffer (or drops and counts it when the queue is
 /// full and it may go), and hands the buffer over when `idle` (no recorded observation is open on
-/// this thread) or when it is full.
+/// this thread) and it holds enough records, or when it is full.
 #[inline]
 pub(crate) fn admit(trace: Arc<TraceState>, data: &mut Option<SpanData>, idle: bool) -> Admission {
     if let Some(scope) = trace.options.scope {
@@ -157,9 +158,12 @@ pub(crate) fn admit(trace: Arc<TraceState>, data: &mut Option<SpanData>, idle: b
         } else {
             held.dropped_full += 1;
         }
-        if idle || held.records.len() >= CHUNK {
+        let held_now = held.records.len();
+        // Under pressure the drops are reported at once.
+        let due = held_now >= client.hand_over_at() || held.dropped_full > 0;
+        if held_now >= CHUNK || (idle && due) {
             // The next chunk is likely the size of this one: one allocation, no regrowth.
-            let capacity = held.records.len().clamp(16, CHUNK);
+            let capacity = held_now.clamp(16, CHUNK);
             let records = std::mem::replace(&mut held.records, client.chunk(capacity));
             let dropped = std::mem::take(&mut held.dropped_full);
             drop(held);
