@@ -2,18 +2,23 @@
 //! parent (`TRACEPARENT`, with the attributes of `BAGGAGE`), with its sampling and capture decided
 //! from the installed client; and binding a trace again when the client has changed since.
 
+use std::num::NonZeroU64;
 use std::sync::Arc;
 
 use crate::capture;
-use crate::gate;
+use crate::gate::{self, Client};
 use crate::ids::{ObservationId, TraceId};
 use crate::record::baggage;
 use crate::record::{TraceOptions, TraceState};
 
-/// How a trace is recorded under the client installed now.
-fn options_now(trace_id: TraceId, upstream_sampled: Option<bool>) -> TraceOptions {
+/// The client a trace starting here records to, with its capture scope (see
+/// [`gate::client_here`]).
+type Here = Option<(Arc<Client>, Option<NonZeroU64>)>;
+
+/// How a trace is recorded under `here`, the client installed now.
+fn options_under(here: Here, trace_id: TraceId, upstream_sampled: Option<bool>) -> TraceOptions {
     let epoch = gate::epoch();
-    match gate::client_here() {
+    match here {
         Some((client, scope)) => TraceOptions {
             scope,
             ..client.trace_options(trace_id, upstream_sampled, epoch)
@@ -35,7 +40,21 @@ pub(crate) fn new_trace(
     remote_parent: Option<ObservationId>,
     upstream_sampled: Option<bool>,
 ) -> Arc<TraceState> {
-    let options = options_now(trace_id, upstream_sampled);
+    new_trace_under(
+        gate::client_here(),
+        trace_id,
+        remote_parent,
+        upstream_sampled,
+    )
+}
+
+fn new_trace_under(
+    here: Here,
+    trace_id: TraceId,
+    remote_parent: Option<ObservationId>,
+    upstream_sampled: Option<bool>,
+) -> Arc<TraceState> {
+    let options = options_under(here, trace_id, upstream_sampled);
     TraceState::new(trace_id, remote_parent, upstream_sampled, options)
 }
 
@@ -43,21 +62,31 @@ pub(crate) fn new_trace(
 /// a context made before `init`, or under a client that has stopped since.
 pub(crate) fn rebound(trace: &TraceState) -> Option<Arc<TraceState>> {
     // A trace of a capture scope stays in it.
-    (trace.options.scope.is_none() && trace.options.epoch != gate::epoch())
-        .then(|| trace.rebound(options_now(trace.trace_id, trace.upstream_sampled)))
+    (trace.options.scope.is_none() && trace.options.epoch != gate::epoch()).then(|| {
+        let options = options_under(gate::client_here(), trace.trace_id, trace.upstream_sampled);
+        trace.rebound(options)
+    })
 }
 
 /// A new trace for an observation opened with nothing current: a child of the process's
 /// `TRACEPARENT` (with the attributes of its `BAGGAGE`) when there is one, else a fresh random
 /// trace (always inside a capture scope).
 pub(crate) fn new_root_trace() -> (Arc<TraceState>, Option<ObservationId>) {
-    let Some((client, None)) = gate::client_here() else {
-        return (new_trace(TraceId::random(), None, None), None);
+    let here = gate::client_here();
+    // The client is looked up once, for the parent and for the trace's options.
+    let client = match &here {
+        Some((client, None)) if client.process_parent.is_some() => Arc::clone(client),
+        _ => return (new_trace_under(here, TraceId::random(), None, None), None),
     };
     let Some(parent) = &client.process_parent else {
-        return (new_trace(TraceId::random(), None, None), None);
+        return (new_trace_under(here, TraceId::random(), None, None), None);
     };
-    let trace = new_trace(parent.trace_id, Some(parent.span_id), Some(parent.sampled));
+    let trace = new_trace_under(
+        here,
+        parent.trace_id,
+        Some(parent.span_id),
+        Some(parent.sampled),
+    );
     if let Some(attributes) = &parent.attributes {
         trace.update(|a| baggage::adopt(a, attributes));
     }
