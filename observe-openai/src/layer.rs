@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 
 use async_openai::error::OpenAIError;
 use async_openai::middleware::HttpRequestFactory;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
 use observe_runtime::TraceContext;
 use reqwest::{Request, Response};
@@ -166,8 +166,9 @@ where
         let body = reqwest::Body::wrap_stream(observed);
         return Ok(Response::from(http::Response::from_parts(parts, body)));
     }
-    let bytes = match body.collect().await {
-        Ok(collected) => collected.to_bytes(),
+    let mut body = body;
+    let bytes = match whole(&mut body).await {
+        Ok(bytes) => bytes,
         Err(error) => {
             call.failed(format!("reading the answer failed: {error}"));
             return Err(OpenAIError::Reqwest(error));
@@ -189,15 +190,33 @@ where
 /// for a streamed body, which is left as it is.
 async fn shared_body(request: &mut Request) -> Option<Bytes> {
     request.body()?.as_bytes()?;
-    let body = request.body_mut().take()?;
-    match body.collect().await {
-        Ok(collected) => {
-            let bytes = collected.to_bytes();
-            *request.body_mut() = Some(reqwest::Body::from(bytes.clone()));
-            Some(bytes)
+    let mut body = request.body_mut().take()?;
+    let bytes = whole(&mut body).await.ok()?;
+    *request.body_mut() = Some(reqwest::Body::from(bytes.clone()));
+    Some(bytes)
+}
+
+/// All of a body's data: its only frame as it is (shared, not copied), several joined; trailers
+/// are left out.
+async fn whole(body: &mut reqwest::Body) -> Result<Bytes, reqwest::Error> {
+    let mut first = Bytes::new();
+    let mut joined: Option<BytesMut> = None;
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame?.into_data() else {
+            continue;
+        };
+        match &mut joined {
+            Some(joined) => joined.extend_from_slice(&data),
+            None if first.is_empty() => first = data,
+            None => {
+                let mut both = BytesMut::with_capacity(first.len() + data.len());
+                both.extend_from_slice(&first);
+                both.extend_from_slice(&data);
+                joined = Some(both);
+            }
         }
-        Err(_) => None,
     }
+    Ok(joined.map_or(first, BytesMut::freeze))
 }
 
 /// Puts the response's URL back into its parts (the conversion to `http::Response` leaves it
@@ -233,21 +252,19 @@ fn replay(
     body: Option<Bytes>,
     attempts: Arc<AtomicU32>,
 ) -> HttpRequestFactory {
-    let first = Arc::new(Mutex::new(Some(first)));
+    let first = Mutex::new(Some(first));
     HttpRequestFactory::new(move || {
-        let factory = factory.clone();
-        let first = first.clone();
+        attempts.fetch_add(1, Ordering::Relaxed);
+        let built = first
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take()
+            .ok_or_else(|| factory.clone());
         let body = body.clone();
-        let attempts = attempts.clone();
         async move {
-            attempts.fetch_add(1, Ordering::Relaxed);
-            let built = first
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .take();
             let mut request = match built {
-                Some(request) => request,
-                None => factory.build().await?,
+                Ok(request) => request,
+                Err(factory) => factory.build().await?,
             };
             if let Some(body) = body {
                 *request.body_mut() = Some(reqwest::Body::from(body));
@@ -255,4 +272,56 @@ fn replay(
             Ok(request)
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frames(parts: &[&'static str]) -> reqwest::Body {
+        let frames: Vec<Result<Bytes, std::io::Error>> = parts
+            .iter()
+            .map(|part| Ok(Bytes::from_static(part.as_bytes())))
+            .collect();
+        reqwest::Body::wrap_stream(stream_of(frames))
+    }
+
+    fn stream_of(
+        items: Vec<Result<Bytes, std::io::Error>>,
+    ) -> impl futures_core::Stream<Item = Result<Bytes, std::io::Error>> + Send + Sync + 'static
+    {
+        struct Iter(std::vec::IntoIter<Result<Bytes, std::io::Error>>);
+        impl futures_core::Stream for Iter {
+            type Item = Result<Bytes, std::io::Error>;
+            fn poll_next(
+                mut self: Pin<&mut Self>,
+                _: &mut Context<'_>,
+            ) -> Poll<Option<Self::Item>> {
+                Poll::Ready(self.0.next())
+            }
+        }
+        Iter(items.into_iter())
+    }
+
+    #[tokio::test]
+    async fn a_body_of_one_frame_is_shared_and_several_are_joined() {
+        let shared = Bytes::from(b"{\"model\":\"m\"}".to_vec());
+        let mut one = reqwest::Body::from(shared.clone());
+        let read = whole(&mut one).await.expect("the body");
+        assert_eq!(read, shared);
+        assert_eq!(
+            read.as_ptr(),
+            shared.as_ptr(),
+            "the one frame is not copied"
+        );
+
+        let mut several = frames(&["{\"a\":", "", "1,\"b\"", ":2}"]);
+        assert_eq!(
+            whole(&mut several).await.expect("the body"),
+            "{\"a\":1,\"b\":2}"
+        );
+
+        let mut empty = frames(&[]);
+        assert_eq!(whole(&mut empty).await.expect("the body"), "");
+    }
 }
