@@ -164,7 +164,8 @@ impl Call {
         let request = self.request.take();
         let mut request_model = self.request_model.take();
         let endpoint = self.endpoint;
-        let options = self.options.clone();
+        // The options go along only when they price: their count is shared with every call.
+        let priced = (!self.options.prices.is_empty()).then(|| self.options.clone());
         let captures = self.generation.captures_io();
         self.generation.defer(move |fields| {
             if retries > 0 {
@@ -185,7 +186,7 @@ impl Call {
                     answer
                 }
             };
-            record_answer(fields, answer, request_model, &options, captures);
+            record_answer(fields, answer, request_model, priced.as_deref(), captures);
         });
     }
 }
@@ -224,19 +225,20 @@ fn record_request(
     facts.model
 }
 
-/// Records what the answer says: its model (else the request's), usage, cost, output and error.
+/// Records what the answer says: its model (else the request's), usage, cost, output and error;
+/// `priced`: the layer's options, when they set prices.
 fn record_answer(
     fields: &mut ObservationFields<'_>,
     answer: Answer,
     request_model: Option<String>,
-    options: &Options,
+    priced: Option<&Options>,
     captures: bool,
 ) {
     let usage = answer.usage.as_ref().map(Usage::from_value);
     let price = [answer.model.as_deref(), request_model.as_deref()]
         .into_iter()
         .flatten()
-        .find_map(|model| options.prices.get(model));
+        .find_map(|model| priced?.prices.get(model));
     if let Some(model) = answer.model.or(request_model) {
         fields.model(model);
     }
