@@ -11,14 +11,26 @@ use crate::ids::{ObservationId, TraceId};
 use crate::record::baggage;
 use crate::record::{TraceOptions, TraceState};
 
-/// The client a trace starting here records to, with its capture scope (see
-/// [`gate::client_here`]).
-type Here = Option<(Arc<Client>, Option<NonZeroU64>)>;
+/// The gate epoch, and the client a trace starting here records to with its capture scope (see
+/// [`gate::client_here`]), read after the epoch: a client installed in between makes the trace
+/// look older than it is, and it is bound again, never the other way round.
+struct Here {
+    epoch: u64,
+    client: Option<(Arc<Client>, Option<NonZeroU64>)>,
+}
 
-/// How a trace is recorded under `here`, the client installed now.
-fn options_under(here: Here, trace_id: TraceId, upstream_sampled: Option<bool>) -> TraceOptions {
+fn here_now() -> Here {
     let epoch = gate::epoch();
-    match here {
+    Here {
+        epoch,
+        client: gate::client_here(),
+    }
+}
+
+/// How a trace is recorded under `here`.
+fn options_under(here: Here, trace_id: TraceId, upstream_sampled: Option<bool>) -> TraceOptions {
+    let epoch = here.epoch;
+    match here.client {
         Some((client, scope)) => TraceOptions {
             scope,
             ..client.trace_options(trace_id, upstream_sampled, epoch)
@@ -40,12 +52,7 @@ pub(crate) fn new_trace(
     remote_parent: Option<ObservationId>,
     upstream_sampled: Option<bool>,
 ) -> Arc<TraceState> {
-    new_trace_under(
-        gate::client_here(),
-        trace_id,
-        remote_parent,
-        upstream_sampled,
-    )
+    new_trace_under(here_now(), trace_id, remote_parent, upstream_sampled)
 }
 
 fn new_trace_under(
@@ -63,7 +70,7 @@ fn new_trace_under(
 pub(crate) fn rebound(trace: &TraceState) -> Option<Arc<TraceState>> {
     // A trace of a capture scope stays in it.
     (trace.options.scope.is_none() && trace.options.epoch != gate::epoch()).then(|| {
-        let options = options_under(gate::client_here(), trace.trace_id, trace.upstream_sampled);
+        let options = options_under(here_now(), trace.trace_id, trace.upstream_sampled);
         trace.rebound(options)
     })
 }
@@ -72,9 +79,9 @@ pub(crate) fn rebound(trace: &TraceState) -> Option<Arc<TraceState>> {
 /// `TRACEPARENT` (with the attributes of its `BAGGAGE`) when there is one, else a fresh random
 /// trace (always inside a capture scope).
 pub(crate) fn new_root_trace() -> (Arc<TraceState>, Option<ObservationId>) {
-    let here = gate::client_here();
+    let here = here_now();
     // The client is looked up once, for the parent and for the trace's options.
-    let client = match &here {
+    let client = match &here.client {
         Some((client, None)) if client.process_parent.is_some() => Arc::clone(client),
         _ => return (new_trace_under(here, TraceId::random(), None, None), None),
     };
