@@ -212,7 +212,8 @@ fn received(call: &mut Option<Call>, result: Result<Response, OpenAIError>) -> R
     }
 }
 
-/// Ends the call with the answer read, and gives the response rebuilt around it.
+/// Ends the call with the answer read, and gives the response rebuilt around it. (`call` is the
+/// one [`received`] put back; it stays an `Option` so that the future holds a single call.)
 fn answered(
     call: Option<Call>,
     parts: http::response::Parts,

@@ -159,9 +159,10 @@ pub(crate) fn admit(trace: Arc<TraceState>, data: &mut Option<SpanData>, idle: b
             held.dropped_full += 1;
         }
         let held_now = held.records.len();
-        // Under pressure the drops are reported at once.
-        let due = held_now >= client.hand_over_at() || held.dropped_full > 0;
-        if held_now >= CHUNK || (idle && due) {
+        // At a root's end: once enough is held, or at once under pressure (the drops reported).
+        if held_now >= CHUNK
+            || (idle && (held_now >= client.hand_over_at() || held.dropped_full > 0))
+        {
             // The next chunk is likely the size of this one: one allocation, no regrowth.
             let capacity = held_now.clamp(16, CHUNK);
             let records = std::mem::replace(&mut held.records, client.chunk(capacity));

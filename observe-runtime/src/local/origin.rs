@@ -81,11 +81,15 @@ pub(crate) fn rebound(trace: &TraceState) -> Option<Arc<TraceState>> {
 pub(crate) fn new_root_trace() -> (Arc<TraceState>, Option<ObservationId>) {
     let here = here_now();
     // The client is looked up once, for the parent and for the trace's options.
+    // (Its count is touched only when there is a parent.)
     let client = match &here.client {
-        Some((client, None)) if client.process_parent.is_some() => Arc::clone(client),
-        _ => return (new_trace_under(here, TraceId::random(), None, None), None),
+        Some((client, None)) if client.process_parent.is_some() => Some(Arc::clone(client)),
+        _ => None,
     };
-    let Some(parent) = &client.process_parent else {
+    let Some(parent) = client
+        .as_deref()
+        .and_then(|client| client.process_parent.as_ref())
+    else {
         return (new_trace_under(here, TraceId::random(), None, None), None);
     };
     let trace = new_trace_under(
