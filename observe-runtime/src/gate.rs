@@ -171,12 +171,13 @@ impl Client {
                 Counters::add(&counters.spans_queued, count);
                 let mut clock = crate::sync::lock(clock);
                 clock.refresh();
-                let spans = records.into_iter().map(|record| {
-                    let mut span = record.finish(|ticks| clock.unix_nanos(ticks));
+                let mut run = None;
+                let spans = records.into_iter().filter_map(|record| {
+                    let mut span = record.finish(&mut run, |ticks| clock.unix_nanos(ticks))?;
                     if let Some(mask) = &self.mask {
                         apply_mask(mask, self.field_limit, &mut span);
                     }
-                    span
+                    Some(span)
                 });
                 memory.push_all(spans);
                 Counters::add(&counters.spans_exported, count);

@@ -25,7 +25,7 @@ use crate::clock::UnixClock;
 use crate::diagnostics;
 use crate::ids::ObservationId;
 use crate::mask::{mask_json, Mask};
-use crate::record::{FinishedScore, FinishedSpan, Record};
+use crate::record::{FinishedScore, FinishedSpan, Record, TraceState};
 use crate::unobserved;
 
 /// At most this many awaited parents are remembered.
@@ -252,15 +252,21 @@ impl Worker {
         self.clock.refresh();
         let mut result = Ok(());
         let mut records = chunk.drain(..);
+        // The trace of the records so far (a record of the same trace does not repeat it).
+        let mut run = None;
         while let Some(record) = records.next() {
             let requests = self.requests;
-            if self.add(record) {
+            if self.add(record, &mut run) {
                 if let Err(e) = self.export() {
                     result = Err(e);
                 }
             }
             if self.requests != requests && self.control_waiting() {
-                self.carry.extend(records.by_ref());
+                // What is carried starts a chunk of its own: its first record names its trace.
+                if let Some(next) = records.next() {
+                    self.carry.push(next.standalone(&run));
+                    self.carry.extend(records.by_ref());
+                }
                 break;
             }
         }
@@ -287,19 +293,22 @@ impl Worker {
     }
 
     /// The exporters' form of a record: Unix times, trace attributes resolved, masked.
-    fn finish(&self, record: Record) -> FinishedSpan {
+    /// `run` is the trace of the records before it in its chunk (see [`Record`]).
+    fn finish(&self, record: Record, run: &mut Option<Arc<TraceState>>) -> Option<FinishedSpan> {
         let clock = &self.clock;
-        let mut span = record.finish(|ticks| clock.unix_nanos(ticks));
+        let mut span = record.finish(run, |ticks| clock.unix_nanos(ticks))?;
         if let Some(mask) = &self.settings.mask {
             apply_mask(mask, self.settings.field_limit, &mut span);
         }
-        span
+        Some(span)
     }
 
     /// Adds a record to the batch; `true` when the batch is due (count or size).
-    fn add(&mut self, record: Record) -> bool {
-        let span = self.finish(record);
-        self.push(span)
+    fn add(&mut self, record: Record, run: &mut Option<Arc<TraceState>>) -> bool {
+        match self.finish(record, run) {
+            Some(span) => self.push(span),
+            None => false,
+        }
     }
 
     /// Adds a span to the batch; `true` when the batch is due (count or size).
@@ -409,9 +418,13 @@ impl Worker {
         let mut spans = std::mem::take(&mut self.batch);
         self.batch_bytes = 0;
         self.clock.refresh();
-        for record in chunks.into_iter().flatten() {
-            let span = self.finish(record);
-            spans.push(span);
+        for chunk in chunks {
+            let mut run = None;
+            spans.extend(
+                chunk
+                    .into_iter()
+                    .filter_map(|record| self.finish(record, &mut run)),
+            );
         }
         let spans = self.delivery_order(spans);
         let mut unsent = Vec::new();

@@ -14,6 +14,7 @@
 //! parent, which is then admitted whatever the queue holds. A root with nothing admitted under it
 //! gets twice the room of a child, and past that its whole trace is dropped.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
@@ -30,8 +31,35 @@ pub(crate) const CHUNK: usize = 512;
 #[derive(Default)]
 struct Held {
     records: Vec<Record>,
+    /// The address of the trace of the last record that names one (see [`Record`]): the next
+    /// record of that trace leaves it out. Valid while `records` is not empty (a record there
+    /// keeps that trace alive, so no other trace can have its address).
+    last_trace: usize,
     /// Spans this thread dropped for a full queue since the last hand-over.
     dropped_full: u64,
+}
+
+impl Held {
+    /// Adds a record, naming its trace only when the record before it is of another one.
+    #[inline]
+    fn push(&mut self, trace: Cow<'_, Arc<TraceState>>, data: SpanData) {
+        let address = Arc::as_ptr(&trace) as usize;
+        let trace = if !self.records.is_empty() && self.last_trace == address {
+            None
+        } else {
+            self.last_trace = address;
+            Some(trace.into_owned())
+        };
+        self.records.push(Record { trace, data });
+    }
+
+    /// Takes the records (leaving `next` in their place) and the count of dropped ones.
+    fn take(&mut self, next: Vec<Record>) -> (Vec<Record>, u64) {
+        (
+            std::mem::replace(&mut self.records, next),
+            std::mem::take(&mut self.dropped_full),
+        )
+    }
 }
 
 #[derive(Default)]
@@ -52,10 +80,7 @@ impl ThreadBuffer {
             if held.records.is_empty() && held.dropped_full == 0 {
                 return;
             }
-            (
-                std::mem::take(&mut held.records),
-                std::mem::take(&mut held.dropped_full),
-            )
+            held.take(Vec::new())
         };
         client.accept(records, dropped);
     }
@@ -121,13 +146,22 @@ thread_local! {
     static LOCAL: Local = Local::new();
 }
 
-/// Admits a finished record into this thread's buffer (or drops and counts it when the queue is
-/// full and it may go), and hands the buffer over when `idle` (no recorded observation is open on
-/// this thread) and it holds enough records, or when it is full.
+/// Admits a finished record of `trace` into this thread's buffer (or drops and counts it when
+/// the queue is full and it may go). `idle`: no recorded observation is open on this thread any
+/// more. The [`HandOver`] returned hands the buffer over if it now holds enough records, or is
+/// full: run it once nothing of this thread is borrowed (the in-memory exporter runs the user's
+/// mask there).
 #[inline]
-pub(crate) fn admit(trace: Arc<TraceState>, data: &mut Option<SpanData>, idle: bool) -> Admission {
+pub(crate) fn admit(
+    trace: Cow<'_, Arc<TraceState>>,
+    data: &mut Option<SpanData>,
+    idle: bool,
+) -> (Admission, HandOver) {
     if let Some(scope) = trace.options.scope {
-        return hand_to_scope(scope, trace, data);
+        return (
+            hand_to_scope(scope, trace.into_owned(), data),
+            HandOver(false),
+        );
     }
     let mut trace = Some(trace);
     let outcome = LOCAL.try_with(|local| {
@@ -136,58 +170,90 @@ pub(crate) fn admit(trace: Arc<TraceState>, data: &mut Option<SpanData>, idle: b
             data.as_ref().map(SpanData::must_pass),
             data.as_ref().map(|d| d.is_local_root()),
         ) else {
-            return Admission::NoClient;
+            return (Admission::NoClient, false);
         };
         let epoch = gate::epoch();
         let mut cached = match local.client.try_borrow_mut() {
             Ok(cached) => cached,
-            Err(_) => return hand_over_alone(trace, data),
+            Err(_) => return (hand_over_alone(trace.into_owned(), data), false),
         };
         if cached.0 != epoch {
             *cached = (epoch, gate::installed());
         }
         let Some(client) = cached.1.as_ref() else {
-            return Admission::NoClient;
+            return (Admission::NoClient, false);
         };
         let mut held = local.buffer.lock();
         let admitted = must_pass || client.has_room(held.records.len(), root);
         if admitted {
             if let Some(data) = data.take() {
-                held.records.push(Record { trace, data });
+                held.push(trace, data);
             }
         } else {
             held.dropped_full += 1;
         }
         let held_now = held.records.len();
         // At a root's end: once enough is held, or at once under pressure (the drops reported).
-        if held_now >= CHUNK
-            || (idle && (held_now >= client.hand_over_at() || held.dropped_full > 0))
-        {
-            // The next chunk is likely the size of this one: one allocation, no regrowth.
-            let capacity = held_now.clamp(16, CHUNK);
-            let records = std::mem::replace(&mut held.records, client.chunk(capacity));
-            let dropped = std::mem::take(&mut held.dropped_full);
-            drop(held);
-            client.accept(records, dropped);
-        }
-        if admitted {
+        let due = held_now >= CHUNK
+            || (idle && (held_now >= client.hand_over_at() || held.dropped_full > 0));
+        let outcome = if admitted {
             Admission::Admitted
         } else {
             Admission::Dropped
-        }
+        };
+        (outcome, due)
     });
     match (outcome, trace) {
-        (Ok(outcome), _) => outcome,
+        (Ok((outcome, due)), _) => (outcome, HandOver(due)),
         // The thread is exiting and its buffer is gone: hand the record over alone.
-        (Err(_), Some(trace)) => hand_over_alone(trace, data),
-        (Err(_), None) => Admission::NoClient,
+        (Err(_), Some(trace)) => (hand_over_alone(trace.into_owned(), data), HandOver(false)),
+        (Err(_), None) => (Admission::NoClient, HandOver(false)),
     }
+}
+
+/// A hand-over of this thread's buffer that [`admit`] found due (or not).
+#[must_use = "run it once nothing of this thread is borrowed"]
+#[derive(Default)]
+pub(crate) struct HandOver(bool);
+
+impl HandOver {
+    /// Hands the buffer over to the client, if that is due.
+    #[inline]
+    pub(crate) fn run(self) {
+        if self.0 {
+            hand_over_here();
+        }
+    }
+}
+
+#[cold]
+fn hand_over_here() {
+    let _ = LOCAL.try_with(|local| {
+        let Ok(cached) = local.client.try_borrow() else {
+            return;
+        };
+        let Some(client) = cached.1.as_ref() else {
+            return;
+        };
+        let mut held = local.buffer.lock();
+        // The next chunk is likely the size of this one: one allocation, no regrowth.
+        let capacity = held.records.len().clamp(16, CHUNK);
+        let (records, dropped) = held.take(client.chunk(capacity));
+        drop(held);
+        client.accept(records, dropped);
+    });
 }
 
 fn hand_over_alone(trace: Arc<TraceState>, data: &mut Option<SpanData>) -> Admission {
     match (gate::installed(), data.take()) {
         (Some(client), Some(data)) => {
-            client.accept(vec![Record { trace, data }], 0);
+            client.accept(
+                vec![Record {
+                    trace: Some(trace),
+                    data,
+                }],
+                0,
+            );
             Admission::Admitted
         }
         _ => Admission::NoClient,
@@ -203,7 +269,13 @@ fn hand_to_scope(
 ) -> Admission {
     match (gate::scope_client(scope), data.take()) {
         (Some(client), Some(data)) => {
-            client.accept(vec![Record { trace, data }], 0);
+            client.accept(
+                vec![Record {
+                    trace: Some(trace),
+                    data,
+                }],
+                0,
+            );
             Admission::Admitted
         }
         _ => Admission::NoClient,
@@ -222,5 +294,73 @@ pub(crate) fn collect_all(client: &Client) {
 pub(crate) fn collect_into_installed() {
     if let Some(client) = crate::gate::installed() {
         collect_all(&client);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::ObservationId;
+    use crate::record::ObservationType;
+
+    fn data() -> SpanData {
+        let id = ObservationId::random();
+        SpanData::start(id, None, true, Cow::Borrowed("s"), ObservationType::Span)
+    }
+
+    #[test]
+    fn a_chunk_names_a_trace_once_per_run_of_its_records() {
+        let (a, b) = (TraceState::for_tests("a"), TraceState::for_tests("b"));
+        let mut held = Held::default();
+        held.push(Cow::Borrowed(&a), data());
+        held.push(Cow::Borrowed(&a), data());
+        held.push(Cow::Owned(b.clone()), data());
+        held.push(Cow::Owned(a.clone()), data());
+        held.push(Cow::Borrowed(&a), data());
+        let named = |records: &[Record]| -> Vec<Option<crate::ids::TraceId>> {
+            records
+                .iter()
+                .map(|r| r.trace.as_ref().map(|t| t.trace_id))
+                .collect()
+        };
+        let (ta, tb) = (Some(a.trace_id), Some(b.trace_id));
+        assert_eq!(named(&held.records), [ta, None, tb, ta, None]);
+        // Two references to `a` in the chunk, one to `b`: none per record.
+        assert_eq!((Arc::strong_count(&a), Arc::strong_count(&b)), (3, 2));
+
+        let (chunk, dropped) = held.take(Vec::new());
+        assert_eq!(dropped, 0);
+        // A new chunk names its trace again, even the one the last chunk ended with.
+        held.push(Cow::Borrowed(&a), data());
+        assert_eq!(named(&held.records), [ta]);
+
+        // The exporter's side follows the runs back to each record's trace.
+        let mut run = None;
+        let finished: Vec<_> = chunk
+            .into_iter()
+            .map(|record| record.finish(&mut run, |_| 1).map(|span| span.trace_id))
+            .collect();
+        let (a_id, b_id) = (a.trace_id, b.trace_id);
+        assert_eq!(
+            finished,
+            [Some(a_id), Some(a_id), Some(b_id), Some(a_id), Some(a_id)]
+        );
+    }
+
+    #[test]
+    fn a_record_carried_alone_names_the_trace_of_its_run() {
+        let a = TraceState::for_tests("a");
+        let mut held = Held::default();
+        held.push(Cow::Borrowed(&a), data());
+        held.push(Cow::Borrowed(&a), data());
+        let (chunk, _) = held.take(Vec::new());
+        let mut records = chunk.into_iter();
+        let mut run = None;
+        let first = records.next().and_then(|r| r.finish(&mut run, |_| 1));
+        assert_eq!(first.map(|span| span.trace_id), Some(a.trace_id));
+        let second = records.next().map(|r| r.standalone(&run));
+        let mut fresh_run = None;
+        let second = second.and_then(|r| r.finish(&mut fresh_run, |_| 1));
+        assert_eq!(second.map(|span| span.trace_id), Some(a.trace_id));
     }
 }

@@ -214,15 +214,13 @@ impl Observed {
                 }
             });
         }
-        let core = match self.detached.take() {
-            Some(core) => Some(*core),
-            None => self.token.take().and_then(stack::remove),
-        };
-        if let Some(mut core) = core {
+        if let Some(mut core) = self.detached.take() {
             if let (Some(output), Some(data)) = (self.output.take(), core.data.as_mut()) {
                 data.set_captured_output(output);
             }
-            span::close(core);
+            span::close(*core);
+        } else if let Some(token) = self.token.take() {
+            span::close_on_stack(token, self.output.take());
         }
     }
 }

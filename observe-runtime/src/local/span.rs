@@ -8,10 +8,10 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::buffer::{self, Admission};
+use super::buffer::{self, Admission, HandOver};
 use super::origin::new_root_trace;
 pub(crate) use super::stack::SpanCore;
-use super::stack::{self, Token};
+use super::stack::{self, Ending, Token};
 use crate::capture;
 use crate::clock::Ticks;
 use crate::export::Counters;
@@ -20,6 +20,7 @@ use crate::ids::ObservationId;
 use crate::record::{
     deferred, fill_now, Level, ObservationFields, ObservationType, SpanData, TraceState,
 };
+use crate::text::Text;
 use crate::unobserved;
 
 /// Where a new observation goes: its trace and parent.
@@ -44,9 +45,23 @@ pub(crate) fn open_current(
     name: Cow<'static, str>,
     kind: ObservationType,
 ) -> (Option<Token>, crate::record::TraceOptions) {
-    let placement = placement_here();
+    let mut name = Some(name);
+    // Most observations open under the top of the stack, in its trace: no reference taken.
+    let under_top = stack::push_under_top(|trace, parent| {
+        // Inside a capture scope, what no client records starts a trace of the scope.
+        if !trace.is_recording() && gate::thread_scope().is_some() {
+            return None;
+        }
+        let span_id = ObservationId::random();
+        let data = start_data(trace, span_id, parent, name.take()?, kind);
+        Some(((span_id, data), trace.options))
+    });
+    if let Some((token, options)) = under_top {
+        return (Some(token), options);
+    }
+    let placement = new_root_trace();
     let options = placement.0.options;
-    let token = stack::push_with(move || open_at(placement, name, kind));
+    let token = name.and_then(|name| stack::push_with(move || open_at(placement, name, kind)));
     (token, options)
 }
 
@@ -58,11 +73,7 @@ pub(crate) fn open_at(
 ) -> SpanCore {
     let (trace, parent) = placement;
     let span_id = ObservationId::random();
-    // On the exporter thread or inside the mask, nothing is recorded (see `unobserved`).
-    let data = (trace.is_recording() && !unobserved::active()).then(|| {
-        let is_local_root = parent.is_none() || parent == trace.remote_parent;
-        SpanData::start(span_id, parent, is_local_root, name, kind)
-    });
+    let data = start_data(&trace, span_id, parent, name, kind);
     SpanCore {
         trace,
         span_id: Some(span_id),
@@ -70,32 +81,82 @@ pub(crate) fn open_at(
     }
 }
 
-/// Ends an observation: into this thread's buffer, admitted or dropped and counted.
+/// The data of an observation opened in `trace` under `parent`, when it is recorded.
 #[inline(always)]
-pub(crate) fn close(mut core: SpanCore) {
-    // The record is written once, where the buffer keeps it: no copies on the way there.
-    let Some(data) = core.data.as_mut() else {
-        return;
+fn start_data(
+    trace: &TraceState,
+    span_id: ObservationId,
+    parent: Option<ObservationId>,
+    name: Cow<'static, str>,
+    kind: ObservationType,
+) -> Option<SpanData> {
+    // On the exporter thread or inside the mask, nothing is recorded (see `unobserved`).
+    (trace.is_recording() && !unobserved::active()).then(|| {
+        let is_local_root = parent.is_none() || parent == trace.remote_parent;
+        SpanData::start(span_id, parent, is_local_root, name, kind)
+    })
+}
+
+/// Ends an observation that is off the stack: into this thread's buffer, admitted or dropped
+/// and counted.
+pub(crate) fn close(core: SpanCore) {
+    let ending = Ending {
+        trace: Cow::Owned(core.trace),
+        data: core.data,
+        idle: !stack::has_open_recording(),
     };
-    data.end = Ticks::now();
-    data.set_attributes_version(core.trace.note_version());
-    let parent = data.parent_span_id.filter(|_| !data.is_local_root());
-    let idle = !stack::has_open_recording();
-    match buffer::admit(core.trace, &mut core.data, idle) {
-        Admission::Admitted => {
-            if let (Some(parent), false) = (parent, idle) {
-                stack::mark_child_admitted(parent);
-            }
+    let (parent, hand_over) = end(ending);
+    if let Some(parent) = parent {
+        stack::mark_child_admitted(parent);
+    }
+    hand_over.run();
+}
+
+/// Ends the observation `token` on this thread's stack, with `output` as its captured output.
+#[inline(always)]
+pub(crate) fn close_on_stack(token: Token, output: Option<Text>) {
+    let hand_over = stack::end_with(token, |mut ending| {
+        if let (Some(output), Some(data)) = (output, ending.data.as_mut()) {
+            data.set_captured_output(output);
         }
-        Admission::Dropped => {}
+        end(ending)
+    });
+    if let Some(hand_over) = hand_over {
+        hand_over.run();
+    }
+}
+
+/// Ends an observation: into this thread's buffer, admitted or dropped and counted. Returns the
+/// open observation to mark as having an admitted child, and the buffer's hand-over, to run
+/// once the stack is no longer borrowed.
+#[inline(always)]
+fn end(ending: Ending<'_>) -> (Option<ObservationId>, HandOver) {
+    let Ending {
+        trace,
+        mut data,
+        idle,
+    } = ending;
+    // The record is written once, where the buffer keeps it: no copies on the way there.
+    let Some(record) = data.as_mut() else {
+        return (None, HandOver::default());
+    };
+    record.end = Ticks::now();
+    record.set_attributes_version(trace.note_version());
+    let parent = record.parent_span_id.filter(|_| !record.is_local_root());
+    let (admission, hand_over) = buffer::admit(trace, &mut data, idle);
+    let mark = match admission {
+        Admission::Admitted => parent.filter(|_| !idle),
+        Admission::Dropped => None,
         Admission::NoClient => {
             // Shut down meanwhile: nothing takes it any more.
             if let Some(counters) = gate::latest_counters() {
                 Counters::add(&counters.spans_created, 1);
                 Counters::add(&counters.spans_dropped_after_shutdown, 1);
             }
+            None
         }
-    }
+    };
+    (mark, hand_over)
 }
 
 /// Starts building a manual observation, for code the attribute cannot annotate.

@@ -1,7 +1,13 @@
 //! The thread's stack of what is current: our observations and attached contexts, each behind
 //! the [`Token`] its push returned. No lock and no allocation on push and pop once the stack has
 //! grown; user code is never called while the stack is borrowed.
+//!
+//! An observation opened under the top of the stack is of the same trace: its frame refers to
+//! the frame that holds the trace rather than taking a reference of its own (a locked increment
+//! on open and a decrement on the exporter's thread per observation). What leaves the stack in
+//! any other way than ending on top takes its own reference.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::num::NonZeroU64;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -22,7 +28,11 @@ pub(crate) struct SpanCore {
 
 struct Frame {
     token: Token,
-    core: SpanCore,
+    /// The frame that holds this one's trace: itself when `trace` is set, else one below.
+    owner: usize,
+    trace: Option<Arc<TraceState>>,
+    span_id: Option<ObservationId>,
+    data: Option<SpanData>,
 }
 
 /// This thread's stack of what is current, and the token the next push gets.
@@ -56,15 +66,80 @@ fn left_open() -> MutexGuard<'static, Vec<SpanCore>> {
     crate::sync::lock(&LEFT_OPEN)
 }
 
+impl Stack {
+    /// The trace of frame `index`, held there or by the frame it refers to.
+    #[inline]
+    fn trace_of(&self, index: usize) -> Option<&Arc<TraceState>> {
+        let owner = self.frames.get(index)?.owner;
+        self.frames.get(owner)?.trace.as_ref()
+    }
+
+    /// Takes frame `index` off the stack as an observation of its own (it takes a reference to
+    /// its trace if it had none); the frames above it that referred to it refer to the first of
+    /// them, which takes the trace over.
+    fn take_out(&mut self, index: usize) -> Option<SpanCore> {
+        let trace = match self.frames.get_mut(index)?.trace.take() {
+            Some(trace) => {
+                let mut heir = None;
+                for (i, frame) in self.frames.iter_mut().enumerate().skip(index + 1) {
+                    if frame.owner == index {
+                        let heir = *heir.get_or_insert(i);
+                        frame.owner = heir - 1;
+                        if heir == i {
+                            frame.trace = Some(trace.clone());
+                        }
+                    } else if frame.owner > index {
+                        frame.owner -= 1;
+                    }
+                }
+                trace
+            }
+            None => {
+                let trace = self.trace_of(index)?.clone();
+                for frame in self.frames.iter_mut().skip(index + 1) {
+                    if frame.owner > index {
+                        frame.owner -= 1;
+                    }
+                }
+                trace
+            }
+        };
+        let frame = self.frames.remove(index);
+        self.recording -= usize::from(frame.data.is_some());
+        Some(SpanCore {
+            trace,
+            span_id: frame.span_id,
+            data: frame.data,
+        })
+    }
+
+    /// Takes every frame off, top first.
+    fn take_all(&mut self) -> Vec<SpanCore> {
+        let mut all = Vec::with_capacity(self.frames.len());
+        while let Some(core) = self
+            .frames
+            .len()
+            .checked_sub(1)
+            .and_then(|top| self.take_out(top))
+        {
+            all.push(core);
+        }
+        // A frame whose trace could not be found (never: every frame refers to one below).
+        self.frames.clear();
+        self.recording = 0;
+        all
+    }
+}
+
 impl Drop for Stack {
     fn drop(&mut self) {
         if self.recording == 0 {
             return;
         }
         let mut left = left_open();
-        for frame in self.frames.drain(..).rev() {
-            if frame.core.data.is_some() && left.len() < LEFT_OPEN_LIMIT {
-                left.push(frame.core);
+        for core in self.take_all() {
+            if core.data.is_some() && left.len() < LEFT_OPEN_LIMIT {
+                left.push(core);
             }
         }
     }
@@ -93,12 +168,114 @@ pub(crate) fn push_with(make: impl FnOnce() -> SpanCore) -> Option<Token> {
     STACK
         .try_with(|stack| {
             let mut stack = stack.try_borrow_mut().ok()?;
-            let token = Token(stack.next_token);
-            stack.next_token = stack.next_token.checked_add(1).unwrap_or(NonZeroU64::MIN);
+            let token = stack.next_token();
             let core = make();
             stack.recording += usize::from(core.data.is_some());
-            stack.frames.push(Frame { token, core });
+            let owner = stack.frames.len();
+            stack.frames.push(Frame {
+                token,
+                owner,
+                trace: Some(core.trace),
+                span_id: core.span_id,
+                data: core.data,
+            });
             Some(token)
+        })
+        .ok()
+        .flatten()
+}
+
+/// What [`push_under_top`] makes current: the observation's id and its data when recorded.
+pub(crate) type Child = (ObservationId, Option<SpanData>);
+
+/// Makes an observation of the top frame's trace current, built in its place on the stack and
+/// referring to the trace there: `make` gets that trace and the top's observation id, and
+/// returns the observation and what the caller wants back, or `None` when it does not go there.
+/// `None` also when the stack is empty or cannot be reached; else the token that takes it back.
+#[inline]
+pub(crate) fn push_under_top<R>(
+    make: impl FnOnce(&TraceState, Option<ObservationId>) -> Option<(Child, R)>,
+) -> Option<(Token, R)> {
+    STACK
+        .try_with(|stack| {
+            let mut stack = stack.try_borrow_mut().ok()?;
+            let top = stack.frames.len().checked_sub(1)?;
+            let parent = stack.frames[top].span_id;
+            let owner = stack.frames[top].owner;
+            let ((span_id, data), back) = make(stack.trace_of(top)?, parent)?;
+            let token = stack.next_token();
+            stack.recording += usize::from(data.is_some());
+            stack.frames.push(Frame {
+                token,
+                owner,
+                trace: None,
+                span_id: Some(span_id),
+                data,
+            });
+            Some((token, back))
+        })
+        .ok()
+        .flatten()
+}
+
+impl Stack {
+    fn next_token(&mut self) -> Token {
+        let token = Token(self.next_token);
+        self.next_token = self.next_token.checked_add(1).unwrap_or(NonZeroU64::MIN);
+        token
+    }
+}
+
+/// What [`end_with`] hands over of an observation taken off the stack.
+pub(crate) struct Ending<'a> {
+    /// Its trace: borrowed from the frame that holds it when that one stays on the stack.
+    pub(crate) trace: Cow<'a, Arc<TraceState>>,
+    pub(crate) data: Option<SpanData>,
+    /// No recorded observation is open on this thread any more.
+    pub(crate) idle: bool,
+}
+
+/// Takes what `push` made current off the stack and ends it with `end`, in the same borrow of
+/// the stack (the observation's trace is not cloned for it). When `end` returns the id of an
+/// observation still on the stack, that one is marked as having an admitted child; what else it
+/// returns is returned. `end` must not call user code.
+#[inline(always)]
+pub(crate) fn end_with<R>(
+    token: Token,
+    end: impl FnOnce(Ending<'_>) -> (Option<ObservationId>, R),
+) -> Option<R> {
+    STACK
+        .try_with(|stack| {
+            let mut stack = stack.try_borrow_mut().ok()?;
+            let (parent, back) = if stack.last().is_some_and(|f| f.token == token) {
+                let frame = stack.frames.pop()?;
+                stack.recording -= usize::from(frame.data.is_some());
+                let idle = stack.recording == 0;
+                let trace = match frame.trace {
+                    Some(trace) => Cow::Owned(trace),
+                    None => Cow::Borrowed(stack.trace_of(frame.owner)?),
+                };
+                end(Ending {
+                    trace,
+                    data: frame.data,
+                    idle,
+                })
+            } else {
+                let index = stack.iter().rposition(|f| f.token == token)?;
+                #[cfg(debug_assertions)]
+                warn_out_of_order();
+                let core = stack.take_out(index)?;
+                let idle = stack.recording == 0;
+                end(Ending {
+                    trace: Cow::Owned(core.trace),
+                    data: core.data,
+                    idle,
+                })
+            };
+            if let Some(parent) = parent {
+                stack.mark_child_admitted(parent);
+            }
+            Some(back)
         })
         .ok()
         .flatten()
@@ -110,16 +287,16 @@ pub(crate) fn remove(token: Token) -> Option<SpanCore> {
     STACK
         .try_with(|stack| {
             let mut stack = stack.try_borrow_mut().ok()?;
-            let core = if stack.last().is_some_and(|f| f.token == token) {
-                stack.frames.pop()?.core
-            } else {
-                let index = stack.iter().rposition(|f| f.token == token)?;
-                #[cfg(debug_assertions)]
-                warn_out_of_order();
-                stack.frames.remove(index).core
+            let index = match stack.len().checked_sub(1) {
+                Some(top) if stack[top].token == token => top,
+                _ => {
+                    let index = stack.iter().rposition(|f| f.token == token)?;
+                    #[cfg(debug_assertions)]
+                    warn_out_of_order();
+                    index
+                }
             };
-            stack.recording -= usize::from(core.data.is_some());
-            Some(core)
+            stack.take_out(index)
         })
         .ok()
         .flatten()
@@ -134,8 +311,7 @@ pub(crate) fn take_all() -> Vec<SpanCore> {
             let Ok(mut stack) = stack.try_borrow_mut() else {
                 return Vec::new();
             };
-            stack.recording = 0;
-            stack.frames.drain(..).rev().map(|f| f.core).collect()
+            stack.take_all()
         })
         .unwrap_or_default();
     all.append(&mut left_open());
@@ -155,9 +331,14 @@ fn warn_out_of_order() {
     );
 }
 
-fn with_top<R>(f: impl FnOnce(&Frame) -> R) -> Option<R> {
+/// Runs `f` on the top frame and its trace.
+fn with_top<R>(f: impl FnOnce(&Frame, &Arc<TraceState>) -> R) -> Option<R> {
     STACK
-        .try_with(|stack| stack.try_borrow().ok()?.last().map(f))
+        .try_with(|stack| {
+            let stack = stack.try_borrow().ok()?;
+            let top = stack.len().checked_sub(1)?;
+            Some(f(&stack[top], stack.trace_of(top)?))
+        })
         .ok()
         .flatten()
 }
@@ -169,11 +350,11 @@ pub(crate) fn share_top() -> Option<(Arc<TraceState>, Option<ObservationId>)> {
     STACK
         .try_with(|stack| {
             let mut stack = stack.try_borrow_mut().ok()?;
-            let top = stack.last_mut()?;
-            if let Some(data) = top.core.data.as_mut() {
+            let top = stack.len().checked_sub(1)?;
+            if let Some(data) = stack[top].data.as_mut() {
                 data.mark_shared();
             }
-            Some((top.core.trace.clone(), top.core.span_id))
+            Some((stack.trace_of(top)?.clone(), stack[top].span_id))
         })
         .ok()
         .flatten()
@@ -181,40 +362,31 @@ pub(crate) fn share_top() -> Option<(Arc<TraceState>, Option<ObservationId>)> {
 
 /// The trace and parent observation a new observation opened here hangs under.
 pub(crate) fn current_parent() -> Option<(Arc<TraceState>, Option<ObservationId>)> {
-    with_top(|f| (f.core.trace.clone(), f.core.span_id))
+    with_top(|f, trace| (trace.clone(), f.span_id))
 }
 
 pub(crate) fn current_trace_state() -> Option<Arc<TraceState>> {
-    with_top(|f| f.core.trace.clone())
+    with_top(|_, trace| trace.clone())
 }
 
 /// The recorded trace running on this thread, and the observation running in it when that one
 /// is ours and recorded (both read from the same frame).
 pub(crate) fn current_recording_ids() -> Option<(TraceId, Option<ObservationId>)> {
-    with_top(|f| {
-        f.core.trace.is_recording().then(|| {
-            (
-                f.core.trace.trace_id,
-                f.core.data.as_ref().map(|d| d.span_id),
-            )
-        })
+    with_top(|f, trace| {
+        trace
+            .is_recording()
+            .then(|| (trace.trace_id, f.data.as_ref().map(|d| d.span_id)))
     })
     .flatten()
 }
 
 /// The id of the current observation when it is ours and recorded.
 pub(crate) fn current_recording_span_id() -> Option<ObservationId> {
-    with_top(|f| f.core.data.as_ref().map(|d| d.span_id)).flatten()
+    with_top(|f, _| f.data.as_ref().map(|d| d.span_id)).flatten()
 }
 
 pub(crate) fn current_field_limit() -> Option<usize> {
-    with_top(|f| {
-        f.core
-            .trace
-            .is_recording()
-            .then_some(f.core.trace.options.field_limit)
-    })
-    .flatten()
+    with_top(|_, trace| trace.is_recording().then_some(trace.options.field_limit)).flatten()
 }
 
 /// Whether a recorded observation is open on this thread (else what it buffered may go).
@@ -228,18 +400,23 @@ pub(crate) fn has_open_recording() -> bool {
 /// admitted to the queue: it must then be admitted too.
 pub(crate) fn mark_child_admitted(parent: ObservationId) {
     let _ = STACK.try_with(|stack| {
-        let Ok(mut stack) = stack.try_borrow_mut() else {
-            return;
-        };
-        if let Some(data) = stack
+        if let Ok(mut stack) = stack.try_borrow_mut() {
+            stack.mark_child_admitted(parent);
+        }
+    });
+}
+
+impl Stack {
+    fn mark_child_admitted(&mut self, parent: ObservationId) {
+        if let Some(data) = self
             .iter_mut()
             .rev()
-            .filter_map(|f| f.core.data.as_mut())
+            .filter_map(|f| f.data.as_mut())
             .find(|d| d.span_id == parent)
         {
             data.mark_child_admitted();
         }
-    });
+    }
 }
 
 pub(crate) fn span_id_of(token: Token) -> Option<ObservationId> {
@@ -256,7 +433,7 @@ pub(crate) fn with_data_of<R>(token: Token, f: impl FnOnce(&mut SpanData) -> R) 
                 Some(top) if top.token == token => top,
                 _ => stack.iter_mut().rev().find(|f| f.token == token)?,
             };
-            frame.core.data.as_mut().map(f)
+            frame.data.as_mut().map(f)
         })
         .ok()
         .flatten()
@@ -271,10 +448,130 @@ pub(crate) fn with_span_data(id: ObservationId, change: impl FnOnce(&mut SpanDat
         let data = stack
             .iter_mut()
             .rev()
-            .filter_map(|f| f.core.data.as_mut())
+            .filter_map(|f| f.data.as_mut())
             .find(|d| d.span_id == id);
         if let Some(data) = data {
             change(data);
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::ObservationType;
+
+    fn root(trace: &Arc<TraceState>) -> Token {
+        let id = ObservationId::random();
+        push(SpanCore {
+            trace: trace.clone(),
+            span_id: Some(id),
+            data: Some(SpanData::start(
+                id,
+                None,
+                true,
+                Cow::Borrowed("root"),
+                ObservationType::Span,
+            )),
+        })
+        .expect("pushed")
+    }
+
+    fn child() -> (Token, ObservationId) {
+        let id = ObservationId::random();
+        push_under_top(|_, parent| {
+            let data =
+                SpanData::start(id, parent, false, Cow::Borrowed("c"), ObservationType::Span);
+            Some(((id, Some(data)), ()))
+        })
+        .map(|(token, ())| (token, id))
+        .expect("pushed under the top")
+    }
+
+    /// Ends `token` and says whether its trace was borrowed, and which trace it was.
+    fn end(token: Token) -> (bool, TraceId, bool) {
+        end_with(token, |ending| {
+            let borrowed = matches!(ending.trace, Cow::Borrowed(_));
+            ((None), (borrowed, ending.trace.trace_id, ending.idle))
+        })
+        .expect("on the stack")
+    }
+
+    #[test]
+    fn observations_under_the_top_take_no_reference_to_its_trace() {
+        std::thread::spawn(|| {
+            let trace = TraceState::for_tests("t");
+            let root = root(&trace);
+            let (first, first_id) = child();
+            let (second, _) = child();
+            assert_eq!(Arc::strong_count(&trace), 2, "the test's and the root's");
+            assert_eq!(
+                current_parent().map(|(t, _)| t.trace_id),
+                Some(trace.trace_id)
+            );
+            assert_eq!(end(second), (true, trace.trace_id, false));
+            assert_eq!(current_recording_span_id(), Some(first_id));
+            assert_eq!(end(first), (true, trace.trace_id, false));
+            assert_eq!(end(root), (false, trace.trace_id, true));
+            assert_eq!(Arc::strong_count(&trace), 1);
+        })
+        .join()
+        .expect("no panic");
+    }
+
+    #[test]
+    fn the_frame_holding_a_trace_taken_out_of_order_hands_it_to_the_first_above() {
+        std::thread::spawn(|| {
+            let (outer, inner) = (
+                TraceState::for_tests("outer"),
+                TraceState::for_tests("inner"),
+            );
+            let below = root(&outer);
+            let root = root(&inner);
+            let (first, first_id) = child();
+            let (second, _) = child();
+            // The root leaves first (a guard held across an await): it keeps its trace, and
+            // the children still find theirs.
+            let taken = remove(root).expect("on the stack");
+            assert_eq!(taken.trace.trace_id, inner.trace_id);
+            assert_eq!(
+                current_trace_state().map(|t| t.trace_id),
+                Some(inner.trace_id)
+            );
+            assert_eq!(end(second), (true, inner.trace_id, false));
+            let first = remove(first).expect("on the stack");
+            assert_eq!(
+                (first.trace.trace_id, first.span_id),
+                (inner.trace_id, Some(first_id))
+            );
+            assert_eq!(
+                current_trace_state().map(|t| t.trace_id),
+                Some(outer.trace_id)
+            );
+            assert_eq!(end(below), (false, outer.trace_id, true));
+            drop((taken, first));
+            assert_eq!(
+                (Arc::strong_count(&outer), Arc::strong_count(&inner)),
+                (1, 1)
+            );
+        })
+        .join()
+        .expect("no panic");
+    }
+
+    #[test]
+    fn everything_taken_off_at_once_has_its_trace() {
+        std::thread::spawn(|| {
+            let trace = TraceState::for_tests("t");
+            root(&trace);
+            child();
+            child();
+            let all = take_all();
+            let traces: Vec<_> = all.iter().map(|core| core.trace.trace_id).collect();
+            assert_eq!(traces, [trace.trace_id; 3]);
+            assert!(!has_open_recording());
+        })
+        .join()
+        .expect("no panic");
+    }
 }

@@ -380,17 +380,38 @@ impl SpanData {
 }
 
 /// A finished observation with the trace it belongs to: what travels from the thread that ended
-/// it to the exporter.
+/// it to the exporter, in chunks. A thread ends many observations of one trace in a row, so a
+/// record whose trace is the one of the record before it in its chunk leaves `trace` empty: one
+/// reference per run of a trace, not one per record. The first record of a chunk always has it.
 #[derive(Debug)]
 pub(crate) struct Record {
-    pub(crate) trace: Arc<TraceState>,
+    pub(crate) trace: Option<Arc<TraceState>>,
     pub(crate) data: SpanData,
 }
 
 impl Record {
-    /// The exporters' form: Unix times from `unix_nanos`, the trace attributes resolved.
-    pub(crate) fn finish(self, unix_nanos: impl Fn(Ticks) -> u64) -> FinishedSpan {
+    /// The record with its trace set, from `run` (the trace of the records before it in its
+    /// chunk) when it has none: to start a chunk of its own.
+    pub(crate) fn standalone(mut self, run: &Option<Arc<TraceState>>) -> Record {
+        if self.trace.is_none() {
+            self.trace = run.clone();
+        }
+        self
+    }
+
+    /// The exporters' form: Unix times from `unix_nanos`, the trace attributes resolved. `run`
+    /// is the trace of the records before it in its chunk (updated when this one has its own);
+    /// `None` only if the chunk started without a trace, which never happens.
+    pub(crate) fn finish(
+        self,
+        run: &mut Option<Arc<TraceState>>,
+        unix_nanos: impl Fn(Ticks) -> u64,
+    ) -> Option<FinishedSpan> {
         let Record { trace, mut data } = self;
+        if trace.is_some() {
+            *run = trace;
+        }
+        let trace = run.as_deref()?;
         if let Some(fill) = data.details.as_mut().and_then(|d| d.fill.take()) {
             fill.run(&mut data, trace.options.field_limit);
         }
@@ -404,7 +425,7 @@ impl Record {
         } else {
             unix_nanos(data.end).max(start_unix_nanos)
         };
-        FinishedSpan {
+        Some(FinishedSpan {
             trace_id: trace.trace_id,
             span_id: data.span_id,
             parent_span_id: data.parent_span_id,
@@ -433,7 +454,7 @@ impl Record {
             trace: attributes,
             experiment_item: details.experiment_item,
             media: details.media,
-        }
+        })
     }
 }
 

@@ -185,10 +185,9 @@ pub(crate) fn valid_environment(value: &str) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn trace() -> Arc<TraceState> {
+impl TraceState {
+    /// A recorded trace whose id is made from `seed`, for unit tests.
+    pub(crate) fn for_tests(seed: &str) -> Arc<TraceState> {
         let options = TraceOptions {
             sampled: true,
             recording: true,
@@ -197,7 +196,16 @@ mod tests {
             epoch: 0,
             scope: None,
         };
-        TraceState::new(TraceId::from_seed("t"), None, None, options)
+        TraceState::new(TraceId::from_seed(seed), None, None, options)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn trace() -> Arc<TraceState> {
+        TraceState::for_tests("t")
     }
 
     #[test]
