@@ -47,14 +47,14 @@ pub(crate) fn open_current(
 ) -> (Option<Token>, crate::record::TraceOptions) {
     let mut name = Some(name);
     // Most observations open under the top of the stack, in its trace: no reference taken.
-    let under_top = stack::push_under_top(|trace, parent| {
+    let under_top = stack::push_under_top(|trace, parent, data| {
         // Inside a capture scope, what no client records starts a trace of the scope.
         if !trace.is_recording() && gate::thread_scope().is_some() {
             return None;
         }
         let span_id = ObservationId::random();
-        let data = start_data(trace, span_id, parent, name.take()?, kind);
-        Some(((span_id, data), trace.options))
+        *data = start_data(trace, span_id, parent, name.take()?, kind);
+        Some((span_id, trace.options))
     });
     if let Some((token, options)) = under_top {
         return (Some(token), options);

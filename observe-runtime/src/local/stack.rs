@@ -185,34 +185,57 @@ pub(crate) fn push_with(make: impl FnOnce() -> SpanCore) -> Option<Token> {
         .flatten()
 }
 
-/// What [`push_under_top`] makes current: the observation's id and its data when recorded.
-pub(crate) type Child = (ObservationId, Option<SpanData>);
-
 /// Makes an observation of the top frame's trace current, built in its place on the stack and
-/// referring to the trace there: `make` gets that trace and the top's observation id, and
-/// returns the observation and what the caller wants back, or `None` when it does not go there.
-/// `None` also when the stack is empty or cannot be reached; else the token that takes it back.
+/// referring to the trace there: `make` gets that trace, the top's observation id and the new
+/// frame's data to fill in (empty), and returns the observation's id and what the caller wants
+/// back, or `None` when it does not go there. `None` also when the stack is empty or cannot be
+/// reached; else the token that takes it back.
 #[inline]
 pub(crate) fn push_under_top<R>(
-    make: impl FnOnce(&TraceState, Option<ObservationId>) -> Option<(Child, R)>,
+    make: impl FnOnce(
+        &TraceState,
+        Option<ObservationId>,
+        &mut Option<SpanData>,
+    ) -> Option<(ObservationId, R)>,
 ) -> Option<(Token, R)> {
     STACK
         .try_with(|stack| {
             let mut stack = stack.try_borrow_mut().ok()?;
             let top = stack.frames.len().checked_sub(1)?;
-            let parent = stack.frames[top].span_id;
-            let owner = stack.frames[top].owner;
-            let ((span_id, data), back) = make(stack.trace_of(top)?, parent)?;
+            let (parent, owner) = (stack.frames[top].span_id, stack.frames[top].owner);
             let token = stack.next_token();
-            stack.recording += usize::from(data.is_some());
-            stack.frames.push(Frame {
+            // The frame is pushed first and filled where it lies: built aside and moved in, its
+            // narrow fields' stores stalled the wide loads of the move.
+            // (`resize_with` writes it in place once there is room; `push` built it aside.)
+            stack.frames.resize_with(top + 2, || Frame {
                 token,
                 owner,
                 trace: None,
-                span_id: Some(span_id),
-                data,
+                span_id: None,
+                data: None,
             });
-            Some((token, back))
+            let (below, new) = stack.frames.split_at_mut(top + 1);
+            let trace = below.get(owner).and_then(|f| f.trace.as_deref());
+            let frame = new.first_mut();
+            let made = match (trace, frame) {
+                (Some(trace), Some(frame)) => {
+                    make(trace, parent, &mut frame.data).map(|(span_id, back)| {
+                        frame.span_id = Some(span_id);
+                        (frame.data.is_some(), back)
+                    })
+                }
+                _ => None,
+            };
+            match made {
+                Some((recording, back)) => {
+                    stack.recording += usize::from(recording);
+                    Some((token, back))
+                }
+                None => {
+                    stack.frames.pop();
+                    None
+                }
+            }
         })
         .ok()
         .flatten()
@@ -479,10 +502,15 @@ mod tests {
 
     fn child() -> (Token, ObservationId) {
         let id = ObservationId::random();
-        push_under_top(|_, parent| {
-            let data =
-                SpanData::start(id, parent, false, Cow::Borrowed("c"), ObservationType::Span);
-            Some(((id, Some(data)), ()))
+        push_under_top(|_, parent, data| {
+            *data = Some(SpanData::start(
+                id,
+                parent,
+                false,
+                Cow::Borrowed("c"),
+                ObservationType::Span,
+            ));
+            Some((id, ()))
         })
         .map(|(token, ())| (token, id))
         .expect("pushed under the top")
