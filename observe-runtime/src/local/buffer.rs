@@ -23,7 +23,7 @@ use spin::relax::Yield;
 
 use crate::export::Counters;
 use crate::gate::{self, Client};
-use crate::record::{Record, SpanData, TraceState};
+use crate::record::{EndStamp, Record, SpanData, TraceState};
 
 /// A buffer is handed over when it holds this many records.
 pub(crate) const CHUNK: usize = 512;
@@ -40,9 +40,10 @@ struct Held {
 }
 
 impl Held {
-    /// Adds a record, naming its trace only when the record before it is of another one.
+    /// Adds a record, naming its trace only when the record before it is of another one, and
+    /// stamps it where it now lies.
     #[inline]
-    fn push(&mut self, trace: Cow<'_, Arc<TraceState>>, data: SpanData) {
+    fn push(&mut self, trace: Cow<'_, Arc<TraceState>>, data: SpanData, stamp: EndStamp) {
         let address = Arc::as_ptr(&trace) as usize;
         let trace = if !self.records.is_empty() && self.last_trace == address {
             None
@@ -51,6 +52,9 @@ impl Held {
             Some(trace.into_owned())
         };
         self.records.push(Record { trace, data });
+        if let Some(record) = self.records.last_mut() {
+            record.data.set_end(stamp);
+        }
     }
 
     /// Takes the records (leaving `next` in their place) and the count of dropped ones.
@@ -146,9 +150,9 @@ thread_local! {
     static LOCAL: Local = Local::new();
 }
 
-/// Admits a finished record of `trace` into this thread's buffer (or drops and counts it when
-/// the queue is full and it may go). `idle`: no recorded observation is open on this thread any
-/// more. The [`HandOver`] returned hands the buffer over if it now holds enough records, or is
+/// Admits a finished record of `trace`, ended at `stamp`, into this thread's buffer (or drops
+/// and counts it when the queue is full and it may go). `idle`: no recorded observation is open
+/// on this thread any more. The [`HandOver`] returned hands the buffer over if it now holds enough records, or is
 /// full: run it once nothing of this thread is borrowed (the in-memory exporter runs the user's
 /// mask there).
 #[inline]
@@ -156,12 +160,11 @@ pub(crate) fn admit(
     trace: Cow<'_, Arc<TraceState>>,
     data: &mut Option<SpanData>,
     idle: bool,
+    stamp: EndStamp,
 ) -> (Admission, HandOver) {
     if let Some(scope) = trace.options.scope {
-        return (
-            hand_to_scope(scope, trace.into_owned(), data),
-            HandOver(false),
-        );
+        let admission = hand_to_scope(scope, trace.into_owned(), data, stamp);
+        return (admission, HandOver(false));
     }
     let mut trace = Some(trace);
     let outcome = LOCAL.try_with(|local| {
@@ -175,7 +178,7 @@ pub(crate) fn admit(
         let epoch = gate::epoch();
         let mut cached = match local.client.try_borrow_mut() {
             Ok(cached) => cached,
-            Err(_) => return (hand_over_alone(trace.into_owned(), data), false),
+            Err(_) => return (hand_over_alone(trace.into_owned(), data, stamp), false),
         };
         if cached.0 != epoch {
             *cached = (epoch, gate::installed());
@@ -187,7 +190,7 @@ pub(crate) fn admit(
         let admitted = must_pass || client.has_room(held.records.len(), root);
         if admitted {
             if let Some(data) = data.take() {
-                held.push(trace, data);
+                held.push(trace, data, stamp);
             }
         } else {
             held.dropped_full += 1;
@@ -206,7 +209,10 @@ pub(crate) fn admit(
     match (outcome, trace) {
         (Ok((outcome, due)), _) => (outcome, HandOver(due)),
         // The thread is exiting and its buffer is gone: hand the record over alone.
-        (Err(_), Some(trace)) => (hand_over_alone(trace.into_owned(), data), HandOver(false)),
+        (Err(_), Some(trace)) => {
+            let admission = hand_over_alone(trace.into_owned(), data, stamp);
+            (admission, HandOver(false))
+        }
         (Err(_), None) => (Admission::NoClient, HandOver(false)),
     }
 }
@@ -244,9 +250,14 @@ fn hand_over_here() {
     });
 }
 
-fn hand_over_alone(trace: Arc<TraceState>, data: &mut Option<SpanData>) -> Admission {
+fn hand_over_alone(
+    trace: Arc<TraceState>,
+    data: &mut Option<SpanData>,
+    stamp: EndStamp,
+) -> Admission {
     match (gate::installed(), data.take()) {
-        (Some(client), Some(data)) => {
+        (Some(client), Some(mut data)) => {
+            data.set_end(stamp);
             client.accept(
                 vec![Record {
                     trace: Some(trace),
@@ -266,9 +277,11 @@ fn hand_to_scope(
     scope: std::num::NonZeroU64,
     trace: Arc<TraceState>,
     data: &mut Option<SpanData>,
+    stamp: EndStamp,
 ) -> Admission {
     match (gate::scope_client(scope), data.take()) {
-        (Some(client), Some(data)) => {
+        (Some(client), Some(mut data)) => {
+            data.set_end(stamp);
             client.accept(
                 vec![Record {
                     trace: Some(trace),
@@ -303,6 +316,13 @@ mod tests {
     use crate::ids::ObservationId;
     use crate::record::ObservationType;
 
+    fn stamp() -> EndStamp {
+        EndStamp {
+            at: crate::clock::Ticks::now(),
+            version: 0,
+        }
+    }
+
     fn data() -> SpanData {
         let id = ObservationId::random();
         SpanData::start(id, None, true, Cow::Borrowed("s"), ObservationType::Span)
@@ -312,11 +332,11 @@ mod tests {
     fn a_chunk_names_a_trace_once_per_run_of_its_records() {
         let (a, b) = (TraceState::for_tests("a"), TraceState::for_tests("b"));
         let mut held = Held::default();
-        held.push(Cow::Borrowed(&a), data());
-        held.push(Cow::Borrowed(&a), data());
-        held.push(Cow::Owned(b.clone()), data());
-        held.push(Cow::Owned(a.clone()), data());
-        held.push(Cow::Borrowed(&a), data());
+        held.push(Cow::Borrowed(&a), data(), stamp());
+        held.push(Cow::Borrowed(&a), data(), stamp());
+        held.push(Cow::Owned(b.clone()), data(), stamp());
+        held.push(Cow::Owned(a.clone()), data(), stamp());
+        held.push(Cow::Borrowed(&a), data(), stamp());
         let named = |records: &[Record]| -> Vec<Option<crate::ids::TraceId>> {
             records
                 .iter()
@@ -331,7 +351,7 @@ mod tests {
         let (chunk, dropped) = held.take(Vec::new());
         assert_eq!(dropped, 0);
         // A new chunk names its trace again, even the one the last chunk ended with.
-        held.push(Cow::Borrowed(&a), data());
+        held.push(Cow::Borrowed(&a), data(), stamp());
         assert_eq!(named(&held.records), [ta]);
 
         // The exporter's side follows the runs back to each record's trace.
@@ -351,8 +371,8 @@ mod tests {
     fn a_record_carried_alone_names_the_trace_of_its_run() {
         let a = TraceState::for_tests("a");
         let mut held = Held::default();
-        held.push(Cow::Borrowed(&a), data());
-        held.push(Cow::Borrowed(&a), data());
+        held.push(Cow::Borrowed(&a), data(), stamp());
+        held.push(Cow::Borrowed(&a), data(), stamp());
         let (chunk, _) = held.take(Vec::new());
         let mut records = chunk.into_iter();
         let mut run = None;

@@ -18,7 +18,7 @@ use crate::export::Counters;
 use crate::gate;
 use crate::ids::ObservationId;
 use crate::record::{
-    deferred, fill_now, Level, ObservationFields, ObservationType, SpanData, TraceState,
+    deferred, fill_now, EndStamp, Level, ObservationFields, ObservationType, SpanData, TraceState,
 };
 use crate::text::Text;
 use crate::unobserved;
@@ -100,9 +100,10 @@ fn start_data(
 /// Ends an observation that is off the stack: into this thread's buffer, admitted or dropped
 /// and counted.
 pub(crate) fn close(core: SpanCore) {
+    let mut data = core.data;
     let ending = Ending {
         trace: Cow::Owned(core.trace),
-        data: core.data,
+        data: &mut data,
         idle: !stack::has_open_recording(),
     };
     let (parent, hand_over) = end(ending);
@@ -115,7 +116,7 @@ pub(crate) fn close(core: SpanCore) {
 /// Ends the observation `token` on this thread's stack, with `output` as its captured output.
 #[inline(always)]
 pub(crate) fn close_on_stack(token: Token, output: Option<Text>) {
-    let hand_over = stack::end_with(token, |mut ending| {
+    let hand_over = stack::end_with(token, |ending| {
         if let (Some(output), Some(data)) = (output, ending.data.as_mut()) {
             data.set_captured_output(output);
         }
@@ -131,19 +132,18 @@ pub(crate) fn close_on_stack(token: Token, output: Option<Text>) {
 /// once the stack is no longer borrowed.
 #[inline(always)]
 fn end(ending: Ending<'_>) -> (Option<ObservationId>, HandOver) {
-    let Ending {
-        trace,
-        mut data,
-        idle,
-    } = ending;
-    // The record is written once, where the buffer keeps it: no copies on the way there.
-    let Some(record) = data.as_mut() else {
+    let Ending { trace, data, idle } = ending;
+    let Some(record) = data.as_ref() else {
         return (None, HandOver::default());
     };
-    record.end = Ticks::now();
-    record.set_attributes_version(trace.note_version());
+    let stamp = EndStamp {
+        at: Ticks::now(),
+        version: trace.note_version(),
+    };
     let parent = record.parent_span_id.filter(|_| !record.is_local_root());
-    let (admission, hand_over) = buffer::admit(trace, &mut data, idle);
+    // The record is moved once, from where it lies into the thread's buffer, and stamped there
+    // (stamped before, the move's wide loads waited for the stamp's stores).
+    let (admission, hand_over) = buffer::admit(trace, data, idle, stamp);
     let mark = match admission {
         Admission::Admitted => parent.filter(|_| !idle),
         Admission::Dropped => None,

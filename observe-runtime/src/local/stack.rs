@@ -253,7 +253,8 @@ impl Stack {
 pub(crate) struct Ending<'a> {
     /// Its trace: borrowed from the frame that holds it when that one stays on the stack.
     pub(crate) trace: Cow<'a, Arc<TraceState>>,
-    pub(crate) data: Option<SpanData>,
+    /// Its data, where it lies (what is left there is dropped).
+    pub(crate) data: &'a mut Option<SpanData>,
     /// No recorded observation is open on this thread any more.
     pub(crate) idle: bool,
 }
@@ -270,30 +271,43 @@ pub(crate) fn end_with<R>(
     STACK
         .try_with(|stack| {
             let mut stack = stack.try_borrow_mut().ok()?;
-            let (parent, back) = if stack.last().is_some_and(|f| f.token == token) {
-                let frame = stack.frames.pop()?;
-                stack.recording -= usize::from(frame.data.is_some());
-                let idle = stack.recording == 0;
-                let trace = match frame.trace {
-                    Some(trace) => Cow::Owned(trace),
-                    None => Cow::Borrowed(stack.trace_of(frame.owner)?),
-                };
-                end(Ending {
-                    trace,
-                    data: frame.data,
-                    idle,
-                })
-            } else {
-                let index = stack.iter().rposition(|f| f.token == token)?;
-                #[cfg(debug_assertions)]
-                warn_out_of_order();
-                let core = stack.take_out(index)?;
-                let idle = stack.recording == 0;
-                end(Ending {
-                    trace: Cow::Owned(core.trace),
-                    data: core.data,
-                    idle,
-                })
+            let (parent, back) = match stack.len().checked_sub(1) {
+                Some(top) if stack[top].token == token => {
+                    // Ended where it lies: its data is moved once, into the thread's buffer.
+                    let recorded = stack[top].data.is_some();
+                    stack.recording -= usize::from(recorded);
+                    let idle = stack.recording == 0;
+                    let owner = stack[top].owner;
+                    let (below, top_frame) = stack.frames.split_at_mut(top);
+                    let frame = top_frame.first_mut()?;
+                    let trace = match frame.trace.take() {
+                        Some(trace) => Cow::Owned(trace),
+                        None => match below.get(owner).and_then(|f| f.trace.as_ref()) {
+                            Some(trace) => Cow::Borrowed(trace),
+                            // Never: a frame refers to one below that holds its trace.
+                            None => return None,
+                        },
+                    };
+                    let ended = end(Ending {
+                        trace,
+                        data: &mut frame.data,
+                        idle,
+                    });
+                    stack.frames.truncate(top);
+                    ended
+                }
+                _ => {
+                    let index = stack.iter().rposition(|f| f.token == token)?;
+                    #[cfg(debug_assertions)]
+                    warn_out_of_order();
+                    let mut core = stack.take_out(index)?;
+                    let idle = stack.recording == 0;
+                    end(Ending {
+                        trace: Cow::Owned(core.trace),
+                        data: &mut core.data,
+                        idle,
+                    })
+                }
             };
             if let Some(parent) = parent {
                 stack.mark_child_admitted(parent);
@@ -520,6 +534,7 @@ mod tests {
     fn end(token: Token) -> (bool, TraceId, bool) {
         end_with(token, |ending| {
             let borrowed = matches!(ending.trace, Cow::Borrowed(_));
+            ending.data.take();
             ((None), (borrowed, ending.trace.trace_id, ending.idle))
         })
         .expect("on the stack")

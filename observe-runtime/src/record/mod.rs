@@ -24,5 +24,5 @@ pub use trace::TraceAttributes;
 pub use usage::{Cost, Usage};
 
 pub(crate) use fields::{deferred, fill_now};
-pub(crate) use span::{Record, SpanData};
+pub(crate) use span::{EndStamp, Record, SpanData};
 pub(crate) use trace::{valid_environment, TraceOptions, TraceState};

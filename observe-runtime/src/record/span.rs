@@ -283,6 +283,13 @@ impl SpanData {
         self.head.set_version(version);
     }
 
+    /// Notes its end: when, and the version of the trace attributes then.
+    #[inline(always)]
+    pub(crate) fn set_end(&mut self, end: EndStamp) {
+        self.end = end.at;
+        self.set_attributes_version(end.version);
+    }
+
     /// Sets the input given explicitly (captured arguments then stay out).
     pub(crate) fn set_input(&mut self, json: String) {
         self.input = Some(json.into());
@@ -377,6 +384,13 @@ impl SpanData {
     pub(crate) fn must_pass(&self) -> bool {
         self.head.has(Flags::CHILD_ADMITTED | Flags::SHARED)
     }
+}
+
+/// When an observation ended, and the version of its trace's attributes then.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct EndStamp {
+    pub(crate) at: Ticks,
+    pub(crate) version: u32,
 }
 
 /// A finished observation with the trace it belongs to: what travels from the thread that ended
