@@ -51,7 +51,10 @@ impl Held {
             self.last_trace = address;
             Some(trace.into_owned())
         };
-        self.records.push(Record { trace, data });
+        // (`extend` makes room first, then writes the record where it goes; `push` built it
+        // aside and moved it, the move's wide loads waiting on narrower stores.)
+        self.records
+            .extend(std::iter::once_with(move || Record { trace, data }));
         if let Some(record) = self.records.last_mut() {
             record.data.set_end(stamp);
         }
