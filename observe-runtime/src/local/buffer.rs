@@ -258,20 +258,7 @@ fn hand_over_alone(
     data: &mut Option<SpanData>,
     stamp: EndStamp,
 ) -> Admission {
-    match (gate::installed(), data.take()) {
-        (Some(client), Some(mut data)) => {
-            data.set_end(stamp);
-            client.accept(
-                vec![Record {
-                    trace: Some(trace),
-                    data,
-                }],
-                0,
-            );
-            Admission::Admitted
-        }
-        _ => Admission::NoClient,
-    }
+    accept_alone(gate::installed(), trace, data, stamp)
 }
 
 /// A record of a capture scope's trace goes to the scope at once, never into a buffer.
@@ -282,16 +269,21 @@ fn hand_to_scope(
     data: &mut Option<SpanData>,
     stamp: EndStamp,
 ) -> Admission {
-    match (gate::scope_client(scope), data.take()) {
+    accept_alone(gate::scope_client(scope), trace, data, stamp)
+}
+
+/// Hands one record to `client`, in a chunk of its own.
+fn accept_alone(
+    client: Option<Arc<Client>>,
+    trace: Arc<TraceState>,
+    data: &mut Option<SpanData>,
+    stamp: EndStamp,
+) -> Admission {
+    match (client, data.take()) {
         (Some(client), Some(mut data)) => {
             data.set_end(stamp);
-            client.accept(
-                vec![Record {
-                    trace: Some(trace),
-                    data,
-                }],
-                0,
-            );
+            let trace = Some(trace);
+            client.accept(vec![Record { trace, data }], 0);
             Admission::Admitted
         }
         _ => Admission::NoClient,
