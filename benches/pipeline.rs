@@ -83,6 +83,62 @@ fn tracing_capture_root(x: u64) -> u64 {
     (0..CHILDREN).fold(x, |acc, i| acc ^ tracing_capture_child(black_box(i)))
 }
 
+#[observe_runtime::observe(capture_input = false, capture_output = false)]
+async fn observe_async_child(x: u64) -> u64 {
+    plain(x)
+}
+
+#[observe_runtime::observe(capture_input = false, capture_output = false)]
+async fn observe_async_root_fn(x: u64) -> u64 {
+    let mut acc = x;
+    for i in 0..CHILDREN {
+        acc ^= observe_async_child(black_box(i)).await;
+    }
+    acc
+}
+
+/// An async root with 100 async children, polled to completion on this thread.
+fn observe_async_root(x: u64) -> u64 {
+    run_ready(observe_async_root_fn(x))
+}
+
+#[fastrace::trace]
+async fn fastrace_async_child(x: u64) -> u64 {
+    plain(x)
+}
+
+/// fastrace's async root: the root span around the future (`in_span`), its children traced
+/// with `#[fastrace::trace]`.
+fn fastrace_async_root(x: u64) -> u64 {
+    use fastrace::future::FutureExt as _;
+    let root = fastrace::Span::root(
+        "fastrace_async_root",
+        fastrace::collector::SpanContext::random(),
+    );
+    run_ready(
+        async move {
+            let mut acc = x;
+            for i in 0..CHILDREN {
+                acc ^= fastrace_async_child(black_box(i)).await;
+            }
+            acc
+        }
+        .in_span(root),
+    )
+}
+
+/// Polls a future that never waits to its output, with a waker that does nothing: what an
+/// executor adds per poll is left out, for both sides.
+fn run_ready<F: std::future::Future>(future: F) -> F::Output {
+    let mut future = std::pin::pin!(future);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    loop {
+        if let std::task::Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+            return output;
+        }
+    }
+}
+
 /// A document with four text fields of about 2 KB each, as a retrieval step passes them on.
 #[derive(serde::Serialize)]
 struct Document {
@@ -513,7 +569,12 @@ fn install_fastrace_reporter() {
     });
 }
 
-fn fastrace_case(group: &mut BenchmarkGroup<'_, WallTime>, case: &str, mode: Mode) {
+fn fastrace_case(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    case: &str,
+    mode: Mode,
+    root: fn(u64) -> u64,
+) {
     let mut started = None;
     let mut roots = 0;
     group.bench_function("fastrace", |b| {
@@ -522,7 +583,7 @@ fn fastrace_case(group: &mut BenchmarkGroup<'_, WallTime>, case: &str, mode: Mod
             fastrace::flush();
             started = Some((Instant::now(), FASTRACE_REPORTED.load(Ordering::Relaxed)));
         }
-        b.iter_custom(|spans| time_spans(spans, mode, &mut roots, fastrace_root, fastrace::flush));
+        b.iter_custom(|spans| time_spans(spans, mode, &mut roots, root, fastrace::flush));
     });
     let Some((started, before)) = started else {
         return;
@@ -795,7 +856,12 @@ fn enabled_bursty(c: &mut Criterion, server: &DiscardServer) {
         Mode::Bursty,
         observe_root,
     );
-    fastrace_case(&mut group, "enabled_bursty/fastrace", Mode::Bursty);
+    fastrace_case(
+        &mut group,
+        "enabled_bursty/fastrace",
+        Mode::Bursty,
+        fastrace_root,
+    );
 
     let records = Arc::new(Mutex::new(Vec::new()));
     let layer_records = records.clone();
@@ -826,6 +892,26 @@ fn enabled_bursty(c: &mut Criterion, server: &DiscardServer) {
     group.finish();
 }
 
+/// `async fn`s: a root awaiting 100 children, flushed every `BURST` roots.
+fn enabled_async(c: &mut Criterion, server: &DiscardServer) {
+    let mut group = c.benchmark_group("enabled_async");
+    observe_case(
+        &mut group,
+        "enabled_async",
+        "observe",
+        server,
+        Mode::Bursty,
+        observe_async_root,
+    );
+    fastrace_case(
+        &mut group,
+        "enabled_async/fastrace",
+        Mode::Bursty,
+        fastrace_async_root,
+    );
+    group.finish();
+}
+
 /// Recording with capture off, flat out: never flushed in the loop.
 fn sustained(c: &mut Criterion, server: &DiscardServer) {
     let mut group = c.benchmark_group("sustained");
@@ -837,7 +923,12 @@ fn sustained(c: &mut Criterion, server: &DiscardServer) {
         Mode::Sustained,
         observe_root,
     );
-    fastrace_case(&mut group, "sustained/fastrace", Mode::Sustained);
+    fastrace_case(
+        &mut group,
+        "sustained/fastrace",
+        Mode::Sustained,
+        fastrace_root,
+    );
     group.finish();
 }
 
@@ -1156,6 +1247,7 @@ fn capture_formatter(c: &mut Criterion) {
 fn recording(c: &mut Criterion) {
     let server = DiscardServer::start();
     enabled_bursty(c, &server);
+    enabled_async(c, &server);
     sustained(c, &server);
     capture(c, &server);
     capture_text(c, &server);
