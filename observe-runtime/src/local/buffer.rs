@@ -40,16 +40,19 @@ struct Held {
 }
 
 impl Held {
-    /// Adds a record, naming its trace only when the record before it is of another one, and
+    /// Adds a record, naming its trace when the record before it is of another one, or when
+    /// it comes with a reference of its own (moved into the record: dropping it here would be
+    /// a locked decrement on this thread, where the exporter's drop costs the caller nothing);
     /// stamps it where it now lies.
     #[inline]
     fn push(&mut self, trace: Cow<'_, Arc<TraceState>>, data: SpanData, stamp: EndStamp) {
         let address = Arc::as_ptr(&trace) as usize;
-        let trace = if !self.records.is_empty() && self.last_trace == address {
-            None
-        } else {
-            self.last_trace = address;
-            Some(trace.into_owned())
+        let trace = match trace {
+            Cow::Borrowed(_) if !self.records.is_empty() && self.last_trace == address => None,
+            trace => {
+                self.last_trace = address;
+                Some(trace.into_owned())
+            }
         };
         // (`extend` makes room first, then writes the record where it goes; `push` built it
         // aside and moved it, the move's wide loads waiting on narrower stores.)
@@ -332,6 +335,7 @@ mod tests {
         held.push(Cow::Owned(b.clone()), data(), stamp());
         held.push(Cow::Owned(a.clone()), data(), stamp());
         held.push(Cow::Borrowed(&a), data(), stamp());
+        held.push(Cow::Owned(a.clone()), data(), stamp());
         let named = |records: &[Record]| -> Vec<Option<crate::ids::TraceId>> {
             records
                 .iter()
@@ -339,9 +343,10 @@ mod tests {
                 .collect()
         };
         let (ta, tb) = (Some(a.trace_id), Some(b.trace_id));
-        assert_eq!(named(&held.records), [ta, None, tb, ta, None]);
-        // Two references to `a` in the chunk, one to `b`: none per record.
-        assert_eq!((Arc::strong_count(&a), Arc::strong_count(&b)), (3, 2));
+        // A reference of its own is kept (moved), never dropped here.
+        assert_eq!(named(&held.records), [ta, None, tb, ta, None, ta]);
+        // Three references to `a` in the chunk, one to `b`: none per borrowed record.
+        assert_eq!((Arc::strong_count(&a), Arc::strong_count(&b)), (4, 2));
 
         let (chunk, dropped) = held.take(Vec::new());
         assert_eq!(dropped, 0);
@@ -358,7 +363,14 @@ mod tests {
         let (a_id, b_id) = (a.trace_id, b.trace_id);
         assert_eq!(
             finished,
-            [Some(a_id), Some(a_id), Some(b_id), Some(a_id), Some(a_id)]
+            [
+                Some(a_id),
+                Some(a_id),
+                Some(b_id),
+                Some(a_id),
+                Some(a_id),
+                Some(a_id)
+            ]
         );
     }
 
