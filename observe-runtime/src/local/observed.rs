@@ -49,13 +49,42 @@ pub struct Observed {
     token: Option<Token>,
     /// The observation itself while it is not on the stack (boxed: the handle stays small, so
     /// that code which never opens one pays nothing for its size).
-    detached: Option<Box<SpanCore>>,
+    detached: Detached,
     capture_input: bool,
     capture_output: bool,
     limit: usize,
     /// The captured return value, stored into the record when the observation ends (it is
     /// written just before: this saves finding the observation on the stack once more).
     output: Option<Text>,
+}
+
+/// An observation off the stack, in a box kept for its next time off it: an `async` body's
+/// observation goes onto the stack and off again at every poll, so one allocation serves them
+/// all.
+#[derive(Default)]
+struct Detached(Option<Box<Option<SpanCore>>>);
+
+impl Detached {
+    fn is_some(&self) -> bool {
+        self.0.as_ref().is_some_and(|core| core.is_some())
+    }
+
+    fn as_mut(&mut self) -> Option<&mut SpanCore> {
+        self.0.as_deref_mut()?.as_mut()
+    }
+
+    fn take(&mut self) -> Option<SpanCore> {
+        self.0.as_mut()?.take()
+    }
+
+    /// Keeps `core` (if any) in the box, made on first use.
+    fn put(&mut self, core: Option<SpanCore>) {
+        match (&mut self.0, core) {
+            (Some(kept), core) => **kept = core,
+            (None, Some(core)) => self.0 = Some(Box::new(Some(core))),
+            (None, None) => {}
+        }
+    }
 }
 
 impl Observed {
@@ -72,7 +101,7 @@ impl Observed {
         };
         Self {
             token,
-            detached: None,
+            detached: Detached::default(),
             capture_input,
             capture_output,
             limit: options.field_limit,
@@ -82,7 +111,7 @@ impl Observed {
 
     /// Runs `f` on the observation's data, if it is recorded.
     pub(crate) fn with_data<R>(&mut self, f: impl FnOnce(&mut SpanData) -> R) -> Option<R> {
-        match &mut self.detached {
+        match self.detached.as_mut() {
             Some(core) => core.data.as_mut().map(f),
             None => self.token.and_then(|token| stack::with_data_of(token, f)),
         }
@@ -91,20 +120,20 @@ impl Observed {
     /// Takes the observation off the stack, for a future that may be polled elsewhere.
     fn detach(&mut self) {
         if let Some(token) = self.token.take() {
-            self.detached = stack::remove(token).map(Box::new);
+            self.detached.put(stack::remove(token));
         }
     }
 
     /// Makes a detached observation current on this thread until [`Self::leave`] with the
     /// token returned (none: nothing was made current).
     pub(crate) fn enter(&mut self) -> Option<Token> {
-        stack::push(*self.detached.take()?)
+        stack::push(self.detached.take()?)
     }
 
     /// Takes back what [`Self::enter`] made current.
     pub(crate) fn leave(&mut self, token: Option<Token>) {
         if let Some(token) = token {
-            self.detached = stack::remove(token).map(Box::new);
+            self.detached.put(stack::remove(token));
         }
     }
 
@@ -218,7 +247,7 @@ impl Observed {
             if let (Some(output), Some(data)) = (self.output.take(), core.data.as_mut()) {
                 data.set_captured_output(output);
             }
-            span::close(*core);
+            span::close(core);
         } else if let Some(token) = self.token.take() {
             span::close_on_stack(token, self.output.take());
         }
@@ -349,9 +378,9 @@ pin_project_lite::pin_project! {
                 return;
             };
             if let Some(core) = observed.detached.take() {
-                let token = stack::push(*core);
+                let token = stack::push(core);
                 this.future.set(None);
-                observed.detached = token.and_then(stack::remove).map(Box::new);
+                observed.detached.put(token.and_then(stack::remove));
             }
             if !std::thread::panicking() {
                 observed.cancel();
@@ -374,9 +403,9 @@ impl<F: Future> Future for Instrumented<F> {
         let Some(core) = observed.detached.take() else {
             return future.poll(cx).map(|output| (output, None));
         };
-        let token = stack::push(*core);
+        let token = stack::push(core);
         let result = catch_unwind(AssertUnwindSafe(|| future.poll(cx)));
-        observed.detached = token.and_then(stack::remove).map(Box::new);
+        observed.detached.put(token.and_then(stack::remove));
         match result {
             Ok(Poll::Pending) => Poll::Pending,
             Ok(Poll::Ready(output)) => Poll::Ready((output, this.observed.take())),
