@@ -172,13 +172,14 @@ pub(crate) fn push_with(make: impl FnOnce() -> SpanCore) -> Option<Token> {
             let core = make();
             stack.recording += usize::from(core.data.is_some());
             let owner = stack.frames.len();
-            stack.frames.push(Frame {
+            // Written where it goes once there is room (`push` built it aside and moved it).
+            stack.frames.extend(std::iter::once_with(move || Frame {
                 token,
                 owner,
                 trace: Some(core.trace),
                 span_id: core.span_id,
                 data: core.data,
-            });
+            }));
             Some(token)
         })
         .ok()
