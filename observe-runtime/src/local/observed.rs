@@ -77,12 +77,18 @@ impl Detached {
         self.0.as_mut()?.take()
     }
 
-    /// Keeps `core` (if any) in the box, made on first use.
-    fn put(&mut self, core: Option<SpanCore>) {
-        match (&mut self.0, core) {
-            (Some(kept), core) => **kept = core,
-            (None, Some(core)) => self.0 = Some(Box::new(Some(core))),
-            (None, None) => {}
+    /// Keeps what `take` puts in its slot, in the box (made on first use); `take` writes there
+    /// in place.
+    fn refill(&mut self, take: impl FnOnce(&mut Option<SpanCore>)) {
+        match &mut self.0 {
+            Some(kept) => take(kept),
+            None => {
+                let mut core = None;
+                take(&mut core);
+                if core.is_some() {
+                    self.0 = Some(Box::new(core));
+                }
+            }
         }
     }
 }
@@ -120,7 +126,7 @@ impl Observed {
     /// Takes the observation off the stack, for a future that may be polled elsewhere.
     fn detach(&mut self) {
         if let Some(token) = self.token.take() {
-            self.detached.put(stack::remove(token));
+            self.detached.refill(|slot| stack::remove_into(token, slot));
         }
     }
 
@@ -133,7 +139,7 @@ impl Observed {
     /// Takes back what [`Self::enter`] made current.
     pub(crate) fn leave(&mut self, token: Option<Token>) {
         if let Some(token) = token {
-            self.detached.put(stack::remove(token));
+            self.detached.refill(|slot| stack::remove_into(token, slot));
         }
     }
 
@@ -380,7 +386,9 @@ pin_project_lite::pin_project! {
             if let Some(core) = observed.detached.take() {
                 let token = stack::push(core);
                 this.future.set(None);
-                observed.detached.put(token.and_then(stack::remove));
+                if let Some(token) = token {
+                    observed.detached.refill(|slot| stack::remove_into(token, slot));
+                }
             }
             if !std::thread::panicking() {
                 observed.cancel();
@@ -405,7 +413,11 @@ impl<F: Future> Future for Instrumented<F> {
         };
         let token = stack::push(core);
         let result = catch_unwind(AssertUnwindSafe(|| future.poll(cx)));
-        observed.detached.put(token.and_then(stack::remove));
+        if let Some(token) = token {
+            observed
+                .detached
+                .refill(|slot| stack::remove_into(token, slot));
+        }
         match result {
             Ok(Poll::Pending) => Poll::Pending,
             Ok(Poll::Ready(output)) => Poll::Ready((output, this.observed.take())),

@@ -78,6 +78,14 @@ impl Stack {
     /// its trace if it had none); the frames above it that referred to it refer to the first of
     /// them, which takes the trace over.
     fn take_out(&mut self, index: usize) -> Option<SpanCore> {
+        let mut core = None;
+        self.take_out_into(index, &mut core)?;
+        core
+    }
+
+    /// [`Self::take_out`] into `slot`, written there from the frame's place (not moved through a
+    /// copy of the frame).
+    fn take_out_into(&mut self, index: usize, slot: &mut Option<SpanCore>) -> Option<()> {
         let trace = match self.frames.get_mut(index)?.trace.take() {
             Some(trace) => {
                 let mut heir = None;
@@ -104,13 +112,19 @@ impl Stack {
                 trace
             }
         };
-        let frame = self.frames.remove(index);
+        let frame = self.frames.get_mut(index)?;
         self.recording -= usize::from(frame.data.is_some());
-        Some(SpanCore {
+        *slot = Some(SpanCore {
             trace,
             span_id: frame.span_id,
-            data: frame.data,
-        })
+            data: frame.data.take(),
+        });
+        if index + 1 == self.frames.len() {
+            self.frames.truncate(index);
+        } else {
+            self.frames.remove(index);
+        }
+        Some(())
     }
 
     /// Takes every frame off, top first.
@@ -322,22 +336,27 @@ pub(crate) fn end_with<R>(
 /// Takes back what `push` made current (usually the top of the stack).
 #[inline(always)]
 pub(crate) fn remove(token: Token) -> Option<SpanCore> {
-    STACK
-        .try_with(|stack| {
-            let mut stack = stack.try_borrow_mut().ok()?;
-            let index = match stack.len().checked_sub(1) {
-                Some(top) if stack[top].token == token => top,
-                _ => {
-                    let index = stack.iter().rposition(|f| f.token == token)?;
-                    #[cfg(debug_assertions)]
-                    warn_out_of_order();
-                    index
-                }
-            };
-            stack.take_out(index)
-        })
-        .ok()
-        .flatten()
+    let mut core = None;
+    remove_into(token, &mut core);
+    core
+}
+
+/// [`remove`] into `slot` (left as it was when `token` is not on the stack).
+#[inline(always)]
+pub(crate) fn remove_into(token: Token, slot: &mut Option<SpanCore>) {
+    let _ = STACK.try_with(|stack| {
+        let mut stack = stack.try_borrow_mut().ok()?;
+        let index = match stack.len().checked_sub(1) {
+            Some(top) if stack[top].token == token => top,
+            _ => {
+                let index = stack.iter().rposition(|f| f.token == token)?;
+                #[cfg(debug_assertions)]
+                warn_out_of_order();
+                index
+            }
+        };
+        stack.take_out_into(index, slot)
+    });
 }
 
 /// Takes everything off this thread's stack, top first, then the recorded observations left
