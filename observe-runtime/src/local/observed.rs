@@ -77,6 +77,12 @@ impl Detached {
         self.0.as_mut()?.take()
     }
 
+    /// Makes the observation current on this thread, moved from the box in place (it stays in
+    /// the box if the stack cannot be reached).
+    fn push(&mut self) -> Option<Token> {
+        stack::push_from(self.0.as_deref_mut()?)
+    }
+
     /// Keeps what `take` puts in its slot, in the box (made on first use); `take` writes there
     /// in place.
     fn refill(&mut self, take: impl FnOnce(&mut Option<SpanCore>)) {
@@ -133,7 +139,7 @@ impl Observed {
     /// Makes a detached observation current on this thread until [`Self::leave`] with the
     /// token returned (none: nothing was made current).
     pub(crate) fn enter(&mut self) -> Option<Token> {
-        stack::push(self.detached.take()?)
+        self.detached.push()
     }
 
     /// Takes back what [`Self::enter`] made current.
@@ -383,8 +389,8 @@ pin_project_lite::pin_project! {
             let Some(mut observed) = this.observed.take() else {
                 return;
             };
-            if let Some(core) = observed.detached.take() {
-                let token = stack::push(core);
+            if observed.detached.is_some() {
+                let token = observed.detached.push();
                 this.future.set(None);
                 if let Some(token) = token {
                     observed.detached.refill(|slot| stack::remove_into(token, slot));
@@ -408,10 +414,10 @@ impl<F: Future> Future for Instrumented<F> {
         let Some(observed) = this.observed.as_mut() else {
             return future.poll(cx).map(|output| (output, None));
         };
-        let Some(core) = observed.detached.take() else {
+        if !observed.detached.is_some() {
             return future.poll(cx).map(|output| (output, None));
-        };
-        let token = stack::push(core);
+        }
+        let token = observed.detached.push();
         let result = catch_unwind(AssertUnwindSafe(|| future.poll(cx)));
         if let Some(token) = token {
             observed

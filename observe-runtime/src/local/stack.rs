@@ -175,6 +175,34 @@ pub(crate) fn push(core: SpanCore) -> Option<Token> {
     push_with(move || core)
 }
 
+/// Makes the observation in `slot` current, moved from there into its place on the stack (left
+/// in `slot` when the stack cannot be reached); returns the token that takes it back.
+#[inline]
+pub(crate) fn push_from(slot: &mut Option<SpanCore>) -> Option<Token> {
+    STACK
+        .try_with(|stack| {
+            let mut stack = stack.try_borrow_mut().ok()?;
+            let SpanCore {
+                trace,
+                span_id,
+                data,
+            } = slot.take()?;
+            let token = stack.next_token();
+            stack.recording += usize::from(data.is_some());
+            let owner = stack.frames.len();
+            stack.frames.extend(std::iter::once_with(move || Frame {
+                token,
+                owner,
+                trace: Some(trace),
+                span_id,
+                data,
+            }));
+            Some(token)
+        })
+        .ok()
+        .flatten()
+}
+
 /// Makes what `make` builds current, building it in its place on the stack; returns the token
 /// that takes it back (none when the stack cannot be reached).
 #[inline]
