@@ -89,10 +89,11 @@ impl Detached {
         match &mut self.0 {
             Some(kept) => take(kept),
             None => {
-                let mut core = None;
-                take(&mut core);
-                if core.is_some() {
-                    self.0 = Some(Box::new(core));
+                // Made first, so that the observation is written into it in place.
+                let mut kept = Box::new(None);
+                take(&mut kept);
+                if kept.is_some() {
+                    self.0 = Some(kept);
                 }
             }
         }
