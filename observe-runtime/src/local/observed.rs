@@ -132,18 +132,20 @@ impl Observed {
 
     /// Takes the observation off the stack, for a future that may be polled elsewhere.
     fn detach(&mut self) {
-        if let Some(token) = self.token.take() {
-            self.detached.refill(|slot| stack::remove_into(token, slot));
-        }
+        let token = self.token.take();
+        self.leave(token);
     }
 
     /// Makes a detached observation current on this thread until [`Self::leave`] with the
     /// token returned (none: nothing was made current).
+    #[inline]
     pub(crate) fn enter(&mut self) -> Option<Token> {
         self.detached.push()
     }
 
-    /// Takes back what [`Self::enter`] made current.
+    /// Takes back off the stack what `token` made current ([`Self::enter`], or the open),
+    /// into the kept box.
+    #[inline]
     pub(crate) fn leave(&mut self, token: Option<Token>) {
         if let Some(token) = token {
             self.detached.refill(|slot| stack::remove_into(token, slot));
@@ -391,11 +393,9 @@ pin_project_lite::pin_project! {
                 return;
             };
             if observed.detached.is_some() {
-                let token = observed.detached.push();
+                let token = observed.enter();
                 this.future.set(None);
-                if let Some(token) = token {
-                    observed.detached.refill(|slot| stack::remove_into(token, slot));
-                }
+                observed.leave(token);
             }
             if !std::thread::panicking() {
                 observed.cancel();
@@ -418,13 +418,9 @@ impl<F: Future> Future for Instrumented<F> {
         if !observed.detached.is_some() {
             return future.poll(cx).map(|output| (output, None));
         }
-        let token = observed.detached.push();
+        let token = observed.enter();
         let result = catch_unwind(AssertUnwindSafe(|| future.poll(cx)));
-        if let Some(token) = token {
-            observed
-                .detached
-                .refill(|slot| stack::remove_into(token, slot));
-        }
+        observed.leave(token);
         match result {
             Ok(Poll::Pending) => Poll::Pending,
             Ok(Poll::Ready(output)) => Poll::Ready((output, this.observed.take())),

@@ -182,22 +182,8 @@ pub(crate) fn push_from(slot: &mut Option<SpanCore>) -> Option<Token> {
     STACK
         .try_with(|stack| {
             let mut stack = stack.try_borrow_mut().ok()?;
-            let SpanCore {
-                trace,
-                span_id,
-                data,
-            } = slot.take()?;
-            let token = stack.next_token();
-            stack.recording += usize::from(data.is_some());
-            let owner = stack.frames.len();
-            stack.frames.extend(std::iter::once_with(move || Frame {
-                token,
-                owner,
-                trace: Some(trace),
-                span_id,
-                data,
-            }));
-            Some(token)
+            let core = slot.take()?;
+            Some(stack.push_holding(core))
         })
         .ok()
         .flatten()
@@ -210,22 +196,30 @@ pub(crate) fn push_with(make: impl FnOnce() -> SpanCore) -> Option<Token> {
     STACK
         .try_with(|stack| {
             let mut stack = stack.try_borrow_mut().ok()?;
-            let token = stack.next_token();
             let core = make();
-            stack.recording += usize::from(core.data.is_some());
-            let owner = stack.frames.len();
-            // Written where it goes once there is room (`push` built it aside and moved it).
-            stack.frames.extend(std::iter::once_with(move || Frame {
-                token,
-                owner,
-                trace: Some(core.trace),
-                span_id: core.span_id,
-                data: core.data,
-            }));
-            Some(token)
+            Some(stack.push_holding(core))
         })
         .ok()
         .flatten()
+}
+
+impl Stack {
+    /// Pushes a frame that holds its trace.
+    #[inline(always)]
+    fn push_holding(&mut self, core: SpanCore) -> Token {
+        let token = self.next_token();
+        self.recording += usize::from(core.data.is_some());
+        let owner = self.frames.len();
+        // Written where it goes once there is room (`push` built it aside and moved it).
+        self.frames.extend(std::iter::once_with(move || Frame {
+            token,
+            owner,
+            trace: Some(core.trace),
+            span_id: core.span_id,
+            data: core.data,
+        }));
+        token
+    }
 }
 
 /// Makes an observation of the top frame's trace current, built in its place on the stack and
