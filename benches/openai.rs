@@ -7,14 +7,17 @@
 //! them; capture on (input and output serialized). `openai/layer/*` measure the layer alone: its
 //! service over one that answers at once, without a network.
 //!
-//! `cargo bench --bench openai` (`cargo bench --bench openai -- nomatch`: only the paired part)
+//! `cargo bench --bench openai` (`cargo bench --bench openai -- nomatch`: only the paired part;
+//! `CASE=call` or `CASE=stream`: only that paired case; `ONLY=plain` or `ONLY=observed`: the
+//! same client for both blocks of a pair, to see what the pairing itself adds)
 //!
 //! After each case a `delivered` line gives the calls made, the generations the server received,
 //! the server's chat requests and the connections it accepted, so a case that recorded nothing
 //! (or called nothing, or opened a connection per call) would show. Then `paired` lines: blocks
-//! with and without the layer one after the other, the differences in wall time, the process's
-//! CPU time (the exporter's and the server's included, the decoding of the exports too) and this
-//! thread's CPU time.
+//! with and without the layer one after the other, the differences in wall time (to the last
+//! answer, as the callers saw it, and with the flush that ends the block, which waits for what
+//! the exporter has left), the process's CPU time (the exporter's and the server's included, the
+//! decoding of the exports too) and this thread's CPU time.
 
 use std::hint::black_box;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -36,7 +39,7 @@ use observe_runtime::Config;
 use serde_json::json;
 
 /// Rounds of the paired blocks (the medians are taken over them).
-const ROUNDS: usize = 31;
+const ROUNDS: usize = 101;
 
 /// Chunks in one streamed answer.
 const CHUNKS: u64 = 500;
@@ -309,13 +312,17 @@ fn openai(c: &mut Criterion) {
 
     // Paired: blocks of the same work with and without the layer, one after the other, so that
     // what the shared machine does meanwhile hits both alike; the median of the differences.
-    // Besides the wall time, the CPU time of the process (this thread, the exporter's and the
+    // Besides the wall time (to the last answer, and with the flush), the CPU time of the process (this thread, the exporter's and the
     // server's: the server's work is the same in both) and of this thread alone, which other
     // programs on the machine do not inflate.
+    let case_wanted = std::env::var("CASE").unwrap_or_default();
     for (case, streamed, block) in [("call", false, 400u32), ("stream", true, 20u32)] {
-        let mut differences = [Vec::new(), Vec::new(), Vec::new()];
-        let mut plain_times = [Vec::new(), Vec::new(), Vec::new()];
-        for _ in 0..ROUNDS {
+        if !case_wanted.is_empty() && case_wanted != case {
+            continue;
+        }
+        let mut differences: [Vec<f64>; 4] = Default::default();
+        let mut plain_times: [Vec<f64>; 4] = Default::default();
+        for round in 0..ROUNDS {
             let time = |client: &Client<OpenAIConfig>| {
                 runtime.block_on(async {
                     let started = (Instant::now(), cpu_time(PROCESS), cpu_time(THREAD));
@@ -326,10 +333,13 @@ fn openai(c: &mut Criterion) {
                             call(client).await;
                         }
                     }
-                    // The exporter's share of the work of these calls is done at the flush.
+                    // What the calls took as their callers saw it: the exporter works beside
+                    // them, and what it has left is done at the flush (the second clock).
+                    let answered = started.0.elapsed();
                     observe_runtime::flush().expect("flush");
                     let per_call = f64::from(block);
                     [
+                        answered.as_secs_f64() / per_call,
                         started.0.elapsed().as_secs_f64() / per_call,
                         (cpu_time(PROCESS) - started.1) / per_call,
                         (cpu_time(THREAD) - started.2) / per_call,
@@ -337,17 +347,21 @@ fn openai(c: &mut Criterion) {
                 })
             };
             let only = std::env::var("ONLY").unwrap_or_default();
-            let plain_time = if only == "observed" {
-                time(&observed)
+            let plain_client = if only == "observed" {
+                &observed
             } else {
-                time(&plain)
+                &plain
             };
-            let observed_time = if only == "plain" {
-                time(&plain)
+            let observed_client = if only == "plain" { &plain } else { &observed };
+            // Each goes first in every other round: neither always follows the other's flush.
+            let (plain_time, observed_time) = if round % 2 == 0 {
+                let plain_time = time(plain_client);
+                (plain_time, time(observed_client))
             } else {
-                time(&observed)
+                let observed_time = time(observed_client);
+                (time(plain_client), observed_time)
             };
-            for i in 0..3 {
+            for i in 0..4 {
                 differences[i].push(observed_time[i] - plain_time[i]);
                 plain_times[i].push(plain_time[i]);
             }
@@ -356,9 +370,14 @@ fn openai(c: &mut Criterion) {
             values.sort_by(f64::total_cmp);
             values[values.len() / 2]
         };
-        for (i, what) in ["wall", "process CPU", "this thread's CPU"]
-            .iter()
-            .enumerate()
+        for (i, what) in [
+            "wall to the last answer",
+            "wall with the flush",
+            "process CPU",
+            "this thread's CPU",
+        ]
+        .iter()
+        .enumerate()
         {
             let difference = median(&mut differences[i]);
             let plain_time = median(&mut plain_times[i]);
