@@ -145,15 +145,19 @@ fn a_large_image_costs_a_reference_not_a_cut_string() {
 
 #[test]
 fn unknown_types_and_a_disabled_switch_leave_text() {
-    let uri = format!("data:image/x-unknown;base64,{PNG_BASE64}");
-    let spans = with_memory(true, || {
-        describe_image(json!({"image": uri}));
-    });
-    assert_eq!(
-        spans[0].input.as_deref(),
-        Some(format!(r#"{{"messages":{{"image":"{uri}"}}}}"#).as_str())
-    );
-    assert!(spans[0].media.is_empty());
+    // Types outside Langfuse's `MediaContentType` (it would answer HTTP 400 and the media would
+    // be lost) stay text.
+    for kind in ["image/x-unknown", "image/x-icon"] {
+        let uri = format!("data:{kind};base64,{PNG_BASE64}");
+        let spans = with_memory(true, || {
+            describe_image(json!({"image": uri}));
+        });
+        assert_eq!(
+            spans[0].input.as_deref(),
+            Some(format!(r#"{{"messages":{{"image":"{uri}"}}}}"#).as_str())
+        );
+        assert!(spans[0].media.is_empty());
+    }
 
     let uri = format!("data:image/png;base64,{PNG_BASE64}");
     let spans = with_memory(false, || {
@@ -164,6 +168,28 @@ fn unknown_types_and_a_disabled_switch_leave_text() {
         Some(format!(r#"{{"messages":{{"image":"{uri}"}}}}"#).as_str())
     );
     assert!(spans[0].media.is_empty());
+}
+
+#[test]
+fn other_names_of_wav_audio_are_stored_as_audio_wav() {
+    for kind in ["audio/x-wav", "audio/wave", "Audio/Vnd.Wave"] {
+        let spans = with_memory(true, || {
+            describe_image(json!({"audio": format!("data:{kind};base64,{WAV_BASE64}")}));
+        });
+        let reference =
+            format!("@@@langfuseMedia:type=audio/wav|id={WAV_ID}|source=base64_data_uri@@@");
+        assert_eq!(
+            spans[0].input.as_deref(),
+            Some(format!(r#"{{"messages":{{"audio":"{reference}"}}}}"#).as_str()),
+            "{kind}"
+        );
+        let media: Vec<_> = spans[0]
+            .media
+            .iter()
+            .map(|m| (m.content_type.as_str(), &*m.bytes, m.reference.as_str()))
+            .collect();
+        assert_eq!(media, [("audio/wav", WAV, reference.as_str())], "{kind}");
+    }
 }
 
 #[test]

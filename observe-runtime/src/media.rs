@@ -16,8 +16,9 @@ use base64::Engine as _;
 use serde::{Serialize, Serializer};
 use sha2::{Digest, Sha256};
 
-/// The content types Langfuse stores (`MediaContentType` of its public API).
-pub(crate) const CONTENT_TYPES: [&str; 55] = [
+/// The content types Langfuse stores (`MediaContentType` of its public API, in its order): it
+/// answers any other with HTTP 400, and the media would be lost.
+pub(crate) const CONTENT_TYPES: [&str; 52] = [
     "image/png",
     "image/jpeg",
     "image/jpg",
@@ -70,9 +71,13 @@ pub(crate) const CONTENT_TYPES: [&str; 55] = [
     "application/gzip",
     "application/x-tar",
     "application/x-7z-compressed",
-    "image/x-icon",
-    "audio/x-wav",
-    "audio/wave",
+];
+
+/// Other names of types Langfuse stores, and the name it knows them by.
+const ALIASES: [(&str, &str); 3] = [
+    ("audio/x-wav", "audio/wav"),
+    ("audio/wave", "audio/wav"),
+    ("audio/vnd.wave", "audio/wav"),
 ];
 
 /// Bytes of media decoded and not yet uploaded, at most: past it new media is left out (its
@@ -314,10 +319,20 @@ fn decode_base64(text: &str) -> Option<Arc<[u8]>> {
     (written == len).then_some(bytes)
 }
 
-/// A MIME type Langfuse stores, normalised (`image/JPEG; q=1` → `image/jpeg`).
+/// A MIME type Langfuse stores, normalised (`image/JPEG; q=1` → `image/jpeg`, `audio/x-wav` →
+/// `audio/wav`).
 fn known_type(text: &str) -> Option<&'static str> {
     let mime = text.split(';').next()?.trim().to_ascii_lowercase();
-    let found = CONTENT_TYPES.iter().find(|t| **t == mime).copied();
+    let found = CONTENT_TYPES
+        .iter()
+        .find(|t| **t == mime)
+        .copied()
+        .or_else(|| {
+            ALIASES
+                .iter()
+                .find(|(alias, _)| *alias == mime)
+                .map(|a| a.1)
+        });
     if found.is_none() && mime.contains('/') {
         crate::diagnostics::warn_once(
             "media type",
