@@ -146,28 +146,23 @@ fn a_large_image_costs_a_reference_not_a_cut_string() {
 #[test]
 fn unknown_types_and_a_disabled_switch_leave_text() {
     // Types outside Langfuse's `MediaContentType` (it would answer HTTP 400 and the media would
-    // be lost) stay text.
-    for kind in ["image/x-unknown", "image/x-icon"] {
+    // be lost) stay text, and so does every type with uploads switched off.
+    for (kind, upload) in [
+        ("image/x-unknown", true),
+        ("image/x-icon", true),
+        ("image/png", false),
+    ] {
         let uri = format!("data:{kind};base64,{PNG_BASE64}");
-        let spans = with_memory(true, || {
+        let spans = with_memory(upload, || {
             describe_image(json!({"image": uri}));
         });
         assert_eq!(
             spans[0].input.as_deref(),
-            Some(format!(r#"{{"messages":{{"image":"{uri}"}}}}"#).as_str())
+            Some(format!(r#"{{"messages":{{"image":"{uri}"}}}}"#).as_str()),
+            "{kind}"
         );
-        assert!(spans[0].media.is_empty());
+        assert!(spans[0].media.is_empty(), "{kind}");
     }
-
-    let uri = format!("data:image/png;base64,{PNG_BASE64}");
-    let spans = with_memory(false, || {
-        describe_image(json!({"image": uri}));
-    });
-    assert_eq!(
-        spans[0].input.as_deref(),
-        Some(format!(r#"{{"messages":{{"image":"{uri}"}}}}"#).as_str())
-    );
-    assert!(spans[0].media.is_empty());
 }
 
 #[test]
