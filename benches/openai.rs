@@ -3,9 +3,10 @@
 //! thread per connection): a non-streamed chat completion per call, and a streamed one of
 //! `CHUNKS` chunks (throughput in chunks, so criterion's time is per chunk). The observed client
 //! exports as an application's does: the exporter thread encodes the generations and sends them
-//! over OTLP/HTTP to the same server, which decodes them with `opentelemetry-proto` and counts
-//! them; capture on (input and output serialized). `openai/layer/*` measure the layer alone: its
-//! service over one that answers at once, without a network.
+//! over OTLP/HTTP to the same server, which keeps them and, after each flush, outside the times
+//! measured, decodes them with `opentelemetry-proto` and counts them; capture on (input and
+//! output serialized). `openai/layer/*` measure the layer alone: its service over one that
+//! answers at once, without a network.
 //!
 //! `cargo bench --bench openai` (`cargo bench --bench openai -- nomatch`: only the paired part;
 //! `CASE=call` or `CASE=stream`: only that paired case; `ONLY=plain` or `ONLY=observed`: the
@@ -16,14 +17,14 @@
 //! (or called nothing, or opened a connection per call) would show. Then `paired` lines: blocks
 //! with and without the layer one after the other, the differences in wall time (to the last
 //! answer, as the callers saw it, and with the flush that ends the block, which waits for what
-//! the exporter has left), the process's CPU time (the exporter's and the server's included, the
-//! decoding of the exports too) and this thread's CPU time.
+//! the exporter has left), the process's CPU time (the exporter's and the server's included) and
+//! this thread's CPU time, and a `delivered` line for the pairs.
 
 use std::hint::black_box;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -85,8 +86,24 @@ fn stream_body() -> Vec<u8> {
 
 /// Connections the server accepted (a client that reuses its connections opens few).
 static CONNECTIONS: AtomicU64 = AtomicU64::new(0);
-/// Spans the server received from the exporter, decoded with `opentelemetry-proto`.
+/// The export bodies the server received and has not decoded yet, with whether each is gzip.
+/// They are decoded after each flush ([`spans_received`]), outside the times measured:
+/// decoding is Langfuse's work, not the application's, and on this machine's two cores it would
+/// compete with the calls measured.
+static EXPORTS: Mutex<Vec<(Vec<u8>, bool)>> = Mutex::new(Vec::new());
+/// Spans in the export bodies decoded so far.
 static SPANS_RECEIVED: AtomicU64 = AtomicU64::new(0);
+
+/// The spans the server has received from the exporter so far, decoded with
+/// `opentelemetry-proto` (the bodies waiting are decoded now).
+fn spans_received() -> u64 {
+    let exports = std::mem::take(&mut *EXPORTS.lock().expect("the exports"));
+    let decoded: u64 = exports
+        .iter()
+        .map(|(body, gzip)| count_spans(body, *gzip))
+        .sum();
+    SPANS_RECEIVED.fetch_add(decoded, Ordering::Relaxed) + decoded
+}
 
 /// The spans in one OTLP export body (gzip or not); 0 when it does not decode.
 fn count_spans(body: &[u8], gzip: bool) -> u64 {
@@ -168,7 +185,7 @@ fn serve(connection: TcpStream, requests: &AtomicU64, answer: &str, stream: &[u8
             return;
         }
         if otlp {
-            SPANS_RECEIVED.fetch_add(count_spans(&body, gzip), Ordering::Relaxed);
+            EXPORTS.lock().expect("the exports").push((body, gzip));
             let answered = out.write_all(
                 b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}",
             );
@@ -275,7 +292,7 @@ fn openai(c: &mut Criterion) {
         for (name, client) in [("plain", &plain), ("observed", &observed)] {
             let id = format!("{case}/{name}");
             let calls = AtomicU64::new(0);
-            let received = SPANS_RECEIVED.load(Ordering::Relaxed);
+            let received = spans_received();
             let before = requests.load(Ordering::Relaxed);
             let connections = CONNECTIONS.load(Ordering::Relaxed);
             let started = Instant::now();
@@ -294,6 +311,7 @@ fn openai(c: &mut Criterion) {
                     });
                     calls.fetch_add(iterations, Ordering::Relaxed);
                     observe_runtime::flush().expect("flush");
+                    spans_received();
                     elapsed
                 })
             });
@@ -301,7 +319,7 @@ fn openai(c: &mut Criterion) {
                 "delivered {id}: {} calls, {} generations received, {} requests answered on {} \
                  connections, {:.1} s",
                 calls.load(Ordering::Relaxed),
-                SPANS_RECEIVED.load(Ordering::Relaxed) - received,
+                spans_received() - received,
                 requests.load(Ordering::Relaxed) - before,
                 CONNECTIONS.load(Ordering::Relaxed) - connections,
                 started.elapsed().as_secs_f64()
@@ -322,6 +340,8 @@ fn openai(c: &mut Criterion) {
         }
         let mut differences: [Vec<f64>; 4] = Default::default();
         let mut plain_times: [Vec<f64>; 4] = Default::default();
+        let received = spans_received();
+        let before = requests.load(Ordering::Relaxed);
         for round in 0..ROUNDS {
             let time = |client: &Client<OpenAIConfig>| {
                 runtime.block_on(async {
@@ -361,11 +381,20 @@ fn openai(c: &mut Criterion) {
                 let observed_time = time(observed_client);
                 (time(plain_client), observed_time)
             };
+            // The exports of the round decoded after both its blocks.
+            spans_received();
             for i in 0..4 {
                 differences[i].push(observed_time[i] - plain_time[i]);
                 plain_times[i].push(plain_time[i]);
             }
         }
+        eprintln!(
+            "delivered paired {case}: {} calls with the layer and as many without, {} \
+             generations received, {} requests answered",
+            u64::from(block) * ROUNDS as u64,
+            spans_received() - received,
+            requests.load(Ordering::Relaxed) - before,
+        );
         let median = |values: &mut Vec<f64>| {
             values.sort_by(f64::total_cmp);
             values[values.len() / 2]
@@ -464,7 +493,7 @@ fn layer_alone(c: &mut Criterion) {
         .expect("a runtime");
     let mut group = c.benchmark_group("openai/layer");
     let calls = AtomicU64::new(0);
-    let received = SPANS_RECEIVED.load(Ordering::Relaxed);
+    let received = spans_received();
     for observed in [false, true] {
         let name = if observed { "with" } else { "without" };
         group.bench_function(name, |b| {
@@ -493,6 +522,7 @@ fn layer_alone(c: &mut Criterion) {
                         started.elapsed()
                     });
                     observe_runtime::flush().expect("flush");
+                    spans_received();
                 }
                 if observed {
                     calls.fetch_add(iterations, Ordering::Relaxed);
@@ -505,7 +535,7 @@ fn layer_alone(c: &mut Criterion) {
     eprintln!(
         "delivered layer/with: {} calls, {} generations received",
         calls.load(Ordering::Relaxed),
-        SPANS_RECEIVED.load(Ordering::Relaxed) - received
+        spans_received() - received
     );
 }
 
