@@ -16,8 +16,8 @@ use crate::export::transport::Transport;
 use crate::export::worker::{self, WorkerSettings};
 use crate::export::{queue, Counters, MemoryExporter, Sink};
 use crate::gate::{self, Client, Handoff, ProcessParent};
-use crate::local::buffer;
 use crate::local::context::TraceContext;
+use crate::local::{buffer, owned};
 use crate::prompt;
 use crate::record::baggage;
 
@@ -97,6 +97,8 @@ pub(crate) fn init(config: Config) -> Result<FlushGuard, ConfigError> {
     if gate::is_installed() {
         return Err(ConfigError::AlreadyInitialized);
     }
+    // Before the exporter's thread starts (see `owned::prepare`).
+    owned::prepare();
 
     let process_parent = traceparent.and_then(|value| {
         let context = TraceContext::from_traceparent(&value)

@@ -4,10 +4,10 @@
 //! client in one piece when the thread has no recorded observation open any more (a local root
 //! ended) and it holds a few records (`Client::hand_over_at`: the records of small traces are
 //! gathered first), when it holds [`CHUNK`] records, when the thread exits, and whenever a flush,
-//! shutdown, the exit hook or the exporter's timer collects every buffer through the registry. The lock
-//! around a buffer is only ever contended by such a collection, so it is a spin lock whose
-//! release is a plain store. The thread also keeps the installed client, checked against the
-//! gate's epoch, so ending a span touches no shared reference count.
+//! shutdown, the exit hook or the exporter's timer collects every buffer through the registry.
+//! Only such a collection reaches a buffer from another thread, so the thread uses its own
+//! without a locked instruction ([`Owned`]). The thread also keeps the installed client, checked
+//! against the gate's epoch, so ending a span touches no shared reference count.
 //!
 //! Admission keeps traces whole: while the queue is full, a span is dropped only if nothing of
 //! it was admitted (no admitted child, no context handle taken on it); an admitted span marks its
@@ -18,9 +18,7 @@ use std::borrow::Cow;
 use std::cell::RefCell;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
-use spin::mutex::{SpinMutex, SpinMutexGuard};
-use spin::relax::Yield;
-
+use super::owned::{self, Owned};
 use crate::export::Counters;
 use crate::gate::{self, Client};
 use crate::record::{EndStamp, Record, SpanData, TraceState};
@@ -72,28 +70,12 @@ impl Held {
     }
 }
 
-#[derive(Default)]
-struct ThreadBuffer {
-    held: SpinMutex<Held, Yield>,
-}
+/// A thread's buffer: used by its thread, collected by others.
+type ThreadBuffer = Owned<Held>;
 
-impl ThreadBuffer {
-    #[inline]
-    fn lock(&self) -> SpinMutexGuard<'_, Held, Yield> {
-        self.held.lock()
-    }
-
-    /// Takes what the buffer holds and hands it to `client`.
-    fn hand_over(&self, client: &Client) {
-        let (records, dropped) = {
-            let mut held = self.lock();
-            if held.records.is_empty() && held.dropped_full == 0 {
-                return;
-            }
-            held.take(Vec::new())
-        };
-        client.accept(records, dropped);
-    }
+/// Takes what a buffer holds, if anything.
+fn take_held(held: &mut Held) -> Option<(Vec<Record>, u64)> {
+    (!held.records.is_empty() || held.dropped_full > 0).then(|| held.take(Vec::new()))
 }
 
 /// Every thread's buffer, for the collections that must reach them all.
@@ -121,15 +103,32 @@ impl Local {
             client: RefCell::new((u64::MAX, None)),
         }
     }
+
+    /// This thread's buffer, for this thread. Each use ends before anything else is called (a
+    /// client, a mask): none is alive when the next begins.
+    #[inline(always)]
+    fn owned_buffer(&self) -> owned::Owner<'_, Held> {
+        #[allow(unsafe_code)]
+        // SAFETY: `Local` is this thread's thread-local, so this is the buffer's own thread, and
+        // no other use of it is alive (see above).
+        unsafe {
+            self.buffer.owner()
+        }
+    }
 }
 
 impl Drop for Local {
     fn drop(&mut self) {
         match gate::installed_ignoring_gate() {
-            Some(client) => self.buffer.hand_over(&client),
+            Some(client) => {
+                let taken = take_held(&mut self.owned_buffer());
+                if let Some((records, dropped)) = taken {
+                    client.accept(records, dropped);
+                }
+            }
             None => {
                 // Admitted just before a shutdown that collected the buffers: counted as lost.
-                let held = std::mem::take(&mut *self.buffer.lock());
+                let held = std::mem::take(&mut *self.owned_buffer());
                 let lost = held.records.len() as u64;
                 if let (Some(counters), true) =
                     (gate::latest_counters(), lost + held.dropped_full > 0)
@@ -192,7 +191,7 @@ pub(crate) fn admit(
         let Some(client) = cached.1.as_ref() else {
             return (Admission::NoClient, false);
         };
-        let mut held = local.buffer.lock();
+        let mut held = local.owned_buffer();
         let admitted = must_pass || client.has_room(held.records.len(), root);
         if admitted {
             if let Some(data) = data.take() {
@@ -202,6 +201,11 @@ pub(crate) fn admit(
             held.dropped_full += 1;
         }
         let held_now = held.records.len();
+        if held_now == 1 || !admitted {
+            // The first record since the buffer was emptied, or a drop to report: a collection
+            // now has something to take here.
+            held.filled();
+        }
         // At a root's end: once enough is held, or at once under pressure (the drops reported).
         let due = held_now >= CHUNK
             || (idle && (held_now >= client.hand_over_at() || held.dropped_full > 0));
@@ -247,7 +251,7 @@ fn hand_over_here() {
         let Some(client) = cached.1.as_ref() else {
             return;
         };
-        let mut held = local.buffer.lock();
+        let mut held = local.owned_buffer();
         // The next chunk is likely the size of this one: one allocation, no regrowth.
         let capacity = held.records.len().clamp(16, CHUNK);
         let (records, dropped) = held.take(client.chunk(capacity));
@@ -296,8 +300,11 @@ fn accept_alone(
 /// Hands every thread's buffer to `client`: what has finished anywhere is then in its pipeline.
 pub(crate) fn collect_all(client: &Client) {
     let buffers: Vec<Arc<ThreadBuffer>> = registry().iter().filter_map(Weak::upgrade).collect();
-    for buffer in buffers {
-        buffer.hand_over(client);
+    let cells: Vec<&ThreadBuffer> = buffers.iter().map(|buffer| &**buffer).collect();
+    let mut taken = Vec::new();
+    owned::collect(&cells, |held| taken.extend(take_held(held)));
+    for (records, dropped) in taken {
+        client.accept(records, dropped);
     }
 }
 
