@@ -569,6 +569,25 @@ fn install_fastrace_reporter() {
     });
 }
 
+/// The same roots recorded by observe (`id` "observe") and by fastrace (`id` "fastrace"), side
+/// by side in `group_name`.
+fn observe_and_fastrace(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    group_name: &str,
+    server: &DiscardServer,
+    mode: Mode,
+    observe_root: fn(u64) -> u64,
+    fastrace_root: fn(u64) -> u64,
+) {
+    observe_case(group, group_name, "observe", server, mode, observe_root);
+    fastrace_case(
+        group,
+        &format!("{group_name}/fastrace"),
+        mode,
+        fastrace_root,
+    );
+}
+
 fn fastrace_case(
     group: &mut BenchmarkGroup<'_, WallTime>,
     case: &str,
@@ -848,18 +867,12 @@ fn disabled(c: &mut Criterion) {
 /// Recording with capture off, flushed every 50 roots outside the timed region.
 fn enabled_bursty(c: &mut Criterion, server: &DiscardServer) {
     let mut group = c.benchmark_group("enabled_bursty");
-    observe_case(
+    observe_and_fastrace(
         &mut group,
         "enabled_bursty",
-        "observe",
         server,
         Mode::Bursty,
         observe_root,
-    );
-    fastrace_case(
-        &mut group,
-        "enabled_bursty/fastrace",
-        Mode::Bursty,
         fastrace_root,
     );
 
@@ -895,18 +908,12 @@ fn enabled_bursty(c: &mut Criterion, server: &DiscardServer) {
 /// `async fn`s: a root awaiting 100 children, flushed every `BURST` roots.
 fn enabled_async(c: &mut Criterion, server: &DiscardServer) {
     let mut group = c.benchmark_group("enabled_async");
-    observe_case(
+    observe_and_fastrace(
         &mut group,
         "enabled_async",
-        "observe",
         server,
         Mode::Bursty,
         observe_async_root,
-    );
-    fastrace_case(
-        &mut group,
-        "enabled_async/fastrace",
-        Mode::Bursty,
         fastrace_async_root,
     );
     group.finish();
@@ -915,18 +922,12 @@ fn enabled_async(c: &mut Criterion, server: &DiscardServer) {
 /// Recording with capture off, flat out: never flushed in the loop.
 fn sustained(c: &mut Criterion, server: &DiscardServer) {
     let mut group = c.benchmark_group("sustained");
-    observe_case(
+    observe_and_fastrace(
         &mut group,
         "sustained",
-        "observe",
         server,
         Mode::Sustained,
         observe_root,
-    );
-    fastrace_case(
-        &mut group,
-        "sustained/fastrace",
-        Mode::Sustained,
         fastrace_root,
     );
     group.finish();

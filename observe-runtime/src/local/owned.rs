@@ -38,7 +38,7 @@ pub(crate) struct Owned<T> {
 
 impl<T: Default> Default for Owned<T> {
     fn default() -> Self {
-        Self::new(T::default(), *HEAVY_BARRIER)
+        Self::new(T::default(), true)
     }
 }
 
@@ -160,7 +160,7 @@ pub(crate) fn collect<T>(cells: &[&Owned<T>], mut f: impl FnMut(&mut T)) {
         for cell in cells.iter().filter(|cell| cell.fast) {
             cell.wanted.store(true, Ordering::Relaxed);
         }
-        heavy_barrier();
+        membarrier::run();
     }
     for cell in cells {
         if cell.fast {
@@ -190,11 +190,6 @@ static HEAVY_BARRIER: LazyLock<bool> = LazyLock::new(membarrier::register);
 /// threads than one, so the client's `init` calls this; otherwise the first value made does.
 pub(crate) fn prepare() {
     LazyLock::force(&HEAVY_BARRIER);
-}
-
-/// The heavy half of the barrier.
-fn heavy_barrier() {
-    membarrier::run();
 }
 
 #[cfg(target_os = "linux")]

@@ -241,9 +241,9 @@ pub(crate) fn push_under_top<R>(
             let top = stack.frames.len().checked_sub(1)?;
             let (parent, owner) = (stack.frames[top].span_id, stack.frames[top].owner);
             let token = stack.next_token();
-            // The frame is pushed first and filled where it lies: built aside and moved in, its
-            // narrow fields' stores stalled the wide loads of the move.
-            // (`resize_with` writes it in place once there is room; `push` built it aside.)
+            // The frame is pushed first (`resize_with` writes it in place once there is room)
+            // and filled where it lies: built aside and moved in, its narrow fields' stores
+            // stalled the wide loads of the move.
             stack.frames.resize_with(top + 2, || Frame {
                 token,
                 owner,
@@ -334,9 +334,7 @@ pub(crate) fn end_with<R>(
                     ended
                 }
                 _ => {
-                    let index = stack.iter().rposition(|f| f.token == token)?;
-                    #[cfg(debug_assertions)]
-                    warn_out_of_order();
+                    let index = stack.below_top(token)?;
                     let mut core = stack.take_out(index)?;
                     let idle = stack.recording == 0;
                     end(Ending {
@@ -370,12 +368,7 @@ pub(crate) fn remove_into(token: Token, slot: &mut Option<SpanCore>) {
         let mut stack = stack.try_borrow_mut().ok()?;
         let index = match stack.len().checked_sub(1) {
             Some(top) if stack[top].token == token => top,
-            _ => {
-                let index = stack.iter().rposition(|f| f.token == token)?;
-                #[cfg(debug_assertions)]
-                warn_out_of_order();
-                index
-            }
+            _ => stack.below_top(token)?,
         };
         stack.take_out_into(index, slot)
     });
@@ -395,6 +388,17 @@ pub(crate) fn take_all() -> Vec<SpanCore> {
         .unwrap_or_default();
     all.append(&mut left_open());
     all
+}
+
+impl Stack {
+    /// Where `token`'s frame lies when it is not the top: a guard ended out of order (warned of
+    /// in debug builds).
+    fn below_top(&self, token: Token) -> Option<usize> {
+        let index = self.iter().rposition(|f| f.token == token)?;
+        #[cfg(debug_assertions)]
+        warn_out_of_order();
+        Some(index)
+    }
 }
 
 /// A guard ended while what was made current after it still is: usually a guard held across an
