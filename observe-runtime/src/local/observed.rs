@@ -264,7 +264,7 @@ impl Observed {
             }
             span::close(core);
         } else if let Some(token) = self.token.take() {
-            span::close_on_stack(token, self.output.take());
+            span::close_on_stack(token, &mut self.output);
         }
     }
 }

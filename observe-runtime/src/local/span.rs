@@ -113,12 +113,19 @@ pub(crate) fn close(core: SpanCore) {
     hand_over.run();
 }
 
-/// Ends the observation `token` on this thread's stack, with `output` as its captured output.
+/// Ends the observation `token` on this thread's stack, with what `output` holds as its
+/// captured output.
+///
+/// The output is read where it lies, and only once its tag says it is set: after a short body
+/// the handle's one-byte store of its empty output is still in flight, and a move (a wider
+/// load over it) waited for that store (about 1 ns a span, BENCHMARKS.md, eighth round).
 #[inline(always)]
-pub(crate) fn close_on_stack(token: Token, output: Option<Text>) {
+pub(crate) fn close_on_stack(token: Token, output: &mut Option<Text>) {
     let hand_over = stack::end_with(token, |ending| {
-        if let (Some(output), Some(data)) = (output, ending.data.as_mut()) {
-            data.set_captured_output(output);
+        if let (true, Some(data)) = (output.is_some(), ending.data.as_mut()) {
+            if let Some(output) = output.take() {
+                data.set_captured_output(output);
+            }
         }
         end(ending)
     });
