@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 #[path = "shared/traces.rs"]
 mod traces;
 
-use traces::{fastrace_root, observe_root, SPANS_PER_ROOT};
+use traces::{fastrace_root, observe_root, CountingReporter, FASTRACE_REPORTED, SPANS_PER_ROOT};
 
 /// The system allocator, counting live bytes and allocations.
 struct Counting;
@@ -166,16 +166,6 @@ fn observe() {
                 stats.requests_failed,
             )
         }
-    }
-}
-
-static FASTRACE_REPORTED: AtomicU64 = AtomicU64::new(0);
-
-struct CountingReporter;
-
-impl fastrace::collector::Reporter for CountingReporter {
-    fn report(&mut self, spans: Vec<fastrace::collector::SpanRecord>) {
-        FASTRACE_REPORTED.fetch_add(spans.len() as u64, Ordering::Relaxed);
     }
 }
 

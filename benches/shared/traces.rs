@@ -2,6 +2,7 @@
 //! Included by `benches/pipeline.rs` and `benches/memory.rs` with `#[path]`.
 
 use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Children under each root.
 pub const CHILDREN: u64 = 100;
@@ -32,4 +33,17 @@ pub fn fastrace_root(x: u64) -> u64 {
     let root = fastrace::Span::root("fastrace_root", fastrace::collector::SpanContext::random());
     let _parent = root.set_local_parent();
     (0..CHILDREN).fold(x, |acc, i| acc ^ fastrace_child(black_box(i)))
+}
+
+/// Spans handed to [`CountingReporter`] so far.
+pub static FASTRACE_REPORTED: AtomicU64 = AtomicU64::new(0);
+
+/// A fastrace reporter that counts the spans it is handed, and drops them.
+pub struct CountingReporter;
+
+impl fastrace::collector::Reporter for CountingReporter {
+    fn report(&mut self, spans: Vec<fastrace::collector::SpanRecord>) {
+        FASTRACE_REPORTED.fetch_add(spans.len() as u64, Ordering::Relaxed);
+        drop(black_box(spans));
+    }
 }

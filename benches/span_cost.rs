@@ -1,0 +1,132 @@
+//! What one span costs the calling thread, measured two ways that a shared machine's noise
+//! moves less than criterion's times: the best of many timed runs, and (under valgrind) the
+//! instructions executed. The traces are the pipeline benchmark's bursty ones: roots of 100
+//! children, a flush every 50 roots outside the times, the real exporter sending to a local
+//! server that decodes and counts what it receives.
+//!
+//! `cargo bench --bench span_cost` times observe and fastrace: 2,000 roots per run, the best of
+//! 50 runs, and what each delivered. `-- observe 2000 1` (or `fastrace`) runs one case alone:
+//! under `valgrind --tool=callgrind --separate-threads=yes`, the calling thread's instructions
+//! with 4,000 roots minus those with 2,000, divided by the 202,000 spans between them, are one
+//! span's (`benches/span_cost.sh` does this). BENCHMARKS.md, "Eighth round", has the method and
+//! the figures.
+
+use std::hint::black_box;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+#[path = "shared/traces.rs"]
+mod traces;
+
+#[path = "shared/server.rs"]
+mod server;
+
+use server::DiscardServer;
+use traces::{fastrace_root, observe_root, CountingReporter, FASTRACE_REPORTED, SPANS_PER_ROOT};
+
+/// Roots between two flushes, as in the pipeline benchmark's bursty cases.
+const BURST: u64 = 50;
+
+/// Runs `roots` roots `runs` times, flushing every [`BURST`] roots outside the times, and
+/// returns the best run's time per span, in nanoseconds.
+fn best_per_span(roots: u64, runs: u64, root: fn(u64) -> u64, flush: impl Fn()) -> f64 {
+    let mut best = f64::MAX;
+    for _ in 0..runs {
+        let mut elapsed = Duration::ZERO;
+        let mut done = 0;
+        while done < roots {
+            let n = BURST.min(roots - done);
+            let start = Instant::now();
+            for i in done..done + n {
+                black_box(root(black_box(i)));
+            }
+            elapsed += start.elapsed();
+            done += n;
+            flush();
+        }
+        best = best.min(elapsed.as_secs_f64() * 1e9 / (roots * SPANS_PER_ROOT) as f64);
+    }
+    best
+}
+
+fn observe_case(roots: u64, runs: u64) {
+    let server = DiscardServer::start();
+    let guard = observe_runtime::Config::default()
+        .public_key("pk-lf-bench")
+        .secret_key("sk-lf-bench")
+        .base_url(server.url.clone())
+        .init()
+        .expect("observe init");
+    let best = best_per_span(roots, runs, observe_root, || {
+        if let Err(error) = observe_runtime::flush() {
+            eprintln!("observe flush: {error}");
+        }
+    });
+    let kept = server.pending_bytes();
+    let shutdown = guard.shutdown();
+    let created = roots * runs * SPANS_PER_ROOT;
+    // Decoded on a thread of its own, so that the calling thread's instruction count under
+    // valgrind holds the spans' cost only.
+    let (counts, (whole, partial)) = std::thread::scope(|scope| {
+        scope
+            .spawn(|| (server.counts(), server.take_traces()))
+            .join()
+            .expect("decode the server's bodies")
+    });
+    let sdk = match shutdown {
+        Ok(report) => format!(
+            "SDK says exported {}, dropped {}",
+            report.stats.spans_exported,
+            report.stats.spans_dropped()
+        ),
+        Err(error) => format!("shutdown failed: {error}"),
+    };
+    println!(
+        "observe: best of {runs} runs of {roots} roots: {best:.2} ns per span; created {created}, \
+         server received {} ({whole} traces whole, {partial} in part, {} undecodable) in {} \
+         requests, {} bytes ({:.0} MB kept to decode after the runs); {sdk}",
+        counts.spans,
+        counts.undecodable,
+        counts.requests,
+        counts.bytes,
+        kept as f64 / 1e6,
+    );
+}
+
+fn fastrace_case(roots: u64, runs: u64) {
+    fastrace::set_reporter(CountingReporter, fastrace::collector::Config::default());
+    let best = best_per_span(roots, runs, fastrace_root, fastrace::flush);
+    fastrace::flush();
+    let created = roots * runs * SPANS_PER_ROOT;
+    println!(
+        "fastrace: best of {runs} runs of {roots} roots: {best:.2} ns per span; created {created}, \
+         reported {}",
+        FASTRACE_REPORTED.load(Ordering::Relaxed),
+    );
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|arg| !arg.starts_with("--"))
+        .collect();
+    let number = |index: usize, default: u64| {
+        args.get(index).map_or(default, |arg| {
+            arg.parse()
+                .unwrap_or_else(|_| panic!("{arg:?} is not a number of roots or runs"))
+        })
+    };
+    let case = args.first().map(String::as_str);
+    if let Some(filter) = case.filter(|case| !matches!(*case, "observe" | "fastrace")) {
+        // A filter meant for another benchmark (`cargo bench -- sustained/`).
+        println!("span_cost: {filter:?} is neither `observe` nor `fastrace`; nothing run");
+        return;
+    }
+    let (roots, runs) = (number(1, 2000), number(2, 50));
+    if case != Some("fastrace") {
+        observe_case(roots, runs);
+    }
+    if case != Some("observe") {
+        fastrace_case(roots, runs);
+    }
+}

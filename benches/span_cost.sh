@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Instructions, data reads and data writes one span costs the calling thread, counted by
+# valgrind (no noise): the calling thread's counts with 4,000 roots minus those with 2,000,
+# divided by the 202,000 spans between them. Usage: benches/span_cost.sh [observe|fastrace]...
+# Needs valgrind (`apt-get install valgrind`). BENCHMARKS.md, "Eighth round", has the method.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo bench --bench span_cost --no-run 2>/dev/null
+bin=$(cargo bench --bench span_cost --no-run --message-format=json 2>/dev/null |
+  sed -n 's/.*"executable":"\([^"]*span_cost[^"]*\)".*/\1/p' | tail -1)
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+cases=("$@")
+[ ${#cases[@]} -eq 0 ] && cases=(observe fastrace)
+for case in "${cases[@]}"; do
+  for roots in 2000 4000; do
+    valgrind --tool=callgrind --cache-sim=yes --separate-threads=yes \
+      --callgrind-out-file="$out/$case.$roots" "$bin" "$case" "$roots" 1 >/dev/null 2>&1
+  done
+  # The main thread's file ends in -01; its `summary:` line follows the `events:` line's order.
+  awk -v case="$case" '
+    /^events:/ { for (i = 2; i <= NF; i++) name[i] = $i }
+    /^summary:/ { for (i = 2; i <= NF; i++) { if (FILENAME ~ /4000/) b[i] = $i; else a[i] = $i } n = NF }
+    END {
+      printf "%s per span:", case
+      for (i = 2; i <= n; i++) if (name[i] == "Ir" || name[i] == "Dr" || name[i] == "Dw")
+        printf " %s %.1f", name[i], (b[i] - a[i]) / 202000
+      printf "\n"
+    }' "$out/$case.2000-01" "$out/$case.4000-01"
+done
