@@ -330,9 +330,9 @@ fn openai(c: &mut Criterion) {
 
     // Paired: blocks of the same work with and without the layer, one after the other, so that
     // what the shared machine does meanwhile hits both alike; the median of the differences.
-    // Besides the wall time (to the last answer, and with the flush), the CPU time of the process (this thread, the exporter's and the
-    // server's: the server's work is the same in both) and of this thread alone, which other
-    // programs on the machine do not inflate.
+    // Besides the wall time (to the last answer, and with the flush), the CPU time of the
+    // process (this thread, the exporter's and the server's: the server's work is the same in
+    // both) and of this thread alone, which other programs on the machine do not inflate.
     let case_wanted = std::env::var("CASE").unwrap_or_default();
     for (case, streamed, block) in [("call", false, 400u32), ("stream", true, 20u32)] {
         if !case_wanted.is_empty() && case_wanted != case {

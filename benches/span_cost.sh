@@ -5,7 +5,6 @@
 # Needs valgrind (`apt-get install valgrind`). BENCHMARKS.md, "Eighth round", has the method.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo bench --bench span_cost --no-run 2>/dev/null
 bin=$(cargo bench --bench span_cost --no-run --message-format=json 2>/dev/null |
   sed -n 's/.*"executable":"\([^"]*span_cost[^"]*\)".*/\1/p' | tail -1)
 out=$(mktemp -d)
@@ -14,7 +13,10 @@ cases=("$@")
 [ ${#cases[@]} -eq 0 ] && cases=(observe fastrace)
 for case in "${cases[@]}"; do
   for roots in 2000 4000; do
+    # Counted inside the roots only: the flushes between them wait for other threads, and how
+    # long they wait varies from run to run.
     valgrind --tool=callgrind --cache-sim=yes --separate-threads=yes \
+      --toggle-collect="span_cost::burst" \
       --callgrind-out-file="$out/$case.$roots" "$bin" "$case" "$roots" 1 >/dev/null 2>&1
   done
   # The main thread's file ends in -01; its `summary:` line follows the `events:` line's order.

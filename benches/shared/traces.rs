@@ -1,5 +1,6 @@
 //! The traces both benchmarks record: a root with 100 children, for observe and for fastrace.
-//! Included by `benches/pipeline.rs` and `benches/memory.rs` with `#[path]`.
+//! Included by `benches/pipeline.rs`, `benches/memory.rs` and `benches/span_cost.rs` with
+//! `#[path]`.
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
