@@ -184,6 +184,9 @@ impl ObservationId {
         self.0.get().to_be_bytes()
     }
 
+    /// An id that stands for none (what fills a place a record left).
+    pub(crate) const PLACEHOLDER: Self = Self(NonZeroU64::MIN);
+
     pub(crate) fn random() -> Self {
         Self(NonZeroU64::new(random_u64()).unwrap_or(NonZeroU64::MIN))
     }

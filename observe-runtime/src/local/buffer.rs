@@ -16,6 +16,7 @@
 
 use std::borrow::Cow;
 use std::cell::RefCell;
+use std::mem::MaybeUninit;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use super::owned::{self, Owned};
@@ -26,8 +27,10 @@ use crate::record::{EndStamp, Record, SpanData, TraceState};
 /// A buffer is handed over when it holds this many records.
 pub(crate) const CHUNK: usize = 512;
 
+/// What a thread's buffer holds: the records of its chunk, finished ones and (written there
+/// when they opened, see [`Held::open_record`]) the ones still open on the thread's stack.
 #[derive(Default)]
-struct Held {
+pub(crate) struct Held {
     records: Vec<Record>,
     /// The address of the trace of the last record that names one (see [`Record`]): the next
     /// record of that trace leaves it out. Valid while `records` is not empty (a record there
@@ -35,6 +38,14 @@ struct Held {
     last_trace: usize,
     /// Spans this thread dropped for a full queue since the last hand-over.
     dropped_full: u64,
+    /// Records in `records` still open: each is the observation of a frame of the thread's
+    /// stack, which knows it by its place; they are in the order of those frames.
+    open: usize,
+    /// Places in `records` that a record left before the chunk was handed over (skipped).
+    gone: usize,
+    /// A collection was told that this buffer has something to take ([`Owner::filled`]) since
+    /// the last one.
+    announced: bool,
 }
 
 impl Held {
@@ -61,21 +72,221 @@ impl Held {
         }
     }
 
-    /// Takes the records (leaving `next` in their place) and the count of dropped ones.
+    /// Takes the finished records (leaving `next` in their place when nothing is open) and the
+    /// count of dropped ones. Open records stay where they are: what was taken from between
+    /// them leaves a place that is skipped.
     fn take(&mut self, next: Vec<Record>) -> (Vec<Record>, u64) {
-        (
-            std::mem::replace(&mut self.records, next),
-            std::mem::take(&mut self.dropped_full),
-        )
+        self.announced = false;
+        let records = if self.open == 0 && self.gone == 0 {
+            std::mem::replace(&mut self.records, next)
+        } else {
+            self.take_finished()
+        };
+        (records, std::mem::take(&mut self.dropped_full))
+    }
+
+    /// The finished records held, not counting open ones and places left.
+    #[inline(always)]
+    fn finished(&self) -> usize {
+        self.records.len() - self.open - self.gone
+    }
+
+    /// Writes the record of an observation that opens now, of `trace`, at the end of the chunk;
+    /// returns its place there. It is ended there ([`end_in_chunk`]) or taken out
+    /// ([`Held::take_open`]).
+    #[inline(always)]
+    pub(crate) fn open_record(
+        &mut self,
+        trace: &Arc<TraceState>,
+        data: impl FnOnce() -> SpanData,
+    ) -> usize {
+        let address = Arc::as_ptr(trace) as usize;
+        let trace = if !self.records.is_empty() && self.last_trace == address {
+            None
+        } else {
+            self.last_trace = address;
+            Some(trace.clone())
+        };
+        let index = self.records.len();
+        push_in_place(
+            &mut self.records,
+            #[inline(always)]
+            move |slot| {
+                slot.write(Record {
+                    trace,
+                    data: data().open_in_chunk(),
+                });
+            },
+        );
+        self.open += 1;
+        index
+    }
+
+    /// The data of the record at `index`.
+    #[inline(always)]
+    pub(crate) fn data_mut(&mut self, index: usize) -> Option<&mut SpanData> {
+        self.records.get_mut(index).map(|record| &mut record.data)
+    }
+
+    /// Takes the open record at `index` out of the chunk, to end elsewhere.
+    pub(crate) fn take_open(&mut self, index: usize) -> Option<SpanData> {
+        let mut data = self.remove(index)?;
+        self.open -= 1;
+        data.leave_chunk();
+        Some(data)
+    }
+
+    /// Takes the record at `index` out of the chunk: the last one goes, another leaves its
+    /// place (which keeps the trace it names, for the records after it).
+    fn remove(&mut self, index: usize) -> Option<SpanData> {
+        if index + 1 == self.records.len() {
+            let record = self.records.pop()?;
+            if record.trace.is_some() {
+                // The trace the next record is compared with is the last one named now.
+                self.last_trace = self
+                    .records
+                    .iter()
+                    .rev()
+                    .find_map(|r| r.trace.as_ref())
+                    .map_or(0, |trace| Arc::as_ptr(trace) as usize);
+            }
+            if self.records.is_empty() {
+                self.gone = 0;
+            }
+            Some(record.data)
+        } else {
+            let record = self.records.get_mut(index)?;
+            self.gone += 1;
+            Some(std::mem::replace(&mut record.data, SpanData::gone()))
+        }
+    }
+
+    /// Takes the finished records out, named for a chunk of their own. Open records stay where
+    /// they are (their frames know them by their place); a finished one leaves its place, which
+    /// keeps the trace it named. Nothing open left, the chunk is emptied.
+    fn take_finished(&mut self) -> Vec<Record> {
+        let mut out = Vec::with_capacity(self.finished());
+        let mut run: Option<Arc<TraceState>> = None;
+        let mut named = 0;
+        for record in &mut self.records {
+            if let Some(trace) = &record.trace {
+                run = Some(trace.clone());
+            }
+            if record.data.is_gone() || record.data.is_open() {
+                continue;
+            }
+            let data = std::mem::replace(&mut record.data, SpanData::gone());
+            self.gone += 1;
+            out.push(Record {
+                trace: name_run(&mut named, &run),
+                data,
+            });
+        }
+        if self.open == 0 {
+            self.records.clear();
+            self.gone = 0;
+        }
+        out
+    }
+
+    /// Removes the places records left, keeping the order of the rest; returns whether it did
+    /// (the open records' places then changed: their frames are told by
+    /// [`Held::open_places`]).
+    #[inline(always)]
+    pub(crate) fn compact(&mut self) -> bool {
+        self.gone >= CHUNK / 2 && self.compact_now()
+    }
+
+    #[cold]
+    fn compact_now(&mut self) -> bool {
+        let mut run: Option<Arc<TraceState>> = None;
+        let mut named = 0;
+        let records = std::mem::take(&mut self.records);
+        let mut kept = Vec::with_capacity(CHUNK.max(records.len() - self.gone));
+        for Record { trace, data } in records {
+            if trace.is_some() {
+                run = trace;
+            }
+            if !data.is_gone() {
+                kept.push(Record {
+                    trace: name_run(&mut named, &run),
+                    data,
+                });
+            }
+        }
+        self.records = kept;
+        self.last_trace = named;
+        self.gone = 0;
+        true
+    }
+
+    /// The places of the open records, in order.
+    pub(crate) fn open_places(&self) -> impl Iterator<Item = usize> + '_ {
+        self.records
+            .iter()
+            .enumerate()
+            .filter(|(_, record)| record.data.is_open())
+            .map(|(index, _)| index)
     }
 }
 
+/// Pushes onto `vec` what `write` writes into the place where it goes: room is made first,
+/// and the value is built there (`push` and a value returned built it aside and copied it in;
+/// `extend` stayed a call). `write` must write the place (it is counted in `vec` after).
+#[inline(always)]
+pub(crate) fn push_in_place<T>(vec: &mut Vec<T>, write: impl FnOnce(&mut MaybeUninit<T>)) {
+    vec.reserve(1);
+    let len = vec.len();
+    if let Some(slot) = vec.spare_capacity_mut().first_mut() {
+        write(slot);
+        #[allow(unsafe_code)]
+        // SAFETY: the place past `len` exists (`reserve`) and `write` wrote it.
+        unsafe {
+            vec.set_len(len + 1);
+        }
+    }
+}
+
+/// The trace a record of `run` names in a chunk whose last named trace has the address `named`
+/// (`None`: the same).
+fn name_run(named: &mut usize, run: &Option<Arc<TraceState>>) -> Option<Arc<TraceState>> {
+    let address = run.as_ref().map_or(0, |trace| Arc::as_ptr(trace) as usize);
+    if *named == address {
+        return None;
+    }
+    *named = address;
+    run.clone()
+}
+
 /// A thread's buffer: used by its thread, collected by others.
-type ThreadBuffer = Owned<Held>;
+pub(crate) type ThreadBuffer = Owned<Held>;
 
 /// Takes what a buffer holds, if anything.
 fn take_held(held: &mut Held) -> Option<(Vec<Record>, u64)> {
-    (!held.records.is_empty() || held.dropped_full > 0).then(|| held.take(Vec::new()))
+    if held.finished() == 0 && held.dropped_full == 0 {
+        held.announced = false;
+        return None;
+    }
+    Some(held.take(Vec::new()))
+}
+
+/// This thread's buffer, for its stack to write the records of observations into as they open
+/// (none when the thread is ending).
+pub(crate) fn this_thread() -> Option<Arc<ThreadBuffer>> {
+    LOCAL.try_with(|local| local.buffer.clone()).ok()
+}
+
+/// `buffer`'s value, for this thread.
+///
+/// # Safety
+///
+/// `buffer` is this thread's (from [`this_thread`] on this thread), and no other use of it is
+/// alive: the stack's uses end before it calls anything else.
+#[inline(always)]
+#[allow(unsafe_code)]
+pub(crate) unsafe fn own(buffer: &ThreadBuffer) -> owned::Owner<'_, Held> {
+    // SAFETY: the caller's promise, which is `owner`'s.
+    unsafe { buffer.owner() }
 }
 
 /// Every thread's buffer, for the collections that must reach them all.
@@ -128,13 +339,12 @@ impl Drop for Local {
             }
             None => {
                 // Admitted just before a shutdown that collected the buffers: counted as lost.
-                let held = std::mem::take(&mut *self.owned_buffer());
-                let lost = held.records.len() as u64;
-                if let (Some(counters), true) =
-                    (gate::latest_counters(), lost + held.dropped_full > 0)
-                {
-                    Counters::add(&counters.spans_created, lost + held.dropped_full);
-                    Counters::add(&counters.spans_dropped_queue_full, held.dropped_full);
+                // (What is still open is the stack's, which ends it.)
+                let (records, dropped_full) = self.owned_buffer().take(Vec::new());
+                let lost = records.len() as u64;
+                if let (Some(counters), true) = (gate::latest_counters(), lost + dropped_full > 0) {
+                    Counters::add(&counters.spans_created, lost + dropped_full);
+                    Counters::add(&counters.spans_dropped_queue_full, dropped_full);
                     Counters::add(&counters.spans_dropped_after_shutdown, lost);
                 }
             }
@@ -192,7 +402,7 @@ pub(crate) fn admit(
             return (Admission::NoClient, false);
         };
         let mut held = local.owned_buffer();
-        let admitted = must_pass || client.has_room(held.records.len(), root);
+        let admitted = must_pass || client.has_room(held.finished(), root);
         if admitted {
             if let Some(data) = data.take() {
                 held.push(trace, data, stamp);
@@ -200,15 +410,7 @@ pub(crate) fn admit(
         } else {
             held.dropped_full += 1;
         }
-        let held_now = held.records.len();
-        if held_now == 1 || !admitted {
-            // The first record since the buffer was emptied, or a drop to report: a collection
-            // now has something to take here.
-            held.filled();
-        }
-        // At a root's end: once enough is held, or at once under pressure (the drops reported).
-        let due = held_now >= CHUNK
-            || (idle && (held_now >= client.hand_over_at() || held.dropped_full > 0));
+        let due = held.settle(client, idle);
         let outcome = if admitted {
             Admission::Admitted
         } else {
@@ -224,6 +426,100 @@ pub(crate) fn admit(
             (admission, HandOver(false))
         }
         (Err(_), None) => (Admission::NoClient, HandOver(false)),
+    }
+}
+
+impl owned::Owner<'_, Held> {
+    /// After a record was admitted or dropped: tells a collection there is something to take
+    /// here (once per collection), and says whether the buffer is due to be handed over: once
+    /// enough is held, or at a root's end when enough for a batch of small traces is, or at
+    /// once under pressure (the drops reported).
+    #[inline(always)]
+    fn settle(&mut self, client: &Client, idle: bool) -> bool {
+        if !self.announced {
+            self.announced = true;
+            self.filled();
+        }
+        let held_now = self.finished();
+        held_now >= CHUNK || (idle && (held_now >= client.hand_over_at() || self.dropped_full > 0))
+    }
+}
+
+/// The installed client as of a gate epoch, kept by a thread.
+pub(crate) type CachedClient = (u64, Option<Arc<Client>>);
+
+/// The installed client, from `cache` when the gate's epoch has not changed since.
+#[inline(always)]
+fn client_from(cache: &mut CachedClient) -> Option<&Client> {
+    let epoch = gate::epoch();
+    if cache.0 != epoch {
+        *cache = (epoch, gate::installed());
+    }
+    cache.1.as_deref()
+}
+
+/// Ends the open record at `index` of this thread's chunk (written there when it opened), as
+/// of `stamp`: admitted where it lies, or dropped and counted when the queue is full and it
+/// may go. `idle`: no recorded observation is open on this thread any more. Run the
+/// [`HandOver`] once nothing of this thread is borrowed.
+#[inline(always)]
+pub(crate) fn end_in_chunk(
+    held: &mut owned::Owner<'_, Held>,
+    index: usize,
+    (trace, client): (&Arc<TraceState>, &mut CachedClient),
+    idle: bool,
+    stamp: EndStamp,
+) -> (Admission, HandOver) {
+    let outcome = client_from(client).and_then(
+        #[inline(always)]
+        |client| {
+            let data = held.data_mut(index)?;
+            data.set_end(stamp);
+            let (must_pass, root) = (data.must_pass(), data.is_local_root());
+            held.open -= 1;
+            // This one is counted among the finished ones now, and asks for room beside them.
+            let admitted = must_pass || client.has_room(held.finished() - 1, root);
+            if !admitted {
+                drop(held.remove(index));
+                held.dropped_full += 1;
+            }
+            let due = held.settle(client, idle);
+            Some((admitted, due))
+        },
+    );
+    match outcome {
+        Some((true, due)) => (Admission::Admitted, HandOver(due)),
+        Some((false, due)) => (Admission::Dropped, HandOver(due)),
+        None => end_alone(held, index, trace, stamp),
+    }
+}
+
+/// No client any more: the record goes alone, or nowhere.
+#[cold]
+fn end_alone(
+    held: &mut Held,
+    index: usize,
+    trace: &Arc<TraceState>,
+    stamp: EndStamp,
+) -> (Admission, HandOver) {
+    match held.take_open(index) {
+        Some(data) => {
+            let mut data = Some(data);
+            (
+                hand_over_alone(trace.clone(), &mut data, stamp),
+                HandOver(false),
+            )
+        }
+        None => (Admission::NoClient, HandOver(false)),
+    }
+}
+
+/// Counts a record that ended when no client took it any more (shut down meanwhile).
+#[cold]
+pub(crate) fn count_after_shutdown() {
+    if let Some(counters) = gate::latest_counters() {
+        Counters::add(&counters.spans_created, 1);
+        Counters::add(&counters.spans_dropped_after_shutdown, 1);
     }
 }
 
@@ -254,7 +550,12 @@ fn hand_over_here() {
         let mut held = local.owned_buffer();
         // The next chunk is likely the size of this one: one allocation, no regrowth.
         let capacity = held.records.len().clamp(16, CHUNK);
-        let (records, dropped) = held.take(client.chunk(capacity));
+        let next = if held.open == 0 {
+            client.chunk(capacity)
+        } else {
+            Vec::new()
+        };
+        let (records, dropped) = held.take(next);
         drop(held);
         client.accept(records, dropped);
     });
@@ -379,6 +680,98 @@ mod tests {
                 Some(a_id)
             ]
         );
+    }
+
+    /// Ends the open record at `index` as `end_in_chunk` does when it is admitted.
+    fn end_at(held: &mut Held, index: usize) {
+        held.data_mut(index).expect("there").set_end(stamp());
+        held.open -= 1;
+    }
+
+    fn trace_ids(records: &[Record]) -> Vec<Option<crate::ids::TraceId>> {
+        records
+            .iter()
+            .map(|r| r.trace.as_ref().map(|t| t.trace_id))
+            .collect()
+    }
+
+    #[test]
+    fn open_records_stay_in_their_places_while_the_finished_ones_are_taken() {
+        let a = TraceState::for_tests("a");
+        let mut held = Held::default();
+        let parent = held.open_record(&a, data);
+        let child = held.open_record(&a, data);
+        assert_eq!((parent, child, held.open), (0, 1, 2));
+        assert_eq!(trace_ids(&held.records), [Some(a.trace_id), None]);
+        end_at(&mut held, child);
+        let (taken, _) = held.take(Vec::new());
+        // The child goes, named for a chunk of its own; the parent stays where it is.
+        assert_eq!(trace_ids(&taken), [Some(a.trace_id)]);
+        assert_eq!((held.records.len(), held.open, held.gone), (2, 1, 1));
+        assert!(held.data_mut(parent).is_some_and(|d| d.is_open()));
+        drop(taken);
+
+        // The next record of the trace leaves it out; taken, it names it again.
+        let second = held.open_record(&a, data);
+        assert_eq!((second, trace_ids(&held.records[2..])), (2, vec![None]));
+        end_at(&mut held, second);
+        let (taken, _) = held.take(Vec::new());
+        assert_eq!(trace_ids(&taken), [Some(a.trace_id)]);
+        drop(taken);
+
+        // The parent taken out to end elsewhere leaves its place; nothing open, the chunk
+        // empties at the next take.
+        let out = held.take_open(parent).expect("open");
+        assert!(!out.is_open());
+        assert_eq!((held.records.len(), held.open, held.finished()), (3, 0, 0));
+        assert!(take_held(&mut held).is_none());
+        let (taken, _) = held.take(Vec::new());
+        assert!(taken.is_empty() && held.records.is_empty());
+        assert_eq!((Arc::strong_count(&a), held.gone), (1, 0));
+    }
+
+    #[test]
+    fn the_last_record_taken_out_goes_and_the_next_names_its_trace_again() {
+        let (a, b) = (TraceState::for_tests("a"), TraceState::for_tests("b"));
+        let mut held = Held::default();
+        held.open_record(&a, data);
+        let last = held.open_record(&b, data);
+        assert!(held.take_open(last).is_some());
+        assert_eq!((held.records.len(), held.gone), (1, 0));
+        // `b` is no longer named in the chunk: a new record of it names it.
+        held.open_record(&b, data);
+        assert_eq!(
+            trace_ids(&held.records),
+            [Some(a.trace_id), Some(b.trace_id)]
+        );
+    }
+
+    #[test]
+    fn compaction_keeps_the_open_records_in_order_with_their_traces() {
+        let (a, b) = (TraceState::for_tests("a"), TraceState::for_tests("b"));
+        let mut held = Held::default();
+        held.open_record(&a, data);
+        assert!(!held.compact(), "nothing to remove");
+        for _ in 0..CHUNK / 2 {
+            let child = held.open_record(&a, data);
+            end_at(&mut held, child);
+        }
+        let (taken, _) = held.take(Vec::new());
+        assert_eq!(taken.len(), CHUNK / 2);
+        held.open_record(&b, data);
+        let finished = held.open_record(&b, data);
+        end_at(&mut held, finished);
+        assert_eq!(held.gone, CHUNK / 2);
+        assert!(held.compact());
+        assert_eq!(held.open_places().collect::<Vec<_>>(), [0, 1]);
+        assert_eq!(
+            trace_ids(&held.records),
+            [Some(a.trace_id), Some(b.trace_id), None]
+        );
+        assert_eq!((held.gone, held.finished()), (0, 1));
+        // The next record of `b` leaves it out: it is the last named.
+        held.open_record(&b, data);
+        assert_eq!(trace_ids(&held.records[3..]), [None]);
     }
 
     #[test]

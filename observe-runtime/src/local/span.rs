@@ -14,7 +14,6 @@ pub(crate) use super::stack::SpanCore;
 use super::stack::{self, Ending, Token};
 use crate::capture;
 use crate::clock::Ticks;
-use crate::export::Counters;
 use crate::gate;
 use crate::ids::ObservationId;
 use crate::record::{
@@ -47,14 +46,20 @@ pub(crate) fn open_current(
 ) -> (Option<Token>, crate::record::TraceOptions) {
     let mut name = Some(name);
     // Most observations open under the top of the stack, in its trace: no reference taken.
-    let under_top = stack::push_under_top(|trace, parent, data| {
+    let under_top = stack::push_under_top(|trace, parent| {
         // Inside a capture scope, what no client records starts a trace of the scope.
         if !trace.is_recording() && gate::thread_scope().is_some() {
             return None;
         }
         let span_id = ObservationId::random();
-        *data = start_data(trace, span_id, parent, name.take()?, kind);
-        Some((span_id, trace.options))
+        let name = name.take()?;
+        // On the exporter thread or inside the mask, nothing is recorded (see `unobserved`).
+        let build = (trace.is_recording() && !unobserved::active()).then(|| {
+            let is_local_root = parent.is_none() || parent == trace.remote_parent;
+            #[inline(always)]
+            move || SpanData::start(span_id, parent, is_local_root, name, kind)
+        });
+        Some((span_id, build, trace.options))
     });
     if let Some((token, options)) = under_top {
         return (Some(token), options);
@@ -121,7 +126,7 @@ pub(crate) fn close(core: SpanCore) {
 /// load over it) waited for that store (about 1 ns a span, BENCHMARKS.md, eighth round).
 #[inline(always)]
 pub(crate) fn close_on_stack(token: Token, output: &mut Option<Text>) {
-    let hand_over = stack::end_with(token, |ending| {
+    let hand_over = stack::end_with(token, output, |ending, output| {
         if let (true, Some(data)) = (output.is_some(), ending.data.as_mut()) {
             if let Some(output) = output.take() {
                 data.set_captured_output(output);
@@ -155,11 +160,7 @@ fn end(ending: Ending<'_>) -> (Option<ObservationId>, HandOver) {
         Admission::Admitted => parent.filter(|_| !idle),
         Admission::Dropped => None,
         Admission::NoClient => {
-            // Shut down meanwhile: nothing takes it any more.
-            if let Some(counters) = gate::latest_counters() {
-                Counters::add(&counters.spans_created, 1);
-                Counters::add(&counters.spans_dropped_after_shutdown, 1);
-            }
+            buffer::count_after_shutdown();
             None
         }
     };

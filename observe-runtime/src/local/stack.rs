@@ -12,8 +12,11 @@ use std::cell::RefCell;
 use std::num::NonZeroU64;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use super::buffer::{self, Admission, HandOver, ThreadBuffer};
+use crate::clock::Ticks;
 use crate::ids::{ObservationId, TraceId};
-use crate::record::{SpanData, TraceState};
+use crate::record::{EndStamp, SpanData, TraceState};
+use crate::text::Text;
 
 /// What takes an observation or context made current back off this thread's stack.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,6 +36,17 @@ struct Frame {
     trace: Option<Arc<TraceState>>,
     span_id: Option<ObservationId>,
     data: Option<SpanData>,
+    /// The place of its record in the thread's chunk, plus one (written there when it opened;
+    /// 0: it is not there, and `data` holds it if it is recorded).
+    at: usize,
+}
+
+impl Frame {
+    /// Whether it holds a recorded observation (here or in the chunk).
+    #[inline(always)]
+    fn recorded(&self) -> bool {
+        self.data.is_some() || self.at != 0
+    }
 }
 
 /// This thread's stack of what is current, and the token the next push gets.
@@ -41,6 +55,12 @@ struct Stack {
     next_token: NonZeroU64,
     /// Frames that hold a recorded observation.
     recording: usize,
+    /// This thread's buffer, where observations opened under the top write their records as
+    /// they open (kept here from the first such one: the stack ends them after the buffer's
+    /// thread-local is gone).
+    buffer: Option<Arc<ThreadBuffer>>,
+    /// The installed client, for ending those.
+    client: buffer::CachedClient,
 }
 
 impl std::ops::Deref for Stack {
@@ -67,6 +87,22 @@ fn left_open() -> MutexGuard<'static, Vec<SpanCore>> {
 }
 
 impl Stack {
+    /// Runs `f` on the data of frame `index`'s observation, when it is recorded (here or in the
+    /// chunk); `f` must not call user code.
+    fn with_data<R>(&mut self, index: usize, f: impl FnOnce(&mut SpanData) -> R) -> Option<R> {
+        let frame = self.frames.get_mut(index)?;
+        if let Some(data) = frame.data.as_mut() {
+            return Some(f(data));
+        }
+        let at = frame.at.checked_sub(1)?;
+        let buffer = self.buffer.as_deref()?;
+        #[allow(unsafe_code)]
+        // SAFETY: the stack is this thread's, and so is its buffer; no other use of the buffer
+        // is alive while the stack is borrowed (see `own`).
+        let mut held = unsafe { buffer::own(buffer) };
+        held.data_mut(at).map(f)
+    }
+
     /// The trace of frame `index`, held there or by the frame it refers to.
     #[inline]
     fn trace_of(&self, index: usize) -> Option<&Arc<TraceState>> {
@@ -113,11 +149,20 @@ impl Stack {
             }
         };
         let frame = self.frames.get_mut(index)?;
-        self.recording -= usize::from(frame.data.is_some());
+        self.recording -= usize::from(frame.recorded());
+        let data = match (frame.at.checked_sub(1), self.buffer.as_deref()) {
+            (Some(at), Some(buffer)) => {
+                #[allow(unsafe_code)]
+                // SAFETY: as in `with_data`.
+                let mut held = unsafe { buffer::own(buffer) };
+                held.take_open(at)
+            }
+            _ => frame.data.take(),
+        };
         *slot = Some(SpanCore {
             trace,
             span_id: frame.span_id,
-            data: frame.data.take(),
+            data,
         });
         if index + 1 == self.frames.len() {
             self.frames.truncate(index);
@@ -165,6 +210,8 @@ thread_local! {
             frames: Vec::new(),
             next_token: NonZeroU64::MIN,
             recording: 0,
+            buffer: None,
+            client: (u64::MAX, None),
         })
     };
 }
@@ -211,71 +258,83 @@ impl Stack {
         self.recording += usize::from(core.data.is_some());
         let owner = self.frames.len();
         // Written where it goes once there is room (`push` built it aside and moved it).
-        self.frames.extend(std::iter::once_with(move || Frame {
-            token,
-            owner,
-            trace: Some(core.trace),
-            span_id: core.span_id,
-            data: core.data,
-        }));
+        buffer::push_in_place(&mut self.frames, move |slot| {
+            slot.write(Frame {
+                token,
+                owner,
+                trace: Some(core.trace),
+                span_id: core.span_id,
+                data: core.data,
+                at: 0,
+            });
+        });
         token
     }
 }
 
-/// Makes an observation of the top frame's trace current, built in its place on the stack and
-/// referring to the trace there: `make` gets that trace, the top's observation id and the new
-/// frame's data to fill in (empty), and returns the observation's id and what the caller wants
-/// back, or `None` when it does not go there. `None` also when the stack is empty or cannot be
-/// reached; else the token that takes it back.
+/// Makes an observation of the top frame's trace current, referring to the trace there: `make`
+/// gets that trace and the top's observation id, and returns the observation's id, what builds
+/// its data when it is recorded, and what the caller wants back, or `None` when it does not go
+/// there. Its record is built in the thread's chunk, where it ends (unless it belongs to a
+/// capture scope, or the thread is ending: then in the frame). `None` also when the stack is
+/// empty or cannot be reached; else the token that takes it back.
 #[inline]
-pub(crate) fn push_under_top<R>(
-    make: impl FnOnce(
-        &TraceState,
-        Option<ObservationId>,
-        &mut Option<SpanData>,
-    ) -> Option<(ObservationId, R)>,
+pub(crate) fn push_under_top<R, B: FnOnce() -> SpanData>(
+    make: impl FnOnce(&TraceState, Option<ObservationId>) -> Option<(ObservationId, Option<B>, R)>,
 ) -> Option<(Token, R)> {
     STACK
         .try_with(|stack| {
             let mut stack = stack.try_borrow_mut().ok()?;
+            let stack = &mut *stack;
             let top = stack.frames.len().checked_sub(1)?;
             let (parent, owner) = (stack.frames[top].span_id, stack.frames[top].owner);
-            let token = stack.next_token();
-            // The frame is pushed first (`resize_with` writes it in place once there is room)
-            // and filled where it lies: built aside and moved in, its narrow fields' stores
-            // stalled the wide loads of the move.
-            stack.frames.resize_with(top + 2, || Frame {
-                token,
-                owner,
-                trace: None,
-                span_id: None,
-                data: None,
-            });
-            let (below, new) = stack.frames.split_at_mut(top + 1);
-            let trace = below.get(owner).and_then(|f| f.trace.as_deref());
-            let frame = new.first_mut();
-            let made = match (trace, frame) {
-                (Some(trace), Some(frame)) => {
-                    make(trace, parent, &mut frame.data).map(|(span_id, back)| {
-                        frame.span_id = Some(span_id);
-                        (frame.data.is_some(), back)
-                    })
-                }
-                _ => None,
+            let trace = stack.frames.get(owner)?.trace.as_ref()?;
+            let (span_id, build, back) = make(trace, parent)?;
+            let token = Token(stack.next_token);
+            stack.next_token = stack.next_token.checked_add(1).unwrap_or(NonZeroU64::MIN);
+            let Some(build) = build else {
+                push_frame(&mut stack.frames, (token, owner, span_id), None, 0);
+                return Some((token, back));
             };
-            match made {
-                Some((recording, back)) => {
-                    stack.recording += usize::from(recording);
-                    Some((token, back))
-                }
-                None => {
-                    stack.frames.pop();
-                    None
-                }
+            if stack.buffer.is_none() && trace.options.scope.is_none() {
+                stack.buffer = buffer::this_thread();
             }
+            stack.recording += 1;
+            match stack.buffer.as_deref() {
+                Some(buffer) if trace.options.scope.is_none() => {
+                    #[allow(unsafe_code)]
+                    // SAFETY: as in `Stack::with_data`.
+                    let mut held = unsafe { buffer::own(buffer) };
+                    let at = held.open_record(trace, build) + 1;
+                    drop(held);
+                    push_frame(&mut stack.frames, (token, owner, span_id), None, at);
+                }
+                _ => push_frame(&mut stack.frames, (token, owner, span_id), Some(build()), 0),
+            }
+            Some((token, back))
         })
         .ok()
         .flatten()
+}
+
+/// Pushes the frame of an observation opened under the top, written in its place.
+#[inline(always)]
+fn push_frame(
+    frames: &mut Vec<Frame>,
+    (token, owner, span_id): (Token, usize, ObservationId),
+    data: Option<SpanData>,
+    at: usize,
+) {
+    buffer::push_in_place(frames, move |slot| {
+        slot.write(Frame {
+            token,
+            owner,
+            trace: None,
+            span_id: Some(span_id),
+            data,
+            at,
+        });
+    });
 }
 
 impl Stack {
@@ -296,19 +355,25 @@ pub(crate) struct Ending<'a> {
     pub(crate) idle: bool,
 }
 
-/// Takes what `push` made current off the stack and ends it with `end`, in the same borrow of
-/// the stack (the observation's trace is not cloned for it). When `end` returns the id of an
-/// observation still on the stack, that one is marked as having an admitted child; what else it
-/// returns is returned. `end` must not call user code.
+/// Takes what `push` made current off the stack and ends it, with what `output` holds as its
+/// captured output, in the same borrow of the stack (the observation's trace is not cloned for
+/// it). An observation whose record is in the thread's chunk is ended there; any other is
+/// handed to `end`, which sets the output itself. When `end` returns the id of an observation
+/// still on the stack, that one is marked as having an admitted child. `end` must not call
+/// user code. Returns the buffer's hand-over, to run once the stack is no longer borrowed.
 #[inline(always)]
-pub(crate) fn end_with<R>(
+pub(crate) fn end_with(
     token: Token,
-    end: impl FnOnce(Ending<'_>) -> (Option<ObservationId>, R),
-) -> Option<R> {
+    output: &mut Option<Text>,
+    end: impl FnOnce(Ending<'_>, &mut Option<Text>) -> (Option<ObservationId>, HandOver),
+) -> Option<HandOver> {
     STACK
         .try_with(|stack| {
             let mut stack = stack.try_borrow_mut().ok()?;
             let (parent, back) = match stack.len().checked_sub(1) {
+                Some(top) if stack[top].token == token && stack[top].at != 0 => {
+                    return stack.end_in_chunk(top, output);
+                }
                 Some(top) if stack[top].token == token => {
                     // Ended where it lies: its data is moved once, into the thread's buffer.
                     let recorded = stack[top].data.is_some();
@@ -325,11 +390,14 @@ pub(crate) fn end_with<R>(
                             None => return None,
                         },
                     };
-                    let ended = end(Ending {
-                        trace,
-                        data: &mut frame.data,
-                        idle,
-                    });
+                    let ended = end(
+                        Ending {
+                            trace,
+                            data: &mut frame.data,
+                            idle,
+                        },
+                        output,
+                    );
                     stack.frames.truncate(top);
                     ended
                 }
@@ -337,11 +405,14 @@ pub(crate) fn end_with<R>(
                     let index = stack.below_top(token)?;
                     let mut core = stack.take_out(index)?;
                     let idle = stack.recording == 0;
-                    end(Ending {
-                        trace: Cow::Owned(core.trace),
-                        data: &mut core.data,
-                        idle,
-                    })
+                    end(
+                        Ending {
+                            trace: Cow::Owned(core.trace),
+                            data: &mut core.data,
+                            idle,
+                        },
+                        output,
+                    )
                 }
             };
             if let Some(parent) = parent {
@@ -351,6 +422,94 @@ pub(crate) fn end_with<R>(
         })
         .ok()
         .flatten()
+}
+
+impl Stack {
+    /// Ends the top frame's observation, whose record is at its place in the thread's chunk:
+    /// stamped and admitted (or dropped) there; its parent, still open here, is marked when it
+    /// was admitted.
+    #[inline(always)]
+    fn end_in_chunk(&mut self, top: usize, output: &mut Option<Text>) -> Option<HandOver> {
+        let frame = self.frames.get_mut(top)?;
+        let at = frame.at.checked_sub(1)?;
+        let (owner, own_trace) = (frame.owner, frame.trace.take());
+        self.recording -= 1;
+        let idle = self.recording == 0;
+        let trace = match &own_trace {
+            Some(trace) => trace,
+            None => self.frames.get(owner)?.trace.as_ref()?,
+        };
+        let buffer = self.buffer.as_deref()?;
+        #[allow(unsafe_code)]
+        // SAFETY: as in `Stack::with_data`.
+        let mut held = unsafe { buffer::own(buffer) };
+        let data = held.data_mut(at)?;
+        if output.is_some() {
+            if let Some(output) = output.take() {
+                data.set_captured_output(output);
+            }
+        }
+        let parent = data.parent_span_id.filter(|_| !data.is_local_root());
+        let stamp = EndStamp {
+            at: Ticks::now(),
+            version: trace.note_version(),
+        };
+        let ending = (trace, &mut self.client);
+        let (admission, hand_over) = buffer::end_in_chunk(&mut held, at, ending, idle, stamp);
+        match admission {
+            Admission::Admitted => {
+                if let Some(parent) = parent.filter(|_| !idle) {
+                    // Most often the frame below.
+                    let below = top.checked_sub(1).and_then(|i| self.frames.get_mut(i));
+                    match below {
+                        Some(f) if f.span_id == Some(parent) && f.recorded() => {
+                            let data = match f.data.as_mut() {
+                                Some(data) => Some(data),
+                                None => held.data_mut(f.at - 1),
+                            };
+                            if let Some(data) = data {
+                                data.mark_child_admitted();
+                            }
+                        }
+                        _ => mark_in(&mut self.frames[..top], &mut held, parent),
+                    }
+                }
+            }
+            Admission::Dropped => {}
+            Admission::NoClient => buffer::count_after_shutdown(),
+        }
+        self.frames.truncate(top);
+        if held.compact() {
+            // The open records moved: each frame of the chunk learns its new place, in order.
+            let mut places = held.open_places();
+            for frame in self.frames.iter_mut().filter(|frame| frame.at != 0) {
+                frame.at = places.next().map_or(0, |place| place + 1);
+            }
+        }
+        drop(held);
+        drop(own_trace);
+        Some(hand_over)
+    }
+}
+
+/// Marks the recorded observation `parent` among `frames` (its record here or in `held`) as
+/// having an admitted child.
+#[cold]
+fn mark_in(frames: &mut [Frame], held: &mut buffer::Held, parent: ObservationId) {
+    let Some(frame) = frames
+        .iter_mut()
+        .rev()
+        .find(|f| f.recorded() && f.span_id == Some(parent))
+    else {
+        return;
+    };
+    let data = match frame.data.as_mut() {
+        Some(data) => Some(data),
+        None => frame.at.checked_sub(1).and_then(|at| held.data_mut(at)),
+    };
+    if let Some(data) = data {
+        data.mark_child_admitted();
+    }
 }
 
 /// Takes back what `push` made current (usually the top of the stack).
@@ -434,9 +593,7 @@ pub(crate) fn share_top() -> Option<(Arc<TraceState>, Option<ObservationId>)> {
         .try_with(|stack| {
             let mut stack = stack.try_borrow_mut().ok()?;
             let top = stack.len().checked_sub(1)?;
-            if let Some(data) = stack[top].data.as_mut() {
-                data.mark_shared();
-            }
+            stack.with_data(top, SpanData::mark_shared);
             Some((stack.trace_of(top)?.clone(), stack[top].span_id))
         })
         .ok()
@@ -458,14 +615,14 @@ pub(crate) fn current_recording_ids() -> Option<(TraceId, Option<ObservationId>)
     with_top(|f, trace| {
         trace
             .is_recording()
-            .then(|| (trace.trace_id, f.data.as_ref().map(|d| d.span_id)))
+            .then(|| (trace.trace_id, f.span_id.filter(|_| f.recorded())))
     })
     .flatten()
 }
 
 /// The id of the current observation when it is ours and recorded.
 pub(crate) fn current_recording_span_id() -> Option<ObservationId> {
-    with_top(|f, _| f.data.as_ref().map(|d| d.span_id)).flatten()
+    with_top(|f, _| f.span_id.filter(|_| f.recorded())).flatten()
 }
 
 pub(crate) fn current_field_limit() -> Option<usize> {
@@ -491,14 +648,16 @@ pub(crate) fn mark_child_admitted(parent: ObservationId) {
 
 impl Stack {
     fn mark_child_admitted(&mut self, parent: ObservationId) {
-        if let Some(data) = self
-            .iter_mut()
-            .rev()
-            .filter_map(|f| f.data.as_mut())
-            .find(|d| d.span_id == parent)
-        {
-            data.mark_child_admitted();
+        if let Some(index) = self.find_recorded(parent) {
+            self.with_data(index, SpanData::mark_child_admitted);
         }
+    }
+
+    /// Where the recorded observation `id` lies on the stack.
+    fn find_recorded(&self, id: ObservationId) -> Option<usize> {
+        self.frames
+            .iter()
+            .rposition(|f| f.recorded() && f.span_id == Some(id))
     }
 }
 
@@ -512,11 +671,11 @@ pub(crate) fn with_data_of<R>(token: Token, f: impl FnOnce(&mut SpanData) -> R) 
     STACK
         .try_with(|stack| {
             let mut stack = stack.try_borrow_mut().ok()?;
-            let frame = match stack.last_mut() {
-                Some(top) if top.token == token => top,
-                _ => stack.iter_mut().rev().find(|f| f.token == token)?,
+            let index = match stack.len().checked_sub(1) {
+                Some(top) if stack[top].token == token => top,
+                _ => stack.iter().rposition(|f| f.token == token)?,
             };
-            frame.data.as_mut().map(f)
+            stack.with_data(index, f)
         })
         .ok()
         .flatten()
@@ -528,13 +687,8 @@ pub(crate) fn with_span_data(id: ObservationId, change: impl FnOnce(&mut SpanDat
         let Ok(mut stack) = stack.try_borrow_mut() else {
             return;
         };
-        let data = stack
-            .iter_mut()
-            .rev()
-            .filter_map(|f| f.data.as_mut())
-            .find(|d| d.span_id == id);
-        if let Some(data) = data {
-            change(data);
+        if let Some(index) = stack.find_recorded(id) {
+            stack.with_data(index, change);
         }
     });
 }
@@ -562,28 +716,29 @@ mod tests {
 
     fn child() -> (Token, ObservationId) {
         let id = ObservationId::random();
-        push_under_top(|_, parent, data| {
-            *data = Some(SpanData::start(
-                id,
-                parent,
-                false,
-                Cow::Borrowed("c"),
-                ObservationType::Span,
-            ));
-            Some((id, ()))
+        push_under_top(|_, parent| {
+            let data = move || {
+                SpanData::start(id, parent, false, Cow::Borrowed("c"), ObservationType::Span)
+            };
+            Some((id, Some(data), ()))
         })
         .map(|(token, ())| (token, id))
         .expect("pushed under the top")
     }
 
-    /// Ends `token` and says whether its trace was borrowed, and which trace it was.
-    fn end(token: Token) -> (bool, TraceId, bool) {
-        end_with(token, |ending| {
+    /// Ends `token` and says whether its trace was borrowed, and which trace it was; `None` when
+    /// its record was in the chunk and it ended there (with no client: dropped).
+    fn end(token: Token) -> Option<(bool, TraceId, bool)> {
+        let mut seen = None;
+        end_with(token, &mut None, |ending, _| {
             let borrowed = matches!(ending.trace, Cow::Borrowed(_));
             ending.data.take();
-            ((None), (borrowed, ending.trace.trace_id, ending.idle))
+            seen = Some((borrowed, ending.trace.trace_id, ending.idle));
+            (None, HandOver::default())
         })
         .expect("on the stack")
+        .run();
+        seen
     }
 
     #[test]
@@ -593,15 +748,19 @@ mod tests {
             let root = root(&trace);
             let (first, first_id) = child();
             let (second, _) = child();
-            assert_eq!(Arc::strong_count(&trace), 2, "the test's and the root's");
+            assert_eq!(
+                Arc::strong_count(&trace),
+                3,
+                "the test's, the root's and the chunk's first record's: none per frame"
+            );
             assert_eq!(
                 current_parent().map(|(t, _)| t.trace_id),
                 Some(trace.trace_id)
             );
-            assert_eq!(end(second), (true, trace.trace_id, false));
+            assert_eq!(end(second), None, "ended in the chunk");
             assert_eq!(current_recording_span_id(), Some(first_id));
-            assert_eq!(end(first), (true, trace.trace_id, false));
-            assert_eq!(end(root), (false, trace.trace_id, true));
+            assert_eq!(end(first), None);
+            assert_eq!(end(root), Some((false, trace.trace_id, true)));
             assert_eq!(Arc::strong_count(&trace), 1);
         })
         .join()
@@ -627,8 +786,9 @@ mod tests {
                 current_trace_state().map(|t| t.trace_id),
                 Some(inner.trace_id)
             );
-            assert_eq!(end(second), (true, inner.trace_id, false));
+            assert_eq!(end(second), None);
             let first = remove(first).expect("on the stack");
+            assert!(first.data.as_ref().is_some_and(|d| !d.is_open()));
             assert_eq!(
                 (first.trace.trace_id, first.span_id),
                 (inner.trace_id, Some(first_id))
@@ -637,7 +797,7 @@ mod tests {
                 current_trace_state().map(|t| t.trace_id),
                 Some(outer.trace_id)
             );
-            assert_eq!(end(below), (false, outer.trace_id, true));
+            assert_eq!(end(below), Some((false, outer.trace_id, true)));
             drop((taken, first));
             assert_eq!(
                 (Arc::strong_count(&outer), Arc::strong_count(&inner)),

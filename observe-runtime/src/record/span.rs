@@ -131,6 +131,11 @@ impl Flags {
     const CHILD_ADMITTED: u64 = 1 << (Head::FLAGS + 3);
     /// A context handle was taken on it, so children may end on other threads: always admitted.
     const SHARED: u64 = 1 << (Head::FLAGS + 4);
+    /// Written into its thread's chunk when it opened, and not ended yet (see
+    /// [`SpanData::open_in_chunk`]).
+    const OPEN: u64 = 1 << (Head::FLAGS + 5);
+    /// What is left in a chunk where a record was taken out before it was handed over: skipped.
+    const GONE: u64 = 1 << (Head::FLAGS + 6);
 }
 
 /// The record's small fields in one `u64`: the kind (bits 0–7, its place in
@@ -225,7 +230,7 @@ pub(crate) struct SpanData {
 
 impl SpanData {
     /// A new observation starting now.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn start(
         span_id: ObservationId,
         parent_span_id: Option<ObservationId>,
@@ -283,11 +288,56 @@ impl SpanData {
         self.head.set_version(version);
     }
 
-    /// Notes its end: when, and the version of the trace attributes then.
+    /// Notes its end: when, and the version of the trace attributes then (and that it is no
+    /// longer open in its chunk).
     #[inline(always)]
     pub(crate) fn set_end(&mut self, end: EndStamp) {
         self.end = end.at;
+        self.head.0 &= !Flags::OPEN;
         self.set_attributes_version(end.version);
+    }
+
+    /// Notes that it was written into its thread's chunk as it opened: it is ended there.
+    #[inline(always)]
+    pub(crate) fn open_in_chunk(mut self) -> Self {
+        self.head.set(Flags::OPEN);
+        self
+    }
+
+    /// Open in its chunk (not ended yet).
+    #[inline(always)]
+    pub(crate) fn is_open(&self) -> bool {
+        self.head.has(Flags::OPEN)
+    }
+
+    /// Taken out of its chunk while open, to end elsewhere.
+    pub(crate) fn leave_chunk(&mut self) {
+        self.head.0 &= !Flags::OPEN;
+    }
+
+    /// What stands in a chunk where a record was taken out: skipped when the chunk is handed
+    /// over.
+    pub(crate) fn gone() -> Self {
+        let mut head = Head::new(ObservationType::Span, false);
+        head.set(Flags::GONE);
+        let now = Ticks::now();
+        Self {
+            span_id: ObservationId::PLACEHOLDER,
+            parent_span_id: None,
+            head,
+            name: Cow::Borrowed(""),
+            start: now,
+            end: now,
+            input: None,
+            output: None,
+            details: None,
+        }
+    }
+
+    /// Whether this is what stands where a record was taken out.
+    #[inline]
+    pub(crate) fn is_gone(&self) -> bool {
+        self.head.has(Flags::GONE)
     }
 
     /// Sets the input given explicitly (captured arguments then stay out).
