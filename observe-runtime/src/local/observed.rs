@@ -4,6 +4,7 @@
 
 use std::borrow::Cow;
 use std::future::Future;
+use std::mem::ManuallyDrop;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -48,14 +49,16 @@ pub struct Observed {
     /// Its place on this thread's stack (0: not there).
     token: Option<Token>,
     /// The observation itself while it is not on the stack (boxed: the handle stays small, so
-    /// that code which never opens one pays nothing for its size).
-    detached: Detached,
+    /// that code which never opens one pays nothing for its size). Emptied when the handle
+    /// drops ([`Observed::finish`]), so that the drop has nothing left to free inline.
+    detached: ManuallyDrop<Detached>,
     capture_input: bool,
     capture_output: bool,
     limit: usize,
     /// The captured return value, stored into the record when the observation ends (it is
     /// written just before: this saves finding the observation on the stack once more).
-    output: Option<Text>,
+    /// Emptied when the handle drops, as `detached`.
+    output: ManuallyDrop<Option<Text>>,
 }
 
 /// An observation off the stack, in a box kept for its next time off it: an `async` body's
@@ -114,11 +117,11 @@ impl Observed {
         };
         Self {
             token,
-            detached: Detached::default(),
+            detached: ManuallyDrop::new(Detached::default()),
             capture_input,
             capture_output,
             limit: options.field_limit,
-            output: None,
+            output: ManuallyDrop::new(None),
         }
     }
 
@@ -239,8 +242,8 @@ impl Observed {
 impl Drop for Observed {
     #[inline]
     fn drop(&mut self) {
-        if self.token.is_some() || self.detached.is_some() {
-            self.end();
+        if self.token.is_some() || self.detached.0.is_some() || self.output.is_some() {
+            self.finish();
         }
     }
 }
@@ -248,6 +251,16 @@ impl Drop for Observed {
 impl Observed {
     /// Ends the observation (out of line: the handle's drop stays a test and a branch).
     #[inline(never)]
+    fn finish(&mut self) {
+        if self.token.is_some() || self.detached.is_some() {
+            self.end();
+        }
+        // What the fields held is freed here (they are never dropped).
+        drop(std::mem::take(&mut *self.detached));
+        drop(self.output.take());
+    }
+
+    #[inline(always)]
     fn end(&mut self) {
         if std::thread::panicking() {
             let message = span::panic_message();
@@ -319,7 +332,7 @@ impl Drop for OutputWriter<'_> {
         let media = self.out.take_media(MediaField::Output);
         if media.is_empty() {
             // Stored when the observation ends, which comes next.
-            self.observed.output = Some(text);
+            *self.observed.output = Some(text);
             return;
         }
         self.observed.with_data(|data| {

@@ -478,7 +478,13 @@ impl Stack {
             Admission::Dropped => {}
             Admission::NoClient => buffer::count_after_shutdown(),
         }
-        self.frames.truncate(top);
+        // Popped, not truncated: the frame holds nothing to drop (its trace was taken, its
+        // data is in the chunk), and truncating ran the drop code of both.
+        debug_assert!(self
+            .frames
+            .last()
+            .is_some_and(|f| f.trace.is_none() && f.data.is_none()));
+        std::mem::forget(self.frames.pop());
         if held.compact() {
             // The open records moved: each frame of the chunk learns its new place, in order.
             let mut places = held.open_places();
