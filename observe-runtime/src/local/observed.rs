@@ -103,24 +103,38 @@ impl Detached {
     }
 }
 
+/// Opens an observation for `meta` in any case but a recorded child of the top's observation
+/// (a root, a trace not recorded, a capture scope's): out of line, so that the usual case's
+/// path is short.
+#[cold]
+#[inline(never)]
+fn open_elsewhere(meta: &'static FnMeta) -> (Option<Token>, Option<bool>, usize) {
+    let (token, options) = span::open_current(Cow::Borrowed(meta.name), meta.kind);
+    let capture_io = options.recording.then_some(options.capture_io);
+    (token, capture_io, options.field_limit)
+}
+
 impl Observed {
     #[inline(never)]
     fn open(meta: &'static FnMeta) -> Self {
-        let (token, options) = span::open_current(Cow::Borrowed(meta.name), meta.kind);
-        let (capture_input, capture_output) = if options.recording {
-            (
-                meta.capture_input.unwrap_or(options.capture_io),
-                meta.capture_output.unwrap_or(options.capture_io),
-            )
-        } else {
-            (false, false)
+        let (token, capture_io, limit) = match stack::open_child(meta.name, meta.kind) {
+            Some((token, capture_io, limit)) => (Some(token), Some(capture_io), limit),
+            None => open_elsewhere(meta),
+        };
+        // (`None`: not recorded.)
+        let (capture_input, capture_output) = match capture_io {
+            Some(capture_io) => (
+                meta.capture_input.unwrap_or(capture_io),
+                meta.capture_output.unwrap_or(capture_io),
+            ),
+            None => (false, false),
         };
         Self {
             token,
             detached: ManuallyDrop::new(Detached::default()),
             capture_input,
             capture_output,
-            limit: options.field_limit,
+            limit,
             output: ManuallyDrop::new(None),
         }
     }

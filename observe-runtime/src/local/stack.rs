@@ -15,8 +15,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use super::buffer::{self, Admission, HandOver, ThreadBuffer};
 use crate::clock::Ticks;
 use crate::ids::{ObservationId, TraceId};
-use crate::record::{EndStamp, SpanData, TraceState};
+use crate::record::{EndStamp, ObservationType, SpanData, TraceState};
 use crate::text::Text;
+use crate::unobserved;
 
 /// What takes an observation or context made current back off this thread's stack.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -312,6 +313,50 @@ pub(crate) fn push_under_top<R, B: FnOnce() -> SpanData>(
                 _ => push_frame(&mut stack.frames, (token, owner, span_id), Some(build()), 0),
             }
             Some((token, back))
+        })
+        .ok()
+        .flatten()
+}
+
+/// Opens a recorded observation of the top frame's trace under the top's, its record built in
+/// the thread's chunk, and makes it current: the attribute's usual case, on one path with
+/// nothing in between. `None` (and nothing done) when it is not that case: the stack is empty
+/// or cannot be reached, the trace is not recorded or belongs to a capture scope, nothing is
+/// recorded here now (see [`crate::unobserved`]), or the chunk is not known yet. Returns its
+/// token, and its trace's `capture_io` and field limit.
+#[inline(always)]
+pub(crate) fn open_child(
+    name: &'static str,
+    kind: ObservationType,
+) -> Option<(Token, bool, usize)> {
+    STACK
+        .try_with(|stack| {
+            let mut stack = stack.try_borrow_mut().ok()?;
+            let stack = &mut *stack;
+            let top = stack.frames.len().checked_sub(1)?;
+            let (parent, owner) = (stack.frames[top].span_id, stack.frames[top].owner);
+            let trace = stack.frames.get(owner)?.trace.as_ref()?;
+            let buffer = stack.buffer.as_deref()?;
+            if !trace.is_recording() || trace.options.scope.is_some() || unobserved::active() {
+                return None;
+            }
+            let span_id = ObservationId::random();
+            let is_local_root = parent.is_none() || parent == trace.remote_parent;
+            #[allow(unsafe_code)]
+            // SAFETY: as in `Stack::with_data`.
+            let mut held = unsafe { buffer::own(buffer) };
+            let at = held.open_record(
+                trace,
+                #[inline(always)]
+                move || SpanData::start(span_id, parent, is_local_root, Cow::Borrowed(name), kind),
+            );
+            drop(held);
+            let options = (trace.options.capture_io, trace.options.field_limit);
+            let token = Token(stack.next_token);
+            stack.next_token = stack.next_token.checked_add(1).unwrap_or(NonZeroU64::MIN);
+            stack.recording += 1;
+            push_frame(&mut stack.frames, (token, owner, span_id), None, at + 1);
+            Some((token, options.0, options.1))
         })
         .ok()
         .flatten()
@@ -702,7 +747,6 @@ pub(crate) fn with_span_data(id: ObservationId, change: impl FnOnce(&mut SpanDat
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::ObservationType;
 
     fn root(trace: &Arc<TraceState>) -> Token {
         let id = ObservationId::random();
