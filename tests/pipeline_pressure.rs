@@ -444,6 +444,100 @@ fn flush_reaches_spans_finished_on_other_threads() {
     assert_counts(&stats, 4, spans.len());
 }
 
+#[observe]
+fn chunk_child(_round: usize) {}
+
+/// Runs `rounds` rounds of `children` observed children under one observed parent, telling
+/// main after each round and waiting until main has flushed.
+#[observe]
+fn chunk_parent(rounds: usize, children: usize, done: &mpsc::Sender<()>, go: &mpsc::Receiver<()>) {
+    for round in 0..rounds {
+        for _ in 0..children {
+            chunk_child(round);
+        }
+        done.send(()).expect("main is waiting");
+        go.recv().expect("main flushed");
+    }
+}
+
+/// The attribute writes a child's record into its thread's buffer when the child opens, so a
+/// flush from another thread finds the records of finished children beside those of their
+/// open parent and root: it takes the finished ones, leaves the open ones (the holes it leaves
+/// are closed up as the thread goes on), and every span arrives once.
+#[test]
+fn flushes_take_finished_children_from_beside_their_open_parent() {
+    const ROUNDS: usize = 3;
+    const CHILDREN: usize = 300;
+    let _serial = support::serial();
+    let server = FakeLangfuse::start(PUBLIC_KEY, SECRET_KEY);
+    let guard = langfuse(&server.base_url())
+        .flush_interval(Duration::from_secs(60))
+        .init()
+        .expect("init");
+
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let holder = thread::spawn(move || {
+        let root = span("held-root").start();
+        chunk_parent(ROUNDS, CHILDREN, &done_tx, &go_rx);
+        root.end();
+    });
+    for round in 1..=ROUNDS {
+        done_rx
+            .recv_timeout(WAIT)
+            .expect("the thread ended a round");
+        flush().expect("flush against a healthy server");
+        let spans = server.accepted_links();
+        assert_eq!(
+            spans.len(),
+            round * CHILDREN,
+            "after round {round}, the finished children and nothing open: {:?}",
+            &sorted_names(&spans)[..3.min(spans.len())]
+        );
+        assert!(spans.iter().all(|s| s.name == "chunk_child"));
+        go_tx.send(()).expect("the thread is waiting");
+    }
+    holder.join().expect("the thread ends its root");
+    let (result, _) = shutdown(guard, Duration::from_secs(30));
+    let stats = result.expect("shutdown").stats;
+    let (spans, tree) = received(&server, "chunk holes", &stats);
+    assert_eq!(tree.roots.len(), 1, "{:?}", tree.roots);
+    assert_eq!(tree.roots[0].name, "held-root");
+    assert_whole(&tree);
+    let parent: Vec<&SpanLink> = spans.iter().filter(|s| s.name == "chunk_parent").collect();
+    assert_eq!(parent.len(), 1);
+    assert_eq!(parent[0].parent_span_id, tree.roots[0].span_id);
+    let under_parent = spans
+        .iter()
+        .filter(|s| s.parent_span_id == parent[0].span_id)
+        .count();
+    assert_eq!(under_parent, ROUNDS * CHILDREN);
+    // Each ended where its record lies, at its own end: inside its parent's time.
+    let times: HashMap<Vec<u8>, (u64, u64)> = server
+        .accepted_spans()
+        .iter()
+        .map(|r| {
+            let span = &r.span;
+            (
+                span.span_id.clone(),
+                (span.start_time_unix_nano, span.end_time_unix_nano),
+            )
+        })
+        .collect();
+    for r in server.accepted_spans() {
+        let (start, end) = times[&r.span.span_id];
+        assert!(start <= end, "{} ends before it starts", r.span.name);
+        if let Some(&(parent_start, parent_end)) = times.get(&r.span.parent_span_id) {
+            assert!(
+                parent_start <= start && end <= parent_end,
+                "{} ({start}..{end}) lies inside its parent ({parent_start}..{parent_end})",
+                r.span.name
+            );
+        }
+    }
+    assert_counts(&stats, (ROUNDS * CHILDREN + 2) as u64, spans.len());
+}
+
 #[test]
 fn thread_exit_hands_over_its_spans() {
     const THREADS: usize = 8;
