@@ -22,7 +22,8 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use super::owned::{self, Owned};
 use crate::export::Counters;
 use crate::gate::{self, Client};
-use crate::record::{EndStamp, Record, SpanData, TraceState};
+use crate::ids::ObservationId;
+use crate::record::{EndStamp, ObservationType, Record, SpanData, TraceState};
 
 /// A buffer is handed over when it holds this many records.
 pub(crate) const CHUNK: usize = 512;
@@ -119,6 +120,42 @@ impl Held {
             },
         );
         self.open += 1;
+        index
+    }
+
+    /// [`Held::open_record`] for the attribute's usual case, with its fields given: written
+    /// straight into its place (a closure's captures were gathered, then copied in pairs that
+    /// the loads could not take from the stores just made).
+    #[inline(always)]
+    pub(crate) fn open_child_record(
+        &mut self,
+        trace: &Arc<TraceState>,
+        (span_id, parent, is_local_root): (ObservationId, Option<ObservationId>, bool),
+        name: &'static str,
+        kind: ObservationType,
+    ) -> usize {
+        let address = Arc::as_ptr(trace) as usize;
+        let trace = if !self.records.is_empty() && self.last_trace == address {
+            None
+        } else {
+            self.last_trace = address;
+            Some(trace.clone())
+        };
+        self.records.reserve(1);
+        let index = self.records.len();
+        if let Some(slot) = self.records.spare_capacity_mut().first_mut() {
+            let data = SpanData::start(span_id, parent, is_local_root, Cow::Borrowed(name), kind);
+            slot.write(Record {
+                trace,
+                data: data.open_in_chunk(),
+            });
+            #[allow(unsafe_code)]
+            // SAFETY: the place past `index` exists (`reserve`) and was just written.
+            unsafe {
+                self.records.set_len(index + 1);
+            }
+            self.open += 1;
+        }
         index
     }
 
@@ -619,8 +656,6 @@ pub(crate) fn collect_into_installed() {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::ObservationId;
-    use crate::record::ObservationType;
 
     fn stamp() -> EndStamp {
         EndStamp {

@@ -345,11 +345,8 @@ pub(crate) fn open_child(
             #[allow(unsafe_code)]
             // SAFETY: as in `Stack::with_data`.
             let mut held = unsafe { buffer::own(buffer) };
-            let at = held.open_record(
-                trace,
-                #[inline(always)]
-                move || SpanData::start(span_id, parent, is_local_root, Cow::Borrowed(name), kind),
-            );
+            let opening = (span_id, parent, is_local_root);
+            let at = held.open_child_record(trace, opening, name, kind);
             drop(held);
             let options = (trace.options.capture_io, trace.options.field_limit);
             let token = Token(stack.next_token);
