@@ -274,6 +274,17 @@ impl Observed {
         drop(self.output.take());
     }
 
+    /// Ends the observation held off the stack (an `async` body's, a stream's).
+    #[inline(never)]
+    fn end_detached(&mut self) {
+        if let Some(mut core) = self.detached.take() {
+            if let (Some(output), Some(data)) = (self.output.take(), core.data.as_mut()) {
+                data.set_captured_output(output);
+            }
+            span::close(core);
+        }
+    }
+
     #[inline(always)]
     fn end(&mut self) {
         if std::thread::panicking() {
@@ -285,11 +296,8 @@ impl Observed {
                 }
             });
         }
-        if let Some(mut core) = self.detached.take() {
-            if let (Some(output), Some(data)) = (self.output.take(), core.data.as_mut()) {
-                data.set_captured_output(output);
-            }
-            span::close(core);
+        if self.detached.is_some() {
+            self.end_detached();
         } else if let Some(token) = self.token.take() {
             span::close_on_stack(token, &mut self.output);
         }

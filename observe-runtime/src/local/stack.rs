@@ -412,58 +412,74 @@ pub(crate) fn end_with(
     STACK
         .try_with(|stack| {
             let mut stack = stack.try_borrow_mut().ok()?;
-            let (parent, back) = match stack.len().checked_sub(1) {
+            match stack.len().checked_sub(1) {
                 Some(top) if stack[top].token == token && stack[top].at != 0 => {
-                    return stack.end_in_chunk(top, output);
+                    stack.end_in_chunk(top, output)
                 }
-                Some(top) if stack[top].token == token => {
-                    // Ended where it lies: its data is moved once, into the thread's buffer.
-                    let recorded = stack[top].data.is_some();
-                    stack.recording -= usize::from(recorded);
-                    let idle = stack.recording == 0;
-                    let owner = stack[top].owner;
-                    let (below, top_frame) = stack.frames.split_at_mut(top);
-                    let frame = top_frame.first_mut()?;
-                    let trace = match frame.trace.take() {
-                        Some(trace) => Cow::Owned(trace),
-                        None => match below.get(owner).and_then(|f| f.trace.as_ref()) {
-                            Some(trace) => Cow::Borrowed(trace),
-                            // Never: a frame refers to one below that holds its trace.
-                            None => return None,
-                        },
-                    };
-                    let ended = end(
-                        Ending {
-                            trace,
-                            data: &mut frame.data,
-                            idle,
-                        },
-                        output,
-                    );
-                    stack.frames.truncate(top);
-                    ended
-                }
-                _ => {
-                    let index = stack.below_top(token)?;
-                    let mut core = stack.take_out(index)?;
-                    let idle = stack.recording == 0;
-                    end(
-                        Ending {
-                            trace: Cow::Owned(core.trace),
-                            data: &mut core.data,
-                            idle,
-                        },
-                        output,
-                    )
-                }
-            };
-            if let Some(parent) = parent {
-                stack.mark_child_admitted(parent);
+                _ => stack.end_elsewhere(token, output, end),
             }
-            Some(back)
         })
         .ok()
         .flatten()
+}
+
+impl Stack {
+    /// [`end_with`] for any observation but one on top whose record is in the chunk: out of
+    /// line, so that the usual case's path stays short.
+    #[inline(never)]
+    fn end_elsewhere(
+        &mut self,
+        token: Token,
+        output: &mut Option<Text>,
+        end: impl FnOnce(Ending<'_>, &mut Option<Text>) -> (Option<ObservationId>, HandOver),
+    ) -> Option<HandOver> {
+        let (parent, back) = match self.len().checked_sub(1) {
+            Some(top) if self[top].token == token => {
+                // Ended where it lies: its data is moved once, into the thread's buffer.
+                let recorded = self[top].data.is_some();
+                self.recording -= usize::from(recorded);
+                let idle = self.recording == 0;
+                let owner = self[top].owner;
+                let (below, top_frame) = self.frames.split_at_mut(top);
+                let frame = top_frame.first_mut()?;
+                let trace = match frame.trace.take() {
+                    Some(trace) => Cow::Owned(trace),
+                    None => match below.get(owner).and_then(|f| f.trace.as_ref()) {
+                        Some(trace) => Cow::Borrowed(trace),
+                        // Never: a frame refers to one below that holds its trace.
+                        None => return None,
+                    },
+                };
+                let ended = end(
+                    Ending {
+                        trace,
+                        data: &mut frame.data,
+                        idle,
+                    },
+                    output,
+                );
+                self.frames.truncate(top);
+                ended
+            }
+            _ => {
+                let index = self.below_top(token)?;
+                let mut core = self.take_out(index)?;
+                let idle = self.recording == 0;
+                end(
+                    Ending {
+                        trace: Cow::Owned(core.trace),
+                        data: &mut core.data,
+                        idle,
+                    },
+                    output,
+                )
+            }
+        };
+        if let Some(parent) = parent {
+            self.mark_child_admitted(parent);
+        }
+        Some(back)
+    }
 }
 
 impl Stack {
