@@ -278,6 +278,12 @@ impl JsonOut {
         std::mem::take(&mut self.media).into_attachments(field)
     }
 
+    /// Whether media was found in what was written.
+    #[inline]
+    pub(crate) fn has_media(&self) -> bool {
+        !self.media.is_empty()
+    }
+
     pub(crate) fn push_byte(&mut self, byte: u8) {
         self.buffer.push(byte);
     }

@@ -324,13 +324,17 @@ impl Drop for InputWriter<'_> {
     fn drop(&mut self) {
         self.out.push_byte(b'}');
         // Each argument is bounded on its own; the object as a whole is bounded too.
-        let media = self.out.take_media(MediaField::Input);
-        let out = &mut self.out;
+        let mut media = self.out.take_media(MediaField::Input);
+        let (out, media) = (&mut self.out, &mut media);
         // Stored at once: an observation still open when the process exits is sent with it.
-        // The text is made where the record keeps it (not made here, then moved there).
+        // The text is made where the record keeps it (not made here, then moved there), and
+        // the closure holds references only (a value moved into it was copied in pieces and
+        // read back whole at once, which waited for those stores).
         self.observed.with_data(|data| {
             data.input = Some(out.take_field());
-            data.add_media(MediaField::Input, media);
+            if !media.is_empty() {
+                data.add_media(MediaField::Input, std::mem::take(media));
+            }
         });
     }
 }
@@ -350,13 +354,14 @@ impl OutputWriter<'_> {
 
 impl Drop for OutputWriter<'_> {
     fn drop(&mut self) {
-        let text = self.out.take_field();
-        let media = self.out.take_media(MediaField::Output);
-        if media.is_empty() {
-            // Stored when the observation ends, which comes next.
-            *self.observed.output = Some(text);
+        if !self.out.has_media() {
+            // Stored when the observation ends, which comes next; made where the handle keeps
+            // it.
+            *self.observed.output = Some(self.out.take_field());
             return;
         }
+        let text = self.out.take_field();
+        let media = self.out.take_media(MediaField::Output);
         self.observed.with_data(|data| {
             if data.set_captured_output(text) {
                 data.add_media(MediaField::Output, media);
