@@ -41,8 +41,8 @@ mod server;
 
 use server::{DiscardServer, ServerCounts};
 use traces::{
-    fastrace_child, fastrace_root, observe_root, plain, CountingReporter, CHILDREN,
-    FASTRACE_REPORTED, SPANS_PER_ROOT,
+    fastrace_child, fastrace_root, observe_capture_root, observe_root, plain, CountingReporter,
+    CHILDREN, FASTRACE_REPORTED, SPANS_PER_ROOT,
 };
 
 /// Roots between two flushes in the bursty cases.
@@ -54,16 +54,6 @@ const BURST: u64 = 50;
 #[observe_runtime::observe]
 fn observe_default(x: u64) -> u64 {
     plain(x)
-}
-
-#[observe_runtime::observe]
-fn observe_capture_child(x: u64) -> u64 {
-    plain(x)
-}
-
-#[observe_runtime::observe]
-fn observe_capture_root(x: u64) -> u64 {
-    (0..CHILDREN).fold(x, |acc, i| acc ^ observe_capture_child(black_box(i)))
 }
 
 #[tracing::instrument(skip_all)]

@@ -5,7 +5,8 @@
 //! server that decodes and counts what it receives.
 //!
 //! `cargo bench --bench span_cost` times observe and fastrace: 2,000 roots per run, the best of
-//! 50 runs, and what each delivered. `-- observe 2000 1` (or `fastrace`) runs one case alone:
+//! 50 runs, and what each delivered. `-- observe 2000 1` (or `fastrace`, or `capture`: observe
+//! with a `u64` argument and return value captured by every span) runs one case alone:
 //! under `valgrind --tool=callgrind --separate-threads=yes`, the calling thread's instructions
 //! with 4,000 roots minus those with 2,000, divided by the 202,000 spans between them, are one
 //! span's (`benches/span_cost.sh` does this). BENCHMARKS.md, "Eighth round", has the method and
@@ -22,7 +23,10 @@ mod traces;
 mod server;
 
 use server::DiscardServer;
-use traces::{fastrace_root, observe_root, CountingReporter, FASTRACE_REPORTED, SPANS_PER_ROOT};
+use traces::{
+    fastrace_root, observe_capture_root, observe_root, CountingReporter, FASTRACE_REPORTED,
+    SPANS_PER_ROOT,
+};
 
 /// Roots between two flushes, as in the pipeline benchmark's bursty cases.
 const BURST: u64 = 50;
@@ -56,7 +60,8 @@ fn burst(root: fn(u64) -> u64, from: u64, n: u64) {
     }
 }
 
-fn observe_case(roots: u64, runs: u64) {
+/// Times `root` (observe's roots, capture off or on, named `case`) and prints what arrived.
+fn observe_case(case: &str, root: fn(u64) -> u64, roots: u64, runs: u64) {
     let server = DiscardServer::start();
     let guard = observe_runtime::Config::default()
         .public_key("pk-lf-bench")
@@ -64,7 +69,7 @@ fn observe_case(roots: u64, runs: u64) {
         .base_url(server.url.clone())
         .init()
         .expect("observe init");
-    let best = best_per_span(roots, runs, observe_root, || {
+    let best = best_per_span(roots, runs, root, || {
         if let Err(error) = observe_runtime::flush() {
             eprintln!("observe flush: {error}");
         }
@@ -89,7 +94,7 @@ fn observe_case(roots: u64, runs: u64) {
         Err(error) => format!("shutdown failed: {error}"),
     };
     println!(
-        "observe: best of {runs} runs of {roots} roots: {best:.2} ns per span; created {created}, \
+        "{case}: best of {runs} runs of {roots} roots: {best:.2} ns per span; created {created}, \
          server received {} ({whole} traces whole, {partial} in part, {} undecodable) in {} \
          requests, {} bytes ({:.0} MB kept to decode after the runs); {sdk}",
         counts.spans,
@@ -124,16 +129,22 @@ fn main() {
         })
     };
     let case = args.first().map(String::as_str);
-    if let Some(filter) = case.filter(|case| !matches!(*case, "observe" | "fastrace")) {
+    if let Some(filter) = case.filter(|case| !matches!(*case, "observe" | "fastrace" | "capture")) {
         // A filter meant for another benchmark (`cargo bench -- sustained/`).
-        println!("span_cost: {filter:?} is neither `observe` nor `fastrace`; nothing run");
+        println!(
+            "span_cost: {filter:?} is none of `observe`, `fastrace` and `capture`; nothing run"
+        );
         return;
     }
     let (roots, runs) = (number(1, 2000), number(2, 50));
-    if case != Some("fastrace") {
-        observe_case(roots, runs);
+    if case.is_none() || case == Some("observe") {
+        observe_case("observe", observe_root, roots, runs);
     }
-    if case != Some("observe") {
+    if case.is_none() || case == Some("fastrace") {
         fastrace_case(roots, runs);
+    }
+    // Capture on: a `u64` argument and return value captured by every span (not by default).
+    if case == Some("capture") {
+        observe_case("capture", observe_capture_root, roots, runs);
     }
 }

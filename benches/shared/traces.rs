@@ -25,6 +25,19 @@ pub fn observe_root(x: u64) -> u64 {
     (0..CHILDREN).fold(x, |acc, i| acc ^ observe_child(black_box(i)))
 }
 
+/// A child that captures its `u64` argument and return value (the default).
+#[observe_runtime::observe]
+pub fn observe_capture_child(x: u64) -> u64 {
+    plain(x)
+}
+
+/// A root of 100 capturing children; not every benchmark that includes this file runs it.
+#[allow(dead_code)]
+#[observe_runtime::observe]
+pub fn observe_capture_root(x: u64) -> u64 {
+    (0..CHILDREN).fold(x, |acc, i| acc ^ observe_capture_child(black_box(i)))
+}
+
 #[fastrace::trace]
 pub fn fastrace_child(x: u64) -> u64 {
     plain(x)
