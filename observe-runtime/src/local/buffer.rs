@@ -1,6 +1,13 @@
-//! Per-thread buffers of finished records, and admission under pressure.
+//! Per-thread buffers of records, and admission under pressure.
 //!
-//! A span that ends goes into its thread's buffer, not into a channel. The buffer is handed to the
+//! A span that ends goes into its thread's buffer, not into a channel. A child that `#[observe]`
+//! opens under the current observation is written there when it opens ([`Held::open_record`]),
+//! its frame on the stack holding its place, and is stamped and admitted where it lies when it
+//! ends ([`end_in_chunk`]): its record is written once. A collection from another thread takes
+//! the finished records and leaves the open ones in their places; the places it empties are
+//! closed up by the thread ([`Held::compact`]), which tells its frames where their records went.
+//! Other observations (roots, manual and detached spans, `async` bodies) keep their record in
+//! their frame and move it here when they end ([`admit`]). The buffer is handed to the
 //! client in one piece when the thread has no recorded observation open any more (a local root
 //! ended) and it holds a few records (`Client::hand_over_at`: the records of small traces are
 //! gathered first), when it holds [`CHUNK`] records, when the thread exits, and whenever a flush,
@@ -44,7 +51,7 @@ pub(crate) struct Held {
     open: usize,
     /// Places in `records` that a record left before the chunk was handed over (skipped).
     gone: usize,
-    /// A collection was told that this buffer has something to take ([`Owner::filled`]) since
+    /// A collection was told that this buffer has something to take ([`owned::Owner::filled`]) since
     /// the last one.
     announced: bool,
 }

@@ -6,6 +6,10 @@
 //! the frame that holds the trace rather than taking a reference of its own (a locked increment
 //! on open and a decrement on the exporter's thread per observation). What leaves the stack in
 //! any other way than ending on top takes its own reference.
+//!
+//! Such an observation's record lives in the thread's buffer from its start (see
+//! [`super::buffer`]): its frame holds its place there, and it is ended there. Taken off the
+//! stack any other way, its record is taken out of the buffer into the observation.
 
 use std::borrow::Cow;
 use std::cell::RefCell;
