@@ -99,6 +99,18 @@ impl Held {
         self.records.len() - self.open - self.gone
     }
 
+    /// What a record of `trace` added now names: nothing when the last record that names one
+    /// names it (see [`Record`]), else a reference to it.
+    #[inline(always)]
+    fn name(&mut self, trace: &Arc<TraceState>) -> Option<Arc<TraceState>> {
+        let address = Arc::as_ptr(trace) as usize;
+        if !self.records.is_empty() && self.last_trace == address {
+            return None;
+        }
+        self.last_trace = address;
+        Some(trace.clone())
+    }
+
     /// Writes the record of an observation that opens now, of `trace`, at the end of the chunk;
     /// returns its place there. It is ended there ([`end_in_chunk`]) or taken out
     /// ([`Held::take_open`]).
@@ -108,13 +120,7 @@ impl Held {
         trace: &Arc<TraceState>,
         data: impl FnOnce() -> SpanData,
     ) -> usize {
-        let address = Arc::as_ptr(trace) as usize;
-        let trace = if !self.records.is_empty() && self.last_trace == address {
-            None
-        } else {
-            self.last_trace = address;
-            Some(trace.clone())
-        };
+        let trace = self.name(trace);
         let index = self.records.len();
         push_in_place(
             &mut self.records,
@@ -141,13 +147,7 @@ impl Held {
         name: &'static str,
         kind: ObservationType,
     ) -> usize {
-        let address = Arc::as_ptr(trace) as usize;
-        let trace = if !self.records.is_empty() && self.last_trace == address {
-            None
-        } else {
-            self.last_trace = address;
-            Some(trace.clone())
-        };
+        let trace = self.name(trace);
         self.records.reserve(1);
         let index = self.records.len();
         if let Some(slot) = self.records.spare_capacity_mut().first_mut() {

@@ -292,12 +292,10 @@ pub(crate) fn push_under_top<R, B: FnOnce() -> SpanData>(
         .try_with(|stack| {
             let mut stack = stack.try_borrow_mut().ok()?;
             let stack = &mut *stack;
-            let top = stack.frames.len().checked_sub(1)?;
-            let (parent, owner) = (stack.frames[top].span_id, stack.frames[top].owner);
+            let (parent, owner) = top_link(&stack.frames)?;
             let trace = stack.frames.get(owner)?.trace.as_ref()?;
             let (span_id, build, back) = make(trace, parent)?;
-            let token = Token(stack.next_token);
-            stack.next_token = stack.next_token.checked_add(1).unwrap_or(NonZeroU64::MIN);
+            let token = advance(&mut stack.next_token);
             let Some(build) = build else {
                 push_frame(&mut stack.frames, (token, owner, span_id), 0);
                 return Some((token, back));
@@ -350,8 +348,7 @@ pub(crate) fn open_child(
         .try_with(|stack| {
             let mut stack = stack.try_borrow_mut().ok()?;
             let stack = &mut *stack;
-            let top = stack.frames.len().checked_sub(1)?;
-            let (parent, owner) = (stack.frames[top].span_id, stack.frames[top].owner);
+            let (parent, owner) = top_link(&stack.frames)?;
             let trace = stack.frames.get(owner)?.trace.as_ref()?;
             let buffer = stack.buffer.as_deref()?;
             if !trace.is_recording() || trace.options.scope.is_some() || unobserved::active() {
@@ -366,8 +363,7 @@ pub(crate) fn open_child(
             let at = held.open_child_record(trace, opening, name, kind);
             drop(held);
             let options = (trace.options.capture_io, trace.options.field_limit);
-            let token = Token(stack.next_token);
-            stack.next_token = stack.next_token.checked_add(1).unwrap_or(NonZeroU64::MIN);
+            let token = advance(&mut stack.next_token);
             stack.recording += 1;
             push_frame(&mut stack.frames, (token, owner, span_id), at + 1);
             Some((token, options.0, options.1))
@@ -408,10 +404,22 @@ fn push_frame(
 
 impl Stack {
     fn next_token(&mut self) -> Token {
-        let token = Token(self.next_token);
-        self.next_token = self.next_token.checked_add(1).unwrap_or(NonZeroU64::MIN);
-        token
+        advance(&mut self.next_token)
     }
+}
+
+/// The token `next` holds, `next` moved on.
+#[inline(always)]
+fn advance(next: &mut NonZeroU64) -> Token {
+    let token = Token(*next);
+    *next = next.checked_add(1).unwrap_or(NonZeroU64::MIN);
+    token
+}
+
+/// The top frame's observation id, and where the frame that holds its trace lies.
+#[inline(always)]
+fn top_link(frames: &[Frame]) -> Option<(Option<ObservationId>, usize)> {
+    frames.last().map(|top| (top.span_id, top.owner))
 }
 
 /// What [`end_with`] hands over of an observation taken off the stack.
