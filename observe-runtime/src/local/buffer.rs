@@ -1,7 +1,7 @@
 //! Per-thread buffers of records, and admission under pressure.
 //!
 //! A span that ends goes into its thread's buffer, not into a channel. A child that `#[observe]`
-//! opens under the current observation is written there when it opens ([`Held::open_record`]),
+//! opens under the current observation is written there when it opens ([`Held::open_child_record`]),
 //! its frame on the stack holding its place, and is stamped and admitted where it lies when it
 //! ends ([`end_in_chunk`]): its record is written once. A collection from another thread takes
 //! the finished records and leaves the open ones in their places; the places it empties are
@@ -23,7 +23,6 @@
 
 use std::borrow::Cow;
 use std::cell::RefCell;
-use std::mem::MaybeUninit;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use super::owned::{self, Owned};
@@ -36,7 +35,7 @@ use crate::record::{EndStamp, ObservationType, Record, SpanData, TraceState};
 pub(crate) const CHUNK: usize = 512;
 
 /// What a thread's buffer holds: the records of its chunk, finished ones and (written there
-/// when they opened, see [`Held::open_record`]) the ones still open on the thread's stack.
+/// when they opened, see [`Held::open_child_record`]) the ones still open on the thread's stack.
 #[derive(Default)]
 pub(crate) struct Held {
     records: Vec<Record>,
@@ -63,12 +62,11 @@ impl Held {
     /// stamps it where it now lies.
     #[inline]
     fn push(&mut self, trace: Cow<'_, Arc<TraceState>>, data: SpanData, stamp: EndStamp) {
-        let address = Arc::as_ptr(&trace) as usize;
         let trace = match trace {
-            Cow::Borrowed(_) if !self.records.is_empty() && self.last_trace == address => None,
-            trace => {
-                self.last_trace = address;
-                Some(trace.into_owned())
+            Cow::Borrowed(trace) => self.name(trace),
+            Cow::Owned(trace) => {
+                self.last_trace = Arc::as_ptr(&trace) as usize;
+                Some(trace)
             }
         };
         // (`extend` makes room first, then writes the record where it goes; `push` built it
@@ -113,32 +111,9 @@ impl Held {
 
     /// Writes the record of an observation that opens now, of `trace`, at the end of the chunk;
     /// returns its place there. It is ended there ([`end_in_chunk`]) or taken out
-    /// ([`Held::take_open`]).
-    #[inline(always)]
-    pub(crate) fn open_record(
-        &mut self,
-        trace: &Arc<TraceState>,
-        data: impl FnOnce() -> SpanData,
-    ) -> usize {
-        let trace = self.name(trace);
-        let index = self.records.len();
-        push_in_place(
-            &mut self.records,
-            #[inline(always)]
-            move |slot| {
-                slot.write(Record {
-                    trace,
-                    data: data().open_in_chunk(),
-                });
-            },
-        );
-        self.open += 1;
-        index
-    }
-
-    /// [`Held::open_record`] for the attribute's usual case, with its fields given: written
-    /// straight into its place (a closure's captures were gathered, then copied in pairs that
-    /// the loads could not take from the stores just made).
+    /// ([`Held::take_open`]). Written field by field into its place (built by a closure, its
+    /// captures were gathered, then copied in pairs that the loads could not take from the
+    /// stores just made).
     #[inline(always)]
     pub(crate) fn open_child_record(
         &mut self,
@@ -271,23 +246,6 @@ impl Held {
             .enumerate()
             .filter(|(_, record)| record.data.is_open())
             .map(|(index, _)| index)
-    }
-}
-
-/// Pushes onto `vec` what `write` writes into the place where it goes: room is made first,
-/// and the value is built there (`push` and a value returned built it aside and copied it in;
-/// `extend` stayed a call). `write` must write the place (it is counted in `vec` after).
-#[inline(always)]
-pub(crate) fn push_in_place<T>(vec: &mut Vec<T>, write: impl FnOnce(&mut MaybeUninit<T>)) {
-    vec.reserve(1);
-    let len = vec.len();
-    if let Some(slot) = vec.spare_capacity_mut().first_mut() {
-        write(slot);
-        #[allow(unsafe_code)]
-        // SAFETY: the place past `len` exists (`reserve`) and `write` wrote it.
-        unsafe {
-            vec.set_len(len + 1);
-        }
     }
 }
 
@@ -724,6 +682,12 @@ mod tests {
         );
     }
 
+    /// Opens a record of `trace` in the chunk, as `#[observe]` does.
+    fn open(held: &mut Held, trace: &Arc<TraceState>) -> usize {
+        let opening = (ObservationId::random(), None, true);
+        held.open_child_record(trace, opening, "s", ObservationType::Span)
+    }
+
     /// Ends the open record at `index` as `end_in_chunk` does when it is admitted.
     fn end_at(held: &mut Held, index: usize) {
         held.data_mut(index).expect("there").set_end(stamp());
@@ -741,8 +705,8 @@ mod tests {
     fn open_records_stay_in_their_places_while_the_finished_ones_are_taken() {
         let a = TraceState::for_tests("a");
         let mut held = Held::default();
-        let parent = held.open_record(&a, data);
-        let child = held.open_record(&a, data);
+        let parent = open(&mut held, &a);
+        let child = open(&mut held, &a);
         assert_eq!((parent, child, held.open), (0, 1, 2));
         assert_eq!(trace_ids(&held.records), [Some(a.trace_id), None]);
         end_at(&mut held, child);
@@ -754,7 +718,7 @@ mod tests {
         drop(taken);
 
         // The next record of the trace leaves it out; taken, it names it again.
-        let second = held.open_record(&a, data);
+        let second = open(&mut held, &a);
         assert_eq!((second, trace_ids(&held.records[2..])), (2, vec![None]));
         end_at(&mut held, second);
         let (taken, _) = held.take(Vec::new());
@@ -776,12 +740,12 @@ mod tests {
     fn the_last_record_taken_out_goes_and_the_next_names_its_trace_again() {
         let (a, b) = (TraceState::for_tests("a"), TraceState::for_tests("b"));
         let mut held = Held::default();
-        held.open_record(&a, data);
-        let last = held.open_record(&b, data);
+        open(&mut held, &a);
+        let last = open(&mut held, &b);
         assert!(held.take_open(last).is_some());
         assert_eq!((held.records.len(), held.gone), (1, 0));
         // `b` is no longer named in the chunk: a new record of it names it.
-        held.open_record(&b, data);
+        open(&mut held, &b);
         assert_eq!(
             trace_ids(&held.records),
             [Some(a.trace_id), Some(b.trace_id)]
@@ -792,16 +756,16 @@ mod tests {
     fn compaction_keeps_the_open_records_in_order_with_their_traces() {
         let (a, b) = (TraceState::for_tests("a"), TraceState::for_tests("b"));
         let mut held = Held::default();
-        held.open_record(&a, data);
+        open(&mut held, &a);
         assert!(!held.compact(), "nothing to remove");
         for _ in 0..CHUNK / 2 {
-            let child = held.open_record(&a, data);
+            let child = open(&mut held, &a);
             end_at(&mut held, child);
         }
         let (taken, _) = held.take(Vec::new());
         assert_eq!(taken.len(), CHUNK / 2);
-        held.open_record(&b, data);
-        let finished = held.open_record(&b, data);
+        open(&mut held, &b);
+        let finished = open(&mut held, &b);
         end_at(&mut held, finished);
         assert_eq!(held.gone, CHUNK / 2);
         assert!(held.compact());
@@ -812,7 +776,7 @@ mod tests {
         );
         assert_eq!((held.gone, held.finished()), (0, 1));
         // The next record of `b` leaves it out: it is the last named.
-        held.open_record(&b, data);
+        open(&mut held, &b);
         assert_eq!(trace_ids(&held.records[3..]), [None]);
     }
 

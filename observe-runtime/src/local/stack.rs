@@ -264,7 +264,7 @@ impl Stack {
         self.recording += usize::from(core.data.is_some());
         let owner = self.frames.len();
         // Written where it goes once there is room (`push` built it aside and moved it).
-        buffer::push_in_place(&mut self.frames, move |slot| {
+        push_in_place(&mut self.frames, move |slot| {
             slot.write(Frame {
                 token,
                 owner,
@@ -281,9 +281,9 @@ impl Stack {
 /// Makes an observation of the top frame's trace current, referring to the trace there: `make`
 /// gets that trace and the top's observation id, and returns the observation's id, what builds
 /// its data when it is recorded, and what the caller wants back, or `None` when it does not go
-/// there. Its record is built in the thread's chunk, where it ends (unless it belongs to a
-/// capture scope, or the thread is ending: then in the frame). `None` also when the stack is
-/// empty or cannot be reached; else the token that takes it back.
+/// there. Its data is kept in its frame (the attribute's usual case, whose record goes into the
+/// thread's chunk, is [`open_child`]). `None` also when the stack is empty or cannot be
+/// reached; else the token that takes it back.
 #[inline]
 pub(crate) fn push_under_top<R, B: FnOnce() -> SpanData>(
     make: impl FnOnce(&TraceState, Option<ObservationId>) -> Option<(ObservationId, Option<B>, R)>,
@@ -296,37 +296,18 @@ pub(crate) fn push_under_top<R, B: FnOnce() -> SpanData>(
             let trace = stack.frames.get(owner)?.trace.as_ref()?;
             let (span_id, build, back) = make(trace, parent)?;
             let token = advance(&mut stack.next_token);
-            let Some(build) = build else {
-                push_frame(&mut stack.frames, (token, owner, span_id), 0);
-                return Some((token, back));
-            };
-            if stack.buffer.is_none() && trace.options.scope.is_none() {
-                stack.buffer = buffer::this_thread();
-            }
-            stack.recording += 1;
-            match stack.buffer.as_deref() {
-                Some(buffer) if trace.options.scope.is_none() => {
-                    #[allow(unsafe_code)]
-                    // SAFETY: as in `Stack::with_data`.
-                    let mut held = unsafe { buffer::own(buffer) };
-                    let at = held.open_record(trace, build) + 1;
-                    drop(held);
-                    push_frame(&mut stack.frames, (token, owner, span_id), at);
-                }
-                _ => {
-                    let data = Some(build());
-                    buffer::push_in_place(&mut stack.frames, move |slot| {
-                        slot.write(Frame {
-                            token,
-                            owner,
-                            trace: None,
-                            span_id: Some(span_id),
-                            data,
-                            at: 0,
-                        });
-                    });
-                }
-            }
+            let data = build.map(|build| build());
+            stack.recording += usize::from(data.is_some());
+            push_in_place(&mut stack.frames, move |slot| {
+                slot.write(Frame {
+                    token,
+                    owner,
+                    trace: None,
+                    span_id: Some(span_id),
+                    data,
+                    at: 0,
+                });
+            });
             Some((token, back))
         })
         .ok()
@@ -337,8 +318,8 @@ pub(crate) fn push_under_top<R, B: FnOnce() -> SpanData>(
 /// the thread's chunk, and makes it current: the attribute's usual case, on one path with
 /// nothing in between. `None` (and nothing done) when it is not that case: the stack is empty
 /// or cannot be reached, the trace is not recorded or belongs to a capture scope, nothing is
-/// recorded here now (see [`crate::unobserved`]), or the chunk is not known yet. Returns its
-/// token, and its trace's `capture_io` and field limit.
+/// recorded here now (see [`crate::unobserved`]), or the thread is ending. Returns its token,
+/// and its trace's `capture_io` and field limit.
 #[inline(always)]
 pub(crate) fn open_child(
     name: &'static str,
@@ -350,10 +331,13 @@ pub(crate) fn open_child(
             let stack = &mut *stack;
             let (parent, owner) = top_link(&stack.frames)?;
             let trace = stack.frames.get(owner)?.trace.as_ref()?;
-            let buffer = stack.buffer.as_deref()?;
             if !trace.is_recording() || trace.options.scope.is_some() || unobserved::active() {
                 return None;
             }
+            if stack.buffer.is_none() {
+                stack.buffer = buffer::this_thread();
+            }
+            let buffer = stack.buffer.as_deref()?;
             let span_id = ObservationId::random();
             let is_local_root = parent.is_none() || parent == trace.remote_parent;
             #[allow(unsafe_code)]
@@ -373,7 +357,7 @@ pub(crate) fn open_child(
 }
 
 /// Pushes the frame of an observation opened under the top whose record is at `at` (plus one)
-/// in the chunk, or nowhere (0: not recorded), written in its place.
+/// in the chunk, written in its place.
 #[inline(always)]
 fn push_frame(
     frames: &mut Vec<Frame>,
@@ -405,6 +389,23 @@ fn push_frame(
 impl Stack {
     fn next_token(&mut self) -> Token {
         advance(&mut self.next_token)
+    }
+}
+
+/// Pushes onto `vec` what `write` writes into the place where it goes: room is made first,
+/// and the value is built there (`push` and a value returned built it aside and copied it in;
+/// `extend` stayed a call). `write` must write the place (it is counted in `vec` after).
+#[inline(always)]
+fn push_in_place<T>(vec: &mut Vec<T>, write: impl FnOnce(&mut std::mem::MaybeUninit<T>)) {
+    vec.reserve(1);
+    let len = vec.len();
+    if let Some(slot) = vec.spare_capacity_mut().first_mut() {
+        write(slot);
+        #[allow(unsafe_code)]
+        // SAFETY: the place past `len` exists (`reserve`) and `write` wrote it.
+        unsafe {
+            vec.set_len(len + 1);
+        }
     }
 }
 
@@ -815,15 +816,8 @@ mod tests {
     }
 
     fn child() -> (Token, ObservationId) {
-        let id = ObservationId::random();
-        push_under_top(|_, parent| {
-            let data = move || {
-                SpanData::start(id, parent, false, Cow::Borrowed("c"), ObservationType::Span)
-            };
-            Some((id, Some(data), ()))
-        })
-        .map(|(token, ())| (token, id))
-        .expect("pushed under the top")
+        let (token, _, _) = open_child("c", ObservationType::Span).expect("opened under the top");
+        (token, span_id_of(token).expect("recorded"))
     }
 
     /// Ends `token` and says whether its trace was borrowed, and which trace it was; `None` when
