@@ -17,8 +17,9 @@
 //! against the gate's epoch, so ending a span touches no shared reference count.
 //!
 //! Admission keeps traces whole: while the queue is full, a span is dropped only if nothing of
-//! it was admitted (no admitted child, no context handle taken on it); an admitted span marks its
-//! parent, which is then admitted whatever the queue holds. A root with nothing admitted under it
+//! it was admitted (no admitted child, no context handle taken on it); the parent of an admitted
+//! span learns of it (from the stack's count of admissions, see `stack`, or marked when the
+//! child ended off the stack) and is then admitted whatever the queue holds. A root with nothing admitted under it
 //! gets twice the room of a child, and past that its whole trace is dropped.
 
 use std::borrow::Cow;

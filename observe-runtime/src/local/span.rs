@@ -106,13 +106,16 @@ fn start_data(
 /// and counted.
 pub(crate) fn close(core: SpanCore) {
     let mut data = core.data;
+    let parent = data.as_ref().and_then(SpanData::parent_here);
+    let idle = !stack::has_open_recording();
     let ending = Ending {
         trace: Cow::Owned(core.trace),
         data: &mut data,
-        idle: !stack::has_open_recording(),
+        idle,
     };
-    let (parent, hand_over) = end(ending);
-    if let Some(parent) = parent {
+    let (admitted, hand_over) = end(ending);
+    // Not on the stack, it is not counted there: its parent, if it is open here, is marked.
+    if let (true, false, Some(parent)) = (admitted, idle, parent) {
         stack::mark_child_admitted(parent);
     }
     hand_over.run();
@@ -139,32 +142,31 @@ pub(crate) fn close_on_stack(token: Token, output: &mut Option<Text>) {
     }
 }
 
-/// Ends an observation: into this thread's buffer, admitted or dropped and counted. Returns the
-/// open observation to mark as having an admitted child, and the buffer's hand-over, to run
-/// once the stack is no longer borrowed.
+/// Ends an observation: into this thread's buffer, admitted or dropped and counted. Returns
+/// whether it was admitted, and the buffer's hand-over, to run once the stack is no longer
+/// borrowed.
 #[inline(always)]
-fn end(ending: Ending<'_>) -> (Option<ObservationId>, HandOver) {
+fn end(ending: Ending<'_>) -> (bool, HandOver) {
     let Ending { trace, data, idle } = ending;
-    let Some(record) = data.as_ref() else {
-        return (None, HandOver::default());
-    };
+    if data.is_none() {
+        return (false, HandOver::default());
+    }
     let stamp = EndStamp {
         at: Ticks::now(),
         version: trace.note_version(),
     };
-    let parent = record.parent_span_id.filter(|_| !record.is_local_root());
     // The record is moved once, from where it lies into the thread's buffer, and stamped there
     // (stamped before, the move's wide loads waited for the stamp's stores).
     let (admission, hand_over) = buffer::admit(trace, data, idle, stamp);
-    let mark = match admission {
-        Admission::Admitted => parent.filter(|_| !idle),
-        Admission::Dropped => None,
+    let admitted = match admission {
+        Admission::Admitted => true,
+        Admission::Dropped => false,
         Admission::NoClient => {
             buffer::count_after_shutdown();
-            None
+            false
         }
     };
-    (mark, hand_over)
+    (admitted, hand_over)
 }
 
 /// Starts building a manual observation, for code the attribute cannot annotate.

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::buffer::{self, Admission, HandOver, ThreadBuffer};
 use crate::clock::Ticks;
-use crate::ids::{ObservationId, TraceId};
+use crate::ids::{IdSequence, ObservationId, TraceId};
 use crate::record::{EndStamp, ObservationType, SpanData, TraceState};
 use crate::text::Text;
 use crate::unobserved;
@@ -44,6 +44,9 @@ struct Frame {
     /// The place of its record in the thread's chunk, plus one (written there when it opened;
     /// 0: it is not there, and `data` holds it if it is recorded).
     at: usize,
+    /// [`Stack::admitted`] when it was pushed: when that count has moved on since, an
+    /// observation ended under it was admitted, and it must be too.
+    since: u64,
 }
 
 impl Frame {
@@ -66,6 +69,13 @@ struct Stack {
     buffer: Option<Arc<ThreadBuffer>>,
     /// The installed client, for ending those.
     client: buffer::CachedClient,
+    /// The ids of those (seeded with the buffer).
+    ids: IdSequence,
+    /// Observations ended on this stack and admitted, ever. A frame compares it with the
+    /// count at its push: a parent learns that a child was admitted without the child finding
+    /// it (what is admitted while a frame is on the stack ended under it; across other traces
+    /// opened under it too, which admits more, never less).
+    admitted: u64,
 }
 
 impl std::ops::Deref for Stack {
@@ -156,7 +166,7 @@ impl Stack {
         };
         let frame = self.frames.get_mut(index)?;
         self.recording -= usize::from(frame.recorded());
-        let data = match (frame.at.checked_sub(1), self.buffer.as_deref()) {
+        let mut data = match (frame.at.checked_sub(1), self.buffer.as_deref()) {
             (Some(at), Some(buffer)) => {
                 #[allow(unsafe_code)]
                 // SAFETY: as in `with_data`.
@@ -165,6 +175,10 @@ impl Stack {
             }
             _ => frame.data.take(),
         };
+        // What it learns from the count only while on the stack is kept in its record.
+        if let (Some(data), true) = (data.as_mut(), frame.since != self.admitted) {
+            data.mark_child_admitted();
+        }
         *slot = Some(SpanCore {
             trace,
             span_id: frame.span_id,
@@ -218,6 +232,8 @@ thread_local! {
             recording: 0,
             buffer: None,
             client: (u64::MAX, None),
+            ids: IdSequence::UNSEEDED,
+            admitted: 0,
         })
     };
 }
@@ -263,6 +279,7 @@ impl Stack {
         let token = self.next_token();
         self.recording += usize::from(core.data.is_some());
         let owner = self.frames.len();
+        let since = self.admitted;
         // Written where it goes once there is room (`push` built it aside and moved it).
         push_in_place(&mut self.frames, move |slot| {
             slot.write(Frame {
@@ -272,6 +289,7 @@ impl Stack {
                 span_id: core.span_id,
                 data: core.data,
                 at: 0,
+                since,
             });
         });
         token
@@ -298,6 +316,7 @@ pub(crate) fn push_under_top<R, B: FnOnce() -> SpanData>(
             let token = advance(&mut stack.next_token);
             let data = build.map(|build| build());
             stack.recording += usize::from(data.is_some());
+            let since = stack.admitted;
             push_in_place(&mut stack.frames, move |slot| {
                 slot.write(Frame {
                     token,
@@ -306,6 +325,7 @@ pub(crate) fn push_under_top<R, B: FnOnce() -> SpanData>(
                     span_id: Some(span_id),
                     data,
                     at: 0,
+                    since,
                 });
             });
             Some((token, back))
@@ -336,9 +356,10 @@ pub(crate) fn open_child(
             }
             if stack.buffer.is_none() {
                 stack.buffer = buffer::this_thread();
+                stack.ids.seed();
             }
             let buffer = stack.buffer.as_deref()?;
-            let span_id = ObservationId::random();
+            let span_id = stack.ids.next();
             let is_local_root = parent.is_none() || parent == trace.remote_parent;
             #[allow(unsafe_code)]
             // SAFETY: as in `Stack::with_data`.
@@ -349,7 +370,8 @@ pub(crate) fn open_child(
             let options = (trace.options.capture_io, trace.options.field_limit);
             let token = advance(&mut stack.next_token);
             stack.recording += 1;
-            push_frame(&mut stack.frames, (token, owner, span_id), at + 1);
+            let since = stack.admitted;
+            push_frame(&mut stack.frames, (token, owner, span_id), (at + 1, since));
             Some((token, options.0, options.1))
         })
         .ok()
@@ -362,7 +384,7 @@ pub(crate) fn open_child(
 fn push_frame(
     frames: &mut Vec<Frame>,
     (token, owner, span_id): (Token, usize, ObservationId),
-    at: usize,
+    (at, since): (usize, u64),
 ) {
     // Written field by field where it goes (through a closure it was built aside and copied,
     // the copy's wide loads waiting on the narrow stores that had built it; `data` is written
@@ -377,6 +399,7 @@ fn push_frame(
             span_id: Some(span_id),
             data: None,
             at,
+            since,
         });
         #[allow(unsafe_code)]
         // SAFETY: the place past `len` exists (`reserve`) and was just written.
@@ -436,14 +459,14 @@ pub(crate) struct Ending<'a> {
 /// Takes what `push` made current off the stack and ends it, with what `output` holds as its
 /// captured output, in the same borrow of the stack (the observation's trace is not cloned for
 /// it). An observation whose record is in the thread's chunk is ended there; any other is
-/// handed to `end`, which sets the output itself. When `end` returns the id of an observation
-/// still on the stack, that one is marked as having an admitted child. `end` must not call
-/// user code. Returns the buffer's hand-over, to run once the stack is no longer borrowed.
+/// handed to `end`, which sets the output itself and returns whether it was admitted (the
+/// frames below then learn it from [`Stack::admitted`]). `end` must not call user code.
+/// Returns the buffer's hand-over, to run once the stack is no longer borrowed.
 #[inline(always)]
 pub(crate) fn end_with(
     token: Token,
     output: &mut Option<Text>,
-    end: impl FnOnce(Ending<'_>, &mut Option<Text>) -> (Option<ObservationId>, HandOver),
+    end: impl FnOnce(Ending<'_>, &mut Option<Text>) -> (bool, HandOver),
 ) -> Option<HandOver> {
     STACK
         .try_with(|stack| {
@@ -467,9 +490,10 @@ impl Stack {
         &mut self,
         token: Token,
         output: &mut Option<Text>,
-        end: impl FnOnce(Ending<'_>, &mut Option<Text>) -> (Option<ObservationId>, HandOver),
+        end: impl FnOnce(Ending<'_>, &mut Option<Text>) -> (bool, HandOver),
     ) -> Option<HandOver> {
-        let (parent, back) = match self.len().checked_sub(1) {
+        let admitted = self.admitted;
+        let (was_admitted, back) = match self.len().checked_sub(1) {
             Some(top) if self[top].token == token => {
                 // Ended where it lies: its data is moved once, into the thread's buffer.
                 let recorded = self[top].data.is_some();
@@ -478,6 +502,9 @@ impl Stack {
                 let owner = self[top].owner;
                 let (below, top_frame) = self.frames.split_at_mut(top);
                 let frame = top_frame.first_mut()?;
+                if let (Some(data), true) = (frame.data.as_mut(), frame.since != admitted) {
+                    data.mark_child_admitted();
+                }
                 let trace = match frame.trace.take() {
                     Some(trace) => Cow::Owned(trace),
                     None => match below.get(owner).and_then(|f| f.trace.as_ref()) {
@@ -511,9 +538,7 @@ impl Stack {
                 )
             }
         };
-        if let Some(parent) = parent {
-            self.mark_child_admitted(parent);
-        }
+        self.admitted += u64::from(was_admitted);
         Some(back)
     }
 }
@@ -527,6 +552,7 @@ impl Stack {
         let frame = self.frames.get_mut(top)?;
         let at = frame.at.checked_sub(1)?;
         let (owner, own_trace) = (frame.owner, frame.trace.take());
+        let child_admitted = frame.since != self.admitted;
         self.recording -= 1;
         let idle = self.recording == 0;
         let trace = match &own_trace {
@@ -543,7 +569,9 @@ impl Stack {
                 data.set_captured_output(output);
             }
         }
-        let parent = data.parent_span_id.filter(|_| !data.is_local_root());
+        if child_admitted {
+            data.mark_child_admitted();
+        }
         let stamp = EndStamp {
             at: Ticks::now(),
             version: trace.note_version(),
@@ -551,24 +579,8 @@ impl Stack {
         let ending = (trace, &mut self.client);
         let (admission, hand_over) = buffer::end_in_chunk(&mut held, at, ending, idle, stamp);
         match admission {
-            Admission::Admitted => {
-                if let Some(parent) = parent.filter(|_| !idle) {
-                    // Most often the frame below.
-                    let below = top.checked_sub(1).and_then(|i| self.frames.get_mut(i));
-                    match below {
-                        Some(f) if f.span_id == Some(parent) && f.recorded() => {
-                            let data = match f.data.as_mut() {
-                                Some(data) => Some(data),
-                                None => held.data_mut(f.at - 1),
-                            };
-                            if let Some(data) = data {
-                                data.mark_child_admitted();
-                            }
-                        }
-                        _ => mark_in(&mut self.frames[..top], &mut held, parent),
-                    }
-                }
-            }
+            // The frames below learn it from the count.
+            Admission::Admitted => self.admitted += 1,
             Admission::Dropped => {}
             Admission::NoClient => buffer::count_after_shutdown(),
         }
@@ -589,26 +601,6 @@ impl Stack {
         drop(held);
         drop(own_trace);
         Some(hand_over)
-    }
-}
-
-/// Marks the recorded observation `parent` among `frames` (its record here or in `held`) as
-/// having an admitted child.
-#[cold]
-fn mark_in(frames: &mut [Frame], held: &mut buffer::Held, parent: ObservationId) {
-    let Some(frame) = frames
-        .iter_mut()
-        .rev()
-        .find(|f| f.recorded() && f.span_id == Some(parent))
-    else {
-        return;
-    };
-    let data = match frame.data.as_mut() {
-        Some(data) => Some(data),
-        None => frame.at.checked_sub(1).and_then(|at| held.data_mut(at)),
-    };
-    if let Some(data) = data {
-        data.mark_child_admitted();
     }
 }
 
@@ -828,11 +820,48 @@ mod tests {
             let borrowed = matches!(ending.trace, Cow::Borrowed(_));
             ending.data.take();
             seen = Some((borrowed, ending.trace.trace_id, ending.idle));
-            (None, HandOver::default())
+            (false, HandOver::default())
         })
         .expect("on the stack")
         .run();
         seen
+    }
+
+    /// Ends `token` (its record in its frame) as admitted when `admitted`, else dropped.
+    fn end_as(token: Token, admitted: bool) {
+        end_with(token, &mut None, |ending, _| {
+            ending.data.take();
+            (admitted, HandOver::default())
+        })
+        .expect("on the stack")
+        .run();
+    }
+
+    #[test]
+    fn an_observation_learns_that_one_ended_under_it_was_admitted() {
+        std::thread::spawn(|| {
+            let trace = TraceState::for_tests("t");
+            let must_pass = |token| {
+                let data = remove(token).and_then(|core| core.data).expect("recorded");
+                data.must_pass()
+            };
+            // Dropped under it: it need not pass.
+            let (parent, child) = (root(&trace), root(&trace));
+            end_as(child, false);
+            assert!(!must_pass(parent));
+            // Admitted under it, two levels down: it and the one between must pass.
+            let (outer, middle, inner) = (root(&trace), root(&trace), root(&trace));
+            end_as(inner, true);
+            assert!(must_pass(middle));
+            // Opened after that admission, it learns of none.
+            let late = root(&trace);
+            assert!(!must_pass(late));
+            // Taken off the stack and back (an `async` body between polls), it keeps it.
+            let outer = remove(outer).and_then(push).expect("back on the stack");
+            assert!(must_pass(outer));
+        })
+        .join()
+        .expect("no panic");
     }
 
     #[test]
