@@ -461,24 +461,21 @@ fn client_from(cache: &mut CachedClient) -> Option<&Client> {
     cache.1.as_deref()
 }
 
-/// Ends the open record at `index` of this thread's chunk (written there when it opened), as
-/// of `stamp`: admitted where it lies, or dropped and counted when the queue is full and it
-/// may go. `idle`: no recorded observation is open on this thread any more. Run the
-/// [`HandOver`] once nothing of this thread is borrowed.
+/// Ends the open record at `index` of this thread's chunk (written there when it opened, and
+/// stamped with `stamp`; whether it must pass and is a local root): admitted where it lies,
+/// or dropped and counted when the queue is full and it may go. `idle`: no recorded
+/// observation is open on this thread any more. Run the [`HandOver`] once nothing of this
+/// thread is borrowed.
 #[inline(always)]
 pub(crate) fn end_in_chunk(
     held: &mut owned::Owner<'_, Held>,
-    index: usize,
-    (trace, client): (&Arc<TraceState>, &mut CachedClient),
+    (index, (must_pass, root)): (usize, (bool, bool)),
+    (trace, client, stamp): (&Arc<TraceState>, &mut CachedClient, EndStamp),
     idle: bool,
-    stamp: EndStamp,
 ) -> (Admission, HandOver) {
-    let outcome = client_from(client).and_then(
+    let outcome = client_from(client).map(
         #[inline(always)]
         |client| {
-            let data = held.data_mut(index)?;
-            data.set_end(stamp);
-            let (must_pass, root) = (data.must_pass(), data.is_local_root());
             held.open -= 1;
             // This one is counted among the finished ones now, and asks for room beside them.
             let admitted = must_pass || client.has_room(held.finished() - 1, root);
@@ -487,7 +484,7 @@ pub(crate) fn end_in_chunk(
                 held.dropped_full += 1;
             }
             let due = held.settle(client, idle);
-            Some((admitted, due))
+            (admitted, due)
         },
     );
     match outcome {

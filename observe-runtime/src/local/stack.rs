@@ -576,8 +576,10 @@ impl Stack {
             at: Ticks::now(),
             version: trace.note_version(),
         };
-        let ending = (trace, &mut self.client);
-        let (admission, hand_over) = buffer::end_in_chunk(&mut held, at, ending, idle, stamp);
+        data.set_end(stamp);
+        let passes = (data.must_pass(), data.is_local_root());
+        let ending = (trace, &mut self.client, stamp);
+        let (admission, hand_over) = buffer::end_in_chunk(&mut held, (at, passes), ending, idle);
         match admission {
             // The frames below learn it from the count.
             Admission::Admitted => self.admitted += 1,
