@@ -7,7 +7,7 @@
 //! each with a reply and a deadline. Callers never wait on the network except in flush and
 //! shutdown, and those always have a deadline.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -23,7 +23,7 @@ use super::waiter::{Control, Waiter};
 use crate::capture;
 use crate::clock::UnixClock;
 use crate::diagnostics;
-use crate::ids::ObservationId;
+use crate::ids::{IdMap, IdSet, ObservationId};
 use crate::mask::{mask_json, Mask};
 use crate::record::{FinishedScore, FinishedSpan, Record, TraceState};
 use crate::unobserved;
@@ -94,7 +94,7 @@ pub(crate) fn spawn(
                 carry: Vec::new(),
                 scores: Vec::new(),
                 requests: 0,
-                awaited: HashMap::new(),
+                awaited: IdMap::default(),
                 shutting_down: false,
                 settings,
                 counters,
@@ -133,7 +133,7 @@ struct Worker {
     /// Batches handed to the sink so far.
     requests: u64,
     /// Parents of delivered spans that were not delivered yet, and since when.
-    awaited: HashMap<ObservationId, Instant>,
+    awaited: IdMap<Instant>,
     /// During shutdown a batch that misses the deadline is lost; during a flush it is kept for
     /// the next round.
     shutting_down: bool,
@@ -461,7 +461,7 @@ impl Worker {
     /// these), then the rest, each newest first (a parent ends after its children).
     fn delivery_order(&self, mut spans: Vec<FinishedSpan>) -> Vec<FinishedSpan> {
         spans.sort_by_key(|span| span.end_unix_nanos);
-        let mut required: HashSet<ObservationId> = self.awaited.keys().copied().collect();
+        let mut required: IdSet = self.awaited.keys().copied().collect();
         // Oldest first: a parent comes after its children, so one pass reaches every ancestor.
         for span in &spans {
             if required.contains(&span.span_id) && !span.is_local_root {
@@ -485,7 +485,7 @@ impl Worker {
             return;
         }
         let now = Instant::now();
-        let ids: HashSet<ObservationId> = delivered.iter().map(|(id, _)| *id).collect();
+        let ids: IdSet = delivered.iter().map(|(id, _)| *id).collect();
         for (id, parent) in delivered {
             self.awaited.remove(id);
             if let Some(parent) = parent {
