@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use super::encode::{encode, gzip, Envelope};
+use super::encode::{encode, Envelope, Gzip};
 use crate::export::auth::{AuthCheck, AuthError};
 use crate::export::media_upload::{uploads_of, MediaUploader, Upload};
 use crate::export::scores;
@@ -22,8 +22,8 @@ pub(crate) struct OtlpSink {
     envelope: Envelope,
     /// The protobuf of the current request; kept between requests.
     body: Vec<u8>,
-    /// The gzipped body of the current request; kept between requests.
-    gzip_buffer: Vec<u8>,
+    /// The gzipped body of the current request, and its compressor; kept between requests.
+    gzip: Gzip,
     spool: Option<Spool>,
     /// The media of the last batch sent that were registered (and uploaded, or known), by
     /// observation and media id: a batch the deadline then leaves to the spool goes without them.
@@ -37,7 +37,7 @@ impl OtlpSink {
             transport,
             envelope,
             body: Vec::new(),
-            gzip_buffer: Vec::new(),
+            gzip: Gzip::default(),
             spool,
             media_done: HashSet::new(),
         }
@@ -69,12 +69,13 @@ impl Sink for OtlpSink {
         self.resume(waiter);
         let media_later = self.upload_media(&batch, waiter);
         encode(&mut self.body, &batch, &self.envelope);
-        gzip(&self.body, &mut self.gzip_buffer)
+        self.gzip
+            .zip(&self.body)
             .map_err(|problem| Failure::Dropped(Undelivered::GaveUp(problem)))?;
-        match self.transport.post(&self.gzip_buffer, waiter) {
+        match self.transport.post(self.gzip.bytes(), waiter) {
             Ok(()) => Ok(()),
             Err(Undelivered::GaveUp(reason)) => match self.spool.as_mut() {
-                Some(spool) => match spool.keep(&self.gzip_buffer, batch.len(), &media_later) {
+                Some(spool) => match spool.keep(self.gzip.bytes(), batch.len(), &media_later) {
                     Ok(()) => Err(Failure::Spooled(Undelivered::GaveUp(reason))),
                     Err(problem) => Err(Failure::Dropped(Undelivered::GaveUp(format!(
                         "{reason}; {problem}"
@@ -117,8 +118,10 @@ impl Sink for OtlpSink {
             .filter(|u| !done.contains(&(u.observation_id.clone(), u.media.media_id.clone())))
             .collect();
         encode(&mut self.body, &batch, &self.envelope);
-        let kept = gzip(&self.body, &mut self.gzip_buffer)
-            .and_then(|()| spool.keep(&self.gzip_buffer, batch.len(), &media));
+        let gzip = &mut self.gzip;
+        let kept = gzip
+            .zip(&self.body)
+            .and_then(|()| spool.keep(gzip.bytes(), batch.len(), &media));
         Some(kept.map(|()| batch.len()))
     }
 
