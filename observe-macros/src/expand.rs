@@ -279,11 +279,10 @@ impl Generator<'_> {
             quote_spanned! {mixed=>
                 #allow
                 if let ::core::option::Option::Some(__observe_observed) = &mut __observe {
-                    if let ::core::option::Option::Some(mut __observe_input) =
-                        __observe_observed.input_writer()
-                    {
+                    // Out of line: see `capture_input`.
+                    #krate::__private::capture_input(__observe_observed, |__observe_input| {
                         #(#records)*
-                    }
+                    });
                 }
             }
         };

@@ -370,6 +370,17 @@ impl Drop for OutputWriter<'_> {
     }
 }
 
+/// Writes the input object of an observed call, when its arguments are captured: `write` writes
+/// each argument. Out of line (with the attribute's code for the arguments in `write`), so that
+/// the observed function itself stays small when tracing is off: inline, that code made it set
+/// up a large stack frame on every call, also when nothing was recorded.
+#[inline(never)]
+pub fn capture_input(observed: &mut Observed, write: impl FnOnce(&mut InputWriter<'_>)) {
+    if let Some(mut input) = observed.input_writer() {
+        write(&mut input);
+    }
+}
+
 /// Runs the body of an observed call, then `record` with its result and the observation: out of
 /// line, so that the observed function itself stays small when tracing is off.
 #[inline(never)]
