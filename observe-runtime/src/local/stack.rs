@@ -545,8 +545,8 @@ impl Stack {
 
 impl Stack {
     /// Ends the top frame's observation, whose record is at its place in the thread's chunk:
-    /// stamped and admitted (or dropped) there; its parent, still open here, is marked when it
-    /// was admitted.
+    /// stamped and admitted (or dropped) there; when it was admitted, the count of admissions
+    /// moves on, and the frames below learn it from there.
     #[inline(always)]
     fn end_in_chunk(&mut self, top: usize, output: &mut Option<Text>) -> Option<HandOver> {
         let frame = self.frames.get_mut(top)?;
