@@ -192,6 +192,11 @@ impl ObservationId {
     }
 }
 
+/// 2^64 divided by the golden ratio, odd: the increment of `random_u64`'s generator, and the
+/// factor that spreads a count or an id over all 64 bits (multiplied by it, numbers that differ
+/// in a few bits differ in many).
+pub(crate) const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
+
 /// Observation ids drawn on one thread, without a call or a thread-local of their own (the
 /// thread's stack holds it): a counter through a bijection, so never the same twice on the
 /// thread, offset by a random key per thread, so as unlikely as random ids to meet another
@@ -217,7 +222,7 @@ impl IdSequence {
     pub(crate) fn next(&mut self) -> ObservationId {
         self.count = self.count.wrapping_add(1);
         // An odd factor: a bijection of the count.
-        let id = self.key ^ self.count.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let id = self.key ^ self.count.wrapping_mul(GOLDEN);
         ObservationId(NonZeroU64::new(id).unwrap_or(NonZeroU64::MIN))
     }
 }
@@ -250,7 +255,7 @@ pub(crate) struct IdHasher(u64);
 impl IdHasher {
     #[inline]
     fn mix(&mut self, value: u64) {
-        let product = u128::from(self.0 ^ value) * 0x9E37_79B9_7F4A_7C15;
+        let product = u128::from(self.0 ^ value) * u128::from(GOLDEN);
         self.0 = (product as u64) ^ ((product >> 64) as u64);
     }
 }
@@ -336,7 +341,7 @@ fn seed() -> u64 {
 /// A non-zero random number; no lock, no system call after the first use on a thread.
 pub(crate) fn random_u64() -> u64 {
     let next = |state: u64| {
-        let state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let state = state.wrapping_add(GOLDEN);
         let mut z = state;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);

@@ -3,7 +3,7 @@
 //! not. A fixed table of slots, one small lock each; a newer span that lands in the same slot
 //! replaces an older one. Imports only the ids.
 
-use crate::ids::{ObservationId, TraceId};
+use crate::ids::{ObservationId, TraceId, GOLDEN};
 
 /// Slots in the table: the spans closed last are found, up to about this many.
 const SLOTS: usize = 512;
@@ -33,7 +33,7 @@ impl std::fmt::Debug for ClosedSpans {
 impl ClosedSpans {
     fn slot(&self, id: u64) -> &spin::Mutex<Option<Entry>> {
         // Fibonacci hashing: the registry's ids differ mostly in their low and middle bits.
-        let hash = id.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32;
+        let hash = id.wrapping_mul(GOLDEN) >> 32;
         &self.slots[hash as usize % SLOTS]
     }
 

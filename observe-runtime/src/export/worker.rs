@@ -292,56 +292,34 @@ impl Worker {
         }
     }
 
-    /// The exporters' form of a record: Unix times, trace attributes resolved, masked.
-    /// `run` is the trace of the records before it in its chunk (see [`Record`]).
-    fn finish(&self, record: Record, run: &mut Option<Arc<TraceState>>) -> Option<FinishedSpan> {
-        let clock = &self.clock;
-        let mut span = record.finish(run, |ticks| clock.unix_nanos(ticks))?;
-        if let Some(mask) = &self.settings.mask {
-            apply_mask(mask, self.settings.field_limit, &mut span);
-        }
-        Some(span)
-    }
-
     /// Adds a record to the batch, finished where it goes in the batch (a span is some 600
     /// bytes: finished aside and pushed, it was copied twice more); `true` when the batch is
     /// due (count or size).
     fn add(&mut self, record: Record, run: &mut Option<Arc<TraceState>>) -> bool {
-        let clock = &self.clock;
         let before = self.batch.len();
-        self.batch
-            .extend(record.finish(run, |ticks| clock.unix_nanos(ticks)));
-        let Some(span) = self.batch.get_mut(before) else {
+        finish_into(&self.clock, &self.settings, record, run, &mut self.batch);
+        self.batch.len() > before && self.count_last()
+    }
+
+    /// Adds a span to the batch; `true` when the batch is due (count or size).
+    fn push(&mut self, span: FinishedSpan) -> bool {
+        self.batch.push(span);
+        self.count_last()
+    }
+
+    /// Counts the span last added to the batch; when it makes the request too large, the spans
+    /// before it go first, in a request of their own. `true` when the batch is due.
+    fn count_last(&mut self) -> bool {
+        let Some(size) = self.batch.last().map(otlp::estimated_size) else {
             return false;
         };
-        if let Some(mask) = &self.settings.mask {
-            apply_mask(mask, self.settings.field_limit, span);
-        }
-        let size = otlp::estimated_size(span);
-        if before > 0 && self.batch_bytes + size > MAX_BATCH_BYTES {
-            // The spans before it go first, in a request of their own (as in `push`).
+        if self.batch.len() > 1 && self.batch_bytes + size > MAX_BATCH_BYTES {
             if let Some(span) = self.batch.pop() {
                 let _ = self.export();
                 self.batch.push(span);
             }
         }
         self.batch_bytes += size;
-        self.due()
-    }
-
-    /// Adds a span to the batch; `true` when the batch is due (count or size).
-    fn push(&mut self, span: FinishedSpan) -> bool {
-        let size = otlp::estimated_size(&span);
-        if !self.batch.is_empty() && self.batch_bytes + size > MAX_BATCH_BYTES {
-            let _ = self.export();
-        }
-        self.batch_bytes += size;
-        self.batch.push(span);
-        self.due()
-    }
-
-    /// Whether the batch is due (count or size).
-    fn due(&self) -> bool {
         // At shutdown, requests are as large as allowed: fewer round trips before the deadline.
         (!self.shutting_down && self.batch.len() >= self.settings.flush_at)
             || self.batch_bytes >= MAX_BATCH_BYTES
@@ -443,11 +421,9 @@ impl Worker {
         self.clock.refresh();
         for chunk in chunks {
             let mut run = None;
-            spans.extend(
-                chunk
-                    .into_iter()
-                    .filter_map(|record| self.finish(record, &mut run)),
-            );
+            for record in chunk {
+                finish_into(&self.clock, &self.settings, record, &mut run, &mut spans);
+            }
         }
         let spans = self.delivery_order(spans);
         let mut unsent = Vec::new();
@@ -696,6 +672,23 @@ pub(crate) fn apply_score_mask(mask: &Mask, limit: usize, score: &mut FinishedSc
 /// Runs the user's mask over every captured value of a span (input, output, observation and trace
 /// metadata, and the status message, an error's text); what it returns is held to the field limit
 /// again (a mask may make a value longer).
+/// Adds the exporters' form of `record` to `into`, built in its place there: Unix times, trace
+/// attributes resolved, masked. `run` is the trace of the records before it in its chunk (see
+/// [`Record`]); a record with no trace (never) adds nothing.
+fn finish_into(
+    clock: &UnixClock,
+    settings: &WorkerSettings,
+    record: Record,
+    run: &mut Option<Arc<TraceState>>,
+    into: &mut Vec<FinishedSpan>,
+) {
+    let before = into.len();
+    into.extend(record.finish(run, |ticks| clock.unix_nanos(ticks)));
+    if let (Some(span), Some(mask)) = (into.get_mut(before), &settings.mask) {
+        apply_mask(mask, settings.field_limit, span);
+    }
+}
+
 pub(crate) fn apply_mask(mask: &Mask, limit: usize, span: &mut FinishedSpan) {
     if let Some(input) = &mut span.input {
         masked_within(mask, limit, input);

@@ -364,6 +364,21 @@ pub(crate) enum Admission {
     NoClient,
 }
 
+impl Admission {
+    /// Whether the record was admitted; one that no client took any more is counted here.
+    #[inline(always)]
+    pub(crate) fn admitted(self) -> bool {
+        match self {
+            Admission::Admitted => true,
+            Admission::Dropped => false,
+            Admission::NoClient => {
+                count_after_shutdown();
+                false
+            }
+        }
+    }
+}
+
 thread_local! {
     static LOCAL: Local = Local::new();
 }
@@ -516,7 +531,7 @@ fn end_alone(
 
 /// Counts a record that ended when no client took it any more (shut down meanwhile).
 #[cold]
-pub(crate) fn count_after_shutdown() {
+fn count_after_shutdown() {
     if let Some(counters) = gate::latest_counters() {
         Counters::add(&counters.spans_created, 1);
         Counters::add(&counters.spans_dropped_after_shutdown, 1);

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::buffer::{self, Admission, HandOver};
+use super::buffer::{self, HandOver};
 use super::origin::new_root_trace;
 pub(crate) use super::stack::SpanCore;
 use super::stack::{self, Ending, Token};
@@ -158,15 +158,7 @@ fn end(ending: Ending<'_>) -> (bool, HandOver) {
     // The record is moved once, from where it lies into the thread's buffer, and stamped there
     // (stamped before, the move's wide loads waited for the stamp's stores).
     let (admission, hand_over) = buffer::admit(trace, data, idle, stamp);
-    let admitted = match admission {
-        Admission::Admitted => true,
-        Admission::Dropped => false,
-        Admission::NoClient => {
-            buffer::count_after_shutdown();
-            false
-        }
-    };
-    (admitted, hand_over)
+    (admission.admitted(), hand_over)
 }
 
 /// Starts building a manual observation, for code the attribute cannot annotate.

@@ -16,7 +16,7 @@ use std::cell::RefCell;
 use std::num::NonZeroU64;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::buffer::{self, Admission, HandOver, ThreadBuffer};
+use super::buffer::{self, HandOver, ThreadBuffer};
 use crate::clock::Ticks;
 use crate::ids::{IdSequence, ObservationId, TraceId};
 use crate::record::{EndStamp, ObservationType, SpanData, TraceState};
@@ -176,9 +176,7 @@ impl Stack {
             _ => frame.data.take(),
         };
         // What it learns from the count only while on the stack is kept in its record.
-        if let (Some(data), true) = (data.as_mut(), frame.since != self.admitted) {
-            data.mark_child_admitted();
-        }
+        keep_learned(data.as_mut(), frame.since, self.admitted);
         *slot = Some(SpanCore {
             trace,
             span_id: frame.span_id,
@@ -432,6 +430,15 @@ fn push_in_place<T>(vec: &mut Vec<T>, write: impl FnOnce(&mut std::mem::MaybeUni
     }
 }
 
+/// Notes in `data`, the record of a frame pushed when the stack's count of admissions was
+/// `since`, that an observation ended under it was admitted, when the count is `admitted` now.
+#[inline(always)]
+fn keep_learned(data: Option<&mut SpanData>, since: u64, admitted: u64) {
+    if let (Some(data), true) = (data, since != admitted) {
+        data.mark_child_admitted();
+    }
+}
+
 /// The token `next` holds, `next` moved on.
 #[inline(always)]
 fn advance(next: &mut NonZeroU64) -> Token {
@@ -502,9 +509,7 @@ impl Stack {
                 let owner = self[top].owner;
                 let (below, top_frame) = self.frames.split_at_mut(top);
                 let frame = top_frame.first_mut()?;
-                if let (Some(data), true) = (frame.data.as_mut(), frame.since != admitted) {
-                    data.mark_child_admitted();
-                }
+                keep_learned(frame.data.as_mut(), frame.since, admitted);
                 let trace = match frame.trace.take() {
                     Some(trace) => Cow::Owned(trace),
                     None => match below.get(owner).and_then(|f| f.trace.as_ref()) {
@@ -552,7 +557,7 @@ impl Stack {
         let frame = self.frames.get_mut(top)?;
         let at = frame.at.checked_sub(1)?;
         let (owner, own_trace) = (frame.owner, frame.trace.take());
-        let child_admitted = frame.since != self.admitted;
+        let since = frame.since;
         self.recording -= 1;
         let idle = self.recording == 0;
         let trace = match &own_trace {
@@ -569,9 +574,7 @@ impl Stack {
                 data.set_captured_output(output);
             }
         }
-        if child_admitted {
-            data.mark_child_admitted();
-        }
+        keep_learned(Some(&mut *data), since, self.admitted);
         let stamp = EndStamp {
             at: Ticks::now(),
             version: trace.note_version(),
@@ -580,12 +583,8 @@ impl Stack {
         let passes = (data.must_pass(), data.is_local_root());
         let ending = (trace, &mut self.client, stamp);
         let (admission, hand_over) = buffer::end_in_chunk(&mut held, (at, passes), ending, idle);
-        match admission {
-            // The frames below learn it from the count.
-            Admission::Admitted => self.admitted += 1,
-            Admission::Dropped => {}
-            Admission::NoClient => buffer::count_after_shutdown(),
-        }
+        // The frames below learn it from the count.
+        self.admitted += u64::from(admission.admitted());
         // Popped, not truncated: the frame holds nothing to drop (its trace was taken, its
         // data is in the chunk), and truncating ran the drop code of both.
         debug_assert!(self

@@ -378,12 +378,12 @@ impl SpanData {
         self.head.has(Flags::EXPLICIT_OUTPUT)
     }
 
-    /// Notes that a child was admitted to the queue: this must then be admitted too.
     /// Its parent, when that one is of this process (not the remote parent of a local root).
     pub(crate) fn parent_here(&self) -> Option<ObservationId> {
         self.parent_span_id.filter(|_| !self.is_local_root())
     }
 
+    /// Notes that a child was admitted to the queue: this must then be admitted too.
     pub(crate) fn mark_child_admitted(&mut self) {
         self.head.set(Flags::CHILD_ADMITTED);
     }
