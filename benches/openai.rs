@@ -10,7 +10,8 @@
 //!
 //! `cargo bench --bench openai` (`cargo bench --bench openai -- nomatch`: only the paired part;
 //! `CASE=call` or `CASE=stream`: only that paired case; `ONLY=plain` or `ONLY=observed`: the
-//! same client for both blocks of a pair, to see what the pairing itself adds)
+//! same client for both blocks of a pair, to see what the pairing itself adds; `ROUNDS`: rounds
+//! other than 101). `benches/openai_cost.sh` counts the instructions the layer adds per call.
 //!
 //! After each case a `delivered` line gives the calls made, the generations the server received,
 //! the server's chat requests and the connections it accepted, so a case that recorded nothing
@@ -39,8 +40,14 @@ use observe_openai::ObserveLayer;
 use observe_runtime::Config;
 use serde_json::json;
 
-/// Rounds of the paired blocks (the medians are taken over them).
-const ROUNDS: usize = 101;
+/// Rounds of the paired blocks (the medians are taken over them); `ROUNDS` sets another number
+/// (`benches/openai_cost.sh` counts instructions over a few).
+fn rounds() -> usize {
+    std::env::var("ROUNDS")
+        .ok()
+        .and_then(|rounds| rounds.parse().ok())
+        .unwrap_or(101)
+}
 
 /// Chunks in one streamed answer.
 const CHUNKS: u64 = 500;
@@ -342,7 +349,8 @@ fn openai(c: &mut Criterion) {
         let mut plain_times: [Vec<f64>; 4] = Default::default();
         let received = spans_received();
         let before = requests.load(Ordering::Relaxed);
-        for round in 0..ROUNDS {
+        let rounds = rounds();
+        for round in 0..rounds {
             let time = |client: &Client<OpenAIConfig>| {
                 runtime.block_on(async {
                     let started = (Instant::now(), cpu_time(PROCESS), cpu_time(THREAD));
@@ -391,7 +399,7 @@ fn openai(c: &mut Criterion) {
         eprintln!(
             "delivered paired {case}: {} calls with the layer and as many without, {} \
              generations received, {} requests answered",
-            u64::from(block) * ROUNDS as u64,
+            u64::from(block) * rounds as u64,
             spans_received() - received,
             requests.load(Ordering::Relaxed) - before,
         );
