@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -34,6 +34,36 @@ pub(crate) struct Answer {
     pub(crate) error: Option<String>,
 }
 
+/// What a call shares with the factory that makes its attempts (one allocation for both): the
+/// count of attempts, and the first attempt's request, built before the call and taken by it.
+pub(crate) struct Attempts {
+    count: AtomicU32,
+    first: Mutex<Option<reqwest::Request>>,
+}
+
+impl Attempts {
+    pub(crate) fn new(first: reqwest::Request) -> Attempts {
+        Attempts {
+            count: AtomicU32::new(0),
+            first: Mutex::new(Some(first)),
+        }
+    }
+
+    /// Counts an attempt; the first one gets the request built for it.
+    pub(crate) fn next(&self) -> Option<reqwest::Request> {
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.first
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take()
+    }
+
+    /// The attempts after the first.
+    fn retries(&self) -> u32 {
+        self.count.load(Ordering::Relaxed).saturating_sub(1)
+    }
+}
+
 /// A call being recorded.
 pub(crate) struct Call {
     generation: DetachedSpan,
@@ -44,7 +74,7 @@ pub(crate) struct Call {
     /// The request's model, when the request was recorded at once (else the fill reads it).
     request_model: Option<String>,
     options: Arc<Options>,
-    attempts: Arc<AtomicU32>,
+    attempts: Arc<Attempts>,
     /// The fill is set (the call ended).
     ended: bool,
 }
@@ -69,7 +99,7 @@ impl Call {
         endpoint: Endpoint,
         body: Option<Bytes>,
         options: Arc<Options>,
-        attempts: Arc<AtomicU32>,
+        attempts: Arc<Attempts>,
     ) -> Option<Call> {
         let kind = match endpoint {
             Endpoint::Embeddings => ObservationType::Embedding,
@@ -160,7 +190,7 @@ impl Call {
 
     fn fill(&mut self, ending: Ending) {
         self.ended = true;
-        let retries = self.attempts.load(Ordering::Relaxed).saturating_sub(1);
+        let retries = self.attempts.retries();
         let request = self.request.take();
         let mut request_model = self.request_model.take();
         let endpoint = self.endpoint;

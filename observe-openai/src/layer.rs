@@ -4,8 +4,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use async_openai::error::OpenAIError;
@@ -15,7 +14,7 @@ use http_body_util::BodyExt;
 use observe_runtime::TraceContext;
 use reqwest::{Request, Response};
 
-use crate::call::{Call, Options};
+use crate::call::{Attempts, Call, Options};
 use crate::endpoint::{with_usage_requested, Endpoint};
 use crate::price::Price;
 use crate::stream::ObservedBody;
@@ -130,16 +129,12 @@ where
     let first = factory.build().await?;
     let (replay, mut call) = prepare(factory, first, &options, context);
     let result = inner.call(replay).await.map_err(Into::into);
-    let (parts, mut body, status) = match received(&mut call, result) {
+    let mut response = match received(&mut call, result) {
         Received::Done(result) => return result,
-        Received::Read {
-            parts,
-            body,
-            status,
-        } => (parts, body, status),
+        Received::Read(response) => response,
     };
-    let read = whole(&mut body).await;
-    answered(call, parts, status, read)
+    let read = whole(&mut response).await;
+    answered(call, response, read)
 }
 
 /// The replayable request, with its first attempt built, and the call opened when the endpoint
@@ -151,30 +146,26 @@ fn prepare(
     context: Option<TraceContext>,
 ) -> (HttpRequestFactory, Option<Call>) {
     let Some(endpoint) = Endpoint::of(first.method(), first.url().path()) else {
-        return (replay(factory, first, None, Arc::default()), None);
+        return (replay(factory, Arc::new(Attempts::new(first)), None), None);
     };
     let body = shared_body(&mut first);
     let replacement = match (endpoint, options.include_usage, &body) {
         (Endpoint::Chat, true, Some(body)) => with_usage_requested(body).map(Bytes::from),
         _ => None,
     };
-    let attempts = Arc::new(AtomicU32::new(0));
+    let attempts = Arc::new(Attempts::new(first));
     let call = {
         let _current = context.as_ref().map(TraceContext::attach);
         Call::open(endpoint, body, options.clone(), attempts.clone())
     };
-    (replay(factory, first, replacement, attempts), call)
+    (replay(factory, attempts, replacement), call)
 }
 
 /// What came back: a result to give as it is (the call ended or not recorded), or a complete
 /// answer to read first.
 enum Received {
     Done(Result<Response, OpenAIError>),
-    Read {
-        parts: http::response::Parts,
-        body: reqwest::Body,
-        status: reqwest::StatusCode,
-    },
+    Read(Response),
 }
 
 /// Ends the call on a failure; wraps a streamed body (the call goes with it).
@@ -189,35 +180,34 @@ fn received(call: &mut Option<Call>, result: Result<Response, OpenAIError>) -> R
             return Received::Done(Err(error));
         }
     };
-    let status = response.status();
-    let streamed = status.is_success()
+    let streamed = response.status().is_success()
         && response
             .headers()
             .get(reqwest::header::CONTENT_TYPE)
             .and_then(|value| value.to_str().ok())
             .is_some_and(|value| value.starts_with("text/event-stream"));
-    let url = response.url().clone();
-    let (mut parts, body) = http::Response::from(response).into_parts();
-    keep_url(&mut parts, url);
     if streamed {
+        let url = response.url().clone();
+        let (parts, body) = http::Response::from(response).into_parts();
+        let head = Head {
+            status: parts.status,
+            version: parts.version,
+            headers: parts.headers,
+            extensions: parts.extensions,
+        };
         let observed = ObservedBody::new(body.into_data_stream(), recorded);
-        let body = reqwest::Body::wrap_stream(observed);
-        return Received::Done(Ok(Response::from(http::Response::from_parts(parts, body))));
+        return Received::Done(Ok(head.with(url, reqwest::Body::wrap_stream(observed))));
     }
     *call = Some(recorded);
-    Received::Read {
-        parts,
-        body,
-        status,
-    }
+    Received::Read(response)
 }
 
-/// Ends the call with the answer read, and gives the response rebuilt around it. (`call` is the
-/// one [`received`] put back; it stays an `Option` so that the future holds a single call.)
+/// Ends the call with the answer read, and gives the response rebuilt around it: its status,
+/// version, headers, extensions and URL moved over, its body the bytes read. (`call` is the one
+/// [`received`] put back; it stays an `Option` so that the future holds a single call.)
 fn answered(
     call: Option<Call>,
-    parts: http::response::Parts,
-    status: reqwest::StatusCode,
+    mut response: Response,
     read: Result<Bytes, reqwest::Error>,
 ) -> Result<Response, OpenAIError> {
     let bytes = match read {
@@ -229,6 +219,7 @@ fn answered(
             return Err(OpenAIError::Reqwest(error));
         }
     };
+    let status = response.status();
     if let Some(call) = call {
         if status.is_success() {
             call.answered(&bytes);
@@ -236,10 +227,51 @@ fn answered(
             call.http_error(status, &bytes);
         }
     }
-    Ok(Response::from(http::Response::from_parts(
-        parts,
-        reqwest::Body::from(bytes),
-    )))
+    Ok(rebuilt(&mut response, bytes))
+}
+
+/// A response like `response` (its status, version, headers, extensions and URL moved over)
+/// around `body`: reqwest sets a body only on a response built from an `http::Response`.
+fn rebuilt(response: &mut Response, body: Bytes) -> Response {
+    let head = Head {
+        status: response.status(),
+        version: response.version(),
+        headers: std::mem::take(response.headers_mut()),
+        extensions: std::mem::take(response.extensions_mut()),
+    };
+    head.with(response.url().clone(), reqwest::Body::from(body))
+}
+
+/// What a response is besides its body and URL.
+struct Head {
+    status: reqwest::StatusCode,
+    version: reqwest::Version,
+    headers: http::HeaderMap,
+    extensions: http::Extensions,
+}
+
+impl Head {
+    /// The response with `url` and `body`. Only http's builder sets a response's URL (reqwest's
+    /// `ResponseBuilderExt::url`, an extension of reqwest's own type): the extensions are moved
+    /// into the builder first, so that the URL joins them, with no other map of extensions made
+    /// and merged.
+    fn with(self, url: reqwest::Url, body: reqwest::Body) -> Response {
+        use reqwest::ResponseBuilderExt as _;
+        let mut builder = http::Response::builder()
+            .status(self.status)
+            .version(self.version);
+        if let Some(extensions) = builder.extensions_mut() {
+            *extensions = self.extensions;
+        }
+        if let Some(headers) = builder.headers_mut() {
+            *headers = self.headers;
+        }
+        match builder.url(url).body(body) {
+            Ok(built) => Response::from(built),
+            // Never: the status and version are a response's own.
+            Err(_) => Response::from(http::Response::new(reqwest::Body::from(Bytes::new()))),
+        }
+    }
 }
 
 /// The request's body as shared bytes, put back into the request (not copied: a body built
@@ -259,15 +291,12 @@ fn shared_body(request: &mut Request) -> Option<Bytes> {
     Some(bytes)
 }
 
-/// All of a body's data: its only frame as it is (shared, not copied), several joined; trailers
-/// are left out.
-async fn whole(body: &mut reqwest::Body) -> Result<Bytes, reqwest::Error> {
+/// All of a response's body: its only frame as it is (shared, not copied), several joined;
+/// trailers are left out.
+async fn whole(response: &mut Response) -> Result<Bytes, reqwest::Error> {
     let mut first = Bytes::new();
     let mut joined: Option<BytesMut> = None;
-    while let Some(frame) = body.frame().await {
-        let Ok(data) = frame?.into_data() else {
-            continue;
-        };
+    while let Some(data) = response.chunk().await? {
         match &mut joined {
             Some(joined) => joined.extend_from_slice(&data),
             None if first.is_empty() => first = data,
@@ -280,17 +309,6 @@ async fn whole(body: &mut reqwest::Body) -> Result<Bytes, reqwest::Error> {
         }
     }
     Ok(joined.map_or(first, BytesMut::freeze))
-}
-
-/// Puts the response's URL back into its parts (the conversion to `http::Response` leaves it
-/// out), so that the rebuilt response has it, and reqwest need not parse a placeholder.
-fn keep_url(parts: &mut http::response::Parts, url: reqwest::Url) {
-    use reqwest::ResponseBuilderExt as _;
-    if let Ok(mut carrier) = http::Response::builder().url(url).body(()) {
-        parts
-            .extensions
-            .extend(std::mem::take(carrier.extensions_mut()));
-    }
 }
 
 /// The status message of a failed call: the server's message for an API error.
@@ -307,22 +325,16 @@ fn error_message(error: &OpenAIError) -> String {
     }
 }
 
-/// A factory for the inner service: the request already built for the first attempt, rebuilt
-/// for the next ones; each attempt counted, and the body replaced when asked.
+/// A factory for the inner service: the request already built for the first attempt (held in
+/// `attempts`), rebuilt for the next ones; each attempt counted, and the body replaced when
+/// asked.
 fn replay(
     factory: HttpRequestFactory,
-    first: Request,
+    attempts: Arc<Attempts>,
     body: Option<Bytes>,
-    attempts: Arc<AtomicU32>,
 ) -> HttpRequestFactory {
-    let first = Mutex::new(Some(first));
     HttpRequestFactory::new(move || {
-        attempts.fetch_add(1, Ordering::Relaxed);
-        let built = first
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .take()
-            .ok_or_else(|| factory.clone());
+        let built = attempts.next().ok_or_else(|| factory.clone());
         let body = body.clone();
         async move {
             let mut request = match built {
@@ -364,6 +376,10 @@ mod tests {
             }
         }
         Iter(items.into_iter())
+    }
+
+    fn answer(body: reqwest::Body) -> Response {
+        Response::from(http::Response::new(body))
     }
 
     /// A service that is never called: only the size of the call's future is looked at.
@@ -419,10 +435,45 @@ mod tests {
         assert_eq!(shared_body(&mut empty), None);
     }
 
+    /// An extension another layer might have put on the response.
+    #[derive(Clone, Debug, PartialEq)]
+    struct Marker(u32);
+
+    #[tokio::test]
+    async fn the_rebuilt_response_keeps_everything_but_its_body() {
+        use reqwest::ResponseBuilderExt as _;
+        let url: reqwest::Url = "http://127.0.0.1:9/v1/chat/completions?x=1"
+            .parse()
+            .expect("a URL");
+        let mut response = Response::from(
+            http::Response::builder()
+                .status(201)
+                .version(reqwest::Version::HTTP_2)
+                .header("x-request-id", "req-7")
+                .extension(Marker(7))
+                .url(url.clone())
+                .body(reqwest::Body::from("the answer as sent"))
+                .expect("a response"),
+        );
+        let read = whole(&mut response).await.expect("the body");
+        assert_eq!(read, "the answer as sent");
+
+        let rebuilt = rebuilt(&mut response, Bytes::from_static(b"{\"read\":true}"));
+        assert_eq!(rebuilt.status(), reqwest::StatusCode::CREATED);
+        assert_eq!(rebuilt.version(), reqwest::Version::HTTP_2);
+        assert_eq!(rebuilt.url(), &url);
+        assert_eq!(
+            rebuilt.headers().get("x-request-id").map(|v| v.as_bytes()),
+            Some(&b"req-7"[..])
+        );
+        assert_eq!(rebuilt.extensions().get::<Marker>(), Some(&Marker(7)));
+        assert_eq!(rebuilt.bytes().await.expect("the body"), "{\"read\":true}");
+    }
+
     #[tokio::test]
     async fn a_body_of_one_frame_is_shared_and_several_are_joined() {
         let shared = Bytes::from(b"{\"model\":\"m\"}".to_vec());
-        let mut one = reqwest::Body::from(shared.clone());
+        let mut one = answer(reqwest::Body::from(shared.clone()));
         let read = whole(&mut one).await.expect("the body");
         assert_eq!(read, shared);
         assert_eq!(
@@ -431,13 +482,13 @@ mod tests {
             "the one frame is not copied"
         );
 
-        let mut several = frames(&["{\"a\":", "", "1,\"b\"", ":2}"]);
+        let mut several = answer(frames(&["{\"a\":", "", "1,\"b\"", ":2}"]));
         assert_eq!(
             whole(&mut several).await.expect("the body"),
             "{\"a\":1,\"b\":2}"
         );
 
-        let mut empty = frames(&[]);
+        let mut empty = answer(frames(&[]));
         assert_eq!(whole(&mut empty).await.expect("the body"), "");
     }
 }
