@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Instructions the async-openai layer adds to the calling thread, counted by valgrind (no noise):
+# Instructions the async-openai layer adds to the calling thread, counted by valgrind (repeatable
+# to within a few dozen when nothing else runs, unlike its time):
 # the paired benchmark's client without the layer (`ONLY=plain`) and with it (`ONLY=observed`),
 # counted inside the benchmark's `call` (or `stream`) future only, with 6 rounds minus 3 rounds
 # (so that connecting and warming up cancel out), per call (or per streamed chunk).
@@ -7,10 +8,7 @@
 # Needs valgrind (`apt-get install valgrind`). BENCHMARKS.md, "Sixth round", has the method.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bin=$(cargo bench --bench openai --no-run --message-format=json 2>/dev/null |
-  sed -n 's/.*"executable":"\([^"]*openai[^"]*\)".*/\1/p' | tail -1)
-out=$(mktemp -d)
-trap 'rm -rf "$out"' EXIT
+. benches/valgrind.sh openai
 cases=("$@")
 [ ${#cases[@]} -eq 0 ] && cases=(call)
 for case in "${cases[@]}"; do

@@ -6,10 +6,7 @@
 # Needs valgrind (`apt-get install valgrind`). BENCHMARKS.md, "Eighth round", has the method.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bin=$(cargo bench --bench span_cost --no-run --message-format=json 2>/dev/null |
-  sed -n 's/.*"executable":"\([^"]*span_cost[^"]*\)".*/\1/p' | tail -1)
-out=$(mktemp -d)
-trap 'rm -rf "$out"' EXIT
+. benches/valgrind.sh span_cost
 cases=("$@")
 [ ${#cases[@]} -eq 0 ] && cases=(observe fastrace)
 for case in "${cases[@]}"; do
