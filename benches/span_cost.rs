@@ -4,9 +4,10 @@
 //! children, a flush every 50 roots outside the times, the real exporter sending to a local
 //! server that decodes and counts what it receives.
 //!
-//! `cargo bench --bench span_cost` times observe and fastrace: 2,000 roots per run, the best of
-//! 50 runs, and what each delivered. `-- observe 2000 1` (or `fastrace`, or `capture`: observe
-//! with a `u64` argument and return value captured by every span) runs one case alone:
+//! `cargo bench --bench span_cost` times observe, fastrace and the floor (two clock reads and a
+//! record per span, nothing else: see [`floor`]): 2,000 roots per run, the best of 50 runs, and
+//! what each delivered. `-- observe 2000 1` (or `fastrace`, `floor`, or `capture`: observe with
+//! a `u64` argument and return value captured by every span) runs one case alone:
 //! under `valgrind --tool=callgrind --separate-threads=yes`, the calling thread's instructions
 //! with 4,000 roots minus those with 2,000, divided by the 202,000 spans between them, are one
 //! span's (`benches/span_cost.sh` does this). BENCHMARKS.md, "Eighth round", has the method and
@@ -105,6 +106,91 @@ fn observe_case(case: &str, root: fn(u64) -> u64, roots: u64, runs: u64) {
     );
 }
 
+/// What every recorder of these traces pays at least: two reads of the clock both use
+/// (`minstant`) per span, and an 88-byte record (fastrace's raw span is that size) written at the
+/// open and stamped at the end, in a thread-local vector emptied when the root ends. No ids, no
+/// parent, no hand-over to another thread.
+mod floor {
+    use std::cell::RefCell;
+    use std::hint::black_box;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use super::traces::plain;
+
+    struct Raw {
+        begin: minstant::Instant,
+        end: Option<minstant::Instant>,
+        name: &'static str,
+        rest: [u64; 7],
+    }
+
+    thread_local! {
+        static SPANS: RefCell<Vec<Raw>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// Spans recorded, counted when their root ended.
+    pub static RECORDED: AtomicU64 = AtomicU64::new(0);
+
+    #[inline(always)]
+    fn open(name: &'static str) -> usize {
+        SPANS.with(|spans| {
+            let mut spans = spans.borrow_mut();
+            spans.push(Raw {
+                begin: minstant::Instant::now(),
+                end: None,
+                name,
+                rest: [0; 7],
+            });
+            spans.len() - 1
+        })
+    }
+
+    #[inline(always)]
+    fn close(index: usize) {
+        SPANS.with(|spans| {
+            if let Some(raw) = spans.borrow_mut().get_mut(index) {
+                raw.end = Some(minstant::Instant::now());
+            }
+        });
+    }
+
+    #[inline(never)]
+    fn child(x: u64) -> u64 {
+        let span = open("floor_child");
+        let result = plain(x);
+        close(span);
+        result
+    }
+
+    pub fn root(x: u64) -> u64 {
+        let span = open("floor_root");
+        let result =
+            (0..super::traces::SPANS_PER_ROOT - 1).fold(x, |acc, i| acc ^ child(black_box(i)));
+        close(span);
+        SPANS.with(|spans| {
+            let mut spans = spans.borrow_mut();
+            let ended = spans
+                .iter()
+                .filter(|raw| raw.end.is_some() && !raw.name.is_empty());
+            RECORDED.fetch_add(ended.count() as u64, Ordering::Relaxed);
+            black_box(spans.first().map(|raw| (raw.begin, raw.rest)));
+            spans.clear();
+        });
+        result
+    }
+}
+
+/// Times [`floor::root`].
+fn floor_case(roots: u64, runs: u64) {
+    let best = best_per_span(roots, runs, floor::root, || {});
+    println!(
+        "floor: best of {runs} runs of {roots} roots: {best:.2} ns per span; created {}, \
+         recorded {}",
+        roots * runs * SPANS_PER_ROOT,
+        floor::RECORDED.load(Ordering::Relaxed),
+    );
+}
+
 fn fastrace_case(roots: u64, runs: u64) {
     fastrace::set_reporter(CountingReporter, fastrace::collector::Config::default());
     let best = best_per_span(roots, runs, fastrace_root, fastrace::flush);
@@ -129,10 +215,13 @@ fn main() {
         })
     };
     let case = args.first().map(String::as_str);
-    if let Some(filter) = case.filter(|case| !matches!(*case, "observe" | "fastrace" | "capture")) {
+    if let Some(filter) =
+        case.filter(|case| !matches!(*case, "observe" | "fastrace" | "capture" | "floor"))
+    {
         // A filter meant for another benchmark (`cargo bench -- sustained/`).
         println!(
-            "span_cost: {filter:?} is none of `observe`, `fastrace` and `capture`; nothing run"
+            "span_cost: {filter:?} is none of `observe`, `fastrace`, `capture` and `floor`; \
+             nothing run"
         );
         return;
     }
@@ -142,6 +231,9 @@ fn main() {
     }
     if case.is_none() || case == Some("fastrace") {
         fastrace_case(roots, runs);
+    }
+    if case.is_none() || case == Some("floor") {
+        floor_case(roots, runs);
     }
     // Capture on: a `u64` argument and return value captured by every span (not by default).
     if case == Some("capture") {

@@ -2,7 +2,7 @@
 # Instructions, data reads and data writes one span costs the calling thread, counted by
 # valgrind (no noise): the calling thread's counts with 4,000 roots minus those with 2,000,
 # divided by the 202,000 spans between them.
-# Usage: benches/span_cost.sh [observe|fastrace|capture]...
+# Usage: benches/span_cost.sh [observe|fastrace|floor|capture]...
 # Needs valgrind (`apt-get install valgrind`). BENCHMARKS.md, "Eighth round", has the method.
 set -euo pipefail
 cd "$(dirname "$0")/.."
