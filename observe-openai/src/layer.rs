@@ -173,7 +173,7 @@ fn received(call: &mut Option<Call>, result: Result<Response, OpenAIError>) -> R
     let Some(recorded) = call.take() else {
         return Received::Done(result);
     };
-    let response = match result {
+    let mut response = match result {
         Ok(response) => response,
         Err(error) => {
             recorded.failed(error_message(&error));
@@ -187,14 +187,8 @@ fn received(call: &mut Option<Call>, result: Result<Response, OpenAIError>) -> R
             .and_then(|value| value.to_str().ok())
             .is_some_and(|value| value.starts_with("text/event-stream"));
     if streamed {
-        let url = response.url().clone();
-        let (parts, body) = http::Response::from(response).into_parts();
-        let head = Head {
-            status: parts.status,
-            version: parts.version,
-            headers: parts.headers,
-            extensions: parts.extensions,
-        };
+        let (head, url) = Head::take(&mut response);
+        let body = http::Response::from(response).into_body();
         let observed = ObservedBody::new(body.into_data_stream(), recorded);
         return Received::Done(Ok(head.with(url, reqwest::Body::wrap_stream(observed))));
     }
@@ -233,13 +227,8 @@ fn answered(
 /// A response like `response` (its status, version, headers, extensions and URL moved over)
 /// around `body`: reqwest sets a body only on a response built from an `http::Response`.
 fn rebuilt(response: &mut Response, body: Bytes) -> Response {
-    let head = Head {
-        status: response.status(),
-        version: response.version(),
-        headers: std::mem::take(response.headers_mut()),
-        extensions: std::mem::take(response.extensions_mut()),
-    };
-    head.with(response.url().clone(), reqwest::Body::from(body))
+    let (head, url) = Head::take(response);
+    head.with(url, reqwest::Body::from(body))
 }
 
 /// What a response is besides its body and URL.
@@ -251,6 +240,17 @@ struct Head {
 }
 
 impl Head {
+    /// What `response` is besides its body (its headers and extensions taken), and its URL.
+    fn take(response: &mut Response) -> (Head, reqwest::Url) {
+        let head = Head {
+            status: response.status(),
+            version: response.version(),
+            headers: std::mem::take(response.headers_mut()),
+            extensions: std::mem::take(response.extensions_mut()),
+        };
+        (head, response.url().clone())
+    }
+
     /// The response with `url` and `body`. Only http's builder sets a response's URL (reqwest's
     /// `ResponseBuilderExt::url`, an extension of reqwest's own type): the extensions are moved
     /// into the builder first, so that the URL joins them, with no other map of extensions made
