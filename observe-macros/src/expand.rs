@@ -2,7 +2,9 @@
 //!
 //! Three body shapes are generated (the exact expansion is in `expansion.md` beside this file):
 //!
-//! - a synchronous function: the body runs in a closure handed to `Observed::call`;
+//! - a synchronous function: the body runs in a closure handed to `__private::run_observed`,
+//!   which opens, runs and ends the observation in one frame (a function returning `!` hands
+//!   it to `Observed::call`);
 //! - an `async fn`: the body becomes an `async move` block run through `__private::instrument`;
 //! - a synchronous function whose tail expression is an `async` block, bare or in `Box::pin(..)`
 //!   (hand-written future-returning functions and `#[async_trait]` methods): that block is
@@ -249,6 +251,22 @@ impl Generator<'_> {
     /// Defines the local `__observe: Option<Observed>` (mixed-site hygiene).
     fn prologue(&self, captured: &[&Ident], mutable: bool) -> TokenStream {
         let krate = self.krate;
+        let meta = self.meta();
+        let mutability = (mutable || !captured.is_empty()).then(|| quote!(mut));
+        let input_capture = self.input_capture(
+            captured,
+            quote_spanned!(Span::mixed_site()=> &mut __observe),
+        );
+        quote_spanned! {Span::mixed_site()=>
+            #meta
+            let #mutability __observe = #krate::__private::start(&__OBSERVE_META);
+            #input_capture
+        }
+    }
+
+    /// The `static __OBSERVE_META` describing the function.
+    fn meta(&self) -> TokenStream {
+        let krate = self.krate;
         let name = match &self.args.name {
             Some(name) => name.clone(),
             None => LitStr::new(&self.sig.ident.unraw().to_string(), self.sig.ident.span()),
@@ -259,10 +277,22 @@ impl Generator<'_> {
         );
         let capture_input = optional_bool(&self.args.capture_input);
         let capture_output = optional_bool(&self.args.capture_output);
-        let mutability = (mutable || !captured.is_empty()).then(|| quote!(mut));
-        let mixed = Span::mixed_site();
+        quote_spanned! {Span::mixed_site()=>
+            static __OBSERVE_META: #krate::__private::FnMeta = #krate::__private::FnMeta {
+                name: #name,
+                kind: #krate::__private::ObservationType::#kind,
+                capture_input: #capture_input,
+                capture_output: #capture_output,
+            };
+        }
+    }
 
-        let input_capture = if captured.is_empty() {
+    /// The capture of the arguments `captured` into the observation `observed` (an
+    /// `Option<&mut Observed>`, or a `&mut Option<Observed>`), when it is there.
+    fn input_capture(&self, captured: &[&Ident], observed: TokenStream) -> TokenStream {
+        let krate = self.krate;
+        let mixed = Span::mixed_site();
+        if captured.is_empty() {
             TokenStream::new()
         } else {
             let records = captured.iter().enumerate().map(|(index, binding)| {
@@ -278,24 +308,13 @@ impl Generator<'_> {
             let allow = allow_generated_lints();
             quote_spanned! {mixed=>
                 #allow
-                if let ::core::option::Option::Some(__observe_observed) = &mut __observe {
+                if let ::core::option::Option::Some(__observe_observed) = #observed {
                     // Out of line: see `capture_input`.
                     #krate::__private::capture_input(__observe_observed, |__observe_input| {
                         #(#records)*
                     });
                 }
             }
-        };
-
-        quote_spanned! {mixed=>
-            static __OBSERVE_META: #krate::__private::FnMeta = #krate::__private::FnMeta {
-                name: #name,
-                kind: #krate::__private::ObservationType::#kind,
-                capture_input: #capture_input,
-                capture_output: #capture_output,
-            };
-            let #mutability __observe = #krate::__private::start(&__OBSERVE_META);
-            #input_capture
         }
     }
 
@@ -405,60 +424,78 @@ impl Generator<'_> {
         }
     }
 
-    /// A plain function: the body runs in a `move` closure. When the call is observed, the
-    /// closure and the recording of its result go to `__private::run_observed`, out of line, so
-    /// that the function itself stays a load, a branch and the body when tracing is off (no
-    /// observation exists on that path, so nothing is dropped or checked after the body).
+    /// A plain function: the body runs in a `move` closure. When tracing is on, the closure and
+    /// the recording of its result go to `__private::run_observed`, out of line, which opens the
+    /// observation, hands it to the closure (which captures the arguments first), records the
+    /// result and ends it, in one frame; when it is off, the closure is called with `None` and the
+    /// function is a load, a branch and the body.
     fn sync_body(&self, block: &Block, captured: &[&Ident]) -> TokenStream {
+        if self.signature_output().is_some_and(is_never) {
+            return self.never_body(block, captured);
+        }
         let krate = self.krate;
-        let prologue = self.prologue(captured, true);
+        let meta = self.meta();
+        let input_capture =
+            self.input_capture(captured, quote_spanned!(Span::mixed_site()=> __observe_in));
         let fake_return = self.signature_return_edge();
         let epilogue = self.epilogue(output_shape(self.signature_output()));
         let statements = &block.stmts;
-        let mixed = Span::mixed_site();
-        // A function returning `!` ends with the call itself: there is nothing after it to run.
-        let observed_arm = match self.signature_output() {
-            Some(ty) if is_never(ty) => quote_spanned! {mixed=>
-                let mut __observe = __observe_some;
-                match &mut __observe {
-                    ::core::option::Option::Some(__observe_observed) => {
-                        __observe_observed.call(__observe_body)
-                    }
-                    ::core::option::Option::None => __observe_body(),
-                }
-            },
-            _ => quote_spanned! {mixed=>
+        quote_spanned! {Span::mixed_site()=>
+            // Passing the closure straight to a function taking `FnOnce` makes it `FnOnce`, so
+            // the body may hand out borrows of what it captured (`&mut self.field`).
+            #[inline(always)]
+            fn __observe_once<
+                R,
+                F: ::core::ops::FnOnce(
+                    ::core::option::Option<&mut #krate::__private::Observed>,
+                ) -> R,
+            >(
+                body: F,
+            ) -> F {
+                body
+            }
+            #meta
+            let __observe_body = __observe_once(
+                move |__observe_in: ::core::option::Option<&mut #krate::__private::Observed>| {
+                    #input_capture
+                    #fake_return
+                    #(#statements)*
+                },
+            );
+            if #krate::__private::enabled() {
                 #krate::__private::run_observed(
-                    __observe_some,
+                    &__OBSERVE_META,
                     __observe_body,
                     #[allow(unused_variables, unused_mut)]
                     |__observe_ret, mut __observe| {
                         #epilogue
                     },
                 )
-            },
-        };
-        quote_spanned! {mixed=>
-            // Passing the closure straight to a function taking `FnOnce` makes it `FnOnce`, so
-            // the body may hand out borrows of what it captured (`&mut self.field`).
+            } else {
+                __observe_body(::core::option::Option::None)
+            }
+        }
+    }
+
+    /// A plain function returning `!`: it ends with the call itself, so there is nothing after
+    /// it to run; the observation ends as the thread unwinds or the process exits.
+    fn never_body(&self, block: &Block, captured: &[&Ident]) -> TokenStream {
+        let prologue = self.prologue(captured, true);
+        let statements = &block.stmts;
+        quote_spanned! {Span::mixed_site()=>
             #[inline(always)]
             fn __observe_once<R, F: ::core::ops::FnOnce() -> R>(body: F) -> F {
                 body
             }
             #prologue
             let __observe_body = __observe_once(move || {
-                #fake_return
                 #(#statements)*
             });
-            match __observe {
-                ::core::option::Option::None => {
-                    // Nothing to end: forgetting the `None` spares a call to its drop glue.
-                    ::core::mem::forget(__observe);
-                    __observe_body()
+            match &mut __observe {
+                ::core::option::Option::Some(__observe_observed) => {
+                    __observe_observed.call(__observe_body)
                 }
-                __observe_some => {
-                    #observed_arm
-                }
+                ::core::option::Option::None => __observe_body(),
             }
         }
     }

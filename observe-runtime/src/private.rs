@@ -6,8 +6,8 @@ pub use crate::capture::{
     ViaPlaceholder, ViaScalar, ViaSerialize, Wrap,
 };
 pub use crate::local::observed::{
-    capture_input, instrument, run_keeping, run_observed, start, FnMeta, InputWriter, Instrumented,
-    Observed, OutputWriter,
+    capture_input, enabled, instrument, run_keeping, run_observed, start, FnMeta, InputWriter,
+    Instrumented, Observed, OutputWriter,
 };
 pub use crate::local::stream::{
     observe_iter, observe_stream, ItemRecorder, ItemViaDebug, ItemViaPlaceholder, ItemViaResult,

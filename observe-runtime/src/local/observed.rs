@@ -40,6 +40,13 @@ pub fn start(meta: &'static FnMeta) -> Option<Observed> {
     Some(Observed::open(meta))
 }
 
+/// Whether tracing is on (one relaxed atomic load): a plain observed function runs its body
+/// through [`run_observed`] when it is, alone when it is not.
+#[inline(always)]
+pub fn enabled() -> bool {
+    gate::enabled()
+}
+
 /// An observation opened by the attribute. Dropping it ends the observation.
 ///
 /// While the function runs it sits on the thread's stack of what is current, where it was
@@ -117,6 +124,13 @@ fn open_elsewhere(meta: &'static FnMeta) -> (Option<Token>, Option<bool>, usize)
 impl Observed {
     #[inline(never)]
     fn open(meta: &'static FnMeta) -> Self {
+        Self::open_here(meta)
+    }
+
+    /// [`Self::open`], inline: for [`run_observed`], which opens, runs and ends a call in one
+    /// frame.
+    #[inline(always)]
+    fn open_here(meta: &'static FnMeta) -> Self {
         let (token, capture_io, limit) = match stack::open_child(meta.name, meta.kind) {
             Some((token, capture_io, limit)) => (Some(token), Some(capture_io), limit),
             None => open_elsewhere(meta),
@@ -274,6 +288,17 @@ impl Observed {
         drop(self.output.take());
     }
 
+    /// Ends the observation of a call that returned, inline: its usual case (on the stack, the
+    /// thread not panicking) in place, any other through the handle's drop.
+    #[inline(always)]
+    fn end_returned(mut self) {
+        if !self.detached.is_some() && !std::thread::panicking() {
+            if let Some(token) = self.token.take() {
+                span::close_on_stack(token, &mut self.output);
+            }
+        }
+    }
+
     /// Ends the observation held off the stack (an `async` body's, a stream's).
     #[inline(never)]
     fn end_detached(&mut self) {
@@ -381,19 +406,33 @@ pub fn capture_input(observed: &mut Observed, write: impl FnOnce(&mut InputWrite
     }
 }
 
-/// Runs the body of an observed call, then `record` with its result and the observation: out of
-/// line, so that the observed function itself stays small when tracing is off.
+/// Runs an observed call of a plain function: opens its observation, runs `body` with it (the
+/// body captures the arguments first, when they are captured), then `record` with the result and
+/// the observation, and ends it. Out of line, with the opening and the ending inline: the observed
+/// function itself stays a load, a branch and the body when tracing is off (it calls the body with
+/// `None`), and an observed call is one frame here (as three, opening, running and ending, the
+/// frames and the handle passed between them cost about 60 instructions a call; BENCHMARKS.md,
+/// "Eleventh round"). A panic is recorded with its message and resumed.
 #[inline(never)]
 pub fn run_observed<R>(
-    mut observed: Option<Observed>,
-    body: impl FnOnce() -> R,
+    meta: &'static FnMeta,
+    body: impl FnOnce(Option<&mut Observed>) -> R,
     record: impl FnOnce(&R, &mut Option<Observed>),
 ) -> R {
-    let result = match &mut observed {
-        Some(observed) => observed.call(body),
-        None => body(),
+    let mut observed = Some(Observed::open_here(meta));
+    let result = match catch_unwind(AssertUnwindSafe(|| body(observed.as_mut()))) {
+        Ok(value) => value,
+        Err(payload) => {
+            if let Some(observed) = &mut observed {
+                observed.record_panic(&*payload);
+            }
+            resume_unwind(payload)
+        }
     };
     record(&result, &mut observed);
+    if let Some(observed) = observed {
+        observed.end_returned();
+    }
     result
 }
 

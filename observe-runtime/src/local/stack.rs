@@ -343,8 +343,9 @@ pub(crate) fn open_child(
     name: &'static str,
     kind: ObservationType,
 ) -> Option<(Token, bool, usize)> {
-    STACK
-        .try_with(|stack| {
+    with_stack(
+        #[inline(always)]
+        |stack| {
             let mut stack = stack.try_borrow_mut().ok()?;
             let stack = &mut *stack;
             let (parent, owner) = top_link(&stack.frames)?;
@@ -371,9 +372,23 @@ pub(crate) fn open_child(
             let since = stack.admitted;
             push_frame(&mut stack.frames, (token, owner, span_id), (at + 1, since));
             Some((token, options.0, options.1))
-        })
-        .ok()
-        .flatten()
+        },
+    )
+}
+
+/// Runs `f` on this thread's stack (`None` when the thread is ending). Inline whatever `f` is:
+/// `LocalKey::try_with` around the whole of a large `f` was left out of line in a large caller,
+/// a call and a frame per use; around a closure that only takes the stack's address, it is a
+/// few instructions.
+#[inline(always)]
+fn with_stack<R>(f: impl FnOnce(&RefCell<Stack>) -> Option<R>) -> Option<R> {
+    let stack: *const RefCell<Stack> = STACK.try_with(|stack| stack as *const _).ok()?;
+    #[allow(unsafe_code)]
+    // SAFETY: `stack` is this thread's, and it lives until this thread's thread-locals are
+    // destroyed, which cannot happen while `f` runs on this thread: `f` calls no user code, and
+    // destructors of thread-locals run one after the other when the thread exits (one running
+    // now found `STACK` alive, so `STACK`'s own runs after it).
+    f(unsafe { &*stack })
 }
 
 /// Pushes the frame of an observation opened under the top whose record is at `at` (plus one)
@@ -475,8 +490,9 @@ pub(crate) fn end_with(
     output: &mut Option<Text>,
     end: impl FnOnce(Ending<'_>, &mut Option<Text>) -> (bool, HandOver),
 ) -> Option<HandOver> {
-    STACK
-        .try_with(|stack| {
+    with_stack(
+        #[inline(always)]
+        |stack| {
             let mut stack = stack.try_borrow_mut().ok()?;
             match stack.len().checked_sub(1) {
                 Some(top) if stack[top].token == token && stack[top].at != 0 => {
@@ -484,9 +500,8 @@ pub(crate) fn end_with(
                 }
                 _ => stack.end_elsewhere(token, output, end),
             }
-        })
-        .ok()
-        .flatten()
+        },
+    )
 }
 
 impl Stack {
