@@ -30,6 +30,7 @@ pub(crate) fn run<R>(f: impl FnOnce() -> R) -> R {
 }
 
 /// Whether what starts on this thread now is left unrecorded.
+#[inline]
 pub(crate) fn active() -> bool {
     DEPTH.try_with(|depth| depth.get() > 0).unwrap_or(true)
 }
