@@ -251,10 +251,20 @@ pub(crate) fn serialize_json<T: Serialize + ?Sized>(value: &T, limit: usize) -> 
 pub struct JsonOut {
     buffer: Scratch,
     limit: usize,
-    /// Media found in what was written (its references are in the text).
-    media: crate::media::Found,
+    /// Media found in what was written (its references are in the text). Dropped by hand:
+    /// usually it holds nothing, and its drop glue was a call per captured field.
+    media: std::mem::ManuallyDrop<crate::media::Found>,
     /// Whether media is looked for (only where its attachments are kept).
     detect_media: bool,
+}
+
+impl Drop for JsonOut {
+    #[inline]
+    fn drop(&mut self) {
+        if !self.media.holds_nothing() {
+            drop(std::mem::take(&mut *self.media));
+        }
+    }
 }
 
 impl JsonOut {
@@ -262,7 +272,7 @@ impl JsonOut {
         Self {
             buffer: Scratch::new(),
             limit,
-            media: crate::media::Found::default(),
+            media: std::mem::ManuallyDrop::default(),
             detect_media: true,
         }
     }
@@ -275,7 +285,7 @@ impl JsonOut {
         if self.media.is_empty() {
             return Vec::new();
         }
-        std::mem::take(&mut self.media).into_attachments(field)
+        std::mem::take(&mut *self.media).into_attachments(field)
     }
 
     /// Whether media was found in what was written.
@@ -485,14 +495,54 @@ pub struct Wrap<'a, T: ?Sized>(pub &'a T);
 /// Values written as JSON straight into the buffer, without the general path: their `Serialize`
 /// cannot fail or panic, no media can be in them, and their text (at most 40 bytes) is far below
 /// any field limit (the configuration accepts none below 256).
-pub trait Scalar: Serialize {}
-
-macro_rules! scalars {
-    ($($t:ty)*) => { $(impl Scalar for $t {})* };
+pub trait Scalar: Serialize {
+    /// Writes the value as JSON text into `out` (as `serde_json` writes it).
+    #[doc(hidden)]
+    fn __observe_scalar(&self, out: &mut JsonOut) {
+        // Writing into a `Vec` cannot fail, nor can these values' `Serialize`.
+        let _ = serde_json::to_writer(&mut out.buffer, self);
+    }
 }
-scalars!(u8 u16 u32 u64 u128 usize i8 i16 i32 i64 i128 isize f32 f64 bool char);
-impl<T: Scalar + ?Sized> Scalar for &T {}
-impl<T: Scalar + ?Sized> Scalar for &mut T {}
+
+/// Integers are written with `itoa` straight into the buffer, as `serde_json` does, without its
+/// serializer and its `Result` around the write.
+macro_rules! integers {
+    ($($t:ty)*) => { $(
+        impl Scalar for $t {
+            #[inline]
+            fn __observe_scalar(&self, out: &mut JsonOut) {
+                out.buffer.extend(itoa::Buffer::new().format(*self).as_bytes());
+            }
+        }
+    )* };
+}
+integers!(u8 u16 u32 u64 u128 usize i8 i16 i32 i64 i128 isize);
+
+impl Scalar for bool {
+    #[inline]
+    fn __observe_scalar(&self, out: &mut JsonOut) {
+        out.buffer
+            .extend(if *self { b"true".as_slice() } else { b"false" });
+    }
+}
+
+impl Scalar for f32 {}
+impl Scalar for f64 {}
+impl Scalar for char {}
+
+impl<T: Scalar + ?Sized> Scalar for &T {
+    #[inline]
+    fn __observe_scalar(&self, out: &mut JsonOut) {
+        (**self).__observe_scalar(out);
+    }
+}
+
+impl<T: Scalar + ?Sized> Scalar for &mut T {
+    #[inline]
+    fn __observe_scalar(&self, out: &mut JsonOut) {
+        (**self).__observe_scalar(out);
+    }
+}
 
 /// Capture of a [`Scalar`] (first choice).
 pub trait ViaScalar {
@@ -521,8 +571,7 @@ pub trait ViaPlaceholder {
 impl<T: Scalar + ?Sized> ViaScalar for &&&Wrap<'_, T> {
     #[inline]
     fn __observe_write(&self, out: &mut JsonOut) {
-        // Writing into a `Vec` cannot fail, nor can these values' `Serialize`.
-        let _ = serde_json::to_writer(&mut out.buffer, self.0);
+        self.0.__observe_scalar(out);
     }
 }
 

@@ -242,6 +242,12 @@ impl Found {
         self.items.is_empty()
     }
 
+    /// Whether it holds no memory (nothing was ever found): dropping it would free nothing.
+    #[inline]
+    pub(crate) fn holds_nothing(&self) -> bool {
+        self.items.capacity() == 0 && self.hints.capacity() == 0
+    }
+
     /// How many items were found.
     pub(crate) fn len(&self) -> usize {
         self.items.len()
