@@ -292,10 +292,15 @@ impl Observed {
     /// thread not panicking) in place, any other through the handle's drop.
     #[inline(always)]
     fn end_returned(mut self) {
-        if !self.detached.is_some() && !std::thread::panicking() {
-            if let Some(token) = self.token.take() {
-                span::close_on_stack(token, &mut self.output);
-            }
+        if self.detached.0.is_some() || std::thread::panicking() {
+            return;
+        }
+        if let Some(token) = self.token.take() {
+            span::close_on_stack(token, &mut self.output);
+        }
+        if self.output.is_none() {
+            // Nothing left for the drop to end or free.
+            std::mem::forget(self);
         }
     }
 
