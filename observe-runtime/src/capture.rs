@@ -699,6 +699,30 @@ mod tests {
     }
 
     #[test]
+    fn scalars_are_written_as_serde_json_writes_them() {
+        fn check<T: Scalar>(value: T) {
+            let text = written(
+                |out| (&&&Wrap(&value)).__observe_write(out),
+                DEFAULT_FIELD_LIMIT,
+            );
+            let expected = serde_json::to_string(&value).expect("a scalar serializes");
+            assert_eq!(text, expected);
+        }
+        check(0u8);
+        check(u64::MAX);
+        check(u128::MAX);
+        check(i64::MIN);
+        check(i128::MIN);
+        check(-1isize);
+        check(true);
+        check(false);
+        check(1.5f64);
+        check(f32::NAN);
+        check('"');
+        check(&&7u16);
+    }
+
+    #[test]
     fn large_values_are_cut_within_the_limit_as_written() {
         let json = serialize_json(&"é".repeat(40), 64);
         assert_eq!(

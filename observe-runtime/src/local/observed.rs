@@ -34,7 +34,7 @@ pub struct FnMeta {
 /// when tracing is off.
 #[inline(always)]
 pub fn start(meta: &'static FnMeta) -> Option<Observed> {
-    if !gate::enabled() {
+    if !enabled() {
         return None;
     }
     Some(Observed::open(meta))
