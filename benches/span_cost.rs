@@ -5,8 +5,8 @@
 //! server that decodes and counts what it receives.
 //!
 //! `cargo bench --bench span_cost` times observe, fastrace and the floor (two clock reads and a
-//! record per span, nothing else: see [`floor`]): 2,000 roots per run, the best of 50 runs, and
-//! what each delivered. `-- observe 2000 1` (or `fastrace`, `floor`, or `capture`: observe with
+//! record per span, nothing else: see [`floor`]): 2,000 roots per run, the best, the median and
+//! the mean of 50 runs, and what each delivered. `-- observe 2000 1` (or `fastrace`, `floor`, or `capture`: observe with
 //! a `u64` argument and return value captured by every span) runs one case alone:
 //! under `valgrind --tool=callgrind --separate-threads=yes`, the calling thread's instructions
 //! with 4,000 roots minus those with 2,000, divided by the 202,000 spans between them, are one
@@ -32,10 +32,35 @@ use traces::{
 /// Roots between two flushes, as in the pipeline benchmark's bursty cases.
 const BURST: u64 = 50;
 
+/// The best and the median of the runs' times per span, in nanoseconds.
+/// The runs' times per span, in nanoseconds, from the fastest.
+struct Times(Vec<f64>);
+
+impl std::fmt::Display for Times {
+    /// The best run's time, then the median's and the mean of all (which a slow run moves, as it
+    /// moves criterion's estimates): `SPAN_COST_ALL=1` prints every run's.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Times(times) = self;
+        let at = |index: usize| times.get(index).copied().unwrap_or(f64::NAN);
+        let mean = times.iter().sum::<f64>() / times.len() as f64;
+        write!(
+            f,
+            "{:.2} ns per span (median {:.2}, mean {mean:.2})",
+            at(0),
+            at(times.len() / 2)
+        )?;
+        if std::env::var_os("SPAN_COST_ALL").is_some() {
+            let all: Vec<String> = times.iter().map(|t| format!("{t:.1}")).collect();
+            write!(f, " [{}]", all.join(" "))?;
+        }
+        Ok(())
+    }
+}
+
 /// Runs `roots` roots `runs` times, flushing every [`BURST`] roots outside the times, and
-/// returns the best run's time per span, in nanoseconds.
-fn best_per_span(roots: u64, runs: u64, root: fn(u64) -> u64, flush: impl Fn()) -> f64 {
-    let mut best = f64::MAX;
+/// returns each run's time per span.
+fn best_per_span(roots: u64, runs: u64, root: fn(u64) -> u64, flush: impl Fn()) -> Times {
+    let mut times = Vec::with_capacity(runs as usize);
     for _ in 0..runs {
         let mut elapsed = Duration::ZERO;
         let mut done = 0;
@@ -47,9 +72,10 @@ fn best_per_span(roots: u64, runs: u64, root: fn(u64) -> u64, flush: impl Fn()) 
             done += n;
             flush();
         }
-        best = best.min(elapsed.as_secs_f64() * 1e9 / (roots * SPANS_PER_ROOT) as f64);
+        times.push(elapsed.as_secs_f64() * 1e9 / (roots * SPANS_PER_ROOT) as f64);
     }
-    best
+    times.sort_by(f64::total_cmp);
+    Times(times)
 }
 
 /// Runs the roots `from..from + n`: what is timed, and what `span_cost.sh` counts (by this
@@ -95,7 +121,7 @@ fn observe_case(case: &str, root: fn(u64) -> u64, roots: u64, runs: u64) {
         Err(error) => format!("shutdown failed: {error}"),
     };
     println!(
-        "{case}: best of {runs} runs of {roots} roots: {best:.2} ns per span; created {created}, \
+        "{case}: best of {runs} runs of {roots} roots: {best}; created {created}, \
          server received {} ({whole} traces whole, {partial} in part, {} undecodable) in {} \
          requests, {} bytes ({:.0} MB kept to decode after the runs); {sdk}",
         counts.spans,
@@ -184,7 +210,7 @@ mod floor {
 fn floor_case(roots: u64, runs: u64) {
     let best = best_per_span(roots, runs, floor::root, || {});
     println!(
-        "floor: best of {runs} runs of {roots} roots: {best:.2} ns per span; created {}, \
+        "floor: best of {runs} runs of {roots} roots: {best}; created {}, \
          recorded {}",
         roots * runs * SPANS_PER_ROOT,
         floor::RECORDED.load(Ordering::Relaxed),
@@ -197,7 +223,7 @@ fn fastrace_case(roots: u64, runs: u64) {
     fastrace::flush();
     let created = roots * runs * SPANS_PER_ROOT;
     println!(
-        "fastrace: best of {runs} runs of {roots} roots: {best:.2} ns per span; created {created}, \
+        "fastrace: best of {runs} runs of {roots} roots: {best}; created {created}, \
          reported {}",
         FASTRACE_REPORTED.load(Ordering::Relaxed),
     );
@@ -226,11 +252,15 @@ fn main() {
         return;
     }
     let (roots, runs) = (number(1, 2000), number(2, 50));
-    if case.is_none() || case == Some("observe") {
-        observe_case("observe", observe_root, roots, runs);
-    }
+    // fastrace first: run after observe's case in the same process, its spans cost it 1.5 to 2 ns
+    // more (about 25 instructions: its vectors, grown by `realloc`, no longer grow in place in
+    // the heap that case leaves; BENCHMARKS.md, "Twelfth round"). Observe's case is not slowed
+    // by running second.
     if case.is_none() || case == Some("fastrace") {
         fastrace_case(roots, runs);
+    }
+    if case.is_none() || case == Some("observe") {
+        observe_case("observe", observe_root, roots, runs);
     }
     if case.is_none() || case == Some("floor") {
         floor_case(roots, runs);
