@@ -206,6 +206,27 @@ fn wraps_explosion() -> u8 {
     explode("inner") + 1
 }
 
+/// Cleans up after `n`: called while a panic unwinds, from [`Cleanup`]'s drop.
+#[observe]
+fn after_unwind(n: u8) -> u8 {
+    n + 1
+}
+
+/// Calls the observed [`after_unwind`] when it is dropped.
+struct Cleanup(u8);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        std::hint::black_box(after_unwind(self.0));
+    }
+}
+
+#[observe]
+fn explode_holding_cleanup() -> u8 {
+    let _cleanup = Cleanup(1);
+    explode("with a cleanup pending")
+}
+
 #[observe]
 async fn explode_async(n: u8) -> u8 {
     tokio::task::yield_now().await;
@@ -445,6 +466,23 @@ fn a_panic_is_recorded_on_every_observation_it_unwinds_through_and_still_propaga
             |panic [Span]
             |  wraps_explosion [Span] level=Error status=exploded: inner
             |    explode [Span] in={"reason":"inner"} level=Error status=exploded: inner
+            "#
+        )
+    );
+}
+
+#[test]
+fn a_call_that_returns_while_a_panic_unwinds_is_not_an_error() {
+    let (outcome, rendered) = traced("cleanup", || catch_unwind(explode_holding_cleanup));
+    assert!(outcome.is_err(), "the panic propagates");
+    assert_eq!(
+        rendered,
+        tree(
+            r#"
+            |cleanup [Span]
+            |  explode_holding_cleanup [Span] level=Error status=exploded: with a cleanup pending
+            |    after_unwind [Span] in={"n":1} out=2
+            |    explode [Span] in={"reason":"with a cleanup pending"} level=Error status=exploded: with a cleanup pending
             "#
         )
     );

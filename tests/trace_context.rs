@@ -336,6 +336,33 @@ fn a_panic_through_a_manual_span_records_its_message() {
     assert_eq!(span.status_message.as_deref(), Some("disk full"));
 }
 
+/// Starts and ends a manual span when it is dropped.
+struct SpanInDrop(&'static std::sync::Mutex<Option<observe_runtime::TraceId>>);
+
+impl Drop for SpanInDrop {
+    fn drop(&mut self) {
+        let _span = span("cleanup-manual").start();
+        *self.0.lock().unwrap() = observe_runtime::current_trace_id();
+    }
+}
+
+#[test]
+fn a_manual_span_started_while_a_panic_unwinds_is_not_an_error() {
+    let memory = memory();
+    static TRACE_ID: std::sync::Mutex<Option<observe_runtime::TraceId>> =
+        std::sync::Mutex::new(None);
+    let result = std::panic::catch_unwind(|| {
+        let _cleanup = SpanInDrop(&TRACE_ID);
+        panic!("disk full");
+    });
+    assert!(result.is_err(), "the panic goes on unwinding");
+    let trace_id = TRACE_ID.lock().unwrap().expect("a recorded trace");
+    let span = &memory.trace(trace_id)[0];
+    assert_eq!(span.name, "cleanup-manual");
+    assert_eq!(span.level, Level::Default);
+    assert_eq!(span.status_message, None);
+}
+
 #[test]
 fn span_times_are_wall_clock_times() {
     use std::time::{Duration, SystemTime, UNIX_EPOCH};

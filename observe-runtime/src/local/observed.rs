@@ -288,11 +288,13 @@ impl Observed {
         drop(self.output.take());
     }
 
-    /// Ends the observation of a call that returned, inline: its usual case (on the stack, the
-    /// thread not panicking) in place, any other through the handle's drop.
+    /// Ends the observation of a call that returned, inline: its usual case (on the stack) in
+    /// place, any other through the handle's drop. Not an error when the thread is panicking: the
+    /// call returned (it ran in a destructor while a panic unwinds), and a panic of its own was
+    /// recorded where it was caught.
     #[inline(always)]
     fn end_returned(mut self) {
-        if self.detached.0.is_some() || std::thread::panicking() {
+        if self.detached.0.is_some() {
             return;
         }
         if let Some(token) = self.token.take() {

@@ -233,12 +233,14 @@ impl SpanBuilder {
         if !gate::enabled() {
             return ActiveSpan {
                 token: None,
+                unwinding: false,
                 _not_send: PhantomData,
             };
         }
         let core = self.open();
         ActiveSpan {
             token: stack::push(core),
+            unwinding: std::thread::panicking(),
             _not_send: PhantomData,
         }
     }
@@ -294,6 +296,7 @@ impl DetachedSpan {
         EnteredSpan {
             span: self,
             token,
+            unwinding: std::thread::panicking(),
             _not_send: PhantomData,
         }
     }
@@ -392,12 +395,16 @@ impl Drop for DetachedSpan {
 }
 
 /// A [`DetachedSpan`] made current on this thread until this guard drops; see
-/// [`DetachedSpan::enter`]. A panic while it is held marks the observation ERROR.
+/// [`DetachedSpan::enter`]. A panic while it is held marks the observation ERROR (not one that
+/// was already unwinding when it was entered, in a destructor).
 #[must_use = "the observation is current only while this guard lives"]
 #[derive(Debug)]
 pub struct EnteredSpan<'a> {
     span: &'a mut DetachedSpan,
     token: Option<Token>,
+    /// A panic was already unwinding when it was entered (in a destructor): not one that went
+    /// through it.
+    unwinding: bool,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -407,7 +414,7 @@ impl Drop for EnteredSpan<'_> {
             return;
         };
         let mut core = stack::remove(token);
-        if std::thread::panicking() {
+        if std::thread::panicking() && !self.unwinding {
             if let Some(data) = core.as_mut().and_then(|core| core.data.as_mut()) {
                 data.set_level(Level::Error);
                 *data.status_message_mut() = Some(panic_message());
@@ -427,10 +434,16 @@ impl Drop for EnteredSpan<'_> {
 /// code, put `#[observe]` on the `async fn`, or run the future under a context with
 /// [`FutureExt::in_context`](crate::FutureExt::in_context). In debug builds, a guard dropped
 /// while observations opened after it are still current is reported once on stderr.
+///
+/// A panic that unwinds through it marks the observation ERROR with the panic's message; one
+/// that was already unwinding when it started (it was started in a destructor) does not.
 #[must_use = "the observation ends when this guard is dropped"]
 #[derive(Debug)]
 pub struct ActiveSpan {
     token: Option<Token>,
+    /// A panic was already unwinding when it started (in a destructor): not one that went
+    /// through it.
+    unwinding: bool,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -450,7 +463,7 @@ impl Drop for ActiveSpan {
             return;
         };
         if let Some(mut core) = stack::remove(token) {
-            if std::thread::panicking() {
+            if std::thread::panicking() && !self.unwinding {
                 if let Some(data) = core.data.as_mut() {
                     data.set_level(Level::Error);
                     *data.status_message_mut() = Some(panic_message());
