@@ -218,7 +218,19 @@ struct Cleanup(u8);
 impl Drop for Cleanup {
     fn drop(&mut self) {
         std::hint::black_box(after_unwind(self.0));
+        std::hint::black_box(futures::executor::block_on(after_unwind_async(self.0)));
+        std::hint::black_box(after_unwind_items(self.0).sum::<u8>());
     }
+}
+
+#[observe]
+async fn after_unwind_async(n: u8) -> u8 {
+    n + 2
+}
+
+#[observe]
+fn after_unwind_items(n: u8) -> impl Iterator<Item = u8> {
+    [n, n].into_iter()
 }
 
 #[observe]
@@ -482,6 +494,8 @@ fn a_call_that_returns_while_a_panic_unwinds_is_not_an_error() {
             |cleanup [Span]
             |  explode_holding_cleanup [Span] level=Error status=exploded: with a cleanup pending
             |    after_unwind [Span] in={"n":1} out=2
+            |    after_unwind_async [Span] in={"n":1} out=3
+            |    after_unwind_items [Span] in={"n":1} out=[1,1]
             |    explode [Span] in={"reason":"with a cleanup pending"} level=Error status=exploded: with a cleanup pending
             "#
         )

@@ -66,6 +66,9 @@ pub struct Observed {
     /// written just before: this saves finding the observation on the stack once more).
     /// Emptied when the handle drops, as `detached`.
     output: ManuallyDrop<Option<Text>>,
+    /// The call returned (or the future completed): a panic unwinding when it ends is not its
+    /// own (it ran in a destructor), and does not make it an error.
+    returned: bool,
 }
 
 /// An observation off the stack, in a box kept for its next time off it: an `async` body's
@@ -150,7 +153,14 @@ impl Observed {
             capture_output,
             limit,
             output: ManuallyDrop::new(None),
+            returned: false,
         }
+    }
+
+    /// Notes that the call returned (a stream gave its last item): a panic unwinding when it
+    /// ends is not its own.
+    pub(crate) fn mark_returned(&mut self) {
+        self.returned = true;
     }
 
     /// Runs `f` on the observation's data, if it is recorded.
@@ -295,6 +305,7 @@ impl Observed {
     #[inline(always)]
     fn end_returned(mut self) {
         if self.detached.0.is_some() {
+            self.returned = true;
             return;
         }
         if let Some(token) = self.token.take() {
@@ -319,7 +330,7 @@ impl Observed {
 
     #[inline(always)]
     fn end(&mut self) {
-        if std::thread::panicking() {
+        if !self.returned && std::thread::panicking() {
             let message = span::panic_message();
             self.with_data(|data| {
                 if data.level() != Level::Error {
@@ -520,7 +531,10 @@ impl<F: Future> Future for Instrumented<F> {
         observed.leave(token);
         match result {
             Ok(Poll::Pending) => Poll::Pending,
-            Ok(Poll::Ready(output)) => Poll::Ready((output, this.observed.take())),
+            Ok(Poll::Ready(output)) => {
+                observed.returned = true;
+                Poll::Ready((output, this.observed.take()))
+            }
             Err(payload) => {
                 observed.record_panic(&*payload);
                 resume_unwind(payload)

@@ -307,6 +307,9 @@ impl<F> StreamState<F> {
         let Some(mut observed) = self.observed.take() else {
             return;
         };
+        if !early {
+            observed.mark_returned();
+        }
         let items = self.items;
         let errors = self.errors;
         let limit = observed.field_limit();
