@@ -220,7 +220,14 @@ impl Drop for Cleanup {
         std::hint::black_box(after_unwind(self.0));
         std::hint::black_box(futures::executor::block_on(after_unwind_async(self.0)));
         std::hint::black_box(after_unwind_items(self.0).sum::<u8>());
+        // Polled once and dropped unfinished: cancelled.
+        std::hint::black_box(futures::FutureExt::now_or_never(after_unwind_pending()));
     }
+}
+
+#[observe]
+async fn after_unwind_pending() -> u8 {
+    std::future::pending::<u8>().await
 }
 
 #[observe]
@@ -496,6 +503,7 @@ fn a_call_that_returns_while_a_panic_unwinds_is_not_an_error() {
             |    after_unwind [Span] in={"n":1} out=2
             |    after_unwind_async [Span] in={"n":1} out=3
             |    after_unwind_items [Span] in={"n":1} out=[1,1]
+            |    after_unwind_pending [Span] level=Warning status=cancelled
             |    explode [Span] in={"reason":"with a cleanup pending"} level=Error status=exploded: with a cleanup pending
             "#
         )

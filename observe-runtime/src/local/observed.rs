@@ -66,9 +66,10 @@ pub struct Observed {
     /// written just before: this saves finding the observation on the stack once more).
     /// Emptied when the handle drops, as `detached`.
     output: ManuallyDrop<Option<Text>>,
-    /// The call returned (or the future completed): a panic unwinding when it ends is not its
-    /// own (it ran in a destructor), and does not make it an error.
-    returned: bool,
+    /// A panic unwinding when it ends did not go through it, and does not make it an error: the
+    /// call returned (a future completed, a stream gave its last item) in a destructor run by
+    /// that panic, or a future begun there was dropped there.
+    panic_elsewhere: bool,
 }
 
 /// An observation off the stack, in a box kept for its next time off it: an `async` body's
@@ -153,14 +154,14 @@ impl Observed {
             capture_output,
             limit,
             output: ManuallyDrop::new(None),
-            returned: false,
+            panic_elsewhere: false,
         }
     }
 
     /// Notes that the call returned (a stream gave its last item): a panic unwinding when it
     /// ends is not its own.
     pub(crate) fn mark_returned(&mut self) {
-        self.returned = true;
+        self.panic_elsewhere = true;
     }
 
     /// Runs `f` on the observation's data, if it is recorded.
@@ -305,7 +306,7 @@ impl Observed {
     #[inline(always)]
     fn end_returned(mut self) {
         if self.detached.0.is_some() {
-            self.returned = true;
+            self.panic_elsewhere = true;
             return;
         }
         if let Some(token) = self.token.take() {
@@ -330,7 +331,7 @@ impl Observed {
 
     #[inline(always)]
     fn end(&mut self) {
-        if !self.returned && std::thread::panicking() {
+        if !self.panic_elsewhere && std::thread::panicking() {
             let message = span::panic_message();
             self.with_data(|data| {
                 if data.level() != Level::Error {
@@ -480,6 +481,7 @@ pub fn instrument<F: Future>(mut observed: Option<Observed>, future: F) -> Instr
     Instrumented {
         future: Some(future),
         observed,
+        unwinding: std::thread::panicking(),
     }
 }
 
@@ -492,6 +494,9 @@ pin_project_lite::pin_project! {
         #[pin]
         future: Option<F>,
         observed: Option<Observed>,
+        // A panic was already unwinding when it began (in a destructor): dropped unfinished,
+        // it was cancelled, not failed.
+        unwinding: bool,
     }
 
     impl<F> PinnedDrop for Instrumented<F> {
@@ -505,8 +510,9 @@ pin_project_lite::pin_project! {
                 this.future.set(None);
                 observed.leave(token);
             }
-            if !std::thread::panicking() {
+            if !std::thread::panicking() || *this.unwinding {
                 observed.cancel();
+                observed.panic_elsewhere = true;
             }
         }
     }
@@ -532,7 +538,7 @@ impl<F: Future> Future for Instrumented<F> {
         match result {
             Ok(Poll::Pending) => Poll::Pending,
             Ok(Poll::Ready(output)) => {
-                observed.returned = true;
+                observed.panic_elsewhere = true;
                 Poll::Ready((output, this.observed.take()))
             }
             Err(payload) => {
