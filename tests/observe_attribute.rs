@@ -222,6 +222,8 @@ impl Drop for Cleanup {
         std::hint::black_box(after_unwind_items(self.0).sum::<u8>());
         // Polled once and dropped unfinished: cancelled.
         std::hint::black_box(futures::FutureExt::now_or_never(after_unwind_pending()));
+        // One item taken of two: stopped early.
+        std::hint::black_box(after_unwind_items(self.0 + 1).next());
     }
 }
 
@@ -503,6 +505,7 @@ fn a_call_that_returns_while_a_panic_unwinds_is_not_an_error() {
             |    after_unwind [Span] in={"n":1} out=2
             |    after_unwind_async [Span] in={"n":1} out=3
             |    after_unwind_items [Span] in={"n":1} out=[1,1]
+            |    after_unwind_items [Span] in={"n":2} out=[2] level=Warning status=dropped before the end, after 1 item
             |    after_unwind_pending [Span] level=Warning status=cancelled
             |    explode [Span] in={"reason":"with a cleanup pending"} level=Error status=exploded: with a cleanup pending
             "#

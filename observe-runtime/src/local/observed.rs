@@ -158,8 +158,8 @@ impl Observed {
         }
     }
 
-    /// Notes that the call returned (a stream gave its last item): a panic unwinding when it
-    /// ends is not its own.
+    /// Notes that a panic unwinding when it ends is not its own: a stream gave its last item, or
+    /// was stopped in the destructor it began in.
     pub(crate) fn mark_returned(&mut self) {
         self.panic_elsewhere = true;
     }

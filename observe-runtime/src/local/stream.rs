@@ -219,6 +219,9 @@ struct StreamState<F> {
     items: u64,
     errors: u64,
     collected: Collected,
+    /// A panic was already unwinding when it began (in a destructor): dropped early, it was
+    /// stopped by its consumer, not failed.
+    unwinding: bool,
 }
 
 impl<F> StreamState<F> {
@@ -229,6 +232,7 @@ impl<F> StreamState<F> {
             items: 0,
             errors: 0,
             collected: Collected::default(),
+            unwinding: std::thread::panicking(),
         }
     }
 
@@ -307,7 +311,10 @@ impl<F> StreamState<F> {
         let Some(mut observed) = self.observed.take() else {
             return;
         };
-        if !early {
+        // Ended by its last item, or stopped in the destructor it began in: a panic unwinding now
+        // did not go through it.
+        let panic_elsewhere = !early || self.unwinding;
+        if panic_elsewhere {
             observed.mark_returned();
         }
         let items = self.items;
@@ -327,7 +334,7 @@ impl<F> StreamState<F> {
                 let plural = if more == 1 { "" } else { "s" };
                 *status = Some(format!("{first} (and {more} more error{plural})"));
             }
-            if early && !std::thread::panicking() {
+            if early && (panic_elsewhere || !std::thread::panicking()) {
                 if data.level() < Level::Warning {
                     data.set_level(Level::Warning);
                 }
