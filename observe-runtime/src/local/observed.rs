@@ -160,7 +160,7 @@ impl Observed {
 
     /// Notes that a panic unwinding when it ends is not its own: a stream gave its last item, or
     /// was stopped in the destructor it began in.
-    pub(crate) fn mark_returned(&mut self) {
+    pub(crate) fn mark_panic_elsewhere(&mut self) {
         self.panic_elsewhere = true;
     }
 
@@ -306,7 +306,7 @@ impl Observed {
     #[inline(always)]
     fn end_returned(mut self) {
         if self.detached.0.is_some() {
-            self.panic_elsewhere = true;
+            self.mark_panic_elsewhere();
             return;
         }
         if let Some(token) = self.token.take() {
@@ -331,7 +331,7 @@ impl Observed {
 
     #[inline(always)]
     fn end(&mut self) {
-        if !self.panic_elsewhere && std::thread::panicking() {
+        if span::panic_went_through(self.panic_elsewhere) {
             let message = span::panic_message();
             self.with_data(|data| {
                 if data.level() != Level::Error {
@@ -510,9 +510,9 @@ pin_project_lite::pin_project! {
                 this.future.set(None);
                 observed.leave(token);
             }
-            if !std::thread::panicking() || *this.unwinding {
+            if !span::panic_went_through(*this.unwinding) {
                 observed.cancel();
-                observed.panic_elsewhere = true;
+                observed.mark_panic_elsewhere();
             }
         }
     }
@@ -538,7 +538,7 @@ impl<F: Future> Future for Instrumented<F> {
         match result {
             Ok(Poll::Pending) => Poll::Pending,
             Ok(Poll::Ready(output)) => {
-                observed.panic_elsewhere = true;
+                observed.mark_panic_elsewhere();
                 Poll::Ready((output, this.observed.take()))
             }
             Err(payload) => {

@@ -414,7 +414,7 @@ impl Drop for EnteredSpan<'_> {
             return;
         };
         let mut core = stack::remove(token);
-        if std::thread::panicking() && !self.unwinding {
+        if panic_went_through(self.unwinding) {
             if let Some(data) = core.as_mut().and_then(|core| core.data.as_mut()) {
                 data.set_level(Level::Error);
                 *data.status_message_mut() = Some(panic_message());
@@ -463,7 +463,7 @@ impl Drop for ActiveSpan {
             return;
         };
         if let Some(mut core) = stack::remove(token) {
-            if std::thread::panicking() && !self.unwinding {
+            if panic_went_through(self.unwinding) {
                 if let Some(data) = core.data.as_mut() {
                     data.set_level(Level::Error);
                     *data.status_message_mut() = Some(panic_message());
@@ -485,6 +485,14 @@ pub(crate) fn payload_text(payload: &(dyn std::any::Any + Send)) -> String {
         .map(|s| s.to_string())
         .or_else(|| payload.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "panicked (the panic payload is not a string)".to_string())
+}
+
+/// Whether a panic unwinding this thread now went through something begun when
+/// `std::thread::panicking()` was `unwinding`: not when that panic was already unwinding then
+/// (it was begun in a destructor the panic runs).
+#[inline]
+pub(crate) fn panic_went_through(unwinding: bool) -> bool {
+    !unwinding && std::thread::panicking()
 }
 
 /// The message of the panic unwinding this thread now, as seen by the hook `init` installs.

@@ -17,6 +17,7 @@ use futures_core::Stream;
 use serde::Serialize;
 
 use super::observed::Observed;
+use super::span;
 use crate::capture::{self, JsonOut};
 use crate::clock::Ticks;
 use crate::record::Level;
@@ -313,10 +314,10 @@ impl<F> StreamState<F> {
         };
         // Ended by its last item, or stopped in the destructor it began in: a panic unwinding now
         // did not go through it.
-        let panic_elsewhere = !early || self.unwinding;
-        if panic_elsewhere {
-            observed.mark_returned();
+        if !early || self.unwinding {
+            observed.mark_panic_elsewhere();
         }
+        let stopped = early && !span::panic_went_through(self.unwinding);
         let items = self.items;
         let errors = self.errors;
         let limit = observed.field_limit();
@@ -334,7 +335,7 @@ impl<F> StreamState<F> {
                 let plural = if more == 1 { "" } else { "s" };
                 *status = Some(format!("{first} (and {more} more error{plural})"));
             }
-            if early && (panic_elsewhere || !std::thread::panicking()) {
+            if stopped {
                 if data.level() < Level::Warning {
                     data.set_level(Level::Warning);
                 }
