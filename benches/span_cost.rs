@@ -6,8 +6,11 @@
 //!
 //! `cargo bench --bench span_cost` times observe, fastrace and the floor (two clock reads and a
 //! record per span, nothing else: see [`floor`]): 2,000 roots per run, the best, the median and
-//! the mean of 50 runs, and what each delivered. `-- observe 2000 1` (or `fastrace`, `floor`, or `capture`: observe with
-//! a `u64` argument and return value captured by every span) runs one case alone:
+//! the mean of 50 runs, and what each delivered; then the same for small traces (`fastrace-small`,
+//! `observe-small`: roots of 10 children, 20,000 roots per run), where what a recorder pays once
+//! per trace weighs ten times as much. `-- observe 2000 1` (or `fastrace`, `floor`, `capture`:
+//! observe with a `u64` argument and return value captured by every span, or a small case) runs
+//! one case alone:
 //! under `valgrind --tool=callgrind --separate-threads=yes`, the calling thread's instructions
 //! with 4,000 roots minus those with 2,000, divided by the 202,000 spans between them, are one
 //! span's (`benches/span_cost.sh` does this). BENCHMARKS.md, "Eighth round", has the method and
@@ -25,9 +28,12 @@ mod server;
 
 use server::DiscardServer;
 use traces::{
-    fastrace_root, observe_capture_root, observe_root, CountingReporter, FASTRACE_REPORTED,
-    SPANS_PER_ROOT,
+    fastrace_root, fastrace_small_root, observe_capture_root, observe_root, observe_small_root,
+    CountingReporter, FASTRACE_REPORTED, SMALL_CHILDREN, SPANS_PER_ROOT,
 };
+
+/// Spans in one small trace: the root and its children.
+const SMALL_SPANS_PER_ROOT: u64 = SMALL_CHILDREN + 1;
 
 /// Roots between two flushes, as in the pipeline benchmark's bursty cases.
 const BURST: u64 = 50;
@@ -57,9 +63,13 @@ impl std::fmt::Display for Times {
     }
 }
 
-/// Runs `roots` roots `runs` times, flushing every [`BURST`] roots outside the times, and
-/// returns each run's time per span.
-fn best_per_span(roots: u64, runs: u64, root: fn(u64) -> u64, flush: impl Fn()) -> Times {
+/// Runs `roots` roots of `spans_per_root` spans `runs` times, flushing every [`BURST`] roots
+/// outside the times, and returns each run's time per span.
+fn best_per_span(
+    (roots, runs, spans_per_root): (u64, u64, u64),
+    root: fn(u64) -> u64,
+    flush: impl Fn(),
+) -> Times {
     let mut times = Vec::with_capacity(runs as usize);
     for _ in 0..runs {
         let mut elapsed = Duration::ZERO;
@@ -72,7 +82,7 @@ fn best_per_span(roots: u64, runs: u64, root: fn(u64) -> u64, flush: impl Fn()) 
             done += n;
             flush();
         }
-        times.push(elapsed.as_secs_f64() * 1e9 / (roots * SPANS_PER_ROOT) as f64);
+        times.push(elapsed.as_secs_f64() * 1e9 / (roots * spans_per_root) as f64);
     }
     times.sort_by(f64::total_cmp);
     Times(times)
@@ -87,8 +97,9 @@ fn burst(root: fn(u64) -> u64, from: u64, n: u64) {
     }
 }
 
-/// Times `root` (observe's roots, capture off or on, named `case`) and prints what arrived.
-fn observe_case(case: &str, root: fn(u64) -> u64, roots: u64, runs: u64) {
+/// Times `root` (observe's roots of `spans_per_root` spans, named `case`) and prints what
+/// arrived.
+fn observe_case(case: &str, root: fn(u64) -> u64, spans_per_root: u64, roots: u64, runs: u64) {
     let server = DiscardServer::start();
     let guard = observe_runtime::Config::default()
         .public_key("pk-lf-bench")
@@ -96,19 +107,19 @@ fn observe_case(case: &str, root: fn(u64) -> u64, roots: u64, runs: u64) {
         .base_url(server.url.clone())
         .init()
         .expect("observe init");
-    let best = best_per_span(roots, runs, root, || {
+    let best = best_per_span((roots, runs, spans_per_root), root, || {
         if let Err(error) = observe_runtime::flush() {
             eprintln!("observe flush: {error}");
         }
     });
     let kept = server.pending_bytes();
     let shutdown = guard.shutdown();
-    let created = roots * runs * SPANS_PER_ROOT;
+    let created = roots * runs * spans_per_root;
     // Decoded on a thread of its own, so that the calling thread's instruction count under
     // valgrind holds the spans' cost only.
     let (counts, (whole, partial)) = std::thread::scope(|scope| {
         scope
-            .spawn(|| (server.counts(), server.take_traces()))
+            .spawn(|| (server.counts(), server.take_traces_of(spans_per_root)))
             .join()
             .expect("decode the server's bodies")
     });
@@ -208,7 +219,7 @@ mod floor {
 
 /// Times [`floor::root`].
 fn floor_case(roots: u64, runs: u64) {
-    let best = best_per_span(roots, runs, floor::root, || {});
+    let best = best_per_span((roots, runs, SPANS_PER_ROOT), floor::root, || {});
     println!(
         "floor: best of {runs} runs of {roots} roots: {best}; created {}, \
          recorded {}",
@@ -217,15 +228,22 @@ fn floor_case(roots: u64, runs: u64) {
     );
 }
 
-fn fastrace_case(roots: u64, runs: u64) {
-    fastrace::set_reporter(CountingReporter, fastrace::collector::Config::default());
-    let best = best_per_span(roots, runs, fastrace_root, fastrace::flush);
+/// Times fastrace's `root` (roots of `spans_per_root` spans, named `case`) and prints what its
+/// reporter was handed.
+fn fastrace_case(case: &str, root: fn(u64) -> u64, spans_per_root: u64, roots: u64, runs: u64) {
+    static REPORTER: std::sync::Once = std::sync::Once::new();
+    REPORTER.call_once(|| {
+        fastrace::set_reporter(CountingReporter, fastrace::collector::Config::default());
+    });
     fastrace::flush();
-    let created = roots * runs * SPANS_PER_ROOT;
+    let before = FASTRACE_REPORTED.load(Ordering::Relaxed);
+    let best = best_per_span((roots, runs, spans_per_root), root, fastrace::flush);
+    fastrace::flush();
+    let created = roots * runs * spans_per_root;
     println!(
-        "fastrace: best of {runs} runs of {roots} roots: {best}; created {created}, \
+        "{case}: best of {runs} runs of {roots} roots: {best}; created {created}, \
          reported {}",
-        FASTRACE_REPORTED.load(Ordering::Relaxed),
+        FASTRACE_REPORTED.load(Ordering::Relaxed) - before,
     );
 }
 
@@ -241,32 +259,61 @@ fn main() {
         })
     };
     let case = args.first().map(String::as_str);
-    if let Some(filter) =
-        case.filter(|case| !matches!(*case, "observe" | "fastrace" | "capture" | "floor"))
-    {
+    const CASES: [&str; 6] = [
+        "observe",
+        "fastrace",
+        "capture",
+        "floor",
+        "observe-small",
+        "fastrace-small",
+    ];
+    if let Some(filter) = case.filter(|case| !CASES.contains(case)) {
         // A filter meant for another benchmark (`cargo bench -- sustained/`).
         println!(
-            "span_cost: {filter:?} is none of `observe`, `fastrace`, `capture` and `floor`; \
-             nothing run"
+            "span_cost: {filter:?} is none of {}; nothing run",
+            CASES.map(|case| format!("`{case}`")).join(", ")
         );
         return;
     }
+    // Small traces: ten times the roots, about as many spans.
     let (roots, runs) = (number(1, 2000), number(2, 50));
+    let small_roots = if case.is_none() { 10 * roots } else { roots };
+    let runs_case = |name: &str| case.is_none() || case == Some(name);
     // fastrace first: run after observe's case in the same process, its spans cost it 1.5 to 2 ns
     // more (about 25 instructions: its vectors, grown by `realloc`, no longer grow in place in
     // the heap that case leaves; BENCHMARKS.md, "Twelfth round"). Observe's case is not slowed
     // by running second.
-    if case.is_none() || case == Some("fastrace") {
-        fastrace_case(roots, runs);
+    if runs_case("fastrace") {
+        fastrace_case("fastrace", fastrace_root, SPANS_PER_ROOT, roots, runs);
     }
-    if case.is_none() || case == Some("observe") {
-        observe_case("observe", observe_root, roots, runs);
+    if runs_case("fastrace-small") {
+        let root = fastrace_small_root;
+        fastrace_case(
+            "fastrace-small",
+            root,
+            SMALL_SPANS_PER_ROOT,
+            small_roots,
+            runs,
+        );
     }
-    if case.is_none() || case == Some("floor") {
+    if runs_case("observe") {
+        observe_case("observe", observe_root, SPANS_PER_ROOT, roots, runs);
+    }
+    if runs_case("observe-small") {
+        let root = observe_small_root;
+        observe_case(
+            "observe-small",
+            root,
+            SMALL_SPANS_PER_ROOT,
+            small_roots,
+            runs,
+        );
+    }
+    if runs_case("floor") {
         floor_case(roots, runs);
     }
     // Capture on: a `u64` argument and return value captured by every span (not by default).
     if case == Some("capture") {
-        observe_case("capture", observe_capture_root, roots, runs);
+        observe_case("capture", observe_capture_root, SPANS_PER_ROOT, roots, runs);
     }
 }

@@ -108,9 +108,15 @@ impl DiscardServer {
         }
     }
 
-    /// Traces received whole (`SPANS_PER_ROOT` spans) and in part since the last call; forgets
-    /// them.
+    /// Traces received whole ([`SPANS_PER_ROOT`] spans) and in part since the last call; forgets
+    /// them. (Not every benchmark that includes this file calls it.)
+    #[allow(dead_code)]
     pub fn take_traces(&self) -> (u64, u64) {
+        self.take_traces_of(SPANS_PER_ROOT)
+    }
+
+    /// [`Self::take_traces`], for traces of `spans_per_trace` spans.
+    pub fn take_traces_of(&self, spans_per_trace: u64) -> (u64, u64) {
         self.received.decode_pending();
         let per_trace = std::mem::take(
             &mut *self
@@ -121,7 +127,7 @@ impl DiscardServer {
         );
         let whole = per_trace
             .values()
-            .filter(|&&spans| spans == SPANS_PER_ROOT)
+            .filter(|&&spans| spans == spans_per_trace)
             .count() as u64;
         (whole, per_trace.len() as u64 - whole)
     }

@@ -1,4 +1,6 @@
-//! The traces both benchmarks record: a root with 100 children, for observe and for fastrace.
+//! The traces both benchmarks record: a root with 100 children, for observe and for fastrace
+//! (and, for `span_cost`, small ones: a root with 10 children, the size of an LLM application's
+//! request with a few calls and tools).
 //! Included by `benches/pipeline.rs`, `benches/memory.rs` and `benches/span_cost.rs` with
 //! `#[path]`.
 
@@ -9,6 +11,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub const CHILDREN: u64 = 100;
 /// Spans in one trace: the root and its children.
 pub const SPANS_PER_ROOT: u64 = CHILDREN + 1;
+
+/// Children under each root of the small traces.
+#[allow(dead_code)]
+pub const SMALL_CHILDREN: u64 = 10;
 
 /// The work every instrumented function does.
 pub fn plain(x: u64) -> u64 {
@@ -23,6 +29,13 @@ pub fn observe_child(x: u64) -> u64 {
 #[observe_runtime::observe(capture_input = false, capture_output = false)]
 pub fn observe_root(x: u64) -> u64 {
     (0..CHILDREN).fold(x, |acc, i| acc ^ observe_child(black_box(i)))
+}
+
+/// A root of [`SMALL_CHILDREN`] children; not every benchmark that includes this file runs it.
+#[allow(dead_code)]
+#[observe_runtime::observe(capture_input = false, capture_output = false)]
+pub fn observe_small_root(x: u64) -> u64 {
+    (0..SMALL_CHILDREN).fold(x, |acc, i| acc ^ observe_child(black_box(i)))
 }
 
 /// A child that captures its `u64` argument and return value (the default).
@@ -47,6 +60,17 @@ pub fn fastrace_root(x: u64) -> u64 {
     let root = fastrace::Span::root("fastrace_root", fastrace::collector::SpanContext::random());
     let _parent = root.set_local_parent();
     (0..CHILDREN).fold(x, |acc, i| acc ^ fastrace_child(black_box(i)))
+}
+
+/// A root of [`SMALL_CHILDREN`] children; not every benchmark that includes this file runs it.
+#[allow(dead_code)]
+pub fn fastrace_small_root(x: u64) -> u64 {
+    let root = fastrace::Span::root(
+        "fastrace_small_root",
+        fastrace::collector::SpanContext::random(),
+    );
+    let _parent = root.set_local_parent();
+    (0..SMALL_CHILDREN).fold(x, |acc, i| acc ^ fastrace_child(black_box(i)))
 }
 
 /// Spans handed to [`CountingReporter`] so far.
