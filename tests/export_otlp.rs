@@ -556,6 +556,33 @@ fn a_queue_smaller_than_what_a_thread_gathers_still_counts_every_small_trace() {
 }
 
 #[test]
+fn a_batch_that_comes_while_the_exporter_is_busy_goes_without_waiting_for_the_timer() {
+    let _serial = support::serial();
+    let server = FakeLangfuse::start(PUBLIC_KEY, SECRET_KEY);
+    server.set_default_fault(Some(Fault::Delay(Duration::from_millis(500))));
+    let guard = config(&server)
+        .flush_at(2)
+        .flush_interval(Duration::from_secs(60))
+        .init()
+        .expect("init");
+
+    // A flush from another thread takes the one span this thread holds, and the exporter then
+    // waits half a second for the answer.
+    root_spans(&["first"]);
+    let flush = std::thread::spawn(observe_runtime::flush);
+    assert_eq!(server.wait_for_trace_requests(1, WAIT).len(), 1);
+    // Threads do not wake an exporter at work: the batch's worth handed over now is seen when
+    // the flush is done.
+    root_spans(&["second", "third"]);
+    flush.join().expect("flush thread").expect("flush");
+    let spans = server.wait_for_spans(3, WAIT);
+    let names: BTreeSet<&str> = spans.iter().map(|span| span.name()).collect();
+    assert_eq!(names, BTreeSet::from(["first", "second", "third"]));
+    assert_eq!(server.trace_requests().len(), 2);
+    guard.shutdown().expect("shutdown");
+}
+
+#[test]
 fn batches_stay_under_four_megabytes() {
     use prost::Message as _;
     let _serial = support::serial();

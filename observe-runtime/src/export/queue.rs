@@ -7,8 +7,9 @@
 //! Memory is allocated as spans arrive, never up front.
 //!
 //! Handing a chunk over wakes the exporter thread only when a batch's worth (`flush_at`) is
-//! waiting: the thread otherwise sleeps until its timer, and the user's threads make no system
-//! call.
+//! waiting and the exporter waits for a wake-up: the thread otherwise sleeps until its timer, and
+//! the user's threads make no system call. While it works, the threads that hand over do not
+//! touch the wake-up channel at all (see [`Idle`]).
 //!
 //! Emptied chunks go back the other way: the exporter returns a chunk it has taken apart (a few
 //! of them, of a root's size at most), and a thread that hands its buffer over takes one as its
@@ -27,11 +28,21 @@ use super::stats::Counters;
 use crate::diagnostics;
 use crate::record::{FinishedScore, Record};
 
+/// Whether the exporter thread waits for a wake-up: it says so before it waits and unsays it when
+/// it wakes, and a thread that hands over a batch's worth sends the wake-up only then. Sent at every
+/// hand-over while the exporter was at work, the wake-up cost the handing thread about 100 ns:
+/// the channel's full-barrier fence and two of its cache lines, which the exporter writes as it
+/// takes its wake-ups (BENCHMARKS.md, "Thirteenth round"). On a cache line of its own, which
+/// only the exporter writes, and only when it goes to wait or wakes.
+#[repr(align(128))]
+struct Idle(AtomicBool);
+
 /// The senders' side, held by the client.
 pub(crate) struct Queue {
     sender: Sender<Vec<Record>>,
     /// Wakes the exporter thread (a full channel of one: waking twice costs nothing).
     wake: Sender<()>,
+    idle: Arc<Idle>,
     pending: Arc<AtomicUsize>,
     max: usize,
     /// A batch's worth: the exporter is woken when this many spans wait.
@@ -70,9 +81,33 @@ pub(crate) struct QueueReceiver {
     pub(crate) scores: Receiver<FinishedScore>,
     scores_pending: Arc<AtomicUsize>,
     spares: Sender<Vec<Record>>,
+    idle: Arc<Idle>,
+    wake_at: usize,
 }
 
 impl QueueReceiver {
+    /// Says that the exporter is about to wait for a wake-up, unless a batch's worth of spans or
+    /// scores already waits: `false` then, and it goes on working. (A thread that hands over
+    /// after this sees it and wakes the exporter; one that handed over before is seen here. Both
+    /// sides' steps are sequentially consistent; a wake-up lost anyway would delay a batch until
+    /// the exporter's timer, never lose it.)
+    pub(crate) fn may_wait(&self) -> bool {
+        self.idle.0.store(true, Ordering::SeqCst);
+        let due = (self.pending.load(Ordering::SeqCst) >= self.wake_at
+            && !self.receiver.is_empty())
+            || (self.scores_pending.load(Ordering::SeqCst) >= self.wake_at
+                && !self.scores.is_empty());
+        if due {
+            self.awake();
+        }
+        !due
+    }
+
+    /// Says that the exporter is at work: threads that hand over leave the wake-up channel alone.
+    pub(crate) fn awake(&self) {
+        self.idle.0.store(false, Ordering::Relaxed);
+    }
+
     /// Gives an emptied chunk back for reuse (dropped when enough wait, or when it is large).
     pub(crate) fn recycle(&self, mut chunk: Vec<Record>) {
         chunk.clear();
@@ -100,13 +135,16 @@ pub(crate) fn queue(max: usize, wake_at: usize, counters: Arc<Counters>) -> (Que
     let (scores, scores_receiver) = unbounded();
     let scores_pending = Arc::new(AtomicUsize::new(0));
     let (give_back, spares) = bounded(SPARES);
+    let idle = Arc::new(Idle(AtomicBool::new(false)));
+    let wake_at = wake_at.max(1);
     (
         Queue {
             sender,
             wake,
+            idle: idle.clone(),
             pending: pending.clone(),
             max,
-            wake_at: wake_at.max(1),
+            wake_at,
             counters,
             full_warned: AtomicBool::new(false),
             scores,
@@ -121,6 +159,8 @@ pub(crate) fn queue(max: usize, wake_at: usize, counters: Arc<Counters>) -> (Que
             scores: scores_receiver,
             scores_pending,
             spares: give_back,
+            idle,
+            wake_at,
         },
     )
 }
@@ -175,12 +215,12 @@ impl Queue {
         if count == 0 {
             return;
         }
-        let waiting = self.pending.fetch_add(count, Ordering::Relaxed) + count;
+        let waiting = self.pending.fetch_add(count, Ordering::SeqCst) + count;
         match self.sender.send(records) {
             Ok(()) => {
                 Counters::add(&self.counters.spans_queued, count as u64);
                 if waiting >= self.wake_at {
-                    let _ = self.wake.try_send(());
+                    self.wake_if_waiting();
                 }
             }
             Err(_) => {
@@ -190,10 +230,18 @@ impl Queue {
         }
     }
 
+    /// Wakes the exporter if it waits for a wake-up (see [`Idle`]).
+    #[inline]
+    fn wake_if_waiting(&self) {
+        if self.idle.0.load(Ordering::SeqCst) {
+            let _ = self.wake.try_send(());
+        }
+    }
+
     /// Hands one valid score to the exporter, or drops and counts it when `max_queue` scores wait.
     pub(crate) fn push_score(&self, score: FinishedScore) {
         Counters::add(&self.counters.scores_created, 1);
-        let waiting = self.scores_pending.fetch_add(1, Ordering::Relaxed) + 1;
+        let waiting = self.scores_pending.fetch_add(1, Ordering::SeqCst) + 1;
         if waiting > self.max {
             self.scores_pending.fetch_sub(1, Ordering::Relaxed);
             Counters::add(&self.counters.scores_dropped_queue_full, 1);
@@ -214,7 +262,7 @@ impl Queue {
             Ok(()) => {
                 Counters::add(&self.counters.scores_queued, 1);
                 if waiting >= self.wake_at {
-                    let _ = self.wake.try_send(());
+                    self.wake_if_waiting();
                 }
             }
             Err(_) => {

@@ -146,6 +146,16 @@ enum Next {
     Stop,
 }
 
+/// What ended the exporter's wait.
+enum Event {
+    /// A batch's worth waits (`false`: every sender is gone).
+    Woken(bool),
+    /// A control message (`None`: the client is gone).
+    Control(Option<Control>),
+    /// The timer is due.
+    Timer,
+}
+
 impl Worker {
     fn run(mut self) {
         let data = self.data.receiver.clone();
@@ -171,8 +181,20 @@ impl Worker {
                 .settings
                 .flush_interval
                 .saturating_sub(last_export.elapsed());
-            select! {
-                recv(wake) -> woken => {
+            // Waits for a wake-up only when none is needed: a batch's worth that came while it
+            // worked is taken at once (threads that hand over wake it only while it waits).
+            let event = if self.data.may_wait() {
+                select! {
+                    recv(wake) -> woken => Event::Woken(woken.is_ok()),
+                    recv(control) -> message => Event::Control(message.ok()),
+                    default(wait) => Event::Timer,
+                }
+            } else {
+                Event::Woken(true)
+            };
+            self.data.awake();
+            match event {
+                Event::Woken(woken) => {
                     // A batch's worth waits: take every chunk there is (until the timer is due).
                     while let Ok(chunk) = data.try_recv() {
                         let _ = self.take(chunk);
@@ -183,7 +205,7 @@ impl Worker {
                             break;
                         }
                     }
-                    if woken.is_err() && data.is_empty() {
+                    if !woken && data.is_empty() {
                         // Every sender is gone: the client was dropped without a shutdown.
                         let _ = self.send_scores(true);
                         let _ = self.export();
@@ -201,22 +223,22 @@ impl Worker {
                         self.tick();
                         last_export = Instant::now();
                     }
-                },
-                recv(control) -> message => match message {
-                    Ok(message) => {
+                }
+                Event::Control(message) => match message {
+                    Some(message) => {
                         if let Next::Stop = self.handle(message) {
                             return;
                         }
                         last_export = Instant::now();
                     }
-                    Err(_) => {
+                    None => {
                         self.shutting_down = true;
                         let _ = self.drain();
                         self.sink.close();
                         return;
                     }
                 },
-                default(wait) => {
+                Event::Timer => {
                     self.tick();
                     last_export = Instant::now();
                 }
