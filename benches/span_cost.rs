@@ -275,39 +275,51 @@ fn main() {
         );
         return;
     }
-    // Small traces: ten times the roots, about as many spans.
+    // Small traces: ten times the roots (about as many spans), unless the roots are given for one
+    // case.
     let (roots, runs) = (number(1, 2000), number(2, 50));
-    let small_roots = if case.is_none() { 10 * roots } else { roots };
+    let small_roots = if case.is_some() && args.get(1).is_some() {
+        roots
+    } else {
+        10 * roots
+    };
     let runs_case = |name: &str| case.is_none() || case == Some(name);
+    // A case: its name, how it is run, its root, the spans of one root, and the roots.
+    type Root = fn(u64) -> u64;
+    type Run = fn(&str, Root, u64, u64, u64);
+    type Case<'a> = (&'a str, Run, Root, u64, u64);
     // fastrace first: run after observe's case in the same process, its spans cost it 1.5 to 2 ns
     // more (about 25 instructions: its vectors, grown by `realloc`, no longer grow in place in
     // the heap that case leaves; BENCHMARKS.md, "Twelfth round"). Observe's case is not slowed
     // by running second.
-    if runs_case("fastrace") {
-        fastrace_case("fastrace", fastrace_root, SPANS_PER_ROOT, roots, runs);
-    }
-    if runs_case("fastrace-small") {
-        let root = fastrace_small_root;
-        fastrace_case(
+    let cases: [Case; 4] = [
+        (
+            "fastrace",
+            fastrace_case,
+            fastrace_root,
+            SPANS_PER_ROOT,
+            roots,
+        ),
+        (
             "fastrace-small",
-            root,
+            fastrace_case,
+            fastrace_small_root,
             SMALL_SPANS_PER_ROOT,
             small_roots,
-            runs,
-        );
-    }
-    if runs_case("observe") {
-        observe_case("observe", observe_root, SPANS_PER_ROOT, roots, runs);
-    }
-    if runs_case("observe-small") {
-        let root = observe_small_root;
-        observe_case(
+        ),
+        ("observe", observe_case, observe_root, SPANS_PER_ROOT, roots),
+        (
             "observe-small",
-            root,
+            observe_case,
+            observe_small_root,
             SMALL_SPANS_PER_ROOT,
             small_roots,
-            runs,
-        );
+        ),
+    ];
+    for (name, run, root, spans_per_root, roots) in cases {
+        if runs_case(name) {
+            run(name, root, spans_per_root, roots, runs);
+        }
     }
     if runs_case("floor") {
         floor_case(roots, runs);
