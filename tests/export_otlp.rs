@@ -489,7 +489,7 @@ fn batches_by_count_while_running_and_the_rest_at_flush() {
 }
 
 #[test]
-fn small_traces_are_handed_over_sixty_four_at_a_time_or_a_batch_when_fewer() {
+fn small_traces_are_handed_over_a_hundred_and_twenty_eight_at_a_time_or_a_batch_when_fewer() {
     let _serial = support::serial();
     let server = FakeLangfuse::start(PUBLIC_KEY, SECRET_KEY);
     let guard = config(&server)
@@ -498,21 +498,20 @@ fn small_traces_are_handed_over_sixty_four_at_a_time_or_a_batch_when_fewer() {
         .expect("init");
     let before = stats();
 
-    // Sixty-three traces of one span wait in this thread's buffer; the sixty-fourth hands them
-    // over.
-    for _ in 0..63 {
+    // 127 traces of one span wait in this thread's buffer; the 128th hands them over.
+    for _ in 0..127 {
         span("small").start().end();
     }
     assert_eq!(counts_since(&before).spans_queued, 0);
     span("small").start().end();
-    assert_eq!(counts_since(&before).spans_queued, 64);
+    assert_eq!(counts_since(&before).spans_queued, 128);
     // The next one waits for the flush.
     span("small").start().end();
-    assert_eq!(counts_since(&before).spans_queued, 64);
+    assert_eq!(counts_since(&before).spans_queued, 128);
     guard.flush().expect("flush");
     let counts = counts_since(&before);
-    assert_eq!((counts.spans_queued, counts.spans_exported), (65, 65));
-    assert_eq!(server.accepted_spans().len(), 65);
+    assert_eq!((counts.spans_queued, counts.spans_exported), (129, 129));
+    assert_eq!(server.accepted_spans().len(), 129);
     guard.shutdown().expect("shutdown");
 
     // With a batch of fewer spans, a batch's worth is handed over as soon as it is there.
@@ -537,7 +536,7 @@ fn a_queue_smaller_than_what_a_thread_gathers_still_counts_every_small_trace() {
         .expect("init");
     let before = stats();
 
-    // The thread gathers small traces (64 before it hands them over), but a root may take only
+    // The thread gathers small traces (128 before it hands them over), but a root may take only
     // twice the queue's room: eight traces are gathered, the ninth is dropped and hands the eight
     // over at once (drops are reported without waiting), the tenth is dropped too (nothing was
     // sent yet: no batch is due).

@@ -1,5 +1,5 @@
 //! The queue between the threads that end spans and the exporter thread: an unbounded channel of
-//! chunks (one message per finished local root of 64 spans or more, per few small ones, or per
+//! chunks (one message per finished local root of 128 spans or more, per few smaller ones, or per
 //! full per-thread buffer, never one per span) whose total is bounded by admission: `pending`
 //! counts the spans handed over and not yet delivered or dropped, and a thread admits a span only
 //! while `pending` plus what it holds stays under `max_queue` (a root: under twice that; a parent
@@ -64,9 +64,10 @@ pub(crate) struct Queue {
 /// Until then they wait in its buffer, as long as they would wait in the queue: the exporter's
 /// timer collects every buffer. A hand-over costs the thread about 100 ns whatever it carries
 /// (the queue's shared counters and channels are written by both sides); at 16, traces of 11
-/// spans were handed over every second trace, at 64 every sixth: 3 ns a span less
-/// (BENCHMARKS.md, "Thirteenth round").
-const SMALL_TRACES: usize = 64;
+/// spans were handed over every second trace, at 64 every sixth (3 ns a span less), at 128 every
+/// twelfth (no further gain) and traces of 101 spans every second one (about 0.5 ns a span less;
+/// BENCHMARKS.md, "Thirteenth round").
+const SMALL_TRACES: usize = 128;
 
 /// Chunks kept for reuse at most, and the largest capacity kept: at most 4 × 256 records of 128
 /// bytes (128 KiB) wait unused.
