@@ -29,11 +29,8 @@ mod server;
 use server::DiscardServer;
 use traces::{
     fastrace_root, fastrace_small_root, observe_capture_root, observe_root, observe_small_root,
-    CountingReporter, FASTRACE_REPORTED, SMALL_CHILDREN, SPANS_PER_ROOT,
+    CountingReporter, FASTRACE_REPORTED, SMALL_SPANS_PER_ROOT, SPANS_PER_ROOT,
 };
-
-/// Spans in one small trace: the root and its children.
-const SMALL_SPANS_PER_ROOT: u64 = SMALL_CHILDREN + 1;
 
 /// Roots between two flushes, as in the pipeline benchmark's bursty cases.
 const BURST: u64 = 50;

@@ -15,6 +15,9 @@ pub const SPANS_PER_ROOT: u64 = CHILDREN + 1;
 /// Children under each root of the small traces.
 #[allow(dead_code)]
 pub const SMALL_CHILDREN: u64 = 10;
+/// Spans in one small trace: the root and its children.
+#[allow(dead_code)]
+pub const SMALL_SPANS_PER_ROOT: u64 = SMALL_CHILDREN + 1;
 
 /// The work every instrumented function does.
 pub fn plain(x: u64) -> u64 {

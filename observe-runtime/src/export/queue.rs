@@ -87,20 +87,18 @@ pub(crate) struct QueueReceiver {
 }
 
 impl QueueReceiver {
-    /// Says that the exporter is about to wait for a wake-up, unless a batch's worth of spans or
-    /// scores already waits: `false` then, and it goes on working. (A thread that hands over
-    /// after this sees it and wakes the exporter; one that handed over before is seen here. Both
-    /// sides' steps are sequentially consistent; a wake-up lost anyway would delay a batch until
-    /// the exporter's timer, never lose it.)
+    /// Says that the exporter is about to wait for a wake-up; `false` when a batch's worth of
+    /// spans or scores already waits, and it goes on working instead (it says [`Self::awake`]
+    /// either way once it goes on). A thread that hands over after this sees it and wakes the
+    /// exporter; one that handed over before is seen here. Both sides' steps are sequentially
+    /// consistent; a wake-up lost anyway would delay a batch until the exporter's timer, never
+    /// lose it.
     pub(crate) fn may_wait(&self) -> bool {
         self.idle.0.store(true, Ordering::SeqCst);
         let due = (self.pending.load(Ordering::SeqCst) >= self.wake_at
             && !self.receiver.is_empty())
             || (self.scores_pending.load(Ordering::SeqCst) >= self.wake_at
                 && !self.scores.is_empty());
-        if due {
-            self.awake();
-        }
         !due
     }
 
